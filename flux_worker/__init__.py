@@ -1,0 +1,65 @@
+"""flux-worker: chat your way to an image, through any OpenAI-compatible client."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Mapping
+
+from .config import Config, ConfigError
+
+if TYPE_CHECKING:  # importing the package stays cheap: Flask loads with create_app
+    from flask import Flask
+
+    from .services import Services
+
+__version__ = "0.1.0"
+__all__ = ["create_app", "Config", "ConfigError", "__version__"]
+
+log = logging.getLogger("flux_worker")
+
+
+def create_app(config: Config | None = None, *, services: "Services | None" = None,
+               environ: Mapping[str, str] | None = None) -> "Flask":
+    """Create the Flask app; raise ConfigError for a bad configuration.
+
+    `config` defaults to the environment; `services` lets tests pass prepared parts.
+    """
+    if services is not None:
+        config = services.config
+    elif config is None:
+        config = Config.from_env(os.environ if environ is None else environ)
+    from flask import Flask
+
+    from . import logs
+    from .services import build_services
+    logs.configure(config.log_level, config.secrets())
+    if services is None:
+        services = build_services(config)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    app.extensions["flux_worker"] = services
+
+    from .web import api, common, errors, files, pages
+    errors.register(app)
+    common.install(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(files.bp)
+    app.wsgi_app = common.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
+    _announce(services)
+    return app
+
+
+def _announce(services: "Services") -> None:
+    cfg = services.config
+    if services.backend.name == "demo":
+        log.warning("DEMO backend active: images are drawn locally, no Cloudflare account is "
+                    "used. Set CF_ACCOUNT_ID, CF_API_TOKEN and API_KEY for real images.")
+    log.info("flux-worker %s: backend=%s storage=%s models=%d default=%s auth=%s translation=%s",
+             __version__, services.backend.name, services.store.kind, len(services.models.models),
+             services.models.default.id, "on" if cfg.auth_required else "OFF (no API_KEY)",
+             services.translator.model if services.translator else "off")

@@ -1,0 +1,39 @@
+"""The image backend interface: one generation request in, image bytes out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..catalog import ModelSpec
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything a backend needs for one image. Sizes are what the client will get."""
+
+    prompt: str
+    model: ModelSpec
+    width: int
+    height: int
+    steps: int | None = None            # already clamped to the model's range; None: model default
+    seed: int | None = None
+    negative_prompt: str | None = None
+    guidance: float | None = None
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """Raw image bytes as the backend produced them (any size; the pipeline fits them)."""
+
+    data: bytes
+    content_type: str | None = None     # as declared upstream; the pipeline sniffs the bytes anyway
+
+
+class ImageBackend(Protocol):
+    """Turns a GenerationRequest into image bytes or raises an errors.APIError."""
+
+    name: str  # "cloudflare", "demo", "openai"
+
+    def generate(self, request: GenerationRequest) -> GeneratedImage:
+        """Generate one image; raise errors.APIError subclasses on failure."""

@@ -1,0 +1,456 @@
+"""The Cloudflare Workers AI image backend (REST, optionally through an AI Gateway).
+
+One generation is one POST to `.../ai/run/{model}`. The body carries only the fields the model's
+catalog entry accepts, because today's API rejects any other with error 5006 (the original Worker
+sent width/height/num_steps to flux-1-schnell and broke). Answers come in two kinds, told apart by
+their Content-Type: raw `image/*` bytes, or a JSON envelope with base64 in `result.image`.
+
+Failures are mapped to the project's error tree by Cloudflare's error code *and* text, with the
+HTTP status as fallback (reference §4):
+
+    3030 safety filter                   -> ContentPolicy (400), never retried
+    4006 / 3036 / "daily free allocation" -> QuotaExceeded (429), never retried, resets 00:00 UTC
+    3040 capacity                        -> retried, then Overloaded (503)
+    other 429 (per-minute limit)         -> retried, then RateLimited (429)
+    10000, 401/403, 7003, gateway 2009    -> UpstreamAuthFailed (502), never retried
+    5006 prompt length                   -> PromptTooLong (400); other 5006 -> UpstreamError (502)
+    5007 / 3042 unknown model, other 4xx -> UpstreamError (502)
+    5xx, 8008                            -> retried, then UpstreamError (502)
+    read timeout                         -> UpstreamTimeout (504), never retried
+    connection failure                   -> retried, then UpstreamError (502)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import math
+import random
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
+
+import requests
+
+from ..catalog import ModelSpec, SizeRange
+from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
+                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout)
+from .base import GeneratedImage, GenerationRequest
+
+log = logging.getLogger("flux_worker.cloudflare")
+
+DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
+CONNECT_TIMEOUT = 10.0
+BACKOFF_BASE = 0.5          # seconds; doubled per attempt, full jitter
+BACKOFF_CAP = 8.0
+RETRY_AFTER_CAP = 30.0      # an upstream asking for a longer wait is not waited for
+OVERLOADED_RETRY_AFTER = 10
+RATE_LIMITED_RETRY_AFTER = 60
+_MAX_CF_MESSAGE = 300       # characters of Cloudflare's message quoted in our errors
+
+CONTENT_POLICY_MESSAGE = ("The image model's safety filter rejected this prompt or its output. "
+                          "Rephrase the prompt and try again.")
+TOKEN_REJECTED_MESSAGE = ("Cloudflare rejected this server's API token (check CF_API_TOKEN / its "
+                          "Workers AI permission); your API key was accepted.")
+
+# Model errors read "AiError: 3030: Input prompt ..." or "AiError: 8008: Internal server error"
+# with no separate code (reference §4), so a code is also looked for in the text.
+_CODE_IN_TEXT = re.compile(r"\b(\d{4,5}):")
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?;base64,", re.I)
+_WHITESPACE = re.compile(rb"\s+")
+
+
+def _fit_side(value: int, limits: SizeRange) -> int:
+    """Round a side to the nearest multiple of 8 inside the model's limits."""
+    lo = -(-limits.min // 8) * 8
+    hi = limits.max // 8 * 8
+    return max(lo, min(hi, (int(value) + 4) // 8 * 8))
+
+
+def build_request(model: ModelSpec, request: GenerationRequest
+                  ) -> tuple[dict[str, Any] | None, dict[str, tuple[None, str]] | None]:
+    """Build the body as (json, None) or (None, multipart files) from accepted fields only."""
+    fields: dict[str, Any] = {"prompt": request.prompt}
+    if model.steps_field and request.steps is not None:
+        fields[model.steps_field] = model.clamp_steps(request.steps)
+    if model.size is not None:
+        # The pipeline crops/scales the output to the exact requested size, so rounding is fine.
+        fields["width"] = _fit_side(request.width, model.size)
+        fields["height"] = _fit_side(request.height, model.size)
+    if model.seed and request.seed is not None:
+        fields["seed"] = int(request.seed)
+    if model.guidance is not None and request.guidance is not None:
+        lo, hi = model.guidance
+        fields["guidance"] = float(max(lo, min(hi, request.guidance)))
+    if model.negative_prompt and request.negative_prompt:
+        fields["negative_prompt"] = request.negative_prompt
+    if model.encoding == "multipart":
+        # flux-2-* take only multipart/form-data, "even if you just have a prompt" (reference §2);
+        # (None, value) makes a plain form field, and requests writes the boundary.
+        return None, {name: (None, str(value)) for name, value in fields.items()}
+    return fields, None
+
+
+def seconds_until_utc_midnight(now: datetime | None = None) -> int:
+    """Return the whole seconds until the next 00:00 UTC, when the free allocation resets."""
+    now = now or datetime.now(timezone.utc)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, math.ceil((midnight - now).total_seconds()))
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Read a Retry-After header given as seconds or as an HTTP date; None when absent or bad."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+class _Malformed(Exception):
+    """A 2xx answer that carries no usable image."""
+
+
+@dataclass
+class _Failure:
+    """One failed attempt: the error to raise, and whether another attempt may help."""
+
+    error: APIError
+    retryable: bool = False
+    retry_after: float | None = None       # what upstream asked for, in seconds
+    cause: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class _CloudflareError:
+    """Cloudflare's error, read from the envelope `errors[0]` (code may be missing)."""
+
+    status: int
+    code: int | None
+    message: str
+
+
+class CloudflareBackend:
+    """Generates images with Cloudflare Workers AI over REST."""
+
+    name = "cloudflare"
+
+    def __init__(self, *, account_id: str, api_token: str, session: requests.Session,
+                 api_base: str = DEFAULT_API_BASE, timeout: float = 120.0, retries: int = 2,
+                 gateway_url: str = "", gateway_token: str = "",
+                 sleep: Callable[[float], None] = time.sleep,
+                 rng: Callable[[], float] = random.random):
+        self.account_id = account_id
+        self.api_base = api_base.rstrip("/")
+        self.timeout = float(timeout)
+        self.retries = max(0, int(retries))
+        self.gateway_url = gateway_url.rstrip("/")
+        self._api_token = api_token
+        self._gateway_token = gateway_token
+        self._session = session
+        self._sleep = sleep
+        self._rng = rng
+        # CF documents `/workers-ai/{model}`, some gateways only answer `/workers-ai/run/{model}`
+        # (reference §7); flipped once the `/run/` form is seen to work.
+        self._gateway_run_path = False
+
+    def __repr__(self) -> str:
+        # Never the tokens: a repr can end up in a log line or a traceback.
+        via = f", gateway={self.gateway_url!r}" if self.gateway_url else ""
+        return f"CloudflareBackend(api_base={self.api_base!r}{via})"
+
+    # -- URLs and headers ---------------------------------------------------------------------
+
+    def url_for(self, model: ModelSpec, *, run_path: bool | None = None) -> str:
+        """Return the endpoint for `model`, keeping the id's slashes and `@` literally."""
+        if not self.gateway_url:
+            return f"{self.api_base}/accounts/{self.account_id}/ai/run/{model.id}"
+        use_run = self._gateway_run_path if run_path is None else run_path
+        return f"{self.gateway_url}/workers-ai/{'run/' if use_run else ''}{model.id}"
+
+    def _headers(self) -> dict[str, str]:
+        """Return the auth headers (kept out of every log line and message)."""
+        headers = {"Authorization": f"Bearer {self._api_token}"}
+        if self.gateway_url and self._gateway_token:
+            headers["cf-aig-authorization"] = f"Bearer {self._gateway_token}"
+        return headers
+
+    def _redact(self, text: str) -> str:
+        """Remove the tokens from text quoted from upstream or from an exception."""
+        for secret in (self._api_token, self._gateway_token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest) -> GeneratedImage:
+        """Generate one image, retrying only failures that a retry can fix."""
+        model = request.model
+        model.check_prompt(request.prompt)
+        json_body, files = build_request(model, request)
+        attempts = 1 + self.retries
+        for attempt in range(1, attempts + 1):
+            outcome = self._attempt(model, json_body, files, attempt, attempts)
+            if isinstance(outcome, GeneratedImage):
+                return outcome
+            wait = self._wait_before_retry(outcome, attempt)
+            if attempt == attempts or wait is None:
+                raise outcome.error from outcome.cause
+            self._sleep(wait)
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _wait_before_retry(self, failure: _Failure, attempt: int) -> float | None:
+        """Return the seconds to wait before the next attempt, or None when not to retry."""
+        if not failure.retryable:
+            return None
+        if failure.retry_after is not None:
+            # Waiting longer than the cap would hold a worker thread for nothing; the client
+            # gets the upstream's Retry-After instead.
+            return failure.retry_after if failure.retry_after <= RETRY_AFTER_CAP else None
+        return self._rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+
+    def _attempt(self, model: ModelSpec, json_body: dict | None, files: dict | None,
+                 attempt: int, attempts: int) -> GeneratedImage | _Failure:
+        """Make one attempt (two requests when the gateway path must be discovered)."""
+        try:
+            resp = self._post(model, self.url_for(model), json_body, files, attempt, attempts)
+            if self.gateway_url and not self._gateway_run_path and self._is_7003(resp):
+                # Reference §7: one 3P gateway answered 7003 without `/run/`; try that form once.
+                run_resp = self._post(model, self.url_for(model, run_path=True), json_body,
+                                      files, attempt, attempts)
+                if run_resp.status_code < 400:  # remembered only once it has really worked
+                    self._gateway_run_path = True
+                    log.info("cloudflare gateway answers on /workers-ai/run/{model}; using it")
+                resp = run_resp
+        except requests.RequestException as exc:
+            return self._transport_failure(model, exc, attempts)
+        if resp.status_code < 400:
+            try:
+                return self._read_image(resp)
+            except _Malformed as exc:
+                cf = self._error_from(resp)
+                if cf.code is not None:
+                    # A 2xx carrying an error envelope is still that error.
+                    return self._classify(model, cf, resp, attempts)
+                return _Failure(self._malformed(model, str(exc)), cause=exc)
+        return self._classify(model, self._error_from(resp), resp, attempts)
+
+    def _post(self, model: ModelSpec, url: str, json_body: dict | None, files: dict | None,
+              attempt: int, attempts: int) -> requests.Response:
+        """POST once and log one line: model, status, duration, attempt (never headers)."""
+        started = time.monotonic()
+        try:
+            resp = self._session.post(url, json=json_body, files=files, headers=self._headers(),
+                                      timeout=(CONNECT_TIMEOUT, self.timeout))
+        except requests.RequestException as exc:
+            log.info("cloudflare %s attempt %d/%d: %s after %d ms", model.id, attempt, attempts,
+                     type(exc).__name__, (time.monotonic() - started) * 1000)
+            raise
+        code = ""
+        if resp.status_code >= 400:
+            cf = self._error_from(resp)
+            code = f" code {cf.code}" if cf.code is not None else ""
+        log.info("cloudflare %s attempt %d/%d: HTTP %d%s in %d ms%s", model.id, attempt, attempts,
+                 resp.status_code, code, (time.monotonic() - started) * 1000,
+                 " via gateway" if self.gateway_url else "")
+        return resp
+
+    # -- answers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _content_type(resp: requests.Response) -> str:
+        return resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+    def _read_image(self, resp: requests.Response) -> GeneratedImage:
+        """Return the image from a 2xx answer; raise _Malformed when there is none."""
+        ctype = self._content_type(resp)
+        body = resp.content
+        if ctype.startswith("image/"):
+            # phoenix answers image/jpeg, the SD family image/png (reference §3); the pipeline
+            # sniffs the bytes, so they are passed on as they are.
+            if not body:
+                raise _Malformed("empty image body")
+            return GeneratedImage(body, content_type=ctype)
+        looks_json = body.lstrip()[:1] in (b"{", b"[")
+        if ctype == "application/json" or ctype.endswith("+json") or looks_json:
+            return self._read_envelope(resp)
+        if ctype in ("", "application/octet-stream") and body:
+            # An undeclared binary answer may still be an image; the pipeline sniffs it and
+            # turns anything else into a 502.
+            return GeneratedImage(body, content_type=None)
+        raise _Malformed(f"unexpected content type {ctype or 'none'!r}"
+                         + ("" if body else " with an empty body"))
+
+    def _read_envelope(self, resp: requests.Response) -> GeneratedImage:
+        """Decode `result.image` from a JSON envelope; raise _Malformed on anything else."""
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise _Malformed("the body is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise _Malformed("the JSON body is not an object")
+        if data.get("success") is not True:
+            raise _Malformed("the envelope does not say success")
+        result = data.get("result")
+        image = result.get("image") if isinstance(result, dict) else None
+        if not isinstance(image, str) or not image.strip():
+            raise _Malformed("no result.image in the envelope")
+        content_type = None
+        match = _DATA_URL.match(image.strip())
+        if match:
+            content_type = (match.group(1) or "").lower() or None
+            image = image.strip()[match.end():]
+        try:
+            raw = base64.b64decode(_WHITESPACE.sub(b"", image.encode("ascii")), validate=True)
+        except (binascii.Error, UnicodeEncodeError) as exc:
+            raise _Malformed("result.image is not valid base64") from exc
+        if not raw:
+            raise _Malformed("result.image is empty")
+        return GeneratedImage(raw, content_type=content_type)
+
+    def _error_from(self, resp: requests.Response) -> _CloudflareError:
+        """Read Cloudflare's error envelope; tolerate bodies that are not one (e.g. HTML)."""
+        code: int | None = None
+        message = ""
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            errors = data.get("errors")
+            first = errors[0] if isinstance(errors, list) and errors else None
+            if isinstance(first, dict):
+                message = str(first.get("message") or "")
+                try:
+                    code = int(first.get("code"))
+                except (TypeError, ValueError):
+                    code = None
+            elif isinstance(data.get("error"), str):
+                message = data["error"]
+        if code is None and message:
+            found = _CODE_IN_TEXT.search(message)
+            code = int(found.group(1)) if found else None
+        message = self._redact(" ".join(message.split()))
+        if len(message) > _MAX_CF_MESSAGE:
+            message = message[:_MAX_CF_MESSAGE - 1] + "…"
+        return _CloudflareError(resp.status_code, code, message)
+
+    def _is_7003(self, resp: requests.Response) -> bool:
+        return resp.status_code == 404 and self._error_from(resp).code == 7003
+
+    # -- error mapping ------------------------------------------------------------------------
+
+    def _classify(self, model: ModelSpec, cf: _CloudflareError, resp: requests.Response,
+                  attempts: int) -> _Failure:
+        """Map Cloudflare's answer to a failure: codes and texts first, HTTP status last."""
+        code, status, text = cf.code, cf.status, cf.message.lower()
+        quoted = self._quote(cf)
+        retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+
+        if code == 3030 or "has been flagged" in text or "nsfw" in text:
+            # 3030 is generic (also undecodable input images) but a prompt rephrase is the fix.
+            return _Failure(ContentPolicy(CONTENT_POLICY_MESSAGE, param="prompt"))
+        if code in (4006, 3036) or "daily free allocation" in text:
+            # The free allocation resets at 00:00 UTC (reference §6); retrying only burns time.
+            wait = seconds_until_utc_midnight()
+            return _Failure(QuotaExceeded(
+                "The Cloudflare account's daily free Workers AI allocation is used up. It resets "
+                f"at 00:00 UTC (in {_human(wait)}); try again then, or upgrade the account to "
+                "Workers Paid.", retry_after=wait))
+        if code == 3040 or "capacity temporarily exceeded" in text:
+            after = math.ceil(retry_after) if retry_after is not None else OVERLOADED_RETRY_AFTER
+            return _Failure(Overloaded(
+                f"Cloudflare Workers AI has no capacity for {model.short_name} right now "
+                f"(code 3040). Try again in {after} seconds.", retry_after=after),
+                retryable=True, retry_after=retry_after)
+        if self.gateway_url and (code == 2009 or (status == 401 and code != 10000)):
+            return _Failure(UpstreamAuthFailed(
+                "The Cloudflare AI Gateway rejected this server's gateway token (check "
+                "CF_AI_GATEWAY_TOKEN); your API key was accepted."))
+        if code == 10000 or (status in (401, 403) and code not in (5035, 5007, 3042)):
+            return _Failure(UpstreamAuthFailed(TOKEN_REJECTED_MESSAGE))
+        if code == 7003:
+            where = " and CF_AI_GATEWAY" if self.gateway_url else ""
+            return _Failure(UpstreamAuthFailed(
+                f"Cloudflare could not route the request ({quoted}): check CF_ACCOUNT_ID{where}; "
+                "your API key was accepted."))
+        if code == 5006 and "length of '/prompt'" in text:
+            return _Failure(PromptTooLong(
+                f"The prompt is longer than {model.short_name} accepts ({quoted}). Shorten the "
+                "prompt and try again.", param="prompt"))
+        if code == 5006:
+            # A schema mismatch means this server built a body the model no longer takes.
+            return _Failure(UpstreamError(
+                f"Cloudflare rejected the request this server built for {model.id} ({quoted}). "
+                "This is a bug in the server, not in your request."))
+        if code in (5007, 3042):
+            return _Failure(UpstreamError(
+                f"The model {model.id} is not available to this Cloudflare account ({quoted})."))
+        if status == 429:
+            after = math.ceil(retry_after) if retry_after is not None else RATE_LIMITED_RETRY_AFTER
+            return _Failure(RateLimited(
+                f"Cloudflare Workers AI is rate-limiting this server ({quoted}). Try again in "
+                f"{after} seconds.", retry_after=after), retryable=True, retry_after=retry_after)
+        if status >= 500 or code == 8008 or "internal server error" in text:
+            return _Failure(UpstreamError(
+                f"Cloudflare Workers AI failed for {model.id} ({quoted}) after {attempts} "
+                f"attempt{'s' if attempts != 1 else ''}. Try again later."),
+                retryable=True, retry_after=retry_after)
+        return _Failure(UpstreamError(
+            f"Cloudflare refused the request for {model.id} ({quoted})."))
+
+    @staticmethod
+    def _quote(cf: _CloudflareError) -> str:
+        """Describe Cloudflare's error as `HTTP 400, code 5006: message`."""
+        parts = f"HTTP {cf.status}"
+        if cf.code is not None:
+            parts += f", code {cf.code}"
+        return parts + (f": {cf.message}" if cf.message else "")
+
+    def _malformed(self, model: ModelSpec, detail: str) -> UpstreamError:
+        return UpstreamError(f"Cloudflare returned a malformed answer for {model.id}: {detail}.")
+
+    def _transport_failure(self, model: ModelSpec, exc: requests.RequestException,
+                           attempts: int) -> _Failure:
+        """Map a transport exception; the text names its class only (URLs carry the account)."""
+        kind = type(exc).__name__
+        if isinstance(exc, requests.ConnectTimeout):
+            # The connection never opened, so nothing ran or was billed: safe to retry.
+            return _Failure(UpstreamTimeout(
+                f"Could not connect to Cloudflare Workers AI within {CONNECT_TIMEOUT:g} seconds "
+                f"for {model.id} ({attempts} attempt{'s' if attempts != 1 else ''}). Try again "
+                "later."), retryable=True, cause=exc)
+        if isinstance(exc, requests.Timeout):
+            # Not retried: the generation may still be running, and billed, upstream.
+            return _Failure(UpstreamTimeout(
+                f"Cloudflare Workers AI did not answer within {self.timeout:g} seconds for "
+                f"{model.id}. Try again, perhaps with fewer steps or a smaller size."), cause=exc)
+        if isinstance(exc, requests.ConnectionError):
+            return _Failure(UpstreamError(
+                f"Could not reach Cloudflare Workers AI for {model.id} ({kind}, {attempts} "
+                f"attempt{'s' if attempts != 1 else ''}). Try again later."),
+                retryable=True, cause=exc)
+        # Broken bodies and the like: the request may have run, so no retry.
+        return _Failure(UpstreamError(
+            f"The connection to Cloudflare Workers AI failed for {model.id} ({kind})."), cause=exc)
+
+
+def _human(seconds: int) -> str:
+    """Format a duration as `5 h 12 min` or `7 min`."""
+    hours, minutes = divmod(max(1, math.ceil(seconds / 60)), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"

@@ -1,0 +1,148 @@
+"""The offline demo backend: draws a placeholder image locally, without network or credentials.
+
+It runs when no Cloudflare credentials are set, so a fresh checkout answers every request with a
+real JPEG of exactly the requested size: a two-colour gradient picked from a hash of the prompt and
+seed, a large "DEMO" mark, the prompt and a line with size, model and seed. The same request
+always gives the same bytes, so tests and clients can rely on it.
+
+Only Pillow's built-in font is used (``ImageFont.load_default(size=...)``, Pillow >= 10.1), so no
+font files are needed. It covers Latin scripts; other characters (Chinese, emoji) are drawn as
+placeholder boxes rather than failing.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import io
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .base import GeneratedImage, GenerationRequest
+
+JPEG_QUALITY = 88
+ELLIPSIS = "…"
+# Longer prompts cannot fit on the image anyway; capping them bounds the wrapping work.
+_MAX_PROMPT_CHARS = 600
+_WHITE = (255, 255, 255)
+_INK = (20, 20, 28)
+
+
+class DemoBackend:
+    """Draw a deterministic placeholder image for each request, offline."""
+
+    name = "demo"
+
+    def generate(self, request: GenerationRequest) -> GeneratedImage:
+        """Draw the request's prompt on a gradient of exactly the requested size."""
+        image = render(request.prompt, request.width, request.height,
+                       model=request.model.short_name, seed=request.seed)
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=JPEG_QUALITY)
+        return GeneratedImage(data=out.getvalue(), content_type="image/jpeg")
+
+
+def render(prompt: str, width: int, height: int, *, model: str, seed: int | None) -> Image.Image:
+    """Return the demo picture for a prompt and seed as an RGB image of width x height."""
+    # JSON allows lone surrogates ("\ud83d"), which neither UTF-8 nor FreeType accept.
+    prompt = prompt.encode("utf-8", "replace").decode("utf-8")
+    digest = hashlib.sha256(f"{prompt}\x00{seed}".encode()).digest()
+    image = _gradient(width, height, digest)
+    draw = ImageDraw.Draw(image)
+    short = min(width, height)
+    margin = max(2, round(short * 0.06))
+
+    # Fonts are made per call (0.1 ms each) rather than cached, so no FreeType face is shared
+    # between gunicorn threads and thread safety does not hinge on Pillow's internals.
+    mark_size = max(6, round(min(height * 0.22, (width - 2 * margin) / 3.0)))
+    mark = ImageFont.load_default(size=mark_size)
+    draw.text((width / 2, height * 0.28), "DEMO", font=mark, anchor="mm", fill=_WHITE,
+              stroke_width=max(1, mark_size // 24), stroke_fill=_INK)
+
+    info_size = max(6, round(short / 40))
+    info = ImageFont.load_default(size=info_size)
+    seed_text = "no seed" if seed is None else f"seed {seed}"
+    draw.text((width / 2, height - margin / 2), f"{width}x{height} · {model} · {seed_text}",
+              font=info, anchor="md", fill=_WHITE, stroke_width=max(1, info_size // 12),
+              stroke_fill=_INK)
+
+    text_size = max(6, round(short / 26))
+    text = ImageFont.load_default(size=text_size)
+    line_height = round(text_size * 1.25)
+    top = height * 0.28 + mark_size * 0.6
+    bottom = height - margin / 2 - info_size * 1.6
+    max_lines = max(1, int((bottom - top) // line_height))
+    lines = _wrap(prompt, text, width - 2 * margin, max_lines)
+    for index, line in enumerate(lines):
+        draw.text((width / 2, top + index * line_height), line, font=text, anchor="ma",
+                  fill=_WHITE, stroke_width=max(1, text_size // 16), stroke_fill=_INK)
+    return image
+
+
+def _gradient(width: int, height: int, digest: bytes) -> Image.Image:
+    """A smooth diagonal gradient between two colours taken from the digest."""
+    hue = digest[0] / 255
+    first = _colour(hue, digest[1], digest[2])
+    # A hue a quarter to a half turn away keeps the two ends clearly different.
+    second = _colour(hue + 0.25 + digest[3] / 1020, digest[4], digest[5])
+    middle = tuple((a + b) // 2 for a, b in zip(first, second))
+    corners = Image.new("RGB", (2, 2))
+    corners.putpixel((0, 0), first)
+    corners.putpixel((1, 0), middle)
+    corners.putpixel((0, 1), middle)
+    corners.putpixel((1, 1), second)
+    # Scaling 2x2 pixels is far faster than a per-pixel loop; the box from pixel centre to
+    # pixel centre stretches the gradient over the whole picture instead of its middle half.
+    return corners.resize((width, height), Image.Resampling.BILINEAR, box=(0.5, 0.5, 1.5, 1.5))
+
+
+def _colour(hue: float, saturation: int, value: int) -> tuple[int, int, int]:
+    # Mid saturation and brightness: colourful, yet white text with a dark outline stays legible.
+    r, g, b = colorsys.hsv_to_rgb(hue % 1.0, 0.45 + saturation / 255 * 0.35,
+                                  0.45 + value / 255 * 0.35)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float, max_lines: int) -> list[str]:
+    """Break text into at most max_lines lines no wider than max_width, ending in … if cut."""
+    text = " ".join(text.split())
+    cut = len(text) > _MAX_PROMPT_CHARS
+    text = text[:_MAX_PROMPT_CHARS]
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if font.getlength(candidate) <= max_width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        # A word wider than the line, or a script without spaces (Chinese): break anywhere.
+        while len(lines) <= max_lines and font.getlength(word) > max_width:
+            fits = _fitting_prefix(word, font, max_width)
+            lines.append(word[:fits])
+            word = word[fits:]
+        current = word
+        if len(lines) > max_lines:
+            break
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines or (cut and lines):
+        lines = lines[:max_lines]
+        last = lines[-1]
+        while last and font.getlength(last + ELLIPSIS) > max_width:
+            last = last[:-1]
+        lines[-1] = last.rstrip() + ELLIPSIS
+    return lines
+
+
+def _fitting_prefix(word: str, font: ImageFont.FreeTypeFont, max_width: float) -> int:
+    """The length of the longest prefix of word that fits max_width (at least 1)."""
+    low, high = 1, len(word)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if font.getlength(word[:middle]) <= max_width:
+            low = middle
+        else:
+            high = middle - 1
+    return low

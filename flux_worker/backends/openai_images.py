@@ -1,0 +1,118 @@
+"""A backend for any OpenAI-compatible Images API (OpenAI, Together, a local Stable Diffusion server).
+
+The same storage, sizing and answers apply: this backend asks for the nearest size such servers
+commonly accept (multiples of 64) and the pipeline crops and scales to the exact size asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+
+import requests
+
+from ..catalog import ModelSpec, SizeRange
+from ..errors import (ContentPolicy, QuotaExceeded, RateLimited, UpstreamAuthFailed,
+                      UpstreamError, UpstreamTimeout)
+from ..translate import chat_completions_url
+from .base import GeneratedImage, GenerationRequest
+
+log = logging.getLogger("flux_worker.openai_images")
+
+
+def generic_model(name: str) -> ModelSpec:
+    """A catalog entry for a model behind an OpenAI-compatible Images API."""
+    return ModelSpec(name, (), "openai-compatible", f"{name} through IMAGE_API_BASE",
+                     size=SizeRange(256, 2048), steps_field=None)
+
+
+def images_url(base: str) -> str:
+    """The images/generations URL for a base given with or without `/v1`."""
+    return chat_completions_url(base).removesuffix("/chat/completions") + "/images/generations"
+
+
+class OpenAIImagesBackend:
+    """Generates through POST {IMAGE_API_BASE}/v1/images/generations."""
+
+    name = "openai"
+
+    def __init__(self, *, api_base: str, api_key: str, session: requests.Session,
+                 timeout: float = 120.0):
+        self.url = images_url(api_base)
+        self._key = api_key
+        self._session = session
+        self._timeout = timeout
+
+    def generate(self, request: GenerationRequest) -> GeneratedImage:
+        """Ask the upstream for one image; map its errors to ours."""
+        body = {"model": request.model.id, "prompt": request.prompt, "n": 1,
+                "size": f"{_round64(request.width)}x{_round64(request.height)}",
+                "response_format": "b64_json"}
+        resp = self._post(body)
+        if resp.status_code == 400 and "response_format" in resp.text:
+            # gpt-image models refuse response_format (they always answer in base64).
+            body.pop("response_format")
+            resp = self._post(body)
+        if resp.status_code != 200:
+            raise _error(resp)
+        try:
+            item = resp.json()["data"][0]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise UpstreamError("The image API returned a malformed answer (no data[0]).") from exc
+        if item.get("b64_json"):
+            try:
+                return GeneratedImage(base64.b64decode(item["b64_json"], validate=True))
+            except (binascii.Error, ValueError, TypeError) as exc:
+                raise UpstreamError("The image API returned invalid base64.") from exc
+        if item.get("url"):
+            return self._download(item["url"])
+        raise UpstreamError("The image API answered without b64_json or url.")
+
+    def _post(self, body: dict) -> requests.Response:
+        started = time.monotonic()
+        try:
+            resp = self._session.post(self.url, json=body, timeout=(10, self._timeout),
+                                      headers={"Authorization": f"Bearer {self._key}"})
+        except requests.Timeout as exc:
+            raise UpstreamTimeout(f"The image API did not answer within {self._timeout:g} s.") from exc
+        except requests.RequestException as exc:
+            raise UpstreamError(f"Could not reach the image API ({type(exc).__name__}).") from exc
+        log.info("images api %s -> %d in %.0f ms", body["model"], resp.status_code,
+                 (time.monotonic() - started) * 1000)
+        return resp
+
+    def _download(self, url: str) -> GeneratedImage:
+        try:
+            resp = self._session.get(url, timeout=(10, self._timeout))
+        except requests.RequestException as exc:
+            raise UpstreamError(f"Could not download the generated image ({type(exc).__name__}).") from exc
+        if resp.status_code != 200:
+            raise UpstreamError(f"Downloading the generated image failed with HTTP {resp.status_code}.")
+        return GeneratedImage(resp.content, resp.headers.get("Content-Type"))
+
+
+def _round64(side: int) -> int:
+    return max(64, (side + 32) // 64 * 64)
+
+
+def _error(resp: requests.Response) -> Exception:
+    try:
+        err = resp.json().get("error") or {}
+    except (ValueError, AttributeError):
+        err = {}
+    code = err.get("code") if isinstance(err, dict) else None
+    text = (err.get("message") if isinstance(err, dict) else None) or resp.text[:200]
+    if resp.status_code in (401, 403):
+        return UpstreamAuthFailed("The image API rejected this server's IMAGE_API_KEY; "
+                                  "your API key was accepted.")
+    if code == "content_policy_violation":
+        return ContentPolicy("The image API's safety system rejected this prompt. Rephrase it.")
+    if code == "insufficient_quota":
+        return QuotaExceeded("The image API account has no quota left.")
+    if resp.status_code == 429:
+        retry = resp.headers.get("Retry-After", "")
+        return RateLimited("The image API is rate limiting this server; try again shortly.",
+                           retry_after=int(retry) if retry.isdigit() else 60)
+    return UpstreamError(f"The image API failed with HTTP {resp.status_code}: {text}")

@@ -1,0 +1,301 @@
+"""Configuration: every environment variable, its default and its meaning, read once at start.
+
+`Config.from_env()` is the only place that reads the environment. A bad value raises
+`ConfigError` naming the variable, so the service refuses to start instead of failing
+per request. `VARIABLES` is the single list the README's table is checked against.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, fields
+from typing import Mapping
+from urllib.parse import urlsplit
+
+DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"
+DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"
+# A current, cheap text model that Cloudflare keeps (llama-3.1-8b-instruct was deprecated
+# on 2026-05-30; the -fast variant stays).
+DEFAULT_TRANSLATE_MODEL = "@cf/meta/llama-3.1-8b-instruct-fast"
+LANGUAGES = ("en", "de", "zh-cn", "zh-hant", "ja", "es", "fr", "ru")
+BACKENDS = ("cloudflare", "demo", "openai")
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, default (as the text a user would set) and help."""
+
+    name: str
+    default: str
+    help: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("API_KEY", "", "Client key(s) for `Authorization: Bearer`; comma-separated for several. Required with a real backend; without it the demo backend needs no key."),
+    Variable("CF_ACCOUNT_ID", "", "Cloudflare account id for Workers AI. Without it (and the token) the offline demo backend runs."),
+    Variable("CF_API_TOKEN", "", "Cloudflare API token with Workers AI permission."),
+    Variable("CF_API_BASE", DEFAULT_CF_API_BASE, "Cloudflare API base; the service calls `{CF_API_BASE}/accounts/{CF_ACCOUNT_ID}/ai/run/{model}`. Point it at a proxy or a local fake."),
+    Variable("CF_AI_GATEWAY", "", "Cloudflare AI Gateway base URL (`https://gateway.ai.cloudflare.com/v1/{account}/{gateway}`); when set, Workers AI calls go through it."),
+    Variable("CF_AI_GATEWAY_TOKEN", "", "Gateway token, sent as `cf-aig-authorization: Bearer ...` (authenticated gateways)."),
+    Variable("CF_IS_TRANSLATE", "false", "`true`: translate and enrich the prompt with an LLM before generating."),
+    Variable("PROMPT_OPTIMIZATION", "", "Alias of `CF_IS_TRANSLATE` (used when `CF_IS_TRANSLATE` is unset)."),
+    Variable("EXTERNAL_API_BASE", "", "OpenAI-compatible LLM base URL for translation, with or without `/v1`. Unset: Cloudflare's own chat endpoint is used."),
+    Variable("EXTERNAL_MODEL", "", "Model name for `EXTERNAL_API_BASE`."),
+    Variable("EXTERNAL_API_KEY", "", "API key for `EXTERNAL_API_BASE`."),
+    Variable("TRANSLATE_MODEL", DEFAULT_TRANSLATE_MODEL, "Workers AI text model used for translation when `EXTERNAL_API_BASE` is unset."),
+    Variable("SYSTEM_MESSAGE", "", "Replaces the built-in system message for prompt translation."),
+    Variable("TRANSLATE_TIMEOUT", "20", "Seconds to wait for the translation LLM before falling back to the original prompt."),
+    Variable("FLUX_MODEL", DEFAULT_FLUX_MODEL, "Default image model (id or alias)."),
+    Variable("FLUX_NUM_STEPS", "4", "Diffusion steps sent to the model, clamped to the model's range."),
+    Variable("IMAGE_MODELS", "", "Comma-separated model ids or aliases offered; empty offers the whole catalog."),
+    Variable("IMAGE_BACKEND", "", "`cloudflare`, `openai` or `demo`; empty picks `cloudflare` when credentials are set, else `demo`."),
+    Variable("IMAGE_API_BASE", "", "For `IMAGE_BACKEND=openai`: base URL of an OpenAI-compatible Images API."),
+    Variable("IMAGE_API_KEY", "", "For `IMAGE_BACKEND=openai`: its API key."),
+    Variable("MAX_IMAGES", "4", "Largest `n` accepted by the Images API."),
+    Variable("IMAGE_EXPIRATION", "1800", "Seconds an image is kept and served."),
+    Variable("STORAGE_URL", "disk://data", "`memory://`, `disk://<relative path>`, `disk:///<absolute path>` or `redis://[:password@]host:port/db` (`rediss://` for TLS)."),
+    Variable("STORAGE_MAX_BYTES", "1073741824", "Upper bound of the bytes kept by `memory://` and `disk://` storage (oldest go first)."),
+    Variable("PUBLIC_BASE_URL", "", "Base of image links (`https://img.example.com`); empty derives it from the request."),
+    Variable("TRUSTED_PROXIES", "127.0.0.1,::1", "Comma-separated addresses/networks whose `X-Forwarded-Proto`/`-Host`/`-For` are believed; `*` trusts all, empty none."),
+    Variable("LANGUAGE", "en", "Language of the chat answer: en, de, zh-cn, zh-hant, ja, es, fr, ru."),
+    Variable("CORS_ORIGINS", "*", "Allowed CORS origins, comma-separated, or `*`."),
+    Variable("UPSTREAM_TIMEOUT", "120", "Seconds to wait for one image generation upstream."),
+    Variable("UPSTREAM_RETRIES", "2", "Retries of a capacity error (3040), 5xx or connection failure, with backoff and jitter."),
+    Variable("RATE_LIMIT", "", "Per API key limits such as `30/minute;500/day`; empty: none."),
+    Variable("MAX_INFLIGHT", "0", "Generations one process runs at once before answering 503; 0: no cap."),
+    Variable("MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 above it)."),
+    Variable("LOG_LEVEL", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
+)
+VARIABLE_NAMES = frozenset(v.name for v in VARIABLES)
+_DEFAULTS = {v.name: v.default for v in VARIABLES}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one service instance, validated."""
+
+    api_keys: tuple[str, ...] = ()
+    cf_account_id: str = ""
+    cf_api_token: str = ""
+    cf_api_base: str = DEFAULT_CF_API_BASE
+    cf_ai_gateway: str = ""
+    cf_ai_gateway_token: str = ""
+    translate: bool = False
+    external_api_base: str = ""
+    external_model: str = ""
+    external_api_key: str = ""
+    translate_model: str = DEFAULT_TRANSLATE_MODEL
+    system_message: str = ""
+    translate_timeout: float = 20.0
+    flux_model: str = DEFAULT_FLUX_MODEL
+    flux_num_steps: int = 4
+    image_models: tuple[str, ...] = ()
+    image_backend: str = "demo"
+    image_api_base: str = ""
+    image_api_key: str = ""
+    max_images: int = 4
+    image_expiration: int = 1800
+    storage_url: str = "disk://data"
+    storage_max_bytes: int = 1 << 30
+    public_base_url: str = ""
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    language: str = "en"
+    cors_origins: tuple[str, ...] = ("*",)
+    upstream_timeout: float = 120.0
+    upstream_retries: int = 2
+    rate_limit: str = ""
+    max_inflight: int = 0
+    max_body_bytes: int = 1 << 20
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests must carry one of the API keys."""
+        return bool(self.api_keys)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, so the log filter can redact them."""
+        values = (*self.api_keys, self.cf_api_token, self.external_api_key,
+                  self.image_api_key, self.cf_ai_gateway_token)
+        return tuple(v for v in values if v and len(v) >= 4)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Config":
+        """Read and validate the configuration; raise ConfigError naming the bad variable."""
+        env = _Reader(environ)
+        translate_raw = environ.get("CF_IS_TRANSLATE")
+        translate_name = "CF_IS_TRANSLATE"
+        if translate_raw is None and environ.get("PROMPT_OPTIMIZATION") is not None:
+            translate_name = "PROMPT_OPTIMIZATION"
+        cfg = cls(
+            api_keys=tuple(k.strip() for k in env.text("API_KEY").split(",") if k.strip()),
+            cf_account_id=env.text("CF_ACCOUNT_ID"),
+            cf_api_token=env.text("CF_API_TOKEN"),
+            cf_api_base=env.url("CF_API_BASE").rstrip("/"),
+            cf_ai_gateway=env.url("CF_AI_GATEWAY", optional=True).rstrip("/"),
+            cf_ai_gateway_token=env.text("CF_AI_GATEWAY_TOKEN"),
+            translate=env.boolean(translate_name),
+            external_api_base=env.url("EXTERNAL_API_BASE", optional=True),
+            external_model=env.text("EXTERNAL_MODEL"),
+            external_api_key=env.text("EXTERNAL_API_KEY"),
+            translate_model=env.text("TRANSLATE_MODEL") or DEFAULT_TRANSLATE_MODEL,
+            system_message=environ.get("SYSTEM_MESSAGE", "").strip(),
+            translate_timeout=env.number("TRANSLATE_TIMEOUT", minimum=0.1, maximum=600),
+            flux_model=env.text("FLUX_MODEL") or DEFAULT_FLUX_MODEL,
+            flux_num_steps=env.integer("FLUX_NUM_STEPS", minimum=1, maximum=100),
+            image_models=tuple(m.strip() for m in env.text("IMAGE_MODELS").split(",") if m.strip()),
+            image_backend=_pick_backend(env, environ),
+            image_api_base=env.url("IMAGE_API_BASE", optional=True),
+            image_api_key=env.text("IMAGE_API_KEY"),
+            max_images=env.integer("MAX_IMAGES", minimum=1, maximum=10),
+            image_expiration=env.integer("IMAGE_EXPIRATION", minimum=1, maximum=366 * 86400),
+            storage_url=_storage_url(env.text("STORAGE_URL") or "disk://data"),
+            storage_max_bytes=env.integer("STORAGE_MAX_BYTES", minimum=1 << 20, maximum=1 << 50),
+            public_base_url=env.url("PUBLIC_BASE_URL", optional=True).rstrip("/"),
+            trusted_proxies=_proxies(env.text("TRUSTED_PROXIES", keep_empty=True)),
+            language=env.choice("LANGUAGE", LANGUAGES, lower=True),
+            cors_origins=tuple(o.strip() for o in env.text("CORS_ORIGINS").split(",") if o.strip()) or ("*",),
+            upstream_timeout=env.number("UPSTREAM_TIMEOUT", minimum=1, maximum=3600),
+            upstream_retries=env.integer("UPSTREAM_RETRIES", minimum=0, maximum=10),
+            rate_limit=_rate_limit(env.text("RATE_LIMIT")),
+            max_inflight=env.integer("MAX_INFLIGHT", minimum=0, maximum=100000),
+            max_body_bytes=env.integer("MAX_BODY_BYTES", minimum=1024, maximum=1 << 30),
+            log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+        )
+        _check_consistency(cfg, environ)
+        return cfg
+
+    def replace(self, **changes) -> "Config":
+        """Return a copy with some fields changed (for tests)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)
+
+
+class _Reader:
+    """Typed access to environment variables; every error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def text(self, name: str, keep_empty: bool = False) -> str:
+        if keep_empty and name in self.environ:
+            return self.environ[name].strip()
+        value = self.environ.get(name, "").strip()
+        return value or _DEFAULTS.get(name, "")
+
+    def integer(self, name: str, minimum: int, maximum: int) -> int:
+        raw = self.text(name)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    def number(self, name: str, minimum: float, maximum: float) -> float:
+        raw = self.text(name)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{name} must be between {minimum:g} and {maximum:g}, got {raw}")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        raw = self.text(name).lower()
+        if raw in TRUE_WORDS:
+            return True
+        if raw in FALSE_WORDS:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {self.text(name)!r}")
+
+    def choice(self, name: str, allowed: tuple[str, ...], lower=False, upper=False) -> str:
+        raw = self.text(name)
+        value = raw.lower() if lower else raw.upper() if upper else raw
+        value = value.replace("_", "-") if lower else value
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    def url(self, name: str, optional: bool = False) -> str:
+        raw = self.text(name)
+        if not raw and optional:
+            return ""
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{name} must be an http(s) URL such as https://host/path, got {raw!r}")
+        return raw
+
+
+def _pick_backend(env: _Reader, environ: Mapping[str, str]) -> str:
+    chosen = env.text("IMAGE_BACKEND").lower()
+    if chosen:
+        if chosen not in BACKENDS:
+            raise ConfigError(f"IMAGE_BACKEND must be one of {', '.join(BACKENDS)}, got {chosen!r}")
+        return chosen
+    has_cf = bool(env.text("CF_ACCOUNT_ID") or env.text("CF_API_TOKEN"))
+    return "cloudflare" if has_cf else "demo"
+
+
+def _storage_url(url: str) -> str:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("memory", "disk", "redis", "rediss", "unix"):
+        raise ConfigError(
+            f"STORAGE_URL must start with memory://, disk://, redis:// or rediss://, got {url!r}")
+    if scheme == "disk" and not url[len("disk://"):]:
+        raise ConfigError("STORAGE_URL disk:// needs a path, such as disk://data or disk:///var/lib/flux-worker")
+    return url
+
+
+def _proxies(raw: str) -> tuple[str, ...]:
+    items = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"TRUSTED_PROXIES must list IP addresses or networks (or *), got {item!r}") from None
+    return items
+
+
+_RATE_ITEM = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*$", re.I)
+
+
+def _rate_limit(raw: str) -> str:
+    for item in filter(None, (p.strip() for p in re.split(r"[;,]", raw))):
+        if not _RATE_ITEM.match(item):
+            raise ConfigError(f"RATE_LIMIT must look like 30/minute;500/day, got {item!r}")
+    return raw
+
+
+def _check_consistency(cfg: Config, environ: Mapping[str, str]) -> None:
+    if cfg.image_backend == "cloudflare":
+        if not (cfg.cf_account_id and cfg.cf_api_token):
+            missing = "CF_API_TOKEN" if cfg.cf_account_id else "CF_ACCOUNT_ID"
+            raise ConfigError(f"{missing} is required for the Cloudflare backend (set both CF_ACCOUNT_ID and CF_API_TOKEN)")
+    if cfg.image_backend == "openai" and not cfg.image_api_base:
+        raise ConfigError("IMAGE_API_BASE is required when IMAGE_BACKEND=openai")
+    if cfg.image_backend != "demo" and not cfg.api_keys:
+        raise ConfigError(
+            "API_KEY is required when a real image backend is configured: "
+            "set API_KEY to one or more comma-separated client keys")
+    if cfg.translate and cfg.external_api_base and not cfg.external_model:
+        raise ConfigError("EXTERNAL_MODEL is required when EXTERNAL_API_BASE is set")
+    if cfg.translate and not cfg.external_api_base and not (cfg.cf_account_id and cfg.cf_api_token):
+        raise ConfigError(
+            "CF_IS_TRANSLATE=true needs EXTERNAL_API_BASE and EXTERNAL_MODEL, or Cloudflare credentials "
+            "(CF_ACCOUNT_ID and CF_API_TOKEN) to translate with a Workers AI text model")

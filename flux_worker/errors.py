@@ -1,0 +1,175 @@
+"""The project's errors, each of which knows its OpenAI-shaped answer.
+
+    APIError                      any error a client sees: status, type, code, message
+    ├── InvalidRequest            400 invalid_request_error (bad JSON, fields, empty prompt)
+    │   ├── PromptTooLong         400 prompt_too_long
+    │   └── ContentPolicy         400 content_policy_violation (Cloudflare 3030)
+    ├── AuthenticationError       401 invalid_api_key
+    ├── NotFound                  404 (routes, image keys)
+    │   └── ModelNotFound         404 model_not_found
+    ├── MethodNotAllowed          405
+    ├── PayloadTooLarge           413
+    ├── RateLimited               429 rate_limit_exceeded (+ Retry-After)
+    ├── QuotaExceeded             429 insufficient_quota (Cloudflare 4006 / 3036)
+    ├── Overloaded                503 rate_limit_exceeded (capacity, + Retry-After)
+    ├── UpstreamError             502 upstream_error (5xx, malformed answer, not an image)
+    │   ├── UpstreamAuthFailed    502 upstream_auth_failed (the server's token was refused)
+    │   └── UpstreamTimeout       504 upstream_error
+    ├── StorageError              503 storage_error
+    │   └── StorageFull           507 storage_error
+    └── ServerError               500 server_error (a bug: never for bad input)
+
+This module does not import Flask: views and logic raise these, `web.errors` turns them into
+responses at the boundary.
+"""
+
+from __future__ import annotations
+
+
+class APIError(Exception):
+    """An error with an OpenAI-shaped answer."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+    def body(self) -> dict:
+        """The JSON body: {"error": {message, type, param, code}}."""
+        return {"error": {"message": self.message, "type": self.type,
+                          "param": self.param, "code": self.code}}
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (Retry-After where it applies)."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+class InvalidRequest(APIError):
+    """The request is malformed or misses something (400)."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class PromptTooLong(InvalidRequest):
+    """The prompt is longer than the model accepts (400)."""
+
+    code = "prompt_too_long"
+
+
+class ContentPolicy(InvalidRequest):
+    """The upstream safety filter refused the prompt or its output (400)."""
+
+    code = "content_policy_violation"
+
+
+class AuthenticationError(APIError):
+    """The client's API key is missing or wrong (401)."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(APIError):
+    """No such route or image (404)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    """No such model (404)."""
+
+    code = "model_not_found"
+
+
+class MethodNotAllowed(APIError):
+    """The route exists, the method does not (405)."""
+
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(APIError):
+    """The body exceeds the size limit (413)."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class RateLimited(APIError):
+    """Too many requests; try again after Retry-After (429)."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(APIError):
+    """The upstream daily allocation is used up (429)."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class Overloaded(APIError):
+    """Upstream or this server has no capacity right now (503)."""
+
+    status = 503
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(APIError):
+    """The image provider failed or answered nonsense (502)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamAuthFailed(UpstreamError):
+    """The provider refused the server's own credentials; the client's key was fine (502)."""
+
+    code = "upstream_auth_failed"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The provider did not answer in time (504)."""
+
+    status = 504
+
+
+class StorageError(APIError):
+    """Image storage is unreachable (503)."""
+
+    status = 503
+    type = "storage_error"
+    code = "storage_error"
+
+
+class StorageFull(StorageError):
+    """Image storage has no room (507)."""
+
+    status = 507
+
+
+class ServerError(APIError):
+    """An unexpected fault in this server (500)."""
+
+    status = 500
+    type = "server_error"
+    code = "server_error"

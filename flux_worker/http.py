@@ -1,0 +1,43 @@
+"""The one pooled HTTP session every upstream client shares.
+
+gunicorn runs many threads per process and every generation waits seconds on the upstream, so
+the pool must hold as many connections as there are threads, or requests would open and drop
+connections all the time. Retries are decided by each client, never by urllib3: only the client
+knows whether repeating a call is safe (a timed-out generation may already be billed).
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+
+def user_agent() -> str:
+    """Return the User-Agent this service sends upstream: `flux-worker/<version>`."""
+    # Read at call time: the package's __init__ may still be importing when this module loads.
+    version = getattr(sys.modules.get("flux_worker"), "__version__", None)
+    if not version:
+        try:
+            version = metadata.version("flux-worker")
+        except metadata.PackageNotFoundError:
+            version = "dev"
+    return f"flux-worker/{version}"
+
+
+def make_session(pool_size: int) -> requests.Session:
+    """Build a session with `pool_size` pooled connections per host and no automatic retries."""
+    if pool_size < 1:
+        raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+    session = requests.Session()
+    # total=0 and read=False is requests' own default made explicit: urllib3 must not repeat a
+    # POST behind the client's back (that could bill one image twice).
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size,
+                          max_retries=Retry(total=0, read=False))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = user_agent()
+    return session

@@ -1,0 +1,107 @@
+"""Build the long-lived parts of one service instance from its Config.
+
+Everything here is created once per process (in `create_app`) and shared by all request
+threads: one pooled HTTP session, one store, one backend, one translator (or None).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import requests
+
+from .backends.base import ImageBackend
+from .catalog import ModelRegistry
+from .config import Config, ConfigError
+from .http import make_session
+from .pipeline import Pipeline
+from .storage import ImageStore, storage_from_url
+from .translate import ChatTranslator, Translator
+
+log = logging.getLogger("flux_worker")
+
+# Each gunicorn thread may hold one upstream connection (plus a translation call).
+DEFAULT_POOL = 128
+
+
+@dataclass
+class Services:
+    """The parts a request needs, built once."""
+
+    config: Config
+    models: ModelRegistry
+    backend: ImageBackend
+    store: ImageStore
+    translator: Translator | None
+    pipeline: Pipeline
+    session: requests.Session | None = None
+
+    def close(self) -> None:
+        """Release connections and files."""
+        self.store.close()
+        if self.session is not None:
+            self.session.close()
+
+
+def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services:
+    """Create store, backend, translator and pipeline; raise ConfigError for bad settings."""
+    models = build_models(config)
+    session = make_session(pool_size)
+    backend = build_backend(config, session)
+    translator = build_translator(config, session)
+    try:
+        store = storage_from_url(config.storage_url, max_bytes=config.storage_max_bytes)
+    except ValueError as exc:
+        raise ConfigError(f"STORAGE_URL: {exc}") from None
+    pipeline = Pipeline(backend=backend, store=store, translator=translator,
+                        expiration=config.image_expiration, default_steps=config.flux_num_steps)
+    return Services(config=config, models=models, backend=backend, store=store,
+                    translator=translator, pipeline=pipeline, session=session)
+
+
+def build_models(config: Config) -> ModelRegistry:
+    """The models offered: the Workers AI catalog, or the upstream's names for IMAGE_BACKEND=openai."""
+    if config.image_backend == "openai":
+        from .backends.openai_images import generic_model
+        names = config.image_models or ("dall-e-3",)
+        catalog = tuple(generic_model(n) for n in names)
+        default = config.flux_model if config.flux_model in names else names[0]
+        return ModelRegistry.build(names, default, catalog)
+    try:
+        return ModelRegistry.build(config.image_models, config.flux_model)
+    except ValueError as exc:
+        raise ConfigError(f"IMAGE_MODELS / FLUX_MODEL: {exc}") from None
+
+
+def build_backend(config: Config, session: requests.Session) -> ImageBackend:
+    """The image backend named by the configuration."""
+    if config.image_backend == "cloudflare":
+        from .backends.cloudflare import CloudflareBackend
+        return CloudflareBackend(
+            account_id=config.cf_account_id, api_token=config.cf_api_token, session=session,
+            api_base=config.cf_api_base, timeout=config.upstream_timeout,
+            retries=config.upstream_retries, gateway_url=config.cf_ai_gateway,
+            gateway_token=config.cf_ai_gateway_token)
+    if config.image_backend == "openai":
+        from .backends.openai_images import OpenAIImagesBackend
+        return OpenAIImagesBackend(api_base=config.image_api_base, api_key=config.image_api_key,
+                                   session=session, timeout=config.upstream_timeout)
+    from .backends.demo import DemoBackend
+    return DemoBackend()
+
+
+def build_translator(config: Config, session: requests.Session) -> Translator | None:
+    """The prompt translator, or None when translation is off."""
+    if not config.translate:
+        return None
+    if config.external_api_base:
+        return ChatTranslator(api_base=config.external_api_base, model=config.external_model,
+                              api_key=config.external_api_key, session=session,
+                              timeout=config.translate_timeout,
+                              system_message=config.system_message)
+    # No second provider: Cloudflare's own OpenAI-compatible chat endpoint, same account.
+    base = f"{config.cf_api_base}/accounts/{config.cf_account_id}/ai/v1"
+    return ChatTranslator(api_base=base, model=config.translate_model,
+                          api_key=config.cf_api_token, session=session,
+                          timeout=config.translate_timeout, system_message=config.system_message)

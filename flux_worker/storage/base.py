@@ -1,0 +1,62 @@
+"""The storage interface every backend implements, and the key format they share."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+# 16 random bytes = 128 bits, URL-safe base64 without padding: 22 characters.
+KEY_BYTES = 16
+_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+
+
+def new_key() -> str:
+    """Return a fresh unguessable image key (128 random bits)."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def is_valid_key(key: str) -> bool:
+    """Whether `key` has the shape of a key this service hands out."""
+    return bool(_KEY_RE.fullmatch(key or ""))
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """Image bytes with what is needed to serve them."""
+
+    data: bytes
+    content_type: str
+    created: float   # unix time it was stored
+    expires: float   # unix time it stops being served
+
+    def ttl(self, now: float) -> int:
+        """Whole seconds left to live at `now` (never negative)."""
+        return max(0, int(self.expires - now))
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    """Where generated images live until they expire.
+
+    Implementations are safe to call from many threads, never return an expired or partly
+    written entry, and raise `errors.StorageError` (or `StorageFull`) when they cannot work.
+    """
+
+    kind: str  # "memory", "disk", "redis": shown on the welcome page and /readyz
+
+    def put(self, key: str, data: bytes, content_type: str, ttl: int) -> StoredImage:
+        """Store `data` under `key` for `ttl` seconds."""
+
+    def get(self, key: str) -> StoredImage | None:
+        """Return the entry, or None when it is missing or expired."""
+
+    def delete(self, key: str) -> None:
+        """Remove the entry if present."""
+
+    def ping(self) -> None:
+        """Raise StorageError when the store cannot be used right now."""
+
+    def close(self) -> None:
+        """Release connections and files."""

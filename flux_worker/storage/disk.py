@@ -1,0 +1,182 @@
+"""Images kept on local disk with diskcache, shared by every worker process of one host.
+
+diskcache keeps an SQLite index plus one plain file per value of 32 KB or more, and is safe for
+many threads and processes (it reopens SQLite after a fork). Each image is stored as its raw
+bytes (never pickled), with its metadata in the row's `tag`: one SELECT returns bytes and
+metadata together, so a reader never pairs an image with another entry's content type. Because
+the bytes stay raw, large images sit in a plain file that `Cache.get(key, read=True)` can open,
+so serving them without reading them into memory can be added later without a migration.
+
+The bound (`max_bytes`, STORAGE_MAX_BYTES) is diskcache's `size_limit`: it counts the image files
+and the SQLite file, and after each write that ends above it the least recently stored images are
+removed (up to ten per write), so it is a soft bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import sqlite3
+import time
+from typing import Callable, Iterator
+
+import diskcache
+
+from ..errors import StorageError, StorageFull
+from .base import StoredImage
+
+FULL_MESSAGE = "Image storage is full: free disk space or lower STORAGE_MAX_BYTES."
+# How long a write waits for another process's SQLite write lock. diskcache's default, 60 s,
+# would hold a request far beyond the gunicorn timeout; writes hold the lock for milliseconds.
+LOCK_TIMEOUT = 10.0
+# ping() reports the disk as full below this much free space: a JPEG would no longer fit.
+MIN_FREE_BYTES = 4 << 20
+PING_KEY = "flux-worker:ping"  # never a valid image key (it contains ':')
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_ACCESS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class DiskStore:
+    """A store in a local directory, bounded by bytes, evicting the least recently stored."""
+
+    kind = "disk"
+
+    def __init__(self, directory: str | os.PathLike, *, max_bytes: int,
+                 clock: Callable[[], float] = time.time):
+        """Open (and create if missing) the store in `directory`.
+
+        :raises StorageError: when the directory cannot be created or opened.
+        """
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.max_bytes = max_bytes
+        self._clock = clock
+        with self._errors("open"):
+            self._cache = diskcache.Cache(
+                self.directory, timeout=LOCK_TIMEOUT, size_limit=max_bytes,
+                # Least recently stored, not least recently used: LRU would turn every read
+                # into a write transaction on the shared SQLite file.
+                eviction_policy="least-recently-stored")
+
+    def put(self, key: str, data: bytes, content_type: str, ttl: int) -> StoredImage:
+        """Store `data` under `key` for `ttl` seconds.
+
+        :raises StorageFull: when the disk (or quota) is full or the image exceeds the bound.
+        :raises StorageError: when the directory is not writable or is locked too long.
+        """
+        if ttl <= 0:
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        if len(data) > self.max_bytes:
+            raise StorageFull(
+                f"Image storage is full: the image ({len(data)} bytes) is larger than "
+                f"STORAGE_MAX_BYTES ({self.max_bytes}); raise STORAGE_MAX_BYTES.")
+        now = self._clock()
+        item = StoredImage(bytes(data), content_type, now, now + ttl)
+        tag = json.dumps({"type": content_type, "created": now, "expires": item.expires})
+        with self._errors("store an image in"):
+            # `expire` lets diskcache drop the entry by itself (judged by its wall clock);
+            # `get` judges the tag's `expires` by our clock, so a fake clock works in tests.
+            # bytes(...) because a bytearray or memoryview would be pickled, not kept raw.
+            self._cache.set(key, item.data, expire=ttl, tag=tag)
+        return item
+
+    def get(self, key: str) -> StoredImage | None:
+        """Return the entry, or None when it is missing or expired.
+
+        :raises StorageError: when the store cannot be read.
+        """
+        with self._errors("read an image from"):
+            data, tag = self._cache.get(key, default=None, tag=True)
+        if not isinstance(data, bytes) or not isinstance(tag, str):
+            return None
+        try:
+            meta = json.loads(tag)
+            item = StoredImage(data, str(meta["type"]), float(meta["created"]),
+                               float(meta["expires"]))
+        except (ValueError, KeyError, TypeError):
+            return None  # not written by put(): treat as missing rather than serve garbage
+        if item.expires <= self._clock():
+            return None
+        return item
+
+    def delete(self, key: str) -> None:
+        """Remove the entry if present.
+
+        :raises StorageError: when the store cannot be written.
+        """
+        with self._errors("delete an image from"):
+            self._cache.delete(key)
+
+    def ping(self) -> None:
+        """Check that an image could be written now: free space, then a tiny write and delete.
+
+        :raises StorageFull: when the disk has (almost) no free space.
+        :raises StorageError: when the directory is missing, read-only or locked.
+        """
+        with self._errors("check"):
+            if shutil.disk_usage(self.directory).free < MIN_FREE_BYTES:
+                raise StorageFull(FULL_MESSAGE)
+            # A real write catches a read-only mount or database that os.access() would miss
+            # (and os.access() says yes to root regardless of the mode bits).
+            self._cache.set(PING_KEY, b"", expire=60)
+            self._cache.delete(PING_KEY)
+
+    def close(self) -> None:
+        """Close this thread's SQLite connection (it reopens when used again)."""
+        self._cache.close()
+
+    def __repr__(self) -> str:
+        return f"DiskStore({self.directory!r}, max_bytes={self.max_bytes})"
+
+    def _nearly_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.directory).free < MIN_FREE_BYTES
+        except OSError:
+            return False
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn diskcache, SQLite and OS errors into StorageError / StorageFull."""
+        where = f"Image storage (disk) could not {action} {self.directory}"
+        try:
+            yield
+        except StorageError:
+            raise
+        except diskcache.Timeout as exc:
+            # diskcache raises Timeout (without the cause) whenever SQLite refuses to begin a
+            # write: a lock held too long, but also a read-only or full database.
+            if self._nearly_full():
+                raise StorageFull(FULL_MESSAGE) from exc
+            raise StorageError(
+                f"{where}: the database stayed locked or refused writes. Check that the "
+                "directory is writable, on a local filesystem (not NFS), and has free space."
+            ) from exc
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "full" in text:
+                raise StorageFull(FULL_MESSAGE) from exc
+            if "readonly" in text or "read-only" in text:
+                raise StorageError(
+                    f"{where}: it is read-only. Make it writable by the user running the service."
+                ) from exc
+            raise StorageError(
+                f"{where}: {exc}. Check that the directory exists, is writable by the service "
+                "and is on a local filesystem.") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(
+                f"{where}: the database is damaged ({exc}). Stop the service and delete the "
+                "directory: it only holds temporary images.") from exc
+        except OSError as exc:
+            if exc.errno in _FULL_ERRNOS:
+                raise StorageFull(FULL_MESSAGE) from exc
+            reason = exc.strerror or str(exc)
+            if exc.errno in _ACCESS_ERRNOS:
+                raise StorageError(
+                    f"{where}: {reason}. Make the directory writable by the user running the "
+                    "service, or point STORAGE_URL elsewhere.") from exc
+            raise StorageError(
+                f"{where}: {reason}. Check the directory and its filesystem.") from exc

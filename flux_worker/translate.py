@@ -1,0 +1,121 @@
+"""Prompt translators: turn any-language prompts into a rich English image prompt.
+
+A translator is optional (microblog's habit: off is `None`, every caller copes). Whatever goes
+wrong here raises `TranslationFailed`; the pipeline then falls back to the original prompt and
+says so in the answer, because a missing translation must never cost the user their image.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+log = logging.getLogger("flux_worker.translate")
+
+SYSTEM_MESSAGE = """You write prompts for a text-to-image model.
+Turn the user's request, in whatever language it is written, into one English image prompt.
+Keep every subject, count, colour, style and piece of text the user asked for; add concrete visual
+detail (composition, lighting, mood, medium) that suits the requested aspect ratio.
+Answer with the prompt only: no preamble, no quotes, no explanations, no markdown, at most 120 words."""
+
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.S | re.I)
+_OPEN_THINK = re.compile(r"^.*?</(think|thinking|reasoning)>", re.S | re.I)
+_LABEL = re.compile(r"^(english\s+)?(image\s+)?prompt\s*:\s*", re.I)
+_VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.I)
+
+
+class TranslationFailed(Exception):
+    """The LLM could not deliver a usable prompt (timeout, HTTP error, empty answer)."""
+
+
+@dataclass(frozen=True)
+class Translation:
+    """An English prompt and the name of the model that wrote it."""
+
+    prompt: str
+    model: str
+
+
+class Translator(Protocol):
+    """Turns a prompt and its aspect ratio into an English image prompt."""
+
+    model: str
+
+    def translate(self, prompt: str, ratio: str) -> Translation:
+        """Return the translated prompt; raise TranslationFailed on any failure."""
+
+
+def chat_completions_url(base: str) -> str:
+    """Return the chat completions URL for a base given with or without `/v1`."""
+    base = base.rstrip("/")
+    if base.endswith("/chat/completions"):
+        return base
+    # Bases that already carry a version (`/v1`, `/v1beta/openai`, Cloudflare's `/ai/v1`) are
+    # complete; a bare host such as https://api.openai.com needs `/v1`.
+    if not _VERSION_SEGMENT.search(urlsplit(base).path):
+        base += "/v1"
+    return base + "/chat/completions"
+
+
+def clean_reply(text: str) -> str:
+    """Strip reasoning blocks, labels, quotes and markdown from an LLM's answer."""
+    text = _THINK.sub("", text or "")
+    text = _OPEN_THINK.sub("", text) if re.search(r"</(think|thinking|reasoning)>", text, re.I) else text
+    text = text.strip().strip("`").strip()
+    text = _LABEL.sub("", text).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":
+        text = text[1:-1].strip()
+    return text.strip("“”").strip()
+
+
+class ChatTranslator:
+    """Translates through any OpenAI-compatible chat completions endpoint."""
+
+    def __init__(self, *, api_base: str, model: str, api_key: str, session: requests.Session,
+                 timeout: float = 20.0, system_message: str = "", label: str | None = None):
+        self.url = chat_completions_url(api_base)
+        self.model = label or model
+        self._model_id = model
+        self._api_key = api_key
+        self._session = session
+        self._timeout = timeout
+        self._system = system_message or SYSTEM_MESSAGE
+
+    def translate(self, prompt: str, ratio: str) -> Translation:
+        """Ask the LLM for an English prompt; raise TranslationFailed on any failure."""
+        body = {
+            "model": self._model_id,
+            "messages": [
+                {"role": "system", "content": self._system},
+                {"role": "user", "content": f"{prompt}\n\nAspect ratio: {ratio}"},
+            ],
+            "temperature": 0.6,
+            # Reasoning models spend tokens on <think>; leave room for the prompt itself.
+            "max_tokens": 1024,
+            "stream": False,
+        }
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        started = time.monotonic()
+        try:
+            resp = self._session.post(self.url, json=body, headers=headers,
+                                      timeout=(min(10.0, self._timeout), self._timeout))
+        except requests.RequestException as exc:
+            raise TranslationFailed(f"{type(exc).__name__} after {time.monotonic() - started:.1f}s") from exc
+        if resp.status_code != 200:
+            raise TranslationFailed(f"HTTP {resp.status_code}")
+        try:
+            content = resp.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise TranslationFailed("malformed answer") from exc
+        text = clean_reply(content if isinstance(content, str) else "")
+        if not text:
+            raise TranslationFailed("empty answer")
+        log.info("translated prompt with %s in %.0f ms", self._model_id,
+                 (time.monotonic() - started) * 1000)
+        return Translation(prompt=text, model=self.model)

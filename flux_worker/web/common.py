@@ -1,0 +1,144 @@
+"""Request plumbing shared by all blueprints: services, auth, JSON bodies, CORS, proxies, links."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+import time
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ..errors import AuthenticationError, InvalidRequest
+from ..services import Services
+
+log = logging.getLogger("flux_worker.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def services() -> Services:
+    """The services of the running app."""
+    return current_app.extensions["flux_worker"]
+
+
+def require_api_key() -> None:
+    """Raise AuthenticationError unless the request carries one of the configured keys."""
+    keys = services().config.api_keys
+    if not keys:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it in the header `Authorization: Bearer <key>` "
+            "(the key is the API_KEY configured on this server).")
+    # Compare against every key so the time taken does not tell which one nearly matched.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(token.encode(), key.encode())
+    if not matched:
+        raise AuthenticationError(
+            "Incorrect API key provided. Use one of the keys in this server's API_KEY, sent as "
+            "`Authorization: Bearer <key>`.")
+
+
+def json_body() -> dict:
+    """The request's JSON object, or InvalidRequest saying what is wrong with it."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty: send a JSON object with "
+                             "Content-Type: application/json.")
+    data = request.get_json(force=True, silent=True)
+    if data is None:
+        raise InvalidRequest("The request body is not valid JSON: send a JSON object with "
+                             "Content-Type: application/json.")
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object, such as "
+                             '{"model": "...", "messages": [...]}.')
+    return data
+
+
+def public_base_url() -> str:
+    """Base of absolute links: PUBLIC_BASE_URL, else this request's (proxy-aware) root URL."""
+    configured = services().config.public_base_url
+    return configured or request.url_root.rstrip("/")
+
+
+def image_link(base: str, key: str) -> str:
+    """The absolute URL of a stored image."""
+    return f"{base}/image/{key}"
+
+
+class TrustedProxyFix:
+    """Apply ProxyFix only to requests that come from a trusted proxy.
+
+    Plain ProxyFix believes X-Forwarded-* from anyone; gunicorn's forwarded_allow_ips shows the
+    better habit of trusting only known peers, which this keeps (default: loopback).
+    """
+
+    def __init__(self, app, trusted: tuple[str, ...]):
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1)
+        self.trust_all = "*" in trusted
+        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted if t != "*"]
+
+    def __call__(self, environ, start_response):
+        if self._trusted(environ.get("REMOTE_ADDR", "")):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
+
+    def _trusted(self, addr: str) -> bool:
+        if self.trust_all:
+            return True
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+
+def install(app: Flask) -> None:
+    """Install request ids, CORS, preflight answers and the access log on `app`."""
+    config = app.extensions["flux_worker"].config
+    origins = config.cors_origins
+    allow_any = "*" in origins
+
+    @app.before_request
+    def start_request():
+        g.started = time.monotonic()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        if request.method == "OPTIONS":
+            # Preflight for any path, known or not: browsers only need the CORS headers.
+            return Response(status=204)
+        return None
+
+    @app.after_request
+    def finish_request(response: Response):
+        origin = request.headers.get("Origin")
+        if allow_any:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.vary.add("Origin")
+        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers",
+            "Authorization, Content-Type, X-Request-ID, OpenAI-Organization, OpenAI-Project")
+        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After, ETag"
+        response.headers["Access-Control-Max-Age"] = "86400"
+        rid = getattr(g, "request_id", None)
+        if rid:
+            response.headers["X-Request-ID"] = rid
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        started = getattr(g, "started", None)
+        if started is not None and request.method != "OPTIONS":
+            log.info("%s %s %s %d %.0fms model=%s", rid, request.method, request.path,
+                     response.status_code, (time.monotonic() - started) * 1000,
+                     getattr(g, "model", "-"))
+        return response

@@ -1,0 +1,245 @@
+"""The HTTP API through Flask's test client: chat, stream, models, images, auth, CORS, proxies."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from PIL import Image
+
+from flux_worker import create_app
+from flux_worker.prompt import PRESETS
+
+from .conftest import TEST_KEY, make_config
+
+LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")
+
+
+def chat(client, content, auth, **extra):
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": content}], **extra}
+    return client.post("/v1/chat/completions", json=body, headers=auth)
+
+
+def sse_events(response) -> list:
+    """Parse an SSE body into JSON events, with the literal "[DONE]" kept as a string."""
+    events = []
+    for block in response.get_data(as_text=True).split("\n\n"):
+        if not block.strip():
+            continue
+        assert block.startswith("data: "), block
+        payload = block[len("data: "):]
+        events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events
+
+
+def image_at(client, url):
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    resp = client.get("/" + path)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp, Image.open(io.BytesIO(resp.data))
+
+
+@pytest.mark.parametrize("ratio,size", sorted(PRESETS.items()))
+def test_chat_gives_image_of_the_stated_size_for_every_preset(client, auth, ratio, size):
+    resp = chat(client, f"a cute cat {ratio}", auth)
+    assert resp.status_code == 200
+    body = resp.get_json()
+    content = body["choices"][0]["message"]["content"]
+    assert content.splitlines()[0] == f"🎨 Original prompt: a cute cat {ratio}"
+    assert "💬 Prompt model: Original Prompt" in content
+    assert "🌐 Translated prompt: a cute cat\n" in content
+    assert f"📐 Image size: {size[0]}x{size[1]}" in content
+    assert "🌟 Image generated successfully!\nHere is the result:\n\n![Generated image](" in content
+    img_resp, img = image_at(client, LINK.search(content)["url"])
+    assert img.size == size
+    assert img_resp.mimetype == "image/jpeg"
+
+
+def test_chat_completion_object_shape(client, auth):
+    body = chat(client, "a red fox", auth).get_json()
+    assert body["id"].startswith("chatcmpl-")
+    assert body["object"] == "chat.completion"
+    assert body["model"] == "@cf/black-forest-labs/flux-1-schnell"  # gpt-4o falls back
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "stop" and choice["message"]["role"] == "assistant"
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+
+
+def test_chat_uses_model_named_by_alias(client, auth):
+    body = client.post("/chat/completions", headers=auth, json={
+        "model": "sdxl-lightning",
+        "messages": [{"role": "user", "content": "a castle --seed 42 3:4"}]}).get_json()
+    assert body["model"] == "@cf/bytedance/stable-diffusion-xl-lightning"
+    content = body["choices"][0]["message"]["content"]
+    assert "📐 Image size: 768x1024" in content and "🌱 Seed: 42" in content
+
+
+def test_only_last_user_message_counts_and_parts_are_joined(client, auth):
+    body = client.post("/v1/chat/completions", headers=auth, json={"messages": [
+        {"role": "user", "content": "an old request 9:16"},
+        {"role": "assistant", "content": "done"},
+        {"role": "user", "content": [{"type": "text", "text": "a lighthouse"},
+                                     {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+                                     {"type": "text", "text": "at dusk 16:9"}]},
+    ]}).get_json()
+    content = body["choices"][0]["message"]["content"]
+    assert "📐 Image size: 1024x576" in content
+    assert "a lighthouse" in content and "old request" not in content
+
+
+def test_ignored_option_is_reported(client, auth):
+    content = chat(client, "a dog --seed 7 --no cats", auth).get_json()["choices"][0]["message"]["content"]
+    assert "Ignored options" in content and "--seed" in content and "--no" in content
+    assert "🌱 Seed" not in content  # schnell has no seed
+
+
+def test_stream_matches_non_stream_and_ends_with_done(client, auth):
+    resp = chat(client, "a cute cat 3:2", auth, stream=True)
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/event-stream"
+    events = sse_events(resp)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert len([c for c in chunks if c["choices"][0]["delta"].get("content")]) >= 3
+    plain = chat(client, "a cute cat 3:2", auth).get_json()["choices"][0]["message"]["content"]
+    # Identical except for the image key.
+    assert LINK.sub("IMG", content) == LINK.sub("IMG", plain)
+    assert "usage" not in chunks[0]
+
+
+def test_stream_usage_chunk_when_asked(client, auth):
+    events = sse_events(chat(client, "a cat", auth, stream=True,
+                             stream_options={"include_usage": True}))
+    usage_chunk = events[-2]
+    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["total_tokens"] > 0
+    assert all(e["usage"] is None for e in events[:-2])
+
+
+def test_stream_bad_request_is_http_error_not_broken_stream(client, auth):
+    resp = chat(client, "   ", auth, stream=True)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"]["type"] == "invalid_request_error"
+
+
+def test_housekeeping_title_request_gets_text_not_image(client, auth):
+    resp = client.post("/v1/chat/completions", headers=auth, json={"messages": [
+        {"role": "user", "content": "a cute cat 16:9"},
+        {"role": "assistant", "content": "![Generated image](http://x/image/abc)"},
+        {"role": "user", "content": "Please generate a four to five word title summarizing our "
+                                    "conversation without any lead-in, punctuation, quotation marks"},
+    ]})
+    content = resp.get_json()["choices"][0]["message"]["content"]
+    assert "![" not in content and "a cute cat" in content
+
+
+def test_models_list_and_one(client, auth):
+    body = client.get("/v1/models", headers=auth).get_json()
+    assert body["object"] == "list"
+    ids = [m["id"] for m in body["data"]]
+    assert "@cf/black-forest-labs/flux-1-schnell" in ids and len(ids) >= 9
+    for m in body["data"]:
+        assert m["object"] == "model" and isinstance(m["created"], int) and m["owned_by"]
+        assert m["backend"] == "demo"
+    one = client.get("/v1/models/@cf/leonardo/phoenix-1.0", headers=auth).get_json()
+    assert one["id"] == "@cf/leonardo/phoenix-1.0" and one["capabilities"]["negative_prompt"]
+    assert client.get("/models/flux-1-schnell", headers=auth).get_json()["id"].endswith("schnell")
+    missing = client.get("/v1/models/gpt-4o", headers=auth)
+    assert missing.status_code == 404
+    assert missing.get_json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic abc", "Bearer "])
+def test_bad_api_key_is_401(client, header):
+    headers = {"Authorization": header} if header else {}
+    resp = client.post("/v1/chat/completions", headers=headers,
+                       json={"messages": [{"role": "user", "content": "x"}]})
+    assert resp.status_code == 401
+    err = resp.get_json()["error"]
+    assert err["code"] == "invalid_api_key" and err["type"] == "invalid_request_error"
+    assert TEST_KEY not in resp.get_data(as_text=True)
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_several_keys_and_no_key_mode():
+    app = create_app(make_config(API_KEY="k1-aaaa, k2-bbbb"))
+    client = app.test_client()
+    for key in ("k1-aaaa", "k2-bbbb"):
+        assert client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    open_app = create_app(make_config(API_KEY=""))
+    assert open_app.test_client().get("/v1/models").status_code == 200
+
+
+def test_image_serving_headers_conditional_and_head(client, auth):
+    url = LINK.search(chat(client, "a cat", auth).get_json()["choices"][0]["message"]["content"])["url"]
+    path = "/" + url.split("/", 3)[3]
+    resp = client.get(path)
+    max_age = int(re.search(r"max-age=(\d+)", resp.headers["Cache-Control"])[1])
+    assert 0 < max_age <= 600
+    assert resp.headers["ETag"]
+    assert client.get(path, headers={"If-None-Match": resp.headers["ETag"]}).status_code == 304
+    head = client.head(path)
+    assert head.status_code == 200 and head.data == b""
+    assert int(head.headers["Content-Length"]) == len(resp.data)
+    assert head.headers["Content-Type"] == "image/jpeg"
+
+
+@pytest.mark.parametrize("path", ["/image/nope", "/image/..%2Fetc%2Fpasswd",
+                                  "/image/AAAAAAAAAAAAAAAAAAAAAA"])
+def test_unknown_image_is_404_json(client, path):
+    resp = client.get(path)
+    assert resp.status_code == 404
+    assert resp.get_json()["error"]["type"] == "invalid_request_error"
+
+
+def test_links_follow_trusted_proxy_headers(client, auth):
+    headers = dict(auth, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "img.example.com"})
+    content = client.post("/v1/chat/completions", headers=headers, json={
+        "messages": [{"role": "user", "content": "a cat"}]}).get_json()["choices"][0]["message"]["content"]
+    assert LINK.search(content)["url"].startswith("https://img.example.com/image/")
+
+
+def test_untrusted_proxy_headers_are_ignored_and_public_base_url_wins(auth):
+    for env, expected in (({"TRUSTED_PROXIES": ""}, "http://localhost/image/"),
+                          ({"PUBLIC_BASE_URL": "https://cdn.example.org/"},
+                           "https://cdn.example.org/image/")):
+        client = create_app(make_config(**env)).test_client()
+        headers = dict(auth, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"})
+        content = client.post("/v1/chat/completions", headers=headers, json={
+            "messages": [{"role": "user", "content": "a cat"}]}).get_json()["choices"][0]["message"]["content"]
+        assert LINK.search(content)["url"].startswith(expected)
+
+
+@pytest.mark.parametrize("language,word", [("de", "Bildgröße"), ("zh-cn", "图像尺寸"),
+                                           ("zh-hant", "圖像尺寸"), ("ja", "画像サイズ"),
+                                           ("es", "Tamaño"), ("fr", "Taille"), ("ru", "Размер")])
+def test_answer_language(auth, language, word):
+    client = create_app(make_config(LANGUAGE=language)).test_client()
+    content = client.post("/v1/chat/completions", headers=auth, json={
+        "messages": [{"role": "user", "content": "a cat"}]}).get_json()["choices"][0]["message"]["content"]
+    assert word in content and "📐" in content
+
+
+def test_request_id_is_returned_and_honoured(client):
+    assert client.get("/healthz").headers["X-Request-ID"]
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+
+
+def test_welcome_page_says_demo(client):
+    page = client.get("/").get_data(as_text=True)
+    assert "demo" in page.lower() and "flux-1-schnell" in page
+    info = client.get("/", headers={"Accept": "application/json"}).get_json()
+    assert info["backend"] == "demo" and info["storage"] == "memory"
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["checks"]["storage"] == "ok"

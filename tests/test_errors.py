@@ -1,0 +1,191 @@
+"""Every error path answers with the one OpenAI-shaped body, CORS headers included.
+
+Client mistakes go through the demo app; upstream failures through a Cloudflare-configured app
+whose HTTP edge is played by `responses`. A spy around the real store proves nothing is stored
+when generation fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+import responses
+from PIL import Image
+
+from flux_worker import create_app
+from flux_worker.services import build_services
+
+from .conftest import TEST_KEY, make_config
+
+CF_BASE = "http://cf.invalid/client/v4"
+CF_TOKEN = "cf-secret-token-abcdef"
+SCHNELL_URL = f"{CF_BASE}/accounts/acct/ai/run/@cf/black-forest-labs/flux-1-schnell"
+USER = {"messages": [{"role": "user", "content": "a cat 16:9"}]}
+
+
+def assert_error_shape(resp, status, code=None, type_=None):
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert set(body) >= {"error"}
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert isinstance(err["message"], str) and len(err["message"]) > 15
+    if code is not None:
+        assert err["code"] == code
+    if type_ is not None:
+        assert err["type"] == type_
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert resp.headers["Content-Type"].startswith("application/json")
+    for secret in (TEST_KEY, CF_TOKEN):
+        assert secret not in resp.get_data(as_text=True)
+    return err
+
+
+CLIENT_ERRORS = [
+    ("post", "/v1/chat/completions", {"data": "{not json", "content_type": "application/json"}, 400),
+    ("post", "/v1/chat/completions", {"data": "", "content_type": "application/json"}, 400),
+    ("post", "/v1/chat/completions", {"json": [1, 2]}, 400),
+    ("post", "/v1/chat/completions", {"json": {}}, 400),
+    ("post", "/v1/chat/completions", {"json": {"messages": "hi"}}, 400),
+    ("post", "/v1/chat/completions", {"json": {"messages": [{"role": "system", "content": "x"}]}}, 400),
+    ("post", "/v1/chat/completions", {"json": {"messages": [{"role": "user", "content": 5}]}}, 400),
+    ("post", "/v1/chat/completions", {"json": {"messages": [{"role": "user", "content": "  "}]}}, 400),
+    ("post", "/v1/chat/completions", {"json": {"messages": [{"role": "user", "content": "16:9"}]}}, 400),
+    ("post", "/v1/chat/completions", {"json": dict(USER, stream="yes")}, 400),
+    ("post", "/v1/chat/completions", {"json": dict(USER, model=42)}, 400),
+    ("post", "/v1/images/generations", {"json": {"prompt": ""}}, 400),
+    ("post", "/v1/images/generations", {"json": {"prompt": "x", "n": 99}}, 400),
+    ("post", "/v1/images/generations", {"json": {"prompt": "x", "size": "huge"}}, 400),
+    ("post", "/v1/images/generations", {"json": {"prompt": "x", "response_format": "gif"}}, 400),
+    ("post", "/v1/images/generations", {"json": {"prompt": "x", "model": "nope"}}, 404),
+    ("get", "/v1/models/nope", {}, 404),
+    ("get", "/v1/nothing-here", {}, 404),
+    ("get", "/image/not-a-key", {}, 404),
+    ("get", "/v1/chat/completions", {}, 405),
+    ("delete", "/v1/models", {}, 405),
+    ("post", "/v1/chat/completions", {"data": "x" * (2 << 20), "content_type": "application/json"}, 413),
+]
+
+
+@pytest.mark.parametrize("method,path,kwargs,status", CLIENT_ERRORS)
+def test_client_errors_have_openai_shape(client, auth, method, path, kwargs, status):
+    resp = getattr(client, method)(path, headers=auth, **kwargs)
+    assert_error_shape(resp, status, type_="invalid_request_error")
+
+
+def test_prompt_too_long(client, auth):
+    resp = client.post("/v1/chat/completions", headers=auth,
+                       json={"messages": [{"role": "user", "content": "a" * 2049}]})
+    assert_error_shape(resp, 400, code="prompt_too_long")
+
+
+def test_preflight_is_204_on_any_path(client):
+    for path in ("/v1/chat/completions", "/whatever"):
+        resp = client.options(path, headers={"Origin": "https://chat.example",
+                                             "Access-Control-Request-Method": "POST",
+                                             "Access-Control-Request-Headers": "authorization"})
+        assert resp.status_code == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert "authorization" in resp.headers["Access-Control-Allow-Headers"].lower()
+
+
+def test_cors_origin_list():
+    client = create_app(make_config(CORS_ORIGINS="https://a.example,https://b.example")).test_client()
+    ok = client.get("/healthz", headers={"Origin": "https://b.example"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://b.example"
+    other = client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+class SpyStore:
+    """Wraps the real store and records puts."""
+
+    def __init__(self, inner):
+        self.inner, self.kind, self.puts = inner, inner.kind, []
+
+    def put(self, key, *args, **kwargs):
+        self.puts.append(key)
+        return self.inner.put(key, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def cf_app():
+    config = make_config(CF_ACCOUNT_ID="acct", CF_API_TOKEN=CF_TOKEN, CF_API_BASE=CF_BASE,
+                         UPSTREAM_RETRIES="0")
+    services = build_services(config)
+    services.store = services.pipeline.store = SpyStore(services.store)
+    app = create_app(services=services)
+    yield app
+    services.close()
+
+
+def cf_error(status, code, message, headers=None):
+    return dict(status=status, headers=headers or {}, json={
+        "result": None, "success": False, "errors": [{"code": code, "message": message}],
+        "messages": []})
+
+
+UPSTREAM = [
+    (cf_error(400, 3030, "AiError: AiError: Your output has been flagged. (e900ad1a)"), 400,
+     "content_policy_violation"),
+    (cf_error(429, 4006, "AiError: AiError: you have used up your daily free allocation of 10,000 "
+                         "neurons, please upgrade"), 429, "insufficient_quota"),
+    (cf_error(429, 3036, "Account limited"), 429, "insufficient_quota"),
+    (cf_error(429, 3040, "Capacity temporarily exceeded, please try again."), 503,
+     "rate_limit_exceeded"),
+    (cf_error(401, 10000, "Authentication error"), 502, "upstream_auth_failed"),
+    (cf_error(500, 8008, "AiError: 8008: Internal server error"), 502, "upstream_error"),
+    (dict(status=200, body="{not json", content_type="application/json"), 502, "upstream_error"),
+    (dict(status=200, json={"success": True, "result": {
+        "image": base64.b64encode(b"this is not an image").decode()}}), 502, "upstream_error"),
+]
+
+
+@pytest.mark.parametrize("upstream,status,code", UPSTREAM)
+@pytest.mark.parametrize("stream", [False, True])
+@responses.activate
+def test_upstream_failures_map_and_store_nothing(cf_app, upstream, status, code, stream):
+    responses.add(responses.POST, SCHNELL_URL, **upstream)
+    client = cf_app.test_client()
+    resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
+                       json=dict(USER, stream=stream))
+    if stream:
+        text = resp.get_data(as_text=True)
+        assert resp.status_code == 200 and text.endswith("data: [DONE]\n\n")
+        chunks = [json.loads(b[6:]) for b in text.split("\n\n") if b.startswith("data: {")]
+        last_words = chunks[-2]["choices"][0]["delta"]["content"]
+        assert "❌" in last_words and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+        assert CF_TOKEN not in text
+    else:
+        err = assert_error_shape(resp, status, code=code)
+        if status == 429 or code == "rate_limit_exceeded":
+            assert int(resp.headers["Retry-After"]) > 0
+        if code == "insufficient_quota":
+            assert "00:00 UTC" in err["message"]
+    assert cf_app.extensions["flux_worker"].store.puts == []
+
+
+@responses.activate
+def test_schnell_gets_only_prompt_and_steps_and_output_is_resized(cf_app):
+    buf = io.BytesIO()
+    Image.new("RGB", (1024, 1024), "navy").save(buf, "JPEG")
+    responses.add(responses.POST, SCHNELL_URL, json={
+        "result": {"image": base64.b64encode(buf.getvalue()).decode()}, "success": True,
+        "errors": [], "messages": []})
+    client = cf_app.test_client()
+    resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
+                       json=USER)
+    assert resp.status_code == 200
+    sent = json.loads(responses.calls[0].request.body)
+    assert sent == {"prompt": "a cat", "steps": 4}
+    assert responses.calls[0].request.headers["Authorization"] == f"Bearer {CF_TOKEN}"
+    content = resp.get_json()["choices"][0]["message"]["content"]
+    url = content.rsplit("(", 1)[1].rstrip(")")
+    img = Image.open(io.BytesIO(client.get(url.split("localhost", 1)[1]).data))
+    assert img.size == (1024, 576) and img.format == "JPEG"
