@@ -43,12 +43,11 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     app.json.sort_keys = False
     app.extensions["flux_worker"] = services
 
-    from .web import api, common, errors, files, pages
+    from .web import api, common, errors, files, metrics, openapi, pages
     errors.register(app)
     common.install(app)
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(files.bp)
+    for blueprint in (pages.bp, api.bp, files.bp, openapi.bp, metrics.bp):
+        app.register_blueprint(blueprint)
     app.wsgi_app = common.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
     _announce(services)
     return app
