@@ -6,7 +6,16 @@ flight. Settings can be overridden on the command line (`-b 127.0.0.1:9000`, `-w
 """
 
 import os
+import shutil
 import sys
+import tempfile
+
+# Each worker process counts its own metrics; prometheus_client's multiprocess mode keeps them in
+# files in this folder so /metrics can add up all workers. It must be set before any worker
+# imports prometheus_client (that is when the storage is chosen), hence here, in the master.
+_METRICS_DIR_OWNED = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _METRICS_DIR_OWNED:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flux-worker-metrics-")
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
 worker_class = "gthread"
@@ -28,7 +37,8 @@ proc_name = "flux-worker"
 
 
 def on_starting(server):
-    """Check the configuration once, in the master, before any worker starts."""
+    """Check the configuration and reset the metrics, in the master, before any worker starts."""
+    _reset_metrics_dir(server)
     from flux_worker.config import Config, ConfigError
 
     try:
@@ -41,3 +51,29 @@ def on_starting(server):
             "STORAGE_URL=memory:// keeps images inside each process, but %d worker processes "
             "run: an image made by one is not found by the others. Use disk:// or redis://, "
             "or run one worker (WEB_CONCURRENCY=1).", server.cfg.workers)
+
+
+def _reset_metrics_dir(server):
+    """Create the metrics folder, emptied of files left by an earlier run."""
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(path, exist_ok=True)
+    if server.master_pid:
+        # A USR2 upgrade: the old master's workers still write here; their counts carry on.
+        return
+    for name in os.listdir(path):
+        # Stale files of dead processes would otherwise be summed into this run's counters.
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
+def child_exit(server, worker):
+    """Drop a dead worker from the live gauges (generations in flight)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder this config created, unless an upgraded master still uses it."""
+    if _METRICS_DIR_OWNED and not server.reexec_pid:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from . import imaging
+from . import imaging, metrics
 from .backends.base import GenerationRequest, ImageBackend
 from .catalog import ModelSpec
 from .errors import InvalidRequest, UpstreamError
@@ -134,15 +134,19 @@ class Pipeline:
             prompt=prompt, model=job.model, width=job.width, height=job.height,
             steps=job.steps, seed=seed, negative_prompt=job.negative, guidance=job.guidance)
         started = time.monotonic()
-        generated = self.backend.generate(request)
-        try:
-            fitted = imaging.fit(generated.data, job.width, job.height, job.output_format)
-        except imaging.NotAnImage as exc:
-            raise UpstreamError(
-                f"The image model {job.model.short_name} returned bytes that are not an image. "
-                "Try again; if it persists, pick another model.") from exc
+        # The fit is inside: bytes that are not an image are the model's failure, not a success.
+        with metrics.track_generation(job.model.id) as generation:
+            generated = self.backend.generate(request)
+            generation.upstream_done()
+            try:
+                fitted = imaging.fit(generated.data, job.width, job.height, job.output_format)
+            except imaging.NotAnImage as exc:
+                raise UpstreamError(
+                    f"The image model {job.model.short_name} returned bytes that are not an "
+                    "image. Try again; if it persists, pick another model.") from exc
         key = new_key()
         self.store.put(key, fitted.data, fitted.content_type, self.expiration)
+        metrics.observe_stored(len(fitted.data))
         log.info("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,

@@ -17,6 +17,7 @@ from .config import Config, ConfigError
 from .http import make_session
 from .pipeline import Pipeline
 from .storage import ImageStore, storage_from_url
+from .throttle import InflightGate, RateLimiter
 from .translate import ChatTranslator, Translator
 
 log = logging.getLogger("flux_worker")
@@ -36,6 +37,8 @@ class Services:
     translator: Translator | None
     pipeline: Pipeline
     session: requests.Session | None = None
+    limiter: RateLimiter | None = None
+    gate: InflightGate = InflightGate(0)
 
     def close(self) -> None:
         """Release connections and files."""
@@ -56,8 +59,10 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
         raise ConfigError(f"STORAGE_URL: {exc}") from None
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
                         expiration=config.image_expiration, default_steps=config.flux_num_steps)
+    limiter = RateLimiter(config.rate_limit, config.storage_url) if config.rate_limit else None
     return Services(config=config, models=models, backend=backend, store=store,
-                    translator=translator, pipeline=pipeline, session=session)
+                    translator=translator, pipeline=pipeline, session=session,
+                    limiter=limiter, gate=InflightGate(config.max_inflight))
 
 
 def build_models(config: Config) -> ModelRegistry:

@@ -20,7 +20,8 @@ from ..errors import APIError
 from ..messages import Phrasebook
 from ..prompt import last_user_text, parse_prompt
 from ..streaming import HEARTBEAT, with_heartbeat
-from .common import image_link, json_body, public_base_url, require_api_key, services
+from .common import (admit_generation, image_link, json_body, public_base_url, require_api_key,
+                     services)
 
 log = logging.getLogger("flux_worker.api")
 bp = Blueprint("api", __name__)
@@ -43,6 +44,7 @@ def chat_completions():
     text = last_user_text(chat.messages)
     words = Phrasebook(svc.config.language)
     chore = housekeeping.detect(chat.messages, text)
+    release = _nothing
     if chore is not None:
         model_name = chat.model or svc.models.default.id
         pieces = iter([chore.reply or words("housekeeping")])
@@ -52,21 +54,37 @@ def chat_completions():
         job = svc.pipeline.plan(parse_prompt(text), text, model)
         model_name = model.id
         base = public_base_url()
+        admit_generation()
+        release = svc.gate.release
         pieces = chat_answer(job, svc.pipeline, words, lambda key: image_link(base, key))
     g.model = model_name
     cid, created = openai_format.completion_id(), int(time.time())
     if chat.stream:
         stream = _sse(pieces, openai_format.ChunkWriter(cid, created, model_name,
-                                                         chat.include_usage), text, words)
+                                                         chat.include_usage), text, words, release)
         return Response(stream_with_context(stream), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    content = "".join(pieces)
+    try:
+        content = "".join(pieces)
+    finally:
+        release()
     return jsonify(openai_format.chat_completion(
         cid, created, model_name, content, openai_format.usage(text, content)))
 
 
-def _sse(pieces, writer: openai_format.ChunkWriter, prompt: str, words: Phrasebook):
+def _nothing() -> None:
+    return None
+
+
+def _sse(pieces, writer: openai_format.ChunkWriter, prompt: str, words: Phrasebook, release):
     """The SSE events of one streamed answer; a failure becomes the last content chunk."""
+    try:
+        yield from _sse_events(pieces, writer, prompt, words)
+    finally:
+        release()
+
+
+def _sse_events(pieces, writer, prompt, words):
     yield writer.role()
     sent = []
     try:
@@ -101,9 +119,13 @@ def images_generations():
     job = svc.pipeline.plan(parsed, req.prompt, model, size=req.size, seed=req.seed,
                             steps=req.steps, negative=req.negative_prompt, guidance=req.guidance,
                             output_format=req.output_format)
-    choice = svc.pipeline.choose_prompt(job)
-    seeds = [svc.pipeline.variant_seed(job, i) for i in range(req.n)]
-    results = _render_all(svc.pipeline, job, choice.prompt, seeds)
+    admit_generation()
+    try:
+        choice = svc.pipeline.choose_prompt(job)
+        seeds = [svc.pipeline.variant_seed(job, i) for i in range(req.n)]
+        results = _render_all(svc.pipeline, job, choice.prompt, seeds)
+    finally:
+        svc.gate.release()
     base = public_base_url()
     items = []
     for result in results:

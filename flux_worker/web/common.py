@@ -12,6 +12,7 @@ import time
 from flask import Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .. import metrics
 from ..errors import AuthenticationError, InvalidRequest
 from ..services import Services
 
@@ -45,6 +46,20 @@ def require_api_key() -> None:
         raise AuthenticationError(
             "Incorrect API key provided. Use one of the keys in this server's API_KEY, sent as "
             "`Authorization: Bearer <key>`.")
+
+
+def admit_generation() -> None:
+    """Count the request against the caller's rate limit and take an in-flight slot.
+
+    The caller must release the slot with `services().gate.release()` when the generation ends.
+    """
+    svc = services()
+    if svc.limiter is not None:
+        header = request.headers.get("Authorization", "")
+        # Per API key when keys are configured (authentication already passed), else per address.
+        identity = header.partition(" ")[2].strip() if svc.config.api_keys else request.remote_addr
+        svc.limiter.hit(identity or "anonymous")
+    svc.gate.acquire()
 
 
 def json_body() -> dict:
@@ -137,8 +152,32 @@ def install(app: Flask) -> None:
             response.headers["X-Request-ID"] = rid
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         started = getattr(g, "started", None)
-        if started is not None and request.method != "OPTIONS":
-            log.info("%s %s %s %d %.0fms model=%s", rid, request.method, request.path,
-                     response.status_code, (time.monotonic() - started) * 1000,
-                     getattr(g, "model", "-"))
+        if started is not None:
+            done = _request_done(started, rid, request.method, request.path,
+                                 request.url_rule.rule if request.url_rule else "unmatched",
+                                 response.status_code, getattr(g, "model", "-"))
+            if response.is_streamed:
+                # A stream's body (the generation itself) is produced after this hook: log and
+                # time it when the server closes the response, whether it ended or was cut.
+                response.call_on_close(done)
+            else:
+                done()
         return response
+
+
+def _request_done(started: float, rid: str | None, method: str, path: str, route: str,
+                  status: int, model: str):
+    """A callback that writes the access-log line and the request metrics.
+
+    Everything is captured now: the request context may be gone when a stream closes.
+    """
+
+    def done() -> None:
+        duration = time.monotonic() - started
+        metrics.observe_request(method, route, status, duration)
+        # Preflights are counted in the metrics but would only crowd the log.
+        if method != "OPTIONS":
+            log.info("%s %s %s %d %.0fms model=%s", rid, method, path, status,
+                     duration * 1000, model)
+
+    return done

@@ -1,5 +1,24 @@
-"""Placeholder blueprint; filled in by its own change."""
+"""Serve the Prometheus metrics at /metrics.
 
-from flask import Blueprint
+No API key: scrapers rarely send one, and the metrics hold only counts and timings under
+bounded labels (routes, models, status codes), nothing secret. Keep it off the public edge at
+the proxy if the numbers themselves should stay private.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from .. import metrics
 
 bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def serve_metrics():
+    """The metrics of every worker process, in Prometheus text format."""
+    body, content_type = metrics.render()
+    response = Response(body, content_type=content_type)
+    # A scrape must always see fresh numbers, never a cached copy.
+    response.headers["Cache-Control"] = "no-store"
+    return response

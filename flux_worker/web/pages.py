@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template, request
+import re
+from urllib.parse import urlsplit
+
+from flask import Blueprint, jsonify, make_response, render_template, request
 
 from ..errors import StorageError
 from .common import public_base_url, services
@@ -29,6 +32,10 @@ def status() -> dict:
     }
 
 
+# The playground's aspect-ratio picker: the ratios whose sizes the README promises.
+RATIOS = ("1:1", "1:2", "3:2", "3:4", "16:9", "9:16")
+
+
 @bp.get("/")
 def index():
     """Welcome page: the service is up, with what it runs and how to connect a client."""
@@ -36,7 +43,33 @@ def index():
     if request.accept_mimetypes.best == "application/json":
         return jsonify(info)
     svc = services()
-    return render_template("index.html", info=info, models=svc.models.models)
+    # What the playground script needs, rendered into a JSON block (CSP forbids inline code).
+    page = {"auth_required": info["auth_required"], "image_expiration": info["image_expiration"],
+            "default_model": info["default_model"],
+            "chat_url": request.script_root + "/v1/chat/completions"}
+    response = make_response(render_template("index.html", info=info, models=svc.models.models,
+                                             page=page, ratios=RATIOS))
+    response.headers["Content-Security-Policy"] = page_csp(svc.config.public_base_url)
+    return response
+
+
+def page_csp(public_base: str) -> str:
+    """The welcome page's Content-Security-Policy: only this service's own files and API.
+
+    Images may also come from PUBLIC_BASE_URL's origin when links point elsewhere.
+    """
+    images = ["'self'", "data:", "blob:"]
+    if public_base:
+        parts = urlsplit(public_base)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        # Only a plain host[:port] goes into the header, so no value can inject a directive.
+        plain = re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", parts.netloc) is not None
+        if parts.scheme in ("http", "https") and plain and origin != request.host_url.rstrip("/"):
+            images.append(origin)
+    return "; ".join([
+        "default-src 'none'", "script-src 'self'", "style-src 'self'",
+        "img-src " + " ".join(images), "connect-src 'self'", "form-action 'none'",
+        "frame-ancestors 'none'", "base-uri 'none'"])
 
 
 @bp.get("/healthz")

@@ -60,6 +60,7 @@ def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int =
                   wait: bool = True) -> Service:
     """Start `gunicorn -c gunicorn.conf.py -b 127.0.0.1:<port> app:app` with `env`."""
     port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
                 "LANG": "C.UTF-8", "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "16",
                 "STORAGE_URL": f"disk://{tmp_path / 'images'}", "LOG_LEVEL": "DEBUG"}

@@ -1,0 +1,123 @@
+"""Rate limits in every storage kind, the in-flight cap, and both through the API."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from flux_worker import create_app
+from flux_worker.backends.demo import DemoBackend
+from flux_worker.errors import Overloaded, RateLimited
+from flux_worker.services import build_services
+from flux_worker.throttle import InflightGate, RateLimiter, limits_storage_url
+from tests.redis_server import redis_url  # noqa: F401  (fixture)
+
+from .conftest import TEST_KEY, make_config
+
+
+@pytest.fixture(params=["memory", "disk", "redis"])
+def storage_url(request, tmp_path):
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "disk":
+        return f"disk://{tmp_path}"
+    return request.getfixturevalue("redis_url")
+
+
+def test_limit_then_429_with_retry_after(storage_url):
+    limiter = RateLimiter("2/minute;100/day", storage_url)
+    limiter.hit("key-a")
+    limiter.hit("key-a")
+    with pytest.raises(RateLimited) as info:
+        limiter.hit("key-a")
+    assert 0 < info.value.retry_after <= 60 and info.value.status == 429
+    assert "key-a" not in info.value.message
+    limiter.hit("key-b")  # other keys have their own count
+    limiter.storage.reset()
+
+
+def test_disk_and_redis_counts_are_shared_between_instances(storage_url):
+    if storage_url == "memory://":
+        pytest.skip("memory counts are per process by design")
+    first, second = RateLimiter("3/minute", storage_url), RateLimiter("3/minute", storage_url)
+    first.hit("shared")
+    second.hit("shared")
+    first.hit("shared")
+    with pytest.raises(RateLimited):
+        second.hit("shared")
+    first.storage.reset()
+
+
+def test_limits_storage_follows_image_storage(tmp_path):
+    assert limits_storage_url("memory://") == "memory://"
+    assert limits_storage_url("redis://h:6379/1") == "redis://h:6379/1"
+    assert limits_storage_url("disk:///var/x") == "flux+disk:///var/x/rate-limits"
+
+
+def test_inflight_gate():
+    gate = InflightGate(1)
+    gate.acquire()
+    with pytest.raises(Overloaded) as info:
+        gate.acquire()
+    assert info.value.status == 503 and info.value.retry_after
+    gate.release()
+    with gate.slot():
+        pass
+    unlimited = InflightGate(0)
+    for _ in range(100):
+        unlimited.acquire()
+
+
+def ask(client, content="a cat", **extra):
+    return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
+                       json={"messages": [{"role": "user", "content": content}], **extra})
+
+
+def test_rate_limit_through_the_api():
+    client = create_app(make_config(RATE_LIMIT="2/minute")).test_client()
+    assert ask(client).status_code == 200
+    assert ask(client, stream=True).status_code == 200
+    resp = ask(client)
+    assert resp.status_code == 429
+    assert int(resp.headers["Retry-After"]) > 0
+    assert resp.get_json()["error"]["code"] == "rate_limit_exceeded"
+    # Models listing is not a generation and is not limited.
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {TEST_KEY}"}).status_code == 200
+
+
+class BlockingBackend(DemoBackend):
+    """The demo backend, held until released: injects a slow upstream."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def generate(self, request):
+        self.entered.set()
+        self.release.wait(10)
+        return super().generate(request)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_inflight_cap_answers_503_and_frees_the_slot(stream):
+    services = build_services(make_config(MAX_INFLIGHT="1"))
+    backend = BlockingBackend()
+    services.backend = services.pipeline.backend = backend
+    app = create_app(services=services)
+    first = {}
+
+    def run_first():
+        resp = ask(app.test_client(), stream=stream)
+        first["body"] = resp.get_data(as_text=True)  # a stream runs (and holds its slot) here
+        first["resp"] = resp
+
+    worker = threading.Thread(target=run_first)
+    worker.start()
+    assert backend.entered.wait(10)
+    busy = ask(app.test_client())
+    assert busy.status_code == 503 and busy.headers["Retry-After"]
+    assert busy.get_json()["error"]["code"] == "rate_limit_exceeded"
+    backend.release.set()
+    worker.join(10)
+    assert first["resp"].status_code == 200 and "image/" in first["body"]
+    assert ask(app.test_client()).status_code == 200
