@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
 
 import pytest
+import responses
 from PIL import Image
 
 from flux_worker import create_app
@@ -243,3 +245,39 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["checks"]["storage"] == "ok"
+
+
+def test_images_api_b64_is_raw_base64_and_batch_images_differ(client, auth):
+    resp = client.post("/v1/images/generations", headers=auth, json={
+        "prompt": "a fox", "n": 2, "size": "512x512", "response_format": "b64_json",
+        "quality": "hd", "style": "vivid", "user": "u1", "background": "auto", "moderation": "low"})
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert isinstance(body["created"], int) and len(body["data"]) == 2
+    raw = [item["b64_json"] for item in body["data"]]
+    assert not any(r.startswith("data:") for r in raw)
+    decoded = [base64.b64decode(r, validate=True) for r in raw]
+    assert decoded[0] != decoded[1]
+    assert all(Image.open(io.BytesIO(d)).size == (512, 512) for d in decoded)
+    assert "revised_prompt" not in body["data"][0]  # no translation configured
+
+
+def test_images_api_url_default_and_model_alias(client, auth):
+    body = client.post("/images/generations", headers=auth, json={
+        "prompt": "a fox 16:9", "model": "dall-e-3"}).get_json()
+    _, img = image_at(client, body["data"][0]["url"])
+    assert img.size == (1024, 576)  # no size field: the prompt's ratio counts
+
+
+@responses.activate
+def test_translated_prompt_is_revised_prompt_and_shown_in_chat(auth):
+    responses.add(responses.POST, "http://llm.invalid/v1/chat/completions", json={
+        "choices": [{"message": {"content": "<think>plan</think>A small cat, watercolor"}}]})
+    client = create_app(make_config(CF_IS_TRANSLATE="true", EXTERNAL_API_BASE="http://llm.invalid",
+                                    EXTERNAL_MODEL="tiny-llm", EXTERNAL_API_KEY="llm-k")).test_client()
+    body = client.post("/v1/images/generations", headers=auth, json={"prompt": "一只小猫"}).get_json()
+    assert body["data"][0]["revised_prompt"] == "A small cat, watercolor"
+    content = chat(client, "一只小猫 16:9", auth).get_json()["choices"][0]["message"]["content"]
+    assert "💬 Prompt model: tiny-llm" in content
+    assert "🌐 Translated prompt: A small cat, watercolor" in content
+    assert "Aspect ratio: 16:9" in json.loads(responses.calls[-1].request.body)["messages"][1]["content"]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+from unittest import mock
 
 import pytest
 import responses
 from PIL import Image
 
 from flux_worker import create_app
+from flux_worker.errors import StorageError, StorageFull
 from flux_worker.services import build_services
 
 from .conftest import TEST_KEY, make_config
@@ -189,3 +191,24 @@ def test_schnell_gets_only_prompt_and_steps_and_output_is_resized(cf_app):
     url = content.rsplit("(", 1)[1].rstrip(")")
     img = Image.open(io.BytesIO(client.get(url.split("localhost", 1)[1]).data))
     assert img.size == (1024, 576) and img.format == "JPEG"
+
+
+@pytest.mark.parametrize("failure,status", [(StorageFull("Image storage is full: free disk space"), 507),
+                                            (StorageError("Image storage (Redis) is unreachable"), 503)])
+def test_storage_failures_are_storage_errors(tmp_path, failure, status):
+    config = make_config(STORAGE_URL=f"disk://{tmp_path}")
+    services = build_services(config)
+    app = create_app(services=services)
+    client = app.test_client()
+    with mock.patch.object(services.store, "put", side_effect=failure), \
+            mock.patch.object(services.store, "ping", side_effect=failure):
+        resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
+                           json=USER)
+        assert_error_shape(resp, status, code="storage_error", type_="storage_error")
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.get_json()["status"] == "unavailable"
+    # Storage is back: the same process recovers without a restart.
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
+                       json=USER).status_code == 200
+    services.close()

@@ -37,9 +37,10 @@ def test_limit_then_429_with_retry_after(storage_url):
     limiter.storage.reset()
 
 
-def test_disk_and_redis_counts_are_shared_between_instances(storage_url):
-    if storage_url == "memory://":
-        pytest.skip("memory counts are per process by design")
+@pytest.mark.parametrize("kind", ["disk", "redis"])
+def test_disk_and_redis_counts_are_shared_between_instances(kind, tmp_path, request):
+    # memory:// counts are per process by design, so it is not in this test.
+    storage_url = f"disk://{tmp_path}" if kind == "disk" else request.getfixturevalue("redis_url")
     first, second = RateLimiter("3/minute", storage_url), RateLimiter("3/minute", storage_url)
     first.hit("shared")
     second.hit("shared")

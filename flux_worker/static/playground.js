@@ -1,0 +1,315 @@
+// The flux-worker playground: sends one chat message, streams the answer, shows the image.
+// Vanilla JS with no build step. The page's CSP allows only this file, so nothing here uses
+// inline code or styles, and everything user- or server-supplied goes into the DOM as text.
+(() => {
+  "use strict";
+
+  const $ = (id) => document.getElementById(id);
+  const config = JSON.parse($("flux-config").textContent);
+  const KEY_STORE = "flux-worker.api-key";
+  const GALLERY_STORE = "flux-worker.gallery";
+  const GALLERY_MAX = 12;
+  // Expired entries stay (marked) for a day so people see what happened, then they go.
+  const EXPIRED_KEEP_MS = 24 * 3600 * 1000;
+  // A ratio, a WxH size or --ar already in the prompt wins over the picker (the server
+  // reads only the last ratio, so appending another would turn the first into prompt text).
+  const HAS_SIZE = /(?:^|\s)(?:\d+\s*:\s*\d+|\d+\s*[x×]\s*\d+)\s*$|--ar\s/i;
+
+  const form = $("pg-form");
+  const keyInput = $("api-key"); // absent when the server needs no key
+  const promptInput = $("prompt");
+  const button = $("generate");
+  const errorBox = $("error");
+  const progress = $("progress");
+  const result = $("result");
+  const img = $("result-img");
+
+  // localStorage throws in some private modes; the playground must work without it.
+  function load(name, fallback) {
+    try {
+      const raw = localStorage.getItem(name);
+      return raw === null ? fallback : JSON.parse(raw);
+    } catch (_) {
+      return fallback;
+    }
+  }
+  function save(name, value) {
+    try { localStorage.setItem(name, JSON.stringify(value)); } catch (_) { /* not kept */ }
+  }
+
+  if (keyInput) {
+    keyInput.value = load(KEY_STORE, "");
+    keyInput.addEventListener("input", () => save(KEY_STORE, keyInput.value.trim()));
+  }
+
+  function buildPrompt() {
+    let text = promptInput.value.trim();
+    const seed = $("seed").value.trim();
+    const steps = $("steps").value.trim();
+    const ratio = form.querySelector("input[name=ratio]:checked");
+    const hasSize = HAS_SIZE.test(text);
+    if (seed) text += ` --seed ${seed}`;
+    if (steps) text += ` --steps ${steps}`;
+    if (ratio && !hasSize) text += ` ${ratio.value}`;
+    return text;
+  }
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = false;
+  }
+
+  function addProgress(line) {
+    const item = document.createElement("li");
+    item.textContent = line;
+    progress.append(item);
+  }
+
+  // Turn an HTTP error into words: the service's JSON error.message, labelled by its kind.
+  async function httpError(response) {
+    let message = "";
+    let code = "";
+    try {
+      const body = await response.json();
+      message = (body.error && body.error.message) || "";
+      code = (body.error && body.error.code) || "";
+    } catch (_) { /* not JSON, e.g. a proxy's HTML page */ }
+    message = message || `${response.status} ${response.statusText}`.trim();
+    const label = response.status === 401 ? "The API key was not accepted"
+      : code === "content_policy_violation" ? "Refused by the content policy"
+      : code === "insufficient_quota" ? "The daily quota is used up"
+      : response.status === 429 || code === "rate_limit_exceeded" ? "Rate limited"
+      : `The service answered ${response.status}`;
+    const retry = response.headers.get("Retry-After");
+    return `${label}: ${message}${retry ? ` (try again in ${retry} s)` : ""}`;
+  }
+
+  // Read an SSE chat stream; call onPiece(text) for every non-empty content delta.
+  async function readStream(response, onPiece) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+      const lines = buffer.split("\n");
+      buffer = done ? "" : lines.pop(); // keep a partial line for the next read
+      for (const line of lines) {
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(5).trim();
+        if (data === "[DONE]") return;
+        const chunk = JSON.parse(data);
+        const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+        if (delta && delta.content) onPiece(delta.content);
+      }
+      if (done) return;
+    }
+  }
+
+  // Only http(s) links from the answer become src/href (never javascript: or data: URLs).
+  function safeUrl(raw) {
+    try {
+      const url = new URL(raw, location.href);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function imageLoaded(element) {
+    return new Promise((resolve) => {
+      element.onload = () => resolve(true);
+      element.onerror = () => resolve(false);
+    });
+  }
+
+  async function generate() {
+    const key = keyInput ? keyInput.value.trim() : "";
+    if (keyInput && !key) { showError("Enter your API key first."); keyInput.focus(); return; }
+    if (!promptInput.value.trim()) { showError("Write a prompt first."); promptInput.focus(); return; }
+    const prompt = buildPrompt();
+    const model = $("model").value;
+    errorBox.hidden = true;
+    progress.replaceChildren();
+    result.hidden = true;
+    $("placeholder").hidden = true;
+    button.disabled = true;
+    button.textContent = "Generating…";
+    $("output").setAttribute("aria-busy", "true");
+    const started = performance.now();
+    try {
+      await run(prompt, model, key);
+    } catch (err) {
+      // fetch() rejects only when no answer arrived at all (offline, DNS, dropped connection).
+      showError(err instanceof TypeError
+        ? `Network error: the service could not be reached or the connection dropped (${err.message}).`
+        : err.message);
+    } finally {
+      button.disabled = false;
+      button.textContent = "Generate";
+      $("output").removeAttribute("aria-busy");
+      $("elapsed").textContent = `${((performance.now() - started) / 1000).toFixed(1)} s`;
+    }
+  }
+
+  async function run(prompt, model, key) {
+    const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const response = await fetch(config.chat_url, {
+      method: "POST", headers,
+      body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: prompt }] }),
+    });
+    if (!response.ok) throw new Error(await httpError(response));
+
+    // Pieces may hold several lines or end mid-line; show each whole line once.
+    let answer = "";
+    let pending = "";
+    let last = "";
+    const show = (line) => {
+      const text = line.trim();
+      if (text && !text.startsWith("![") && !text.startsWith("❌")) addProgress(text);
+    };
+    await readStream(response, (piece) => {
+      answer += piece;
+      last = piece;
+      const lines = (pending + piece).split("\n");
+      pending = lines.pop();
+      lines.forEach(show);
+    });
+    show(pending);
+
+    // A failure after the stream began is its last content chunk, starting with ❌.
+    if (last.trim().startsWith("❌")) throw new Error(last.trim());
+    const links = [...answer.matchAll(/!\[[^\]]*\]\(([^)\s]+)\)/g)];
+    const url = links.length ? safeUrl(links[links.length - 1][1]) : null;
+    if (!url) throw new Error("The answer ended without an image link; see the progress above.");
+
+    const stated = answer.match(/📐[^\n]*?(\d+)\s*[x×]\s*(\d+)/);
+    const expires = Date.now() + config.image_expiration * 1000;
+    const loaded = imageLoaded(img);
+    img.alt = promptInput.value.trim();
+    img.src = url;
+    $("result-open").href = url;
+    $("result-download").href = url;
+    $("result-expiry").dataset.expires = String(expires);
+    $("result-size").textContent = stated ? `${stated[1]}×${stated[2]}` : "";
+    result.hidden = false;
+    tick();
+    const ok = await loaded;
+    const size = ok ? `${img.naturalWidth}×${img.naturalHeight}`
+      : $("result-size").textContent;
+    $("result-size").textContent = size;
+    remember({ prompt: promptInput.value.trim(), model, size, url, expires });
+    if (!ok) {
+      throw new Error(`The image was made but this browser could not load ${url}. ` +
+        "If the service is behind a proxy, check PUBLIC_BASE_URL.");
+    }
+  }
+
+  // ---- gallery: this browser's recent results, newest first ----
+
+  function entries() {
+    const now = Date.now();
+    const list = load(GALLERY_STORE, []);
+    return (Array.isArray(list) ? list : [])
+      .filter((e) => e && safeUrl(e.url) && e.expires > now - EXPIRED_KEEP_MS);
+  }
+
+  function remember(entry) {
+    save(GALLERY_STORE, [entry, ...entries()].slice(0, GALLERY_MAX));
+    renderGallery();
+  }
+
+  function renderGallery() {
+    const list = entries();
+    const gallery = $("gallery");
+    gallery.replaceChildren(...list.map(card));
+    $("gallery-empty").hidden = list.length > 0;
+    $("gallery-clear").hidden = list.length === 0;
+    tick();
+  }
+
+  function card(entry) {
+    const item = document.createElement("li");
+    item.className = "shot";
+    const link = document.createElement("a");
+    link.href = safeUrl(entry.url);
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.className = "thumb";
+    // Expired images answer 404: do not request them, show a marker instead.
+    if (entry.expires > Date.now()) {
+      const thumb = document.createElement("img");
+      thumb.src = link.href;
+      thumb.alt = entry.prompt;
+      thumb.loading = "lazy";
+      link.append(thumb);
+    } else {
+      link.textContent = "expired";
+      link.removeAttribute("href");
+    }
+    const text = document.createElement("p");
+    text.className = "shot-prompt";
+    text.textContent = entry.prompt;
+    const meta = document.createElement("p");
+    meta.className = "shot-meta";
+    meta.textContent = `${String(entry.model).replace(/^@cf\/[^/]+\//, "")} · ${entry.size} · `;
+    const expiry = document.createElement("span");
+    expiry.className = "expiry";
+    expiry.dataset.expires = String(entry.expires);
+    meta.append(expiry);
+    item.append(link, text, meta);
+    return item;
+  }
+
+  // Count down every expiry on the page; mark cards whose image has gone.
+  function tick() {
+    const now = Date.now();
+    for (const el of document.querySelectorAll("[data-expires]")) {
+      const left = Math.round((Number(el.dataset.expires) - now) / 1000);
+      const shot = el.closest(".shot, .result");
+      if (shot) shot.classList.toggle("expired", left <= 0);
+      if (left <= 0) { el.textContent = "expired"; continue; }
+      const h = Math.floor(left / 3600);
+      const m = Math.floor((left % 3600) / 60);
+      const s = String(left % 60).padStart(2, "0");
+      el.textContent = h ? `expires in ${h} h ${m} min` : `expires in ${m}:${s}`;
+    }
+  }
+
+  // ---- wiring ----
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault(); // the CSP has form-action 'none': the page never navigates
+    if (!button.disabled) generate();
+  });
+  // Chat-like keys: Enter sends from the prompt, Ctrl/Cmd+Enter sends from any field.
+  form.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.isComposing) return;
+    const inPrompt = event.target === promptInput;
+    if (event.ctrlKey || event.metaKey || (inPrompt && !event.shiftKey)) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  $("gallery-clear").addEventListener("click", () => {
+    save(GALLERY_STORE, []);
+    renderGallery();
+  });
+  for (const copy of document.querySelectorAll("[data-copy]")) {
+    copy.addEventListener("click", async () => {
+      const text = $(copy.dataset.copy).textContent;
+      try {
+        await navigator.clipboard.writeText(text);
+        copy.textContent = "Copied";
+      } catch (_) {
+        // No clipboard outside secure contexts: select the text so Ctrl+C works.
+        getSelection().selectAllChildren($(copy.dataset.copy));
+        copy.textContent = "Press Ctrl+C";
+      }
+      setTimeout(() => { copy.textContent = "Copy"; }, 2000);
+    });
+  }
+  renderGallery();
+  setInterval(tick, 1000);
+})();
