@@ -75,6 +75,7 @@ class Response:
     latency: float                   # seconds from send to the end of the body
     done_seen: bool = False          # an SSE stream ended with data: [DONE]
     closes: bool = False             # the server will close the connection after it
+    matched: bool = True             # the body contained the `expect` bytes (if any were given)
 
 
 class ProtocolError(Exception):
@@ -113,10 +114,12 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str],
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes,
-                   method: str = "GET", *, keep_body: bool = True) -> Response:
+                   method: str = "GET", *, keep_body: bool = True,
+                   expect: bytes | None = None) -> Response:
     """Send one encoded request and read its whole response from a connection.
 
-    `keep_body=False` still reads every byte but keeps only what an SSE check needs.
+    `keep_body=False` still reads every byte but keeps only what an SSE check needs. `expect`:
+    bytes the body must contain (looked for in each chunk as it arrives); `Response.matched`.
     """
     started = time.perf_counter()
     writer.write(data)
@@ -125,6 +128,7 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, d
     sse = headers.get("content-type", "").startswith("text/event-stream")
     chunks: list[bytes] = []
     tail = b""                                        # last bytes of an SSE body, for [DONE]
+    matched = expect is None
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         pass
     elif "chunked" in headers.get("transfer-encoding", "").lower():
@@ -144,6 +148,8 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, d
                 first = time.perf_counter()
             if chunk[-2:] != b"\r\n":
                 raise ProtocolError("chunk not followed by CRLF")
+            if not matched and expect in chunk:
+                matched = True
             if keep_body:
                 chunks.append(chunk[:-2])
             elif sse:
@@ -158,6 +164,8 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, d
             chunk = await reader.readexactly(1)
             first = time.perf_counter()
             rest = await reader.readexactly(length - 1) if length > 1 else b""
+            if not matched and expect in rest:
+                matched = True
             if keep_body:
                 chunks += [chunk, rest]
             elif sse:
@@ -170,6 +178,8 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, d
                 break
             if first is None:
                 first = time.perf_counter()
+            if not matched and expect in chunk:
+                matched = True
             if keep_body:
                 chunks.append(chunk)
             elif sse:
@@ -178,7 +188,7 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, d
     body = b"".join(chunks)
     done = sse and DONE_MARK in (body[-64:] if keep_body else tail)
     return Response(status, headers, body, (first or ended) - started, ended - started,
-                    done_seen=done, closes=closes)
+                    done_seen=done, closes=closes, matched=matched)
 
 
 async def fetch(url: str, request: Request | None = None, *, timeout: float = 30.0) -> Response:
@@ -281,13 +291,16 @@ async def run_load(url: str, requests: Callable[[int], Request] | Request, *, cl
                    duration: float | None = None, total: int | None = None,
                    warmup: float = 0.0, ramp: float = 0.0, timeout: float = 30.0,
                    ok_status: Iterable[int] = (200,), keep_bodies: int = 0,
-                   drain: float = 0.0, max_seconds: float = 600.0) -> LoadResult:
+                   drain: float = 0.0, expect: bytes | None = None,
+                   max_seconds: float = 600.0) -> LoadResult:
     """Run `clients` keep-alive clients against `url` (only scheme/host/port are used).
 
     Either `duration`: clients start spread over `ramp` seconds, run `warmup` seconds, then the
     measurement window of `duration` seconds; requests in flight at its end get `drain` more
     seconds and are then abandoned (they never count: only completions inside the window do). Or `total`: exactly that many requests, the window being the whole run.
-    `requests(i)` gives the i-th request (or one Request is sent every time). Every request
+    `requests(i)` gives the i-th request (or one Request is sent every time). A response counts
+    as an error when its status is not in `ok_status`, when an SSE stream lacks `data: [DONE]`,
+    or when a 2xx body lacks `expect` (a failure reported inside a 200 stream). Every request
     ends within `timeout`, and the whole run within `max_seconds`.
     """
     if (duration is None) == (total is None):
@@ -340,7 +353,8 @@ async def run_load(url: str, requests: Callable[[int], Request] | Request, *, cl
                             reader, writer = await asyncio.open_connection(host, port,
                                                                            limit=READ_LIMIT)
                         keep = len(bodies) < keep_bodies
-                        resp = await exchange(reader, writer, data, req.method, keep_body=keep)
+                        resp = await exchange(reader, writer, data, req.method, keep_body=keep,
+                                              expect=expect)
                     rec.status, rec.ttfb = resp.status, resp.ttfb
                     rec.latency = time.perf_counter() - start     # includes a reconnect
                     rec.nbytes = len(resp.body)
@@ -351,6 +365,8 @@ async def run_load(url: str, requests: Callable[[int], Request] | Request, *, cl
                     elif resp.headers.get("content-type", "").startswith("text/event-stream") \
                             and not resp.done_seen:
                         rec.error = "stream without [DONE]"
+                    elif not resp.matched and 200 <= resp.status < 300:
+                        rec.error = "unexpected body"
                     if resp.closes:
                         writer.close()
                         reader = writer = None

@@ -59,6 +59,6 @@ def _announce(services: "Services") -> None:
         log.warning("DEMO backend active: images are drawn locally, no Cloudflare account is "
                     "used. Set CF_ACCOUNT_ID, CF_API_TOKEN and API_KEY for real images.")
     log.info("flux-worker %s: backend=%s storage=%s models=%d default=%s auth=%s translation=%s",
-             __version__, services.backend.name, services.store.kind, len(services.models.models),
+             __version__, services.backend.name, services.store, len(services.models.models),
              services.models.default.id, "on" if cfg.auth_required else "OFF (no API_KEY)",
              services.translator.model if services.translator else "off")

@@ -19,8 +19,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
-                               Histogram, generate_latest)
-from prometheus_client import multiprocess
+                               Histogram, generate_latest, multiprocess)
 
 from .errors import APIError
 

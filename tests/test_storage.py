@@ -499,3 +499,18 @@ KEY_ALPHABET = string.ascii_letters + string.digits + "-_"
 @given(st.text(min_size=22, max_size=64).filter(lambda s: any(c not in KEY_ALPHABET for c in s)))
 def test_is_valid_key_rejects_any_foreign_character(key):
     assert not is_valid_key(key)
+
+
+@pytest.mark.parametrize("size", [10, 200_000])
+def test_open_hands_out_the_bytes_as_a_file(store, clock, size):
+    data = os.urandom(size)
+    store.put("k" * 22, data, "image/png", ttl=60)
+    opened = store.open("k" * 22)
+    try:
+        assert opened.file.read() == data and opened.size == size
+        assert opened.content_type == "image/png" and opened.ttl(clock()) == 60
+    finally:
+        opened.file.close()
+    assert store.open("m" * 22) is None
+    clock.advance(61)
+    assert store.open("k" * 22) is None

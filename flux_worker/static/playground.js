@@ -26,12 +26,7 @@
 
   // localStorage throws in some private modes; the playground must work without it.
   function load(name, fallback) {
-    try {
-      const raw = localStorage.getItem(name);
-      return raw === null ? fallback : JSON.parse(raw);
-    } catch (_) {
-      return fallback;
-    }
+    try { return JSON.parse(localStorage.getItem(name)) ?? fallback; } catch (_) { return fallback; }
   }
   function save(name, value) {
     try { localStorage.setItem(name, JSON.stringify(value)); } catch (_) { /* not kept */ }
@@ -111,16 +106,7 @@
     try {
       const url = new URL(raw, location.href);
       return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-    } catch (_) {
-      return null;
-    }
-  }
-
-  function imageLoaded(element) {
-    return new Promise((resolve) => {
-      element.onload = () => resolve(true);
-      element.onerror = () => resolve(false);
-    });
+    } catch (_) { return null; }
   }
 
   async function generate() {
@@ -148,6 +134,7 @@
       button.disabled = false;
       button.textContent = "Generate";
       $("output").removeAttribute("aria-busy");
+      $("placeholder").hidden = !result.hidden || progress.childElementCount > 0;
       $("elapsed").textContent = `${((performance.now() - started) / 1000).toFixed(1)} s`;
     }
   }
@@ -186,7 +173,10 @@
 
     const stated = answer.match(/📐[^\n]*?(\d+)\s*[x×]\s*(\d+)/);
     const expires = Date.now() + config.image_expiration * 1000;
-    const loaded = imageLoaded(img);
+    const loaded = new Promise((resolve) => {
+      img.onload = () => resolve(true);
+      img.onerror = () => resolve(false);
+    });
     img.alt = promptInput.value.trim();
     img.src = url;
     $("result-open").href = url;
@@ -196,8 +186,7 @@
     result.hidden = false;
     tick();
     const ok = await loaded;
-    const size = ok ? `${img.naturalWidth}×${img.naturalHeight}`
-      : $("result-size").textContent;
+    const size = ok ? `${img.naturalWidth}×${img.naturalHeight}` : $("result-size").textContent;
     $("result-size").textContent = size;
     remember({ prompt: promptInput.value.trim(), model, size, url, expires });
     if (!ok) {

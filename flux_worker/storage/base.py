@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 # 16 random bytes = 128 bits, URL-safe base64 without padding: 22 characters.
 KEY_BYTES = 16
@@ -36,6 +37,31 @@ class StoredImage:
         return max(0, int(self.expires - now))
 
 
+@dataclass(frozen=True)
+class ImageFile:
+    """A stored image opened for sending: a binary file and what is needed to serve it.
+
+    Whoever receives it closes `file`. A disk store hands out the real file, so the server can
+    send it with sendfile() instead of copying it through Python.
+    """
+
+    file: BinaryIO
+    size: int
+    content_type: str
+    created: float
+    expires: float
+
+    @classmethod
+    def of(cls, item: StoredImage) -> "ImageFile":
+        """Wrap an in-memory image."""
+        return cls(io.BytesIO(item.data), len(item.data), item.content_type, item.created,
+                   item.expires)
+
+    def ttl(self, now: float) -> int:
+        """Whole seconds left to live at `now` (never negative)."""
+        return max(0, int(self.expires - now))
+
+
 @runtime_checkable
 class ImageStore(Protocol):
     """Where generated images live until they expire.
@@ -51,6 +77,9 @@ class ImageStore(Protocol):
 
     def get(self, key: str) -> StoredImage | None:
         """Return the entry, or None when it is missing or expired."""
+
+    def open(self, key: str) -> ImageFile | None:
+        """Return the entry opened for sending, or None when it is missing or expired."""
 
     def delete(self, key: str) -> None:
         """Remove the entry if present."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from typing import Callable, Iterator
 import diskcache
 
 from ..errors import StorageError, StorageFull
-from .base import StoredImage
+from .base import ImageFile, StoredImage
 
 FULL_MESSAGE = "Image storage is full: free disk space or lower STORAGE_MAX_BYTES."
 # How long a write waits for another process's SQLite write lock. diskcache's default, 60 s,
@@ -91,17 +92,41 @@ class DiskStore:
         """
         with self._errors("read an image from"):
             data, tag = self._cache.get(key, default=None, tag=True)
-        if not isinstance(data, bytes) or not isinstance(tag, str):
+        meta = self._live_meta(data, tag)
+        if meta is None or not isinstance(data, bytes):
+            return None
+        return StoredImage(data, *meta)
+
+    def open(self, key: str) -> ImageFile | None:
+        """Return the entry opened for sending: images of 32 KB or more as their own file.
+
+        :raises StorageError: when the store cannot be read.
+        """
+        with self._errors("read an image from"):
+            # read=True hands out diskcache's own file (for values stored as files) rather than
+            # its contents; eviction may unlink it meanwhile, which the open handle survives.
+            value, tag = self._cache.get(key, default=None, read=True, tag=True)
+        meta = self._live_meta(value, tag)
+        if meta is None:
+            if hasattr(value, "close"):
+                value.close()
+            return None
+        if isinstance(value, bytes):
+            return ImageFile(io.BytesIO(value), len(value), *meta)
+        with self._errors("read an image from"):
+            size = os.fstat(value.fileno()).st_size
+        return ImageFile(value, size, *meta)
+
+    def _live_meta(self, value, tag) -> tuple[str, float, float] | None:
+        """The (content type, created, expires) of a live entry written by put(), else None."""
+        if value is None or not isinstance(tag, str):
             return None
         try:
             meta = json.loads(tag)
-            item = StoredImage(data, str(meta["type"]), float(meta["created"]),
-                               float(meta["expires"]))
+            found = (str(meta["type"]), float(meta["created"]), float(meta["expires"]))
         except (ValueError, KeyError, TypeError):
             return None  # not written by put(): treat as missing rather than serve garbage
-        if item.expires <= self._clock():
-            return None
-        return item
+        return found if found[2] > self._clock() else None
 
     def delete(self, key: str) -> None:
         """Remove the entry if present.
@@ -141,7 +166,8 @@ class DiskStore:
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         """Turn diskcache, SQLite and OS errors into StorageError / StorageFull."""
-        where = f"Image storage (disk) could not {action} {self.directory}"
+        # The directory stays out of messages that reach clients; the log has it.
+        where = f"Image storage (disk) could not {action} its directory"
         try:
             yield
         except StorageError:

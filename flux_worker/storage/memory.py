@@ -14,7 +14,7 @@ from typing import Callable
 from cachetools import TLRUCache
 
 from ..errors import StorageFull
-from .base import StoredImage
+from .base import ImageFile, StoredImage
 
 
 def _expires(_key: str, value: StoredImage, _now: float) -> float:
@@ -70,6 +70,11 @@ class MemoryStore:
         if item is None or item.expires <= self._clock():
             return None
         return item
+
+    def open(self, key: str) -> ImageFile | None:
+        """Return the entry wrapped as a file, or None when it is missing or expired."""
+        item = self.get(key)
+        return ImageFile.of(item) if item else None
 
     def delete(self, key: str) -> None:
         """Remove the entry if present."""

@@ -22,7 +22,7 @@ from redis.retry import Retry
 
 from ..errors import StorageError, StorageFull
 from . import redact
-from .base import StoredImage
+from .base import ImageFile, StoredImage
 
 PREFIX = "flux-worker:image:"
 PING_KEY = "flux-worker:ping"
@@ -93,6 +93,11 @@ class RedisStore:
         if item.expires <= self._clock():
             return None
         return item
+
+    def open(self, key: str) -> ImageFile | None:
+        """Return the entry wrapped as a file, or None when it is missing or expired."""
+        item = self.get(key)
+        return ImageFile.of(item) if item else None
 
     def delete(self, key: str) -> None:
         """Remove the entry if present.

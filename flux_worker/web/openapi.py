@@ -1,5 +1,18 @@
-"""Placeholder blueprint; filled in by its own change."""
+"""Serve the OpenAPI description at /openapi.json (no auth: it describes, it grants nothing)."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from ..openapi import openapi_spec
+from .common import services
 
 bp = Blueprint("openapi", __name__)
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    """The OpenAPI document, with the root of this request (proxy-aware) as its server."""
+    config = services().config
+    return jsonify(openapi_spec(request.url_root.rstrip("/"), max_images=config.max_images,
+                                max_body_bytes=config.max_body_bytes))
