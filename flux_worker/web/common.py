@@ -156,9 +156,11 @@ def install(app: Flask) -> None:
             done = _request_done(started, rid, request.method, request.path,
                                  request.url_rule.rule if request.url_rule else "unmatched",
                                  response.status_code, getattr(g, "model", "-"))
-            if response.is_streamed:
+            if response.is_streamed and not response.direct_passthrough:
                 # A stream's body (the generation itself) is produced after this hook: log and
                 # time it when the server closes the response, whether it ended or was cut.
+                # (Werkzeug hands a direct-passthrough file to the server as it is, without
+                # close callbacks, so a served image is logged now, before sendfile runs.)
                 response.call_on_close(done)
             else:
                 done()
