@@ -19,7 +19,9 @@ if _METRICS_DIR_OWNED:
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# memory:// keeps images inside one process, so it gets one worker unless told otherwise.
+_ONE_PROCESS_STORE = os.environ.get("STORAGE_URL", "").startswith("memory://")
+workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _ONE_PROCESS_STORE else "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "128"))
 # gthread workers heartbeat from their main loop, so a long generation in a thread does not
 # trip this; it only catches a worker that is truly stuck.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
 
@@ -115,7 +115,6 @@ class Config:
     max_inflight: int = 0
     max_body_bytes: int = 1 << 20
     log_level: str = "INFO"
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def auth_required(self) -> bool:
@@ -153,7 +152,7 @@ class Config:
             flux_model=env.text("FLUX_MODEL") or DEFAULT_FLUX_MODEL,
             flux_num_steps=env.integer("FLUX_NUM_STEPS", minimum=1, maximum=100),
             image_models=tuple(m.strip() for m in env.text("IMAGE_MODELS").split(",") if m.strip()),
-            image_backend=_pick_backend(env, environ),
+            image_backend=_pick_backend(env),
             image_api_base=env.url("IMAGE_API_BASE", optional=True),
             image_api_key=env.text("IMAGE_API_KEY"),
             max_images=env.integer("MAX_IMAGES", minimum=1, maximum=10),
@@ -171,14 +170,8 @@ class Config:
             max_body_bytes=env.integer("MAX_BODY_BYTES", minimum=1024, maximum=1 << 30),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
         )
-        _check_consistency(cfg, environ)
+        _check_consistency(cfg)
         return cfg
-
-    def replace(self, **changes) -> "Config":
-        """Return a copy with some fields changed (for tests)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Config(**values)
 
 
 class _Reader:
@@ -239,7 +232,7 @@ class _Reader:
         return raw
 
 
-def _pick_backend(env: _Reader, environ: Mapping[str, str]) -> str:
+def _pick_backend(env: _Reader) -> str:
     chosen = env.text("IMAGE_BACKEND").lower()
     if chosen:
         if chosen not in BACKENDS:
@@ -282,7 +275,7 @@ def _rate_limit(raw: str) -> str:
     return raw
 
 
-def _check_consistency(cfg: Config, environ: Mapping[str, str]) -> None:
+def _check_consistency(cfg: Config) -> None:
     if cfg.image_backend == "cloudflare":
         if not (cfg.cf_account_id and cfg.cf_api_token):
             missing = "CF_API_TOKEN" if cfg.cf_account_id else "CF_ACCOUNT_ID"
