@@ -56,14 +56,19 @@ class Service:
                 self.proc.wait(5)
 
 
-def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int = 2,
+def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int | None = 2,
                   wait: bool = True) -> Service:
-    """Start `gunicorn -c gunicorn.conf.py -b 127.0.0.1:<port> app:app` with `env`."""
+    """Start `gunicorn -c gunicorn.conf.py -b 127.0.0.1:<port> app:app` with `env`.
+
+    `workers=None` leaves WEB_CONCURRENCY unset, so gunicorn.conf.py picks the number.
+    """
     port = free_port()
     tmp_path.mkdir(parents=True, exist_ok=True)
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-                "LANG": "C.UTF-8", "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "16",
+                "LANG": "C.UTF-8", "GUNICORN_THREADS": "16",
                 "STORAGE_URL": f"disk://{tmp_path / 'images'}", "LOG_LEVEL": "DEBUG"}
+    if workers is not None:
+        full_env["WEB_CONCURRENCY"] = str(workers)
     full_env.update(env)
     log_path = tmp_path / f"gunicorn-{port}.log"
     out = open(log_path, "wb")

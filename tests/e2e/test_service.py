@@ -128,6 +128,7 @@ def test_logs_never_contain_secrets(cf_service, cf):
         sdk(cf_service, key="sk-wrong-but-logged?").models.list()
     log = cf_service.log()
     assert "generated" in log  # the log is really captured
+    assert "POST /v1/chat/completions 200" in log
     for secret in (API_KEY, CF_TOKEN, "sk-wrong-but-logged?"):
         assert secret not in log
 
@@ -183,3 +184,18 @@ def test_app_module_refuses_bad_config_too():
     result = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, capture_output=True,
                             text=True, env={"PATH": "/usr/bin:/bin", "IMAGE_EXPIRATION": "soon"})
     assert result.returncode != 0 and "IMAGE_EXPIRATION" in result.stderr
+
+
+def test_memory_storage_runs_one_worker_so_every_image_is_found(tmp_path):
+    service = start_service(tmp_path, {"STORAGE_URL": "memory://"}, workers=None)
+    try:
+        client = sdk(service, key="none")
+        for i in range(4):
+            content = client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": f"cat {i}"}]).choices[0].message.content
+            for _ in range(3):
+                url = LINK.search(content)["url"]
+                assert requests.get(url, timeout=5, headers={"Connection": "close"}).status_code == 200
+        assert "keeps images inside each process" not in service.log()
+    finally:
+        service.stop()
