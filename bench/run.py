@@ -109,17 +109,20 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: list[int], master: int) -> float:
-    """utime+stime of `pids`, plus the reaped children's of the master (a worker that died)."""
-    total = 0
+def cpu_times(pids: list[int], master: int) -> tuple[float, float]:
+    """(user, system) seconds of `pids`, plus the reaped children's of the master (a worker
+    that died and was replaced)."""
+    user = system = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields:
             # Fields 14-17 of stat (utime stime cutime cstime) are 11-14 after pid and comm.
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
             if pid == master:
-                total += int(fields[13]) + int(fields[14])
-    return total / CLK_TCK
+                user += int(fields[13])
+                system += int(fields[14])
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def rss_pss(pid: int) -> tuple[int, int | None]:
@@ -171,7 +174,10 @@ class Server:
         return [self.pid, *self._workers]
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pids(), self.pid)
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        return cpu_times(self.pids(), self.pid)
 
     def log(self) -> str:
         try:
@@ -349,14 +355,16 @@ async def measure(svc: Server, label: str, key: str, requests, *, clients: int,
                   expect: bytes | None = None, keep_bodies: int = 0) -> tuple[Row, list[bytes]]:
     """Run one load against `svc` while sampling its memory and CPU."""
     await svc.wait_quiet()
-    cpu0, busy0 = svc.cpu(), machine_busy()
+    (user0, sys0), busy0 = svc.cpu_split(), machine_busy()
     with MemorySampler(svc) as mem:
         result = await run_load(svc.url, requests, clients=clients, duration=duration,
                                 total=total, warmup=warmup, ramp=ramp, timeout=timeout,
                                 ok_status=ok_status, expect=expect, keep_bodies=keep_bodies,
                                 max_seconds=(ramp + warmup + (duration or 0) + timeout + 5
                                              if duration else 300))
-    cpu = svc.cpu() - cpu0
+    user1, sys1 = svc.cpu_split()
+    user, system = user1 - user0, sys1 - sys0
+    cpu = user + system
     busy1 = machine_busy()
     summary = result.summary()
     answered = len(result.records)
@@ -366,6 +374,9 @@ async def measure(svc: Server, label: str, key: str, requests, *, clients: int,
               machine=(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
               rss_mib=mem.peak_rss / MiB,
               pss_mib=mem.peak_pss / MiB if mem.peak_pss is not None else None)
+    if answered:
+        row.notes.append(f"server CPU user {user / answered * 1000:.2f} + system "
+                         f"{system / answered * 1000:.2f} ms/req")
     row.notes.append(f"loadgen CPU {summary['loadgen_cpu_s'] / result.wall * 100:.0f}% of a core")
     errors = _log_errors(svc)
     if errors:
@@ -477,7 +488,7 @@ class Bench:
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         out = self.profile_dir / f"{key}.txt"
         spy = subprocess.Popen([py_spy, "record", "--pid", str(self.service.pid),
-                                "--subprocesses", "--nonblocking", "--rate", "200",
+                                "--subprocesses", "--nonblocking", "--gil", "--rate", "200",
                                 "--format", "raw", "--output", str(out), "--duration", "30"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         await asyncio.sleep(1.0)

@@ -16,6 +16,7 @@ Two conventions worth knowing when reading it:
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from . import __version__
@@ -29,9 +30,6 @@ ALIASES = {
     "/v1/models": "/models",
     "/v1/models/{model_id}": "/models/{model_id}",
 }
-
-BEARER = [{"bearerAuth": []}]
-NO_AUTH: list = []
 
 # Status -> (component name, what it means here). Every one answers with the Error schema.
 ERROR_RESPONSES = {
@@ -92,7 +90,6 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
             "summary": "Chat your way to an image: an OpenAI-compatible API in front of "
                        "Cloudflare Workers AI image models.",
             "description": _DESCRIPTION,
-            "license": {"name": "MIT", "identifier": "MIT"},
         },
         "servers": [{"url": server_url or "/"}],
         "tags": [
@@ -103,6 +100,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
             {"name": "files", "description": "Stored images; the key is the capability."},
             {"name": "service", "description": "Welcome page, probes, metrics and this "
                                                "document."},
+            {"name": "alias", "description": "The API routes without the `/v1` prefix."},
         ],
         "paths": paths,
         "components": {
@@ -126,8 +124,8 @@ Turns a chat message such as `a cute cat 16:9` into an AI image and answers in t
 format, so any OpenAI-compatible client can generate images by chatting.
 
 - **Aliases**: every API route also answers without the `/v1` prefix (`/chat/completions`, \
-`/images/generations`, `/models`, `/models/{model_id}`); they are listed with the same \
-description and the `alias` tag.
+`/images/generations`, `/models`, `/models/{model_id}`); they are listed too, tagged \
+`alias`.
 - **Errors**: every 4xx and 5xx answer is `{"error": {"message", "type", "param", "code"}}` \
 (the `Error` schema), whose message says what to do.
 - **CORS**: `OPTIONS` on any path is a preflight answered with 204.
@@ -195,7 +193,8 @@ def _header(name: str) -> dict:
 def _operation(operation_id: str, tag: str, summary: str, description: str, responses: dict, *,
                secured: bool, **extra) -> dict:
     return {"operationId": operation_id, "tags": [tag], "summary": summary,
-            "description": description, "security": BEARER if secured else NO_AUTH,
+            "description": description,
+            "security": [{"bearerAuth": []}] if secured else [],
             "responses": responses, **extra}
 
 
@@ -211,7 +210,7 @@ def _alias_of(path: str, item: dict) -> dict:
     aliased = {}
     for method, operation in item.items():
         aliased[method] = dict(
-            operation, operationId=operation["operationId"] + "Unprefixed",
+            copy.deepcopy(operation), operationId=operation["operationId"] + "Unprefixed",
             tags=[*operation["tags"], "alias"],
             summary=operation["summary"] + f" (alias of {path})",
             description=f"The same as `{method.upper()} {path}`, for clients whose base URL "

@@ -152,12 +152,15 @@ def test_chat_completion_conforms(client, auth, path):
     assert_conforms(resp, path)
 
 
-def test_chat_housekeeping_answer_conforms(client, auth):
-    body = {"messages": [{"role": "user", "content": "a cat"}, {"role": "assistant", "content": "ok"},
-                         {"role": "user", "content": "Summarize the conversation above as a "
-                                                     "title of 4 to 5 words"}]}
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_housekeeping_answer_conforms(client, auth, stream):
+    body = {"stream": stream, "messages": [
+        {"role": "user", "content": "a cat"}, {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "Generate a four to five word title summarizing our "
+                                    "conversation"}]}
     resp = client.post("/v1/chat/completions", json=body, headers=auth)
     assert resp.status_code == 200
+    assert "/image/" not in resp.get_data(as_text=True)  # answered with text, no image
     assert_conforms(resp, "/v1/chat/completions")
 
 

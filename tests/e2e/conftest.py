@@ -85,7 +85,7 @@ def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int |
             try:
                 if requests.get(service.url + "/healthz", timeout=1).status_code == 200:
                     return service
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy starting
                 pass
             time.sleep(0.1)
         service.stop()

@@ -6,8 +6,8 @@ a body and headers that match the documented schema. The run is bounded and dete
 fixed seed, derandomized Hypothesis, a few dozen examples per operation.
 
 Server-sent events are validated too: Schemathesis parses `text/event-stream` answers into events
-and checks each against the media type's schema (one event in OpenAPI 3.1; see flux_worker/openapi.py),
-including the `contentSchema` of the JSON in `data`.
+and checks each against the media type's schema (one event, in OpenAPI 3.1; see
+flux_worker/openapi.py), including the `contentSchema` of the JSON in `data`.
 """
 
 from __future__ import annotations
