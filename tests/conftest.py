@@ -6,6 +6,7 @@ import pytest
 
 from flux_worker import create_app
 from flux_worker.config import Config
+from tests.redis_server import redis_server, redis_url  # noqa: F401  (fixtures for all tests)
 
 TEST_KEY = "sk-test-key-123456"
 

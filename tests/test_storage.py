@@ -30,7 +30,7 @@ from flux_worker.storage import (ImageStore, StoredImage, is_valid_key, new_key,
 from flux_worker.storage.disk import DiskStore
 from flux_worker.storage.memory import MemoryStore
 from flux_worker.storage.redis import RedisStore
-from tests.redis_server import RedisServer, redis_server, redis_url  # noqa: F401 (fixtures)
+from tests.redis_server import RedisServer
 
 MAX_BYTES = 1 << 20
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4

@@ -11,7 +11,6 @@ from flux_worker.backends.demo import DemoBackend
 from flux_worker.errors import Overloaded, RateLimited
 from flux_worker.services import build_services
 from flux_worker.throttle import InflightGate, RateLimiter, limits_storage_url
-from tests.redis_server import redis_url  # noqa: F401  (fixture)
 
 from .conftest import TEST_KEY, make_config
 

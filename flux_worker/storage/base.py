@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from ..errors import StorageFull
+
 # 16 random bytes = 128 bits, URL-safe base64 without padding: 22 characters.
 KEY_BYTES = 16
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
@@ -37,6 +39,23 @@ class StoredImage:
         return max(0, int(self.expires - now))
 
 
+def new_entry(data: bytes, content_type: str, ttl: int, now: float,
+              max_bytes: int | None = None) -> StoredImage:
+    """Check what `put` was given and build the entry to keep.
+
+    :raises ValueError: for a ttl that is not positive (a caller's bug, not the client's).
+    :raises StorageFull: when the image alone is larger than the whole store.
+    """
+    if ttl <= 0:
+        raise ValueError(f"ttl must be positive, got {ttl}")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise StorageFull(
+            f"Image storage is full: the image ({len(data)} bytes) is larger than "
+            f"STORAGE_MAX_BYTES ({max_bytes}); raise STORAGE_MAX_BYTES.")
+    # bytes(...) because a bytearray or memoryview would be pickled or aliased, not kept raw.
+    return StoredImage(bytes(data), content_type, now, now + ttl)
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """A stored image opened for sending: a binary file and what is needed to serve it.
@@ -60,6 +79,15 @@ class ImageFile:
     def ttl(self, now: float) -> int:
         """Whole seconds left to live at `now` (never negative)."""
         return max(0, int(self.expires - now))
+
+
+class OpensFromMemory:
+    """For stores that hold images as bytes: `open` wraps what `get` returns."""
+
+    def open(self, key: str) -> ImageFile | None:
+        """Return the entry wrapped as a file, or None when it is missing or expired."""
+        item = self.get(key)
+        return ImageFile.of(item) if item else None
 
 
 @runtime_checkable

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import diskcache
 
 from ..errors import StorageError, StorageFull
-from .base import ImageFile, StoredImage
+from .base import ImageFile, StoredImage, new_entry
 
 FULL_MESSAGE = "Image storage is full: free disk space or lower STORAGE_MAX_BYTES."
 # How long a write waits for another process's SQLite write lock. diskcache's default, 60 s,
@@ -69,15 +69,8 @@ class DiskStore:
         :raises StorageFull: when the disk (or quota) is full or the image exceeds the bound.
         :raises StorageError: when the directory is not writable or is locked too long.
         """
-        if ttl <= 0:
-            raise ValueError(f"ttl must be positive, got {ttl}")
-        if len(data) > self.max_bytes:
-            raise StorageFull(
-                f"Image storage is full: the image ({len(data)} bytes) is larger than "
-                f"STORAGE_MAX_BYTES ({self.max_bytes}); raise STORAGE_MAX_BYTES.")
-        now = self._clock()
-        item = StoredImage(bytes(data), content_type, now, now + ttl)
-        tag = json.dumps({"type": content_type, "created": now, "expires": item.expires})
+        item = new_entry(data, content_type, ttl, self._clock(), self.max_bytes)
+        tag = json.dumps({"type": content_type, "created": item.created, "expires": item.expires})
         with self._errors("store an image in"):
             # `expire` lets diskcache drop the entry by itself (judged by its wall clock);
             # `get` judges the tag's `expires` by our clock, so a fake clock works in tests.

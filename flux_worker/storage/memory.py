@@ -13,8 +13,7 @@ from typing import Callable
 
 from cachetools import TLRUCache
 
-from ..errors import StorageFull
-from .base import ImageFile, StoredImage
+from .base import OpensFromMemory, StoredImage, new_entry
 
 
 def _expires(_key: str, value: StoredImage, _now: float) -> float:
@@ -25,7 +24,7 @@ def _size(value: StoredImage) -> int:
     return len(value.data)
 
 
-class MemoryStore:
+class MemoryStore(OpensFromMemory):
     """An in-process store bounded by the total bytes of the images it holds.
 
     The least recently used image goes first when a new one does not fit; expired images go
@@ -51,14 +50,7 @@ class MemoryStore:
 
         :raises StorageFull: when the image alone is larger than the whole store.
         """
-        if ttl <= 0:
-            raise ValueError(f"ttl must be positive, got {ttl}")
-        if len(data) > self.max_bytes:
-            raise StorageFull(
-                f"Image storage is full: the image ({len(data)} bytes) is larger than "
-                f"STORAGE_MAX_BYTES ({self.max_bytes}); raise STORAGE_MAX_BYTES.")
-        now = self._clock()
-        item = StoredImage(bytes(data), content_type, now, now + ttl)
+        item = new_entry(data, content_type, ttl, self._clock(), self.max_bytes)
         with self._lock:
             self._cache[key] = item
         return item
@@ -70,11 +62,6 @@ class MemoryStore:
         if item is None or item.expires <= self._clock():
             return None
         return item
-
-    def open(self, key: str) -> ImageFile | None:
-        """Return the entry wrapped as a file, or None when it is missing or expired."""
-        item = self.get(key)
-        return ImageFile.of(item) if item else None
 
     def delete(self, key: str) -> None:
         """Remove the entry if present."""

@@ -22,14 +22,14 @@ from redis.retry import Retry
 
 from ..errors import StorageError, StorageFull
 from . import redact
-from .base import ImageFile, StoredImage
+from .base import OpensFromMemory, StoredImage, new_entry
 
 PREFIX = "flux-worker:image:"
 PING_KEY = "flux-worker:ping"
 FIELDS = (b"data", b"type", b"created", b"expires")
 
 
-class RedisStore:
+class RedisStore(OpensFromMemory):
     """A store in Redis, reached through one thread-safe connection pool."""
 
     kind = "redis"
@@ -60,10 +60,7 @@ class RedisStore:
         :raises StorageFull: when Redis is out of memory (maxmemory reached).
         :raises StorageError: when Redis is unreachable or refuses the write.
         """
-        if ttl <= 0:
-            raise ValueError(f"ttl must be positive, got {ttl}")
-        now = self._clock()
-        item = StoredImage(bytes(data), content_type, now, now + ttl)
+        item = new_entry(data, content_type, ttl, self._clock())
         name = PREFIX + key
         with self._errors():
             # One transaction: DEL so an overwrite cannot keep stray fields, HSET, EXPIRE.
@@ -71,7 +68,8 @@ class RedisStore:
             with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete(name)
                 pipe.hset(name, mapping={"data": item.data, "type": content_type,
-                                         "created": repr(now), "expires": repr(item.expires)})
+                                         "created": repr(item.created),
+                                         "expires": repr(item.expires)})
                 pipe.expire(name, ttl)
                 pipe.execute()
         return item
@@ -93,11 +91,6 @@ class RedisStore:
         if item.expires <= self._clock():
             return None
         return item
-
-    def open(self, key: str) -> ImageFile | None:
-        """Return the entry wrapped as a file, or None when it is missing or expired."""
-        item = self.get(key)
-        return ImageFile.of(item) if item else None
 
     def delete(self, key: str) -> None:
         """Remove the entry if present.
