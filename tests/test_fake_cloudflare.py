@@ -464,3 +464,19 @@ def test_started_server_over_http_including_a_dropped_connection():
         assert server.requests() == []
     finally:
         server.stop()
+
+
+def test_fail_rate_injects_random_real_faults():
+    app = make_app(fail_rate=1.0)
+    client = app.test_client()
+    codes = set()
+    for _ in range(30):
+        resp = client.post("/accounts/test-account/ai/run/@cf/black-forest-labs/flux-1-schnell",
+                           json={"prompt": "x"}, headers={"Authorization": "Bearer test-cf-token"})
+        assert resp.status_code != 200 or resp.is_json
+        codes.add(resp.status_code)
+    assert len(codes) >= 2
+    ok = make_app(fail_rate=0.0).test_client().post(
+        "/accounts/test-account/ai/run/@cf/black-forest-labs/flux-1-schnell",
+        json={"prompt": "x"}, headers={"Authorization": "Bearer test-cf-token"})
+    assert ok.status_code == 200

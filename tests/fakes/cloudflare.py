@@ -430,6 +430,8 @@ def _pad_jpeg(data: bytes, target: int) -> bytes:
 IMAGE_FAULTS = ("3030", "4006", "3036", "3040", "5006", "10000", "7003", "500", "502", "503",
                 "504", "8008", "rate_limit", "timeout", "malformed_json", "no_image",
                 "not_image", "bad_base64", "empty", "close")
+# What a load test's random failures are drawn from: the answers a busy account really sees.
+RANDOM_FAULTS = ("3030", "3040", "4006", "500", "rate_limit", "malformed_json", "not_image")
 LLM_FAULTS = ("timeout", "500", "503", "empty", "empty_body", "malformed_json", "4006",
               "rate_limit", "close")
 
@@ -461,6 +463,7 @@ class FakeState:
     llm_reply: str = DEFAULT_LLM_REPLY
     images: ImageMaker = field(default_factory=ImageMaker)
     record_limit: int = 10000
+    fail_rate: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: collections.deque = field(default_factory=collections.deque)
     llm_faults: collections.deque = field(default_factory=collections.deque)
@@ -478,7 +481,12 @@ class FakeState:
     def pop_fault(self, *, llm: bool = False) -> dict | None:
         with self.lock:
             queue = self.llm_faults if llm else self.faults
-            return queue.popleft() if queue else None
+            if queue:
+                return queue.popleft()
+        if not llm and self.fail_rate and random.random() < self.fail_rate:
+            # Load tests: a share of generations fails with one of the upstream's real errors.
+            return {"kind": random.choice(RANDOM_FAULTS)}
+        return None
 
     def record(self, entry: dict) -> dict:
         entry["seq"] = next(self.counter)
@@ -695,19 +703,20 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
              llm_key: str = DEFAULT_LLM_KEY, latency: float = 0.0, image_kb: int | None = None,
              llm_latency: float = 0.0, fault_sleep: float = DEFAULT_FAULT_SLEEP,
              gateway_token: str | None = None, gateway_run_only: bool = False,
-             record_limit: int = 10000) -> Flask:
+             record_limit: int = 10000, fail_rate: float = 0.0) -> Flask:
     """Build the fake's Flask app.
 
     gateway_token: when set, gateway routes demand `cf-aig-authorization: Bearer <it>` (§7).
     gateway_run_only: the documented `/workers-ai/{model}` form answers 7003, as one 3P gateway
     did (§7), so a client's fallback to `/workers-ai/run/{model}` can be tested.
+    fail_rate: the share of generations (0..1) answered with a random fault from RANDOM_FAULTS.
     """
     app = Flask(__name__)
     state = FakeState(account_id=account_id, api_token=api_token, llm_key=llm_key,
                       gateway_token=gateway_token, gateway_run_only=gateway_run_only,
                       latency=float(latency), llm_latency=float(llm_latency),
                       fault_sleep=float(fault_sleep), images=ImageMaker(image_kb),
-                      record_limit=record_limit)
+                      record_limit=record_limit, fail_rate=float(fail_rate))
     app.extensions["fake_cloudflare"] = state
 
     # -- Workers AI text-to-image ---------------------------------------------------------------
@@ -1141,6 +1150,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per image")
     parser.add_argument("--llm-latency", type=float, default=0.0, help="seconds per chat answer")
     parser.add_argument("--image-kb", type=int, default=None, help="approximate JPEG size")
+    parser.add_argument("--fail-rate", type=float, default=0.0,
+                        help="share of generations answered with a random upstream fault")
     parser.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID)
     parser.add_argument("--api-token", default=DEFAULT_API_TOKEN)
     parser.add_argument("--llm-key", default=DEFAULT_LLM_KEY)
@@ -1148,7 +1159,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     app = make_app(account_id=args.account_id, api_token=args.api_token, llm_key=args.llm_key,
                    latency=args.latency, llm_latency=args.llm_latency, image_kb=args.image_kb,
-                   gateway_token=args.gateway_token)
+                   gateway_token=args.gateway_token, fail_rate=args.fail_rate)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=_QuietHandler)
     print(f"fake cloudflare on http://{args.host}:{server.server_port} "
           f"(account {args.account_id}, latency {args.latency}s)", flush=True)
