@@ -78,19 +78,26 @@ def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int |
     out.close()
     service = Service(f"http://127.0.0.1:{port}", proc, log_path)
     if wait:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({proc.returncode}):\n{service.log()}")
-            try:
-                if requests.get(service.url + "/healthz", timeout=1).status_code == 200:
-                    return service
-            except requests.RequestException:  # not listening yet, or busy starting
-                pass
-            time.sleep(0.1)
-        service.stop()
-        raise RuntimeError(f"gunicorn did not become healthy:\n{service.log()}")
+        try:
+            _wait_healthy(service)
+        except BaseException:
+            service.stop()  # never leave a server behind, whatever went wrong
+            raise
     return service
+
+
+def _wait_healthy(service: Service, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if service.proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited ({service.proc.returncode}):\n{service.log()}")
+        try:
+            if requests.get(service.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or busy starting
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gunicorn did not become healthy:\n{service.log()}")
 
 
 def cloudflare_env(fake, **extra) -> dict[str, str]:
