@@ -22,7 +22,7 @@ worker_class = "gthread"
 # memory:// keeps images inside one process, so it gets one worker unless told otherwise.
 _ONE_PROCESS_STORE = os.environ.get("STORAGE_URL", "").startswith("memory://")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _ONE_PROCESS_STORE else "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+threads = int(os.environ.get("GUNICORN_THREADS", "256"))
 # gthread workers heartbeat from their main loop, so a long generation in a thread does not
 # trip this; it only catches a worker that is truly stuck.
 timeout = 60

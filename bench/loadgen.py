@@ -297,7 +297,8 @@ async def run_load(url: str, requests: Callable[[int], Request] | Request, *, cl
 
     Either `duration`: clients start spread over `ramp` seconds, run `warmup` seconds, then the
     measurement window of `duration` seconds; requests in flight at its end get `drain` more
-    seconds and are then abandoned (they never count: only completions inside the window do). Or `total`: exactly that many requests, the window being the whole run.
+    seconds and are then abandoned (they never count: only completions inside the window do).
+    Or `total`: exactly that many requests, the window being the whole run.
     `requests(i)` gives the i-th request (or one Request is sent every time). A response counts
     as an error when its status is not in `ok_status`, when an SSE stream lacks `data: [DONE]`,
     or when a 2xx body lacks `expect` (a failure reported inside a 200 stream). Every request

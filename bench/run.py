@@ -19,8 +19,10 @@ server process, plus reaped children) before and after, divided by the requests 
 
 Throughput is measured in a steady-state window: clients start spread over one upstream latency
 (so they do not move in lock-step), warm up, and only completions inside the window count.
-Everything runs on 127.0.0.1, every wait is bounded, and the whole matrix takes about 7 minutes
-(`--quick`: about 1.5 minutes, shorter windows and fewer scaling points).
+Everything runs on 127.0.0.1, every wait is bounded, and the whole matrix takes 5-6 minutes
+(`--quick`: about 1 minute, shorter windows and fewer scaling points; budgets of 15 and 3 minutes
+stop a run that hangs). `--only`, `--env` and `--app` make tuning runs; `--profile DIR` samples
+the service with py-spy (GIL holders only) during one more run of each CPU case.
 """
 
 from __future__ import annotations
@@ -270,12 +272,13 @@ def service_env(home: Path, fake: Server, store: Path, extra: dict[str, str]) ->
     return env
 
 
-async def start_service(work: Path, fake: Server, store: Path, extra: dict[str, str]) -> Server:
+async def start_service(work: Path, fake: Server, store: Path, extra: dict[str, str],
+                        app: str = "app:app") -> Server:
     port = free_port()
     home = work / f"home-{port}"
     home.mkdir()
     svc = Server("flux-worker", [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b",
-                                 f"127.0.0.1:{port}", "app:app"],
+                                 f"127.0.0.1:{port}", app],
                  service_env(home, fake, store, extra), work / f"service-{port}.log",
                  f"http://127.0.0.1:{port}")
     await svc.wait_ready("/healthz")
@@ -336,8 +339,7 @@ class Row:
     machine: float | None = None         # whole machine busy share (0..1) during the run
     rss_mib: float | None = None
     pss_mib: float | None = None
-    ref: str = ""
-    ratio: str = ""
+    ideal: float | None = None           # clients / upstream latency, for chat at latency > 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -419,13 +421,16 @@ class Bench:
     """Runs the matrix, owning every process it starts."""
 
     def __init__(self, plan: Plan, work: Path, extra_env: dict[str, str],
-                 profile_dir: Path | None):
-        self.plan, self.work, self.extra_env = plan, work, extra_env
+                 profile_dir: Path | None, only: set[str] | None = None):
+        self.plan, self.work, self.extra_env, self.only = plan, work, extra_env, only
+        self.app = "app:app"
         self.profile_dir = profile_dir
         self.rows: dict[str, Row] = {}
         self.fake: Server | None = None
         self.service: Server | None = None
         self.profiles: dict[str, str] = {}
+        self._store_keys: list[str] = []            # images made by case 3, served in case 5
+        self._store: Path | None = None
 
     # -- process management -------------------------------------------------------------------
 
@@ -442,7 +447,7 @@ class Bench:
             self.service = None
         if store is None:
             store = Path(tempfile.mkdtemp(prefix="store-", dir=self.work))
-        self.service = await start_service(self.work, self.fake, store, self.extra_env)
+        self.service = await start_service(self.work, self.fake, store, self.extra_env, self.app)
         return store
 
     def close(self) -> None:
@@ -460,6 +465,7 @@ class Bench:
         row, _ = await measure(self.service, label, key, chat_request(stream=stream),
                                clients=clients, duration=window, ramp=ramp, warmup=warm,
                                timeout=latency + 60, expect=b"/image/")
+        row.ideal = clients / latency if latency > 0 else None
         shutil.rmtree(store, ignore_errors=True)
         self.rows[key] = row
         return row
@@ -506,8 +512,8 @@ class Bench:
             print(f"  py-spy failed: {err.decode(errors='replace')[-500:]}")
 
     async def get_cases(self) -> None:
-        keys = getattr(self, "_store_keys", [])
-        if not keys:
+        keys = self._store_keys
+        if not keys or self._store is None:
             raise RuntimeError("no stored images to serve (case 3 made none)")
         await self.fresh_service(self._store)
         url = self.service.url
@@ -518,8 +524,9 @@ class Bench:
         row, _ = await measure(self.service, "5. GET /image/<key> 150 KB, 16 clients", "get",
                                lambda i: gets[i % len(gets)], clients=16,
                                duration=self.plan.get_window, warmup=1.0, timeout=10)
-        row.notes.append(f"image {len(first.body) / 1024:.0f} KB {first.headers.get('content-type')}"
-                         f", ETag {etag or 'missing'}, conditional GET -> {cond.status}")
+        row.notes.append(f"image {len(first.body) / 1024:.0f} KB "
+                         f"{first.headers.get('content-type')}, ETag {etag or 'missing'}, "
+                         f"conditional GET -> {cond.status}")
         self.rows["get"] = row
         conds = [Request("GET", f"/image/{k}", (("If-None-Match", f'"{k}"'),)) for k in keys]
         row, _ = await measure(self.service, "5b. conditional GET (If-None-Match), 16 clients",
@@ -530,33 +537,45 @@ class Bench:
         self.conditional_status = cond.status
         shutil.rmtree(self._store, ignore_errors=True)
 
+    def wanted(self, key: str) -> bool:
+        return self.only is None or key in self.only
+
     async def run(self) -> None:
-        p = self.plan
-        print("fake upstream latency 2 s", flush=True)
-        await self.use_fake(2.0)
-        await self.chat_load("nonstream", "1. 2 s upstream, 256 clients, non-stream",
-                             clients=256, latency=2.0, window=p.window)
-        await self.chat_load("stream", "2. 2 s upstream, 256 clients, stream",
-                             clients=256, latency=2.0, window=p.window, stream=True)
-        for c in p.concurrencies:
-            if c != 256:
-                await self.chat_load(f"c{c}", f"7. 2 s upstream, {c} clients", clients=c,
+        p, want = self.plan, self.wanted
+        scale = [(f"c{c}", c) for c in p.concurrencies if c != 256]
+        if want("nonstream") or want("stream") or any(want(k) for k, _ in scale):
+            print("fake upstream latency 2 s", flush=True)
+            await self.use_fake(2.0)
+        if want("nonstream"):
+            await self.chat_load("nonstream", "1. 2 s upstream, 256 clients, non-stream",
+                                 clients=256, latency=2.0, window=p.window)
+        if want("stream"):
+            await self.chat_load("stream", "2. 2 s upstream, 256 clients, stream",
+                                 clients=256, latency=2.0, window=p.window, stream=True)
+        for key, c in scale:
+            if want(key):
+                await self.chat_load(key, f"7. 2 s upstream, {c} clients", clients=c,
                                      latency=2.0, window=p.scale_window)
-        print("fake upstream latency 0 s", flush=True)
-        await self.use_fake(0.0)
-        await self.cpu_case("cpu11", "3. 0 s upstream, CPU per chat request, 1:1", "")
+        zero = ["cpu11", "cpu169", "get", "get304", "l0"] + ([] if p.quick else ["cpu32"])
+        if any(want(k) for k in zero):
+            print("fake upstream latency 0 s", flush=True)
+            await self.use_fake(0.0)
+        if want("cpu11") or want("get") or want("get304"):   # case 5 serves case 3's images
+            await self.cpu_case("cpu11", "3. 0 s upstream, CPU per chat request, 1:1", "")
         keys, store = self._store_keys, self._store
-        await self.cpu_case("cpu169", "4. same, 16:9 (crop 1024x1024 -> 1024x576)", "16:9")
-        shutil.rmtree(self._store, ignore_errors=True)
-        if not p.quick:
-            await self.cpu_case("cpu32", "4b. same, 3:2 (crop + scale -> 768x512)", "3:2")
-            shutil.rmtree(self._store, ignore_errors=True)
+        for key, label, ratio in (
+                ("cpu169", "4. same, 16:9 (crop 1024x1024 -> 1024x576)", "16:9"),
+                ("cpu32", "4b. same, 3:2 (crop + scale -> 768x512)", "3:2")):
+            if want(key) and not (p.quick and key == "cpu32"):
+                await self.cpu_case(key, label, ratio)
+                shutil.rmtree(self._store, ignore_errors=True)
         self._store_keys, self._store = keys, store
-        await self.get_cases()
-        if 0.0 in p.latencies:
+        if want("get") or want("get304"):
+            await self.get_cases()
+        if 0.0 in p.latencies and want("l0"):
             await self.chat_load("l0", "7. 0 s upstream, 64 clients", clients=64, latency=0.0,
                                  window=p.scale_window)
-        if 10.0 in p.latencies:
+        if 10.0 in p.latencies and want("l10"):
             print("fake upstream latency 10 s", flush=True)
             await self.use_fake(10.0)
             await self.chat_load("l10", "7. 10 s upstream, 64 clients", clients=64,
@@ -626,29 +645,40 @@ def judge(rows: dict[str, Row]) -> list[tuple[str, str, str, bool | None]]:
         extra = ""
         r32 = rows.get("cpu32")
         if r32 is not None and r32.cpu_ms:
-            extra = f"; 3:2 (crop + Lanczos scale) {r32.cpu_ms - r.cpu_ms:+.2f} ms"
-        add("report: CPU of cropping/scaling to a non-square size",
+            extra = f"; 3:2 (crop + scale) {r32.cpu_ms - r.cpu_ms:+.2f} ms"
+        add("CPU of cropping/scaling to a non-square size",
             f"16:9 {r169.cpu_ms - r.cpu_ms:+.2f} ms per image{extra}", "–", None)
     return out
 
 
 def _ref_for(row: Row) -> tuple[str, str]:
+    """(original Worker's figure, ratio) for the table."""
     s = row.summary
+    ref, ratio = "", ""
     if row.key in ("nonstream", "stream"):
-        ref = REF[row.key]
-        return (f"{ref['rps']:.0f} req/s, p99 {ref['p99']} s",
-                f"{s['throughput'] / ref['rps']:.2f}× req/s, p99 {s['latency']['p99'] / ref['p99']:.2f}×")
-    if row.key in ("cpu11",) and row.cpu_ms:
-        return f"{REF['cpu_ms']} ms CPU", f"{row.cpu_ms / REF['cpu_ms']:.2f}× CPU"
-    if row.key == "get":
-        return f"{REF['get_rps']:.0f} req/s", f"{s['throughput'] / REF['get_rps']:.2f}×"
-    return "", ""
+        r = REF[row.key]
+        ref = f"{r['rps']:.0f} req/s, p99 {r['p99']} s"
+        ratio = (f"{s['throughput'] / r['rps']:.2f}× req/s, "
+                 f"p99 {s['latency']['p99'] / r['p99']:.2f}×")
+        if row.key == "nonstream" and row.rss_mib:
+            ref += f"; {REF['mem_mib']:.0f} MiB"
+            ratio += f"; mem {row.rss_mib / REF['mem_mib']:.2f}×"
+        if row.key == "stream":
+            ref += ", TTFB ≈ 2 s"
+    elif row.key == "cpu11" and row.cpu_ms:
+        ref, ratio = f"{REF['cpu_ms']} ms CPU", f"{row.cpu_ms / REF['cpu_ms']:.2f}× CPU"
+    elif row.key == "get":
+        ref, ratio = f"{REF['get_rps']:.0f} req/s", f"{s['throughput'] / REF['get_rps']:.2f}×"
+    if row.ideal:
+        ratio += ("; " if ratio else "") + (f"{s['throughput'] / row.ideal:.0%} of ideal "
+                                           f"{row.ideal:.1f} req/s")
+    return ref, ratio
 
 
 def markdown(rows: dict[str, Row], plan: Plan, header: dict) -> str:
     lines = [f"Command: `{header['command']}`  ",
              f"Run: {header['date']}, {header['duration']:.0f} s; machine: {header['machine']}  ",
-             f"Service: {header['service']}  ",
+             f"Service: {header['service']}; code at commit {header['code']}  ",
              f"Upstream: fake Cloudflare (tests/fakes/cloudflare.py) under gunicorn, 1 gthread "
              f"worker, {IMAGE_KB} KB JPEG 1024x1024 from flux-1-schnell; storage disk:// (tmp)."
              + (" **--quick run: short windows, not for comparison.**" if plan.quick else ""),
@@ -663,11 +693,6 @@ def markdown(rows: dict[str, Row], plan: Plan, header: dict) -> str:
         s = row.summary
         lat, ttfb = s["latency"], s["ttfb"]
         ref, ratio = _ref_for(row)
-        if row.key == "nonstream":
-            ref += f"; {REF['mem_mib']:.0f} MiB"
-            ratio += f"; mem {row.rss_mib / REF['mem_mib']:.2f}×"
-        if row.key == "stream":
-            ref += ", TTFB ≈ 2 s"
         mem = f"{row.rss_mib:.0f} ({_num(row.pss_mib, '.0f')})" if row.rss_mib else "–"
         lines.append(
             f"| {row.label} | {s['throughput']:.1f} | {_ms(lat['p50'])} | {_ms(lat['p90'])} | "
@@ -675,10 +700,15 @@ def markdown(rows: dict[str, Row], plan: Plan, header: dict) -> str:
             f"{_num(row.cpu_ms, '.2f')} | {_num(row.cores, '.2f')} | "
             f"{_num(row.machine * 100 if row.machine is not None else None, '.0f')}% | {mem} | "
             f"{ref} | {ratio} |")
-    lines += ["", "Targets:", ""]
+    lines += ["", "Server CPU is utime+stime of the master and every worker (/proc/<pid>/stat) "
+              "per answered request: exact in cases 3-4 (a fixed request count on a warm "
+              "service), approximate in windowed cases (requests cut at the window's end are "
+              "not counted). Percentiles and req/s count only completions inside the "
+              "steady-state window; errors count every request.", "", "Targets:", ""]
     for target, measured, ref, met in judge(rows):
         mark = "report" if met is None else ("**met**" if met else "**MISSED**")
-        lines.append(f"- {mark}: {target} — measured {measured} (original Worker: {ref})")
+        lines.append(f"- {mark}: {target} — measured {measured}"
+                     + (f" (original Worker: {ref})" if ref != "–" else ""))
     notes = [f"- {row.label}: {'; '.join(row.notes)}" for row in rows.values() if row.notes]
     if notes:
         lines += ["", "Notes:", ""] + notes
@@ -711,14 +741,27 @@ def machine_info() -> str:
             f"{platform.release()}, Python {platform.python_version()}, {', '.join(versions)}")
 
 
-def service_settings(extra: dict[str, str]) -> str:
+def code_version() -> str:
+    """The commit of the service code measured (read-only git), and whether it is modified."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, timeout=10,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "flux_worker", "app.py",
+                                "gunicorn.conf.py"], cwd=ROOT, timeout=10, capture_output=True,
+                               text=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + (" with uncommitted changes to the service" if dirty else "")
+
+
+def service_settings(extra: dict[str, str], app: str = "app:app") -> str:
     env = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
     env.update(extra)
     workers = env.get("WEB_CONCURRENCY", "2 (default)")
     threads = env.get("GUNICORN_THREADS", "128 (default)")
     others = ", ".join(f"{k}={v}" for k, v in env.items()
                        if k not in ("WEB_CONCURRENCY", "GUNICORN_THREADS"))
-    return (f"`gunicorn -c gunicorn.conf.py -b 127.0.0.1:PORT app:app`, WEB_CONCURRENCY="
+    return (f"`gunicorn -c gunicorn.conf.py -b 127.0.0.1:PORT {app}`, WEB_CONCURRENCY="
             f"{workers}, GUNICORN_THREADS={threads}, LOG_LEVEL=WARNING"
             + (f", {others}" if others else ""))
 
@@ -755,7 +798,9 @@ async def amain(args) -> int:
     extra = dict(e.split("=", 1) for e in args.env)
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="flux-bench-"))
-    bench = Bench(plan, work, extra, Path(args.profile) if args.profile else None)
+    only = set(args.only.split(",")) if args.only else None
+    bench = Bench(plan, work, extra, Path(args.profile) if args.profile else None, only)
+    bench.app = args.app
     budget = 180 if plan.quick else 900
     try:
         async with asyncio.timeout(budget):
@@ -768,7 +813,7 @@ async def amain(args) -> int:
     header = {"command": "python -m bench.run" + (" " + " ".join(args.argv) if args.argv else ""),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
               "duration": time.time() - started, "machine": machine_info(),
-              "service": service_settings(extra)}
+              "service": service_settings(extra, args.app), "code": code_version()}
     report = markdown(bench.rows, plan, header)
     print()
     print(report)
@@ -801,6 +846,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="after each CPU case, profile one more run with py-spy into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--app", default="app:app",
+                        help="WSGI app gunicorn loads (an experiment's wrapper module, with "
+                             "--env PYTHONPATH=...); default app:app")
+    parser.add_argument("--only", default=None, metavar="CASES",
+                        help="comma-separated subset: nonstream,stream,cpu11,cpu169,cpu32,get,"
+                             "get304,c16,c64,c512,l0,l10 (for tuning runs)")
     args = parser.parse_args(argv)
     args.argv = argv
     for item in args.env:

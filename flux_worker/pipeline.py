@@ -147,7 +147,7 @@ class Pipeline:
         key = new_key()
         self.store.put(key, fitted.data, fitted.content_type, self.expiration)
         metrics.observe_stored(len(fitted.data))
-        log.info("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
+        log.debug("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
                            width=fitted.width, height=fitted.height, seed=seed)

@@ -131,6 +131,15 @@ def test_load_run_without_keeping_bodies_still_checks_sse(server):
     assert result.bodies == []
 
 
+def test_expected_bytes_in_a_2xx_body(server):
+    """A failure reported inside a 200 answer (a stream's last chunk) must not count as success."""
+    result = asyncio.run(run_load(
+        server, lambda i: Request("GET", ["/chunked", "/cl", "/sse", "/missing"][i % 4]),
+        clients=1, total=8, expect=b"world"))
+    errors = [r.error for r in result.records]
+    assert errors == [None, "unexpected body", "unexpected body", "HTTP 404"] * 2
+
+
 def test_duration_mode_measures_a_window(server):
     result = asyncio.run(run_load(server, Request("GET", "/chunked"), clients=2, duration=0.3,
                                   warmup=0.1, ramp=0.05))

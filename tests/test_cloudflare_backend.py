@@ -690,3 +690,16 @@ def test_make_session_pools_connections_without_automatic_retries():
 def test_make_session_rejects_an_empty_pool():
     with pytest.raises(ValueError):
         make_session(0)
+
+
+@pytest.mark.parametrize("env,trusted", [({}, False), ({"HTTPS_PROXY": "http://proxy:3128"}, True),
+                                         ({"https_proxy": "http://proxy:3128"}, True),
+                                         ({"REQUESTS_CA_BUNDLE": "/etc/ssl/corp.pem"}, True)])
+def test_session_reads_the_environment_only_when_it_sets_something(monkeypatch, env, trusted):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
+                 "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert make_session(2).trust_env is trusted

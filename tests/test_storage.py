@@ -260,6 +260,18 @@ def test_disk_keeps_large_images_as_plain_files(tmp_path, clock):
     assert "image/jpeg" in tag
 
 
+def test_disk_spreads_image_files_over_one_level_of_directories(tmp_path):
+    store = DiskStore(tmp_path, max_bytes=MAX_BYTES * 8)
+    images = {new_key(): os.urandom(40_000) + b"\n" * 100 for _ in range(20)}
+    for key, data in images.items():
+        store.put(key, data, "image/png", 60)
+    files = [p for p in tmp_path.rglob("*.val")]
+    assert len(files) == 20
+    assert all(p.parent.parent == tmp_path and len(p.parent.name) == 2 for p in files)
+    for key, data in images.items():
+        assert store.get(key).data == data
+
+
 def test_disk_creates_the_directory(tmp_path):
     store = DiskStore(tmp_path / "a" / "b", max_bytes=MAX_BYTES)
     store.ping()
@@ -310,7 +322,7 @@ def test_disk_write_failures_are_mapped(tmp_path, error, expected, words):
 def test_disk_full_while_writing_the_image_file_is_storage_full(tmp_path):
     store = DiskStore(tmp_path, max_bytes=MAX_BYTES)
     no_space = OSError(errno.ENOSPC, "No space left on device")
-    with mock.patch.object(diskcache.Disk, "_write", side_effect=no_space):
+    with mock.patch("flux_worker.storage.disk.open", create=True, side_effect=no_space):
         with pytest.raises(StorageFull, match="Image storage is full"):
             store.put(new_key(), os.urandom(50_000), "image/jpeg", 60)
     store.put(new_key(), os.urandom(50_000), "image/jpeg", 60)  # works again once space is back

