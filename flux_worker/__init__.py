@@ -48,6 +48,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     common.install(app)
     for blueprint in (pages.bp, api.bp, files.bp, openapi.bp, metrics.bp):
         app.register_blueprint(blueprint)
+    app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)
     app.wsgi_app = common.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
     _announce(services)
     return app

@@ -657,7 +657,7 @@ def test_gateway_multipart_model(rsps, make):
 # -- logging ----------------------------------------------------------------------------------
 
 def test_logs_one_line_per_attempt_without_secrets(rsps, make, caplog):
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="flux_worker.cloudflare")
     rsps.post(run_url(SCHNELL.id), status=429, json=CAPACITY)
     rsps.post(run_url(SCHNELL.id), body=requests.ConnectionError(f"boom {TOKEN}"))
     rsps.post(run_url(SCHNELL.id), json=envelope_ok())

@@ -16,9 +16,9 @@ import time
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-from .base import ImageStore, StoredImage, is_valid_key, new_key
+from .base import ImageFile, ImageStore, StoredImage, is_valid_key, new_key
 
-__all__ = ["ImageStore", "StoredImage", "is_valid_key", "new_key", "storage_from_url"]
+__all__ = ["ImageFile", "ImageStore", "StoredImage", "is_valid_key", "new_key", "storage_from_url"]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 

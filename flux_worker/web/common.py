@@ -19,6 +19,7 @@ from ..services import Services
 log = logging.getLogger("flux_worker.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID, OpenAI-Organization, OpenAI-Project"
 
 
 def services() -> Services:
@@ -126,8 +127,7 @@ def install(app: Flask) -> None:
     @app.before_request
     def start_request():
         g.started = time.monotonic()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
         if request.method == "OPTIONS":
             # Preflight for any path, known or not: browsers only need the CORS headers.
             return Response(status=204)
@@ -135,39 +135,53 @@ def install(app: Flask) -> None:
 
     @app.after_request
     def finish_request(response: Response):
-        origin = request.headers.get("Origin")
-        if allow_any:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        elif origin and origin in origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.vary.add("Origin")
-        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-            "Access-Control-Request-Headers",
-            "Authorization, Content-Type, X-Request-ID, OpenAI-Organization, OpenAI-Project")
-        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After, ETag"
-        response.headers["Access-Control-Max-Age"] = "86400"
         rid = getattr(g, "request_id", None)
-        if rid:
-            response.headers["X-Request-ID"] = rid
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        for name, value in common_headers(origins, request.headers.get("Origin"),
+                                          request.headers.get("Access-Control-Request-Headers"),
+                                          rid):
+            response.headers[name] = value
+        if not allow_any:
+            response.vary.add("Origin")
         started = getattr(g, "started", None)
         if started is not None:
-            done = _request_done(started, rid, request.method, request.path,
-                                 request.url_rule.rule if request.url_rule else "unmatched",
-                                 response.status_code, getattr(g, "model", "-"))
+            done = request_done(started, rid, request.method, request.path,
+                                request.url_rule.rule if request.url_rule else "unmatched",
+                                response.status_code, getattr(g, "model", "-"))
             if response.is_streamed and not response.direct_passthrough:
                 # A stream's body (the generation itself) is produced after this hook: log and
                 # time it when the server closes the response, whether it ended or was cut.
-                # (Werkzeug hands a direct-passthrough file to the server as it is, without
-                # close callbacks, so a served image is logged now, before sendfile runs.)
                 response.call_on_close(done)
             else:
                 done()
         return response
 
 
-def _request_done(started: float, rid: str | None, method: str, path: str, route: str,
+def request_id(incoming: str) -> str:
+    """The client's X-Request-ID when it is sane, else a fresh one."""
+    return incoming if _REQUEST_ID.match(incoming or "") else secrets.token_hex(8)
+
+
+def common_headers(origins: tuple[str, ...], origin: str | None, requested: str | None,
+                   rid: str | None) -> list[tuple[str, str]]:
+    """CORS, request id and nosniff headers that every answer carries."""
+    headers = []
+    if "*" in origins:
+        headers.append(("Access-Control-Allow-Origin", "*"))
+    elif origin and origin in origins:
+        headers.append(("Access-Control-Allow-Origin", origin))
+    headers += [
+        ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
+        ("Access-Control-Allow-Headers", requested or _ALLOWED_HEADERS),
+        ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, ETag"),
+        ("Access-Control-Max-Age", "86400"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    if rid:
+        headers.append(("X-Request-ID", rid))
+    return headers
+
+
+def request_done(started: float, rid: str | None, method: str, path: str, route: str,
                   status: int, model: str):
     """A callback that writes the access-log line and the request metrics.
 

@@ -1,43 +1,107 @@
-"""Serve stored images at /image/<key>: the key is the capability, no auth."""
+"""Serve stored images at /image/<key>: the key is the capability, no auth.
+
+Images are the hottest GET, so a found image is answered by `ImageFastPath`, a small WSGI layer
+in front of Flask: it skips routing, contexts and hooks (measured: 0.76 -> 0.46 ms of server CPU
+per 150 KB image, 1,712 -> 2,815 req/s; docs/benchmarks.md) and hands the open file to the
+server's file wrapper, so gunicorn sends a disk image with sendfile(). Everything else, including every 404, goes through
+Flask and gets the usual JSON error.
+"""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from email.utils import formatdate
 
-from flask import Blueprint, Response, request
-from werkzeug.wsgi import wrap_file
+from flask import Blueprint
+from werkzeug.http import is_resource_modified
 
-from ..errors import NotFound
-from ..storage import is_valid_key
-from .common import services
+from ..errors import NotFound, StorageError
+from ..storage import ImageFile, is_valid_key
+from .common import common_headers, request_done, request_id, services
 
 bp = Blueprint("files", __name__)
 
+PREFIX = "/image/"
+ROUTE = PREFIX + "<key>"
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 
 
-@bp.route("/image/<key>", methods=["GET", "HEAD"])
+def image_headers(key: str, image: ImageFile, now: float) -> list[tuple[str, str]]:
+    """Content and cache headers of a stored image; the key is a strong ETag (content never changes)."""
+    ext = EXTENSIONS.get(image.content_type, "bin")
+    return [
+        ("Content-Type", image.content_type),
+        ("Content-Length", str(image.size)),
+        ("ETag", f'"{key}"'),
+        ("Last-Modified", formatdate(image.created, usegmt=True)),
+        ("Cache-Control", f"public, max-age={image.ttl(now)}, immutable"),
+        ("Expires", formatdate(image.expires, usegmt=True)),
+        ("Content-Disposition", f'inline; filename="{key}.{ext}"'),
+    ]
+
+
+@bp.route(ROUTE, methods=["GET", "HEAD"])
 def image(key: str):
-    """The image bytes with their content type, cache headers and ETag."""
+    """Reached only when the fast path found no image: answer 404 (or a storage error)."""
     svc = services()
-    stored = svc.store.open(key) if is_valid_key(key) else None
-    if stored is None:
-        raise NotFound(
-            "This image does not exist or has expired (images are kept "
-            f"{svc.config.image_expiration} seconds). Generate it again.", code="image_not_found")
-    now = time.time()
-    ttl = stored.ttl(now)
-    # wrap_file hands the open file to the server's wsgi.file_wrapper: gunicorn sends a disk
-    # image with sendfile(); the wrapper closes the file when the response is done.
-    response = Response(wrap_file(request.environ, stored.file), mimetype=stored.content_type,
-                        direct_passthrough=True)
-    response.content_length = stored.size
-    # The content behind a key never changes, so the key itself is a strong validator.
-    response.set_etag(key)
-    response.last_modified = stored.created
-    response.headers["Cache-Control"] = f"public, max-age={ttl}, immutable"
-    response.headers["Expires"] = formatdate(stored.expires, usegmt=True)
-    ext = EXTENSIONS.get(stored.content_type, "bin")
-    response.headers["Content-Disposition"] = f'inline; filename="{key}.{ext}"'
-    return response.make_conditional(request)
+    if is_valid_key(key):
+        svc.store.open(key)  # raises StorageError when storage is down
+    raise NotFound(
+        "This image does not exist or has expired (images are kept "
+        f"{svc.config.image_expiration} seconds). Generate it again.", code="image_not_found")
+
+
+class ImageFastPath:
+    """WSGI layer that serves found images directly and passes every other request on."""
+
+    def __init__(self, app, flask_app):
+        self.app = app
+        self.services = flask_app.extensions["flux_worker"]
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD")
+        if method in ("GET", "HEAD") and path.startswith(PREFIX):
+            started = time.monotonic()
+            key = path[len(PREFIX):]
+            image = self._open(key)
+            if image is not None:
+                return self._serve(environ, start_response, key, image, started)
+        return self.app(environ, start_response)
+
+    def _open(self, key: str) -> ImageFile | None:
+        if not is_valid_key(key):
+            return None
+        try:
+            return self.services.store.open(key)
+        except StorageError:
+            return None  # Flask's view meets the same error and answers it as JSON
+
+    def _serve(self, environ, start_response, key, image: ImageFile, started: float):
+        rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        headers = image_headers(key, image, time.time())
+        headers += common_headers(self.services.config.cors_origins, environ.get("HTTP_ORIGIN"),
+                                  environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"), rid)
+        fresh = not is_resource_modified(
+            environ, etag=key, last_modified=datetime.fromtimestamp(image.created, timezone.utc))
+        status = 304 if fresh else 200
+        if fresh or environ["REQUEST_METHOD"] == "HEAD":
+            image.file.close()
+            if fresh:
+                headers = [h for h in headers if h[0] != "Content-Length"]
+            body = []
+        else:
+            wrapper = environ.get("wsgi.file_wrapper")
+            body = wrapper(image.file, 1 << 16) if wrapper else _chunks(image.file)
+        start_response("304 Not Modified" if fresh else "200 OK", headers)
+        request_done(started, rid, environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
+                     ROUTE, status, "-")()
+        return body
+
+
+def _chunks(file, size: int = 1 << 16):
+    """Iterate a file in chunks and close it (servers without a file wrapper)."""
+    with file:
+        while chunk := file.read(size):
+            yield chunk
