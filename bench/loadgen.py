@@ -232,6 +232,7 @@ class LoadResult:
     wall: float                          # seconds the whole run took
     loadgen_cpu: float                   # CPU seconds this process spent during the run
     bodies: list[bytes] = field(default_factory=list)
+    body_statuses: list[int] = field(default_factory=list)   # the status of each kept body
 
     @property
     def measured(self) -> list[Record]:
@@ -318,6 +319,7 @@ async def run_load(url: str, requests: Callable[[int], Request] | Request, *, cl
     ok = frozenset(ok_status)
     records: list[Record] = []
     bodies: list[bytes] = []
+    body_statuses: list[int] = []
     counter = itertools.count()
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
@@ -361,6 +363,7 @@ async def run_load(url: str, requests: Callable[[int], Request] | Request, *, cl
                     rec.nbytes = len(resp.body)
                     if keep and len(bodies) < keep_bodies:
                         bodies.append(resp.body)
+                        body_statuses.append(resp.status)
                     if resp.status not in ok:
                         rec.error = f"HTTP {resp.status}"
                     elif resp.headers.get("content-type", "").startswith("text/event-stream") \
@@ -399,7 +402,8 @@ async def run_load(url: str, requests: Callable[[int], Request] | Request, *, cl
     if total is not None:
         window = (0.0, wall + 1e-9)
     records.sort(key=lambda r: r.start)
-    return LoadResult(records, window, clients, wall, time.process_time() - cpu0, bodies)
+    return LoadResult(records, window, clients, wall, time.process_time() - cpu0, bodies,
+                      body_statuses)
 
 
 # -------------------------------------------------------------------------------------------

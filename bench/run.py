@@ -754,11 +754,19 @@ def code_version() -> str:
     return (head or "unknown") + (" with uncommitted changes to the service" if dirty else "")
 
 
+def _conf_default(name: str) -> str:
+    """The default gunicorn.conf.py gives a variable (read from its text: importing it has
+    side effects), so the report never states a stale setting."""
+    text = (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
+    found = re.search(rf'"{name}",\s*(?:"1" if \w+ else )?"(\d+)"', text)
+    return found.group(1) if found else "?"
+
+
 def service_settings(extra: dict[str, str], app: str = "app:app") -> str:
     env = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
     env.update(extra)
-    workers = env.get("WEB_CONCURRENCY", "2 (default)")
-    threads = env.get("GUNICORN_THREADS", "128 (default)")
+    workers = env.get("WEB_CONCURRENCY", _conf_default("WEB_CONCURRENCY") + " (default)")
+    threads = env.get("GUNICORN_THREADS", _conf_default("GUNICORN_THREADS") + " (default)")
     others = ", ".join(f"{k}={v}" for k, v in env.items()
                        if k not in ("WEB_CONCURRENCY", "GUNICORN_THREADS"))
     return (f"`gunicorn -c gunicorn.conf.py -b 127.0.0.1:PORT {app}`, WEB_CONCURRENCY="

@@ -40,23 +40,9 @@ def authenticate():
 def chat_completions():
     """Turn the last user message into an image; answer as a chat completion."""
     chat = ChatRequest.from_json(json_body())
-    svc = services()
     text = last_user_text(chat.messages)
-    words = Phrasebook(svc.config.language)
-    chore = housekeeping.detect(chat.messages, text)
-    release = _nothing
-    if chore is not None:
-        model_name = chat.model or svc.models.default.id
-        pieces = iter([chore.reply or words("housekeeping")])
-        log.info("answered %s %s request without an image", chore.client, chore.kind)
-    else:
-        model = svc.models.for_chat(chat.model)
-        job = svc.pipeline.plan(parse_prompt(text), text, model)
-        model_name = model.id
-        base = public_base_url()
-        admit_generation()
-        release = svc.gate.release
-        pieces = chat_answer(job, svc.pipeline, words, lambda key: image_link(base, key))
+    words = Phrasebook(services().config.language)
+    model_name, pieces, release = _answer_source(chat, text, words)
     g.model = model_name
     cid, created = openai_format.completion_id(), int(time.time())
     if chat.stream:
@@ -70,6 +56,26 @@ def chat_completions():
         release()
     return jsonify(openai_format.chat_completion(
         cid, created, model_name, content, openai_format.usage(text, content)))
+
+
+def _answer_source(chat: ChatRequest, text: str, words: Phrasebook):
+    """(model name, pieces of the answer, slot release) for a chat request.
+
+    A client's background request gets a short text; anything else is validated, admitted
+    (rate limit, in-flight slot) and becomes a generation whose pieces arrive as they are known.
+    """
+    svc = services()
+    chore = housekeeping.detect(chat.messages, text)
+    if chore is not None:
+        log.info("answered %s %s request without an image", chore.client, chore.kind)
+        reply = chore.reply or words("housekeeping")
+        return chat.model or svc.models.default.id, iter([reply]), _nothing
+    model = svc.models.for_chat(chat.model)
+    job = svc.pipeline.plan(parse_prompt(text), text, model)
+    base = public_base_url()
+    admit_generation()
+    pieces = chat_answer(job, svc.pipeline, words, lambda key: image_link(base, key))
+    return model.id, pieces, svc.gate.release
 
 
 def _nothing() -> None:

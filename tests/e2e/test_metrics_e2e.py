@@ -13,7 +13,7 @@ import re
 import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
+from tests.test_metrics import value
 
 from .conftest import start_service
 
@@ -23,16 +23,6 @@ N = 10
 # Which worker takes a fresh connection is up to the kernel; rarely one takes all ten, and then
 # a few more requests (counted in the totals) let the other serve one.
 EXTRA = 20
-
-
-def value(text: str, name: str, **labels) -> float:
-    """The sum of the samples called `name` whose labels include `labels`."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def worker_pids(service) -> list[int]:
