@@ -7,13 +7,13 @@ import os
 from typing import TYPE_CHECKING, Mapping
 
 from .config import Config, ConfigError
+from .version import __version__
 
 if TYPE_CHECKING:  # importing the package stays cheap: Flask loads with create_app
     from flask import Flask
 
     from .services import Services
 
-__version__ = "0.1.0"
 __all__ = ["create_app", "Config", "ConfigError", "__version__"]
 
 log = logging.getLogger("flux_worker")

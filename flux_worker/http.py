@@ -9,13 +9,12 @@ knows whether repeating a call is safe (a timed-out generation may already be bi
 from __future__ import annotations
 
 import os
-import sys
-from importlib import metadata
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .version import __version__
 
 # Variables through which requests takes settings from the environment (proxies, CA bundles).
 ENVIRONMENT_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
@@ -24,14 +23,7 @@ ENVIRONMENT_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
 
 def user_agent() -> str:
     """Return the User-Agent this service sends upstream: `flux-worker/<version>`."""
-    # Read at call time: the package's __init__ may still be importing when this module loads.
-    version = getattr(sys.modules.get("flux_worker"), "__version__", None)
-    if not version:
-        try:
-            version = metadata.version("flux-worker")
-        except metadata.PackageNotFoundError:
-            version = "dev"
-    return f"flux-worker/{version}"
+    return f"flux-worker/{__version__}"
 
 
 def make_session(pool_size: int) -> requests.Session:

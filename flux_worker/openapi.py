@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import __version__
+from .version import __version__
 
 OPENAPI_VERSION = "3.1.0"
 
