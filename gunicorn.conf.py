@@ -21,13 +21,27 @@ bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
 worker_class = "gthread"
 # memory:// keeps images inside one process, so it gets one worker unless told otherwise.
 _ONE_PROCESS_STORE = os.environ.get("STORAGE_URL", "").startswith("memory://")
-workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _ONE_PROCESS_STORE else "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "256"))
+
+
+def _env_int(name: str, default: str) -> int:
+    """A positive whole number from the environment, or a start that stops naming the variable."""
+    raw = os.environ.get(name, default)
+    if not raw.strip().isdigit() or int(raw) < 1:
+        sys.exit(f"flux-worker: configuration error: {name} must be a positive whole number, "
+                 f"got {raw!r}")
+    return int(raw)
+
+
+workers = _env_int("WEB_CONCURRENCY", "1" if _ONE_PROCESS_STORE else "2")
+threads = _env_int("GUNICORN_THREADS", "256")
 # gthread workers heartbeat from their main loop, so a long generation in a thread does not
 # trip this; it only catches a worker that is truly stuck.
 timeout = 60
 # Let generations in flight finish on a restart (UPSTREAM_TIMEOUT defaults to 120 s).
-graceful_timeout = int(float(os.environ.get("UPSTREAM_TIMEOUT", "120"))) + 10
+try:
+    graceful_timeout = int(float(os.environ.get("UPSTREAM_TIMEOUT", "120"))) + 10
+except ValueError:
+    graceful_timeout = 130  # on_starting stops the start with a message naming the variable
 keepalive = 5
 # The app logs one access line per request itself (with request id and model).
 accesslog = None
