@@ -44,10 +44,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from . import run as matrix
 from .loadgen import Request, fetch, json_post, run_load
-from .run import CLK_TCK, MiB, MemorySampler, Row, free_port, measure
+from .run import CLK_TCK, MemorySampler, MiB, Row, free_port, measure
 
 ROOT = matrix.ROOT
 # ../shared/peer beside the checkout (a worktree may sit one level deeper).
@@ -268,8 +269,9 @@ class Compare:
         self.stop_service()
         assert self.upstream is not None
         store = Path(tempfile.mkdtemp(prefix="store-", dir=self.work))
-        self.service = await matrix.start_service(self.work, self.upstream, store,
-                                                  self.extra_env)
+        # start_service only reads the upstream's url.
+        self.service = await matrix.start_service(self.work, cast(matrix.Server, self.upstream),
+                                                  store, self.extra_env)
         return self.service
 
     def stop_service(self) -> None:
@@ -423,62 +425,62 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def judge(rows: dict[str, Row]) -> list[tuple[str, str, bool | None]]:
     """(target, figures, met) for every target of issue 16; met None = not measured."""
     out: list[tuple[str, str, bool | None]] = []
-    r = rows.get
 
-    def add(target: str, figures: str, met: bool | None) -> None:
-        out.append((target, figures, met))
+    def value(key: str, what: str) -> float | None:
+        row = rows.get(key)
+        if row is None:
+            return None
+        if what == "cpu":
+            return row.cpu_ms
+        if what == "rss":
+            return row.rss_mib
+        if what == "rps":
+            return float(row.summary["throughput"])
+        if what == "p99":
+            return float(row.summary["latency"]["p99"])
+        if what == "ttfb":
+            return float(row.summary["ttfb"]["p99"])
+        return float(row.summary["errors"])
 
-    s, w = r("cpu11"), r("w_cpu11")
-    ratio = _ratio(s.cpu_ms if s else None, w.cpu_ms if w else None)
-    add(f"CPU per generation (0 s, 1:1) ≤ {CPU_RATIO}x the Worker's",
-        f"{s.cpu_ms:.2f} ms vs {w.cpu_ms:.2f} ms = {ratio:.2f}x" if ratio else "not measured",
-        None if ratio is None else ratio <= CPU_RATIO)
+    def ratio(target: str, a: float | None, b: float | None, unit: str, limit: float,
+              at_most: bool = True) -> None:
+        if a is None or not b:
+            out.append((target, "not measured", None))
+            return
+        r = a / b
+        out.append((target, f"{a:.{2 if unit == 'ms' else 1}f} vs {b:.{2 if unit == 'ms' else 1}f}"
+                    f" {unit} = {r:.2f}x", r <= limit if at_most else r >= limit))
+
+    ratio(f"CPU per generation (0 s, 1:1) ≤ {CPU_RATIO}x the Worker's",
+          value("cpu11", "cpu"), value("w_cpu11", "cpu"), "ms", CPU_RATIO)
     for key, name in (("cpu169", "16:9"), ("cpu32", "3:2")):
-        ratio = _ratio(r(key).cpu_ms if r(key) else None, s.cpu_ms if s else None)
-        add(f"{name} answer ≤ {SHAPE_RATIO}x the CPU of a 1:1 answer",
-            f"{r(key).cpu_ms:.2f} ms vs {s.cpu_ms:.2f} ms = {ratio:.2f}x" if ratio
-            else "not measured", None if ratio is None else ratio <= SHAPE_RATIO)
-    up = r("cpuup")
-    ratio = _ratio(up.cpu_ms if up else None, s.cpu_ms if s else None)
-    add(f"enlarged answer (512x512 output, 1:1 asked) ≤ {ENLARGE_RATIO}x the CPU of a 1:1 answer",
-        f"{up.cpu_ms:.2f} ms vs {s.cpu_ms:.2f} ms = {ratio:.2f}x" if ratio else "not measured",
-        None if ratio is None else ratio <= ENLARGE_RATIO)
-    um, ns = r("upmem"), r("nonstream")
-    add("enlarging: peak memory at 256 clients no higher than the 1:1 case's",
-        f"{um.rss_mib:.0f} MiB vs {ns.rss_mib:.0f} MiB (sum of RSS)" if um and ns
-        else "not measured", None if not (um and ns) else um.rss_mib <= ns.rss_mib)
+        ratio(f"{name} answer ≤ {SHAPE_RATIO}x the CPU of a 1:1 answer",
+              value(key, "cpu"), value("cpu11", "cpu"), "ms", SHAPE_RATIO)
+    ratio(f"enlarged answer (512x512 output, 1:1 asked) ≤ {ENLARGE_RATIO}x the CPU of a 1:1 "
+          "answer", value("cpuup", "cpu"), value("cpu11", "cpu"), "ms", ENLARGE_RATIO)
+    ratio("enlarging: peak memory at 256 clients no higher than the 1:1 case's (sum of RSS)",
+          value("upmem", "rss"), value("nonstream", "rss"), "MiB", 1.0)
     for key, name, want in (("nonstream", "non-stream", NONSTREAM_RATIO),
                             ("stream", "stream", STREAM_RATIO)):
-        sv, wk = r(key), r(f"w_{key}")
-        ratio = _ratio(sv.summary["throughput"] if sv else None,
-                       wk.summary["throughput"] if wk else None)
-        add(f"256 clients, 2 s, {name}: ≥ {want}x the Worker's req/s",
-            f"{sv.summary['throughput']:.1f} vs {wk.summary['throughput']:.1f} req/s = "
-            f"{ratio:.2f}x" if ratio else "not measured", None if ratio is None else ratio >= want)
-        if sv:
-            errors = sv.summary["errors"]
-            add(f"256 clients, 2 s, {name}: zero errors", f"{errors} of {sv.summary['requests']}",
-                errors == 0)
-            p99 = sv.summary["latency"]["p99"]
-            add(f"256 clients, 2 s, {name}: p99 < {P99_LIMIT} s", f"{p99:.3f} s", p99 < P99_LIMIT)
-    mx = r("mixed")
-    if mx:
-        ttfb = mx.summary["ttfb"]["p99"]
-        add(f"stream first byte p99 ≤ {TTFB_LIMIT * 1000:.0f} ms with both loads running",
-            f"{ttfb * 1000:.1f} ms (alone: "
-            f"{r('stream').summary['ttfb']['p99'] * 1000 if r('stream') else float('nan'):.1f} "
-            "ms)", ttfb <= TTFB_LIMIT)
-    sg, wg = r("get"), r("w_get")
-    ratio = _ratio(sg.summary["throughput"] if sg else None,
-                   wg.summary["throughput"] if wg else None)
-    add(f"GET /image, 16 clients: ≥ {GET_RATIO}x the Worker's req/s",
-        f"{sg.summary['throughput']:.0f} vs {wg.summary['throughput']:.0f} req/s = {ratio:.2f}x"
-        if ratio else "not measured", None if ratio is None else ratio >= GET_RATIO)
-    wn = r("w_nonstream")
-    ratio = _ratio(ns.rss_mib if ns else None, wn.rss_mib if wn else None)
-    add(f"peak RSS at 256 clients ≤ {RSS_RATIO}x the Worker's workerd",
-        f"{ns.rss_mib:.0f} MiB (PSS {ns.pss_mib or 0:.0f}) vs {wn.rss_mib:.0f} MiB = {ratio:.2f}x"
-        if ratio else "not measured", None if ratio is None else ratio <= RSS_RATIO)
+        ratio(f"256 clients, 2 s, {name}: ≥ {want}x the Worker's req/s",
+              value(key, "rps"), value(f"w_{key}", "rps"), "req/s", want, at_most=False)
+        errors, p99, row = value(key, "errors"), value(key, "p99"), rows.get(key)
+        if row is not None and errors is not None and p99 is not None:
+            out.append((f"256 clients, 2 s, {name}: zero errors",
+                        f"{errors:.0f} of {row.summary['requests']}", errors == 0))
+            out.append((f"256 clients, 2 s, {name}: p99 < {P99_LIMIT} s", f"{p99:.3f} s",
+                        p99 < P99_LIMIT))
+    ttfb, alone = value("mixed", "ttfb"), value("stream", "ttfb")
+    target = f"stream first byte p99 ≤ {TTFB_LIMIT * 1000:.0f} ms with both loads running"
+    if ttfb is None:
+        out.append((target, "not measured", None))
+    else:
+        out.append((target, f"{ttfb * 1000:.1f} ms (streams alone: "
+                    f"{'–' if alone is None else f'{alone * 1000:.1f}'} ms)", ttfb <= TTFB_LIMIT))
+    ratio(f"GET /image, 16 clients: ≥ {GET_RATIO}x the Worker's req/s",
+          value("get", "rps"), value("w_get", "rps"), "req/s", GET_RATIO, at_most=False)
+    ratio(f"peak RSS at 256 clients ≤ {RSS_RATIO}x the Worker's workerd (service: sum of RSS)",
+          value("nonstream", "rss"), value("w_nonstream", "rss"), "MiB", RSS_RATIO)
     return out
 
 
@@ -531,14 +533,14 @@ def markdown(rows: dict[str, Row], header: dict, notes: list[str]) -> str:
             if row and row.cpu_ms:
                 lines.append(f"| CPU per generation, {name} (ms; ratio to the 1:1 answer) | "
                              f"{row.cpu_ms:.2f} | – | {row.cpu_ms / base.cpu_ms:.2f}x |")
-    if r("mixed"):
-        m = r("mixed").summary
+    mixed, upmem, plain = r("mixed"), r("upmem"), r("nonstream")
+    if mixed is not None:
+        m = mixed.summary
         lines.append(f"| 256 non-stream + 256 stream clients at once: streams' first byte p99 "
                      f"| {_ms(m['ttfb']['p99'])} ms ({m['errors']} errors) | – | – |")
-    if r("upmem") and r("nonstream"):
+    if upmem is not None and plain is not None and upmem.rss_mib and plain.rss_mib:
         lines.append(f"| peak RSS at 256 clients, enlarging 512x512 outputs (MiB; ratio to 1:1) "
-                     f"| {r('upmem').rss_mib:.0f} | – | "
-                     f"{r('upmem').rss_mib / r('nonstream').rss_mib:.2f}x |")
+                     f"| {upmem.rss_mib:.0f} | – | {upmem.rss_mib / plain.rss_mib:.2f}x |")
     lines += ["", "Targets (issue 16):", ""]
     for target, figures, met in judge(rows):
         mark = "not measured" if met is None else ("**met**" if met else "**MISSED**")

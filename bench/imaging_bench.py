@@ -194,8 +194,8 @@ def filters_table(sources: dict[str, Path], repeat: int) -> str:
              "enlarge 512² → 1024²: CPU ms | PSNR vs original dB |", "|---|---:|---:|---:|---:|"]
     for f in (Image.Resampling.NEAREST, Image.Resampling.BOX, Image.Resampling.BILINEAR,
               Image.Resampling.HAMMING, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS):
-        shrink_ms = _cpu_ms(lambda: crop.resize((768, 512), f), repeat)
-        enlarge_ms = _cpu_ms(lambda: small.resize((1024, 1024), f), repeat)
+        shrink_ms = _cpu_ms(lambda f=f: crop.resize((768, 512), f), repeat)
+        enlarge_ms = _cpu_ms(lambda f=f: small.resize((1024, 1024), f), repeat)
         shrunk_psnr = _psnr(crop.resize((768, 512), f), ref)
         back_psnr = _psnr(small.resize((1024, 1024), f), large)
         lines.append(f"| {f.name} | {shrink_ms:.2f} | "
