@@ -75,7 +75,7 @@ async def measure_setting(work: Path, upstream: Upstream, env: dict[str, str], c
 
 def table(results: list[tuple[str, dict]], latency: float) -> str:
     lines = ["| setting | clients (half streaming) | idle RSS MiB | peak RSS (PSS) MiB | req/s "
-             f"(ideal {{clients}}/{latency:g} s) | p99 s | streams' first byte p99 ms | errors |",
+             f"(ideal: clients / {latency:g} s) | p99 s | streams' first byte p99 ms | errors |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results:
         pss = "–" if r["pss"] is None else f"{r['pss']:.0f}"
