@@ -152,7 +152,7 @@ def cases_table(sources: dict[str, Path], images: int, threads: int, module: str
         peak1 = "–" if one["peak_mib"] is None else f"{one['peak_mib']:.1f}"
         peakn = "–" if many["peak_mib"] is None else f"{many['peak_mib']:.1f}"
         lines.append(f"| {name} | {one['cpu_ms']:.2f} ({one['user_ms']:.2f} + "
-                     f"{one['cpu_ms'] - one['user_ms']:.2f}) | "
+                     f"{max(0.0, one['cpu_ms'] - one['user_ms']):.2f}) | "
                      f"{one['bytes'] / 1024:.0f}{' (same bytes)' if one['same_bytes'] else ''}"
                      f" | {peak1} | {peakn} |")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import cast
 
@@ -67,7 +68,7 @@ async def measure_setting(work: Path, upstream: Upstream, env: dict[str, str], c
                 "p99": max(a["latency"]["p99"], b["latency"]["p99"]),
                 "ttfb_p99": b["ttfb"]["p99"], "errors": a["errors"] + b["errors"],
                 "requests": a["requests"] + b["requests"],
-                "error_kinds": {**a["error_kinds"], **b["error_kinds"]}}
+                "error_kinds": dict(Counter(a["error_kinds"]) + Counter(b["error_kinds"]))}
     finally:
         svc.stop()
         shutil.rmtree(store, ignore_errors=True)
