@@ -52,7 +52,7 @@ PNG_COMPRESS_LEVEL = 1
 # - a mild shrink (by less than 2x, e.g. 1024x683 -> 768x512 for 3:2) averages areas (box):
 #   46 dB PSNR against Lanczos at under a third of its CPU (Lanczos alone cost 12 ms here);
 # - enlarging (a model output smaller than asked) is bilinear: no filter can add detail, and
-#   bicubic/Lanczos cost 1.3x/2x as much for edges that are only slightly crisper (< 0.6 dB).
+#   bicubic/Lanczos cost 1.7x/2.5x as much for edges that are only slightly crisper (<= 0.6 dB).
 _SHRINK_FILTER = Image.Resampling.LANCZOS
 _MILD_SHRINK_FILTER = Image.Resampling.BOX
 _ENLARGE_FILTER = Image.Resampling.BILINEAR
