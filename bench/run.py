@@ -834,7 +834,7 @@ async def amain(args) -> int:
         Path(args.json).write_text(json.dumps(
             {"header": header, "rows": [row.__dict__ for row in bench.rows.values()]},
             indent=1, default=str), encoding="utf-8")
-    for key, path in bench.profiles.items():
+    for path in bench.profiles.values():
         print(summarize_profile(path))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
