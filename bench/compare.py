@@ -255,8 +255,9 @@ class Compare:
     """Runs the cases, owning every process it starts."""
 
     def __init__(self, plan: Plan, work: Path, extra_env: dict[str, str],
-                 peer: tuple[Path, Path] | None):
+                 peer: tuple[Path, Path] | None, only: set[str] | None = None):
         self.plan, self.work, self.extra_env, self.peer = plan, work, extra_env, peer
+        self.only = only
         self.rows: dict[str, Row] = {}
         self.notes: list[str] = []
         self.upstream: Upstream | None = None
@@ -356,18 +357,23 @@ class Compare:
               f"{row.notes[-1]}", flush=True)
         self.rows["mixed"] = row
 
+    def wanted(self, *keys: str) -> bool:
+        return self.only is None or any(key in self.only for key in keys)
+
     async def run(self) -> None:
         self.upstream = Upstream(self.work)
         await self.upstream.ready()
-        with_worker = self.peer is not None
+        with_worker, want = self.peer is not None, self.wanted
 
         print("upstream 0 s, 1024x1024 JPEG", flush=True)
         await self.upstream.configure(latency=0.0, image="large")
-        svc = await self.fresh_service()
-        keys = await self.cpu_case("cpu11", "service: CPU per generation, 0 s, 1:1", svc,
-                                   matrix.API_KEY)
-        await self.get_case("get", "service: GET /image/<key>, 16 clients", svc, keys)
-        if with_worker:
+        if want("cpu11", "get"):
+            svc = await self.fresh_service()
+            keys = await self.cpu_case("cpu11", "service: CPU per generation, 0 s, 1:1", svc,
+                                       matrix.API_KEY)
+            if want("get"):
+                await self.get_case("get", "service: GET /image/<key>, 16 clients", svc, keys)
+        if with_worker and want("cpu11", "get"):
             worker = await self.fresh_worker()
             node0 = worker.node_cpu()
             keys = await self.cpu_case("w_cpu11", "Worker: CPU per generation, 0 s, 1:1",
@@ -375,21 +381,28 @@ class Compare:
             self.notes.append(f"Miniflare's node process used {worker.node_cpu() - node0:.2f} s "
                               "of CPU during the Worker's CPU case (not counted: not on the "
                               f"request path); its RSS {worker.node_rss_mib():.0f} MiB")
-            await self.get_case("w_get", "Worker: GET /image/<key>, 16 clients", worker, keys)
+            if want("get"):
+                await self.get_case("w_get", "Worker: GET /image/<key>, 16 clients", worker,
+                                    keys)
             self.stop_worker()
         for key, ratio, label in (("cpu169", "16:9", "service: same, 16:9 (1024x576)"),
                                   ("cpu32", "3:2", "service: same, 3:2 (768x512)")):
+            if want(key):
+                svc = await self.fresh_service()
+                await self.cpu_case(key, label, svc, matrix.API_KEY, ratio)
+        if want("cpuup"):
+            await self.upstream.configure(image="small")
             svc = await self.fresh_service()
-            await self.cpu_case(key, label, svc, matrix.API_KEY, ratio)
-        await self.upstream.configure(image="small")
-        svc = await self.fresh_service()
-        await self.cpu_case("cpuup", "service: same, 1:1 from a 512x512 output (enlarge)", svc,
-                            matrix.API_KEY)
+            await self.cpu_case("cpuup", "service: same, 1:1 from a 512x512 output (enlarge)",
+                                svc, matrix.API_KEY)
+            await self.upstream.configure(image="large")
         self.stop_service()
 
         print("upstream 2 s, 1024x1024 JPEG", flush=True)
         await self.upstream.configure(latency=2.0, image="large")
         for key, stream in (("nonstream", False), ("stream", True)):
+            if not want(key):
+                continue
             kind = "stream" if stream else "non-stream"
             svc = await self.fresh_service()
             await self.load_case(key, f"service: 256 clients, 2 s upstream, {kind}", svc,
@@ -402,12 +415,14 @@ class Compare:
                 row.notes.append(f"workerd VmHWM {worker.peak_mib():.0f} MiB; node RSS "
                                  f"{worker.node_rss_mib():.0f} MiB (not counted)")
                 self.stop_worker()
-        svc = await self.fresh_service()
-        await self.mixed_case(svc)
-        await self.upstream.configure(image="small")
-        svc = await self.fresh_service()
-        await self.load_case("upmem", "service: 256 clients, 2 s, non-stream, 512x512 output "
-                             "enlarged to 1:1", svc, matrix.API_KEY, False)
+        if want("mixed"):
+            svc = await self.fresh_service()
+            await self.mixed_case(svc)
+        if want("upmem"):
+            await self.upstream.configure(image="small")
+            svc = await self.fresh_service()
+            await self.load_case("upmem", "service: 256 clients, 2 s, non-stream, 512x512 output "
+                                 "enlarged to 1:1", svc, matrix.API_KEY, False)
         self.stop_service()
         await self.upstream.configure(image="large", latency=0.0)
         stats = await self.upstream.stats()
@@ -581,7 +596,7 @@ async def amain(args: argparse.Namespace) -> int:
                         f"Miniflare {facts.get('PEER_MINIFLARE_VERSION', '?')}, "
                         f"{facts.get('PEER_WORKERD_VERSION', '?')}, node "
                         f"{facts.get('PEER_NODE_VERSION', '?')}; figures are workerd's")
-    bench = Compare(plan, work, extra, peer)
+    bench = Compare(plan, work, extra, peer, set(args.only.split(",")) if args.only else None)
     try:
         async with asyncio.timeout(180 if plan.quick else 900):
             await bench.run()
@@ -627,6 +642,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra service variable (e.g. WEB_CONCURRENCY=1); repeatable")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--only", default=None, metavar="CASES",
+                        help="comma-separated subset: cpu11,get,cpu169,cpu32,cpuup,nonstream,"
+                             "stream,mixed,upmem (for tuning runs)")
     args = parser.parse_args(argv)
     args.argv = argv
     if args.worker_src and ROOT in Path(args.scratch).resolve().parents:
