@@ -16,7 +16,7 @@ from .catalog import ModelRegistry
 from .config import Config, ConfigError
 from .http import make_session
 from .pipeline import Pipeline
-from .storage import ImageStore, storage_from_url
+from .storage import ImageStore, open_store
 from .throttle import InflightGate, RateLimiter
 from .translate import ChatTranslator, Translator
 
@@ -54,12 +54,12 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
     backend = build_backend(config, session)
     translator = build_translator(config, session)
     try:
-        store = storage_from_url(config.storage_url, max_bytes=config.storage_max_bytes)
+        store = open_store(config.storage, max_bytes=config.storage_max_bytes, s3=config.s3)
     except ValueError as exc:
         raise ConfigError(f"STORAGE_URL: {exc}") from None
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
                         expiration=config.image_expiration, default_steps=config.flux_num_steps)
-    limiter = RateLimiter(config.rate_limit, config.storage_url) if config.rate_limit else None
+    limiter = RateLimiter(config.rate_limit, config.counters) if config.rate_limit else None
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, session=session,
                     limiter=limiter, gate=InflightGate(config.max_inflight))

@@ -7,6 +7,7 @@ import pytest
 from flux_worker import create_app
 from flux_worker.config import Config
 from tests.redis_server import redis_server, redis_url  # noqa: F401  (fixtures for all tests)
+from tests.s3_server import s3_location, s3_server  # noqa: F401  (fixtures for all tests)
 
 TEST_KEY = "sk-test-key-123456"
 
