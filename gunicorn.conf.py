@@ -83,7 +83,10 @@ def on_starting(server):
 
     # Once, in the master: names what is wrong with the storage before any request meets it.
     for level, message in startup_problems(config):
-        server.log.error(message) if level == "error" else server.log.warning(message)
+        if level == "error":
+            server.log.error(message)
+        else:
+            server.log.warning(message)
 
 
 def _reset_metrics_dir(server):

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from limits import parse_many
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from .errors import Overloaded, RateLimited
@@ -83,7 +83,7 @@ def limits_storage(counters: CountersLocation) -> Storage:
                             connection_pool=redis_client(counters).connection_pool)
     if counters.scheme == DISK:
         return DiskcacheStorage("flux+disk://" + directory(counters))
-    return storage_from_string("memory://")
+    return MemoryStorage()
 
 
 class RateLimiter:

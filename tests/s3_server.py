@@ -12,6 +12,7 @@ R2 or MinIO. `s3_server` is one server for the whole session; `s3_location` a fr
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -71,6 +72,15 @@ class MotoServer:
         client.create_bucket(Bucket=name)
         client.close()
         return name
+
+    def make_public(self, bucket: str) -> None:
+        """Let anyone GET the bucket's objects (what an R2 public bucket or a CDN does)."""
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+        client = self.client()
+        client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+        client.close()
 
     def start(self) -> None:
         """Start the server and wait until it answers."""

@@ -17,8 +17,7 @@ import time
 from typing import Callable
 
 from .base import KEEP_FOREVER, ImageFile, ImageStore, StoredImage, is_valid_key, new_key
-from .location import (DISK, MEMORY, REDIS, S3, CountersLocation, S3Options, StorageLocation,
-                       redact)
+from .location import DISK, MEMORY, REDIS, S3, CountersLocation, S3Options, StorageLocation, redact
 
 __all__ = ["KEEP_FOREVER", "CountersLocation", "ImageFile", "ImageStore", "S3Options",
            "StorageLocation", "StoredImage", "is_valid_key", "new_key", "open_store", "redact",

@@ -110,6 +110,10 @@ class ImageFile:
 class OpensFromMemory:
     """For stores that hold images as bytes: `open` wraps what `get` returns."""
 
+    def get(self, key: str) -> StoredImage | None:  # pragma: no cover - every store defines it
+        """Return the entry, or None when it is missing or expired."""
+        raise NotImplementedError
+
     def open(self, key: str) -> ImageFile | None:
         """Return the entry wrapped as a file, or None when it is missing or expired."""
         item = self.get(key)

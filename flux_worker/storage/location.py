@@ -58,7 +58,12 @@ class StorageLocation:
         if scheme == DISK:
             return cls(DISK, path=_directory(rest, raw))
         if scheme in REDIS_SCHEMES:
-            return cls(REDIS, url=f"{scheme}://{rest}")  # redis-py wants a lowercase scheme
+            url = f"{scheme}://{rest}"  # redis-py wants a lowercase scheme
+            try:
+                urlsplit(url).port  # a port that is not a number fails here, not per request
+            except ValueError:
+                raise ValueError(f"invalid Redis URL {redact(raw, raw)!r}: bad port") from None
+            return cls(REDIS, url=url)
         if scheme == S3:
             bucket, _, prefix = rest.partition("/")
             if not _BUCKET.fullmatch(bucket):
@@ -143,7 +148,7 @@ class CountersLocation:
 
 @dataclass(frozen=True)
 class S3Options:
-    """How to reach an S3-compatible store (boto3's usual variables); empty means boto3's default."""
+    """How to reach an S3-compatible store (boto3's usual variables); empty: boto3's default."""
 
     region: str = ""
     endpoint_url: str = ""
@@ -168,6 +173,6 @@ def redact(text: str, url: str) -> str:
         password = urlsplit(url).password
     except ValueError:
         password = None
-    for secret in {password, unquote(password or "")} - {None, ""}:
+    for secret in {password or "", unquote(password or "")} - {""}:
         text = text.replace(secret, "***")
     return text

@@ -52,7 +52,8 @@ class RedisStore(OpensFromMemory):
                 # default (10 retries, up to 1 s apart) would hold a request ~10 s in an outage.
                 retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.05), retries=1))
         except ValueError as exc:
-            raise ValueError(f"invalid Redis URL {redact(url, url)!r}: {redact(str(exc), url)}") from None
+            raise ValueError(
+                f"invalid Redis URL {redact(url, url)!r}: {redact(str(exc), url)}") from None
 
     def put(self, key: str, data: bytes, content_type: str, ttl: int) -> StoredImage:
         """Store `data` under `key` for `ttl` seconds (KEEP_FOREVER: no expiry at all).
@@ -81,7 +82,7 @@ class RedisStore(OpensFromMemory):
         :raises StorageError: when Redis is unreachable.
         """
         with self._errors():
-            fields = self._client.hgetall(PREFIX + key)
+            fields: dict[bytes, bytes] = self._client.hgetall(PREFIX + key)  # type: ignore[assignment]
         if not all(name in fields for name in FIELDS):
             return None
         try:

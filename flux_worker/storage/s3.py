@@ -23,15 +23,19 @@ from typing import Any, Callable, Iterator
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError,
-                                 NoCredentialsError, PartialCredentialsError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 from ..errors import StorageError
 from .base import KEEP_FOREVER, NEVER, ImageFile, StoredImage, new_entry, seconds_left
+from .links import MAX_PRESIGN_SECONDS
 from .location import S3Options
 
-# SigV4 presigned URLs live at most this long (an S3 rule that R2 and MinIO follow).
-MAX_PRESIGN_SECONDS = 7 * 86400
 PING_NAME = ".flux-worker-ping"  # never a valid image key (it starts with '.')
 # Connections per process: one per gunicorn thread that may store or serve at once.
 POOL_SIZE = 128

@@ -18,25 +18,30 @@ from werkzeug.http import is_resource_modified
 
 from ..errors import NotFound, StorageError
 from ..storage import ImageFile, is_valid_key
+from ..storage.links import IMAGE_PATH
 from .common import common_headers, request_done, request_id, services
 
 bp = Blueprint("files", __name__)
 
-PREFIX = "/image/"
+PREFIX = IMAGE_PATH
 ROUTE = PREFIX + "<key>"
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 
 
 def image_headers(key: str, image: ImageFile, now: float) -> list[tuple[str, str]]:
-    """Content and cache headers of a stored image; the key is a strong ETag (content never changes)."""
+    """Content and cache headers of a stored image; the key is a strong ETag (content never changes).
+
+    Caches keep it no longer than it lives; one kept for ever gets a year, HTTP's "never expires".
+    """
     ext = EXTENSIONS.get(image.content_type, "bin")
+    max_age = image.ttl(now)
     return [
         ("Content-Type", image.content_type),
         ("Content-Length", str(image.size)),
         ("ETag", f'"{key}"'),
         ("Last-Modified", formatdate(image.created, usegmt=True)),
-        ("Cache-Control", f"public, max-age={image.ttl(now)}, immutable"),
-        ("Expires", formatdate(image.expires, usegmt=True)),
+        ("Cache-Control", f"public, max-age={max_age}, immutable"),
+        ("Expires", formatdate(now + max_age if image.forever else image.expires, usegmt=True)),
         ("Content-Disposition", f'inline; filename="{key}.{ext}"'),
     ]
 
@@ -47,9 +52,10 @@ def image(key: str):
     svc = services()
     if is_valid_key(key):
         svc.store.open(key)  # raises StorageError when storage is down
-    raise NotFound(
-        "This image does not exist or has expired (images are kept "
-        f"{svc.config.image_expiration} seconds). Generate it again.", code="image_not_found")
+    kept = svc.config.image_expiration
+    why = (f"or has expired (images are kept {kept} seconds)" if kept else
+           "or was removed to make room for newer ones")
+    raise NotFound(f"This image does not exist {why}. Generate it again.", code="image_not_found")
 
 
 class ImageFastPath:
