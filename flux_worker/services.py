@@ -7,20 +7,22 @@ threads: one pooled HTTP session, one store, one backend, one translator (or Non
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
+from .admission import Admission
 from .backends.base import ImageBackend
 from .catalog import ModelRegistry
 from .config import Config, ConfigError
 from .http import make_session
 from .pipeline import Pipeline
 from .storage import ImageStore, open_store
+from .storage.links import ImageLinks, image_links
 from .throttle import InflightGate, RateLimiter
 from .translate import ChatTranslator, Translator
 
-log = logging.getLogger("flux_worker")
+log = logging.getLogger(__name__)
 
 # Each gunicorn thread may hold one upstream connection (plus a translation call).
 DEFAULT_POOL = 128
@@ -37,8 +39,8 @@ class Services:
     translator: Translator | None
     pipeline: Pipeline
     session: requests.Session | None = None
-    limiter: RateLimiter | None = None
-    gate: InflightGate = InflightGate(0)
+    admission: Admission = field(default_factory=lambda: Admission(None, InflightGate(0)))
+    links: ImageLinks = field(default_factory=ImageLinks)  # IMAGE_LINKS: how answers link images
 
     def close(self) -> None:
         """Release connections and files."""
@@ -62,7 +64,8 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
     limiter = RateLimiter(config.rate_limit, config.counters) if config.rate_limit else None
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, session=session,
-                    limiter=limiter, gate=InflightGate(config.max_inflight))
+                    admission=Admission(limiter, InflightGate(config.max_inflight)),
+                    links=image_links(config, store))
 
 
 def build_models(config: Config) -> ModelRegistry:

@@ -14,7 +14,7 @@ import pytest
 import redis as redis_py
 
 from flux_worker.config import Config, ConfigError
-from flux_worker.errors import RateLimited
+from flux_worker.errors import RateLimited, StorageError
 from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation, StorageLocation, new_key
 from flux_worker.storage.checks import advice
@@ -197,12 +197,20 @@ def test_a_hung_redis_does_not_hold_a_request():
         limiter.hit("warm")  # a pooled connection exists before the hang
         os.kill(server._process.pid, signal.SIGSTOP)
         try:
-            done = threading.Event()
-            worker = threading.Thread(target=lambda: (limiter.hit("hung"), done.set()))
+            outcome: list[BaseException] = []
+
+            def count() -> None:
+                try:
+                    limiter.hit("hung")
+                except BaseException as exc:  # noqa: BLE001 - inspected by the test
+                    outcome.append(exc)
+
+            worker = threading.Thread(target=count)
             worker.start()
             # Two-second command timeouts, no retry of a timeout: a few seconds at most. The
             # bound is generous for a shared machine; without timeouts this would hang forever.
             worker.join(20)
-            assert done.is_set(), "rate limiting waited on a hung Redis"
+            assert not worker.is_alive(), "rate limiting waited on a hung Redis"
+            assert isinstance(outcome[0], StorageError)  # fails closed: 503, not a hang
         finally:
             os.kill(server._process.pid, signal.SIGCONT)

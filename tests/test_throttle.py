@@ -13,7 +13,7 @@ from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation
 from flux_worker.throttle import InflightGate, RateLimiter
 
-from .conftest import TEST_KEY, make_config
+from .helpers import TEST_KEY, make_config
 
 
 @pytest.fixture(params=["memory", "disk", "redis"])

@@ -60,7 +60,8 @@ class StorageLocation:
         if scheme in REDIS_SCHEMES:
             url = f"{scheme}://{rest}"  # redis-py wants a lowercase scheme
             try:
-                urlsplit(url).port  # a port that is not a number fails here, not per request
+                # A port that is not a number fails here, at start, not on every request.
+                _ = urlsplit(url).port
             except ValueError:
                 raise ValueError(f"invalid Redis URL {redact(raw, raw)!r}: bad port") from None
             return cls(REDIS, url=url)

@@ -49,18 +49,20 @@ def index():
             "chat_url": request.script_root + "/v1/chat/completions"}
     response = make_response(render_template("index.html", info=info, models=svc.models.models,
                                              page=page, ratios=RATIOS))
-    response.headers["Content-Security-Policy"] = page_csp(svc.config.public_base_url)
+    response.headers["Content-Security-Policy"] = page_csp(svc.config.public_base_url,
+                                                           svc.links.foreign_origin())
     return response
 
 
-def page_csp(public_base: str) -> str:
+def page_csp(public_base: str, image_origin: str | None = None) -> str:
     """The welcome page's Content-Security-Policy: only this service's own files and API.
 
-    Images may also come from PUBLIC_BASE_URL's origin when links point elsewhere.
+    Images may also come from PUBLIC_BASE_URL's origin when links point elsewhere, and from
+    the bucket's (`image_origin`) when IMAGE_LINKS sends them straight there.
     """
     images = ["'self'", "data:", "blob:"]
-    if public_base:
-        parts = urlsplit(public_base)
+    for base in filter(None, (public_base, image_origin)):
+        parts = urlsplit(base)
         origin = f"{parts.scheme}://{parts.netloc}"
         # Only a plain host[:port] goes into the header, so no value can inject a directive.
         plain = re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", parts.netloc) is not None
@@ -84,7 +86,8 @@ def readyz():
     svc = services()
     checks = {"config": "ok", "backend": svc.backend.name}
     try:
-        svc.store.ping()
+        # A real ping, which also tells generations at once that storage is back (or gone).
+        svc.pipeline.health.probe()
         checks["storage"] = "ok"
     except StorageError as exc:
         checks["storage"] = exc.message
