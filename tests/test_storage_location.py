@@ -59,16 +59,16 @@ def test_disk_forms_put_images_and_counts_in_the_same_directory(url, where, plac
     services = build_services(config)
     try:
         assert isinstance(services.store, DiskStore) and services.store.directory == expected
-        storage = services.limiter.storage
+        storage = services.admission.limiter.storage
         assert isinstance(storage, DiskcacheStorage)
         assert storage.cache.directory == os.path.join(expected, "counters")
         # Counts are really shared with a second instance built from the same URL: what a
         # second gunicorn worker process does.
         other = RateLimiter("2/minute", Config.from_env({"STORAGE_URL": url}).counters)
-        services.limiter.hit("client")
+        services.admission.limiter.hit("client")
         other.hit("client")
         with pytest.raises(RateLimited):
-            services.limiter.hit("client")
+            services.admission.limiter.hit("client")
         key = new_key()
         services.store.put(key, JPEG, "image/jpeg", 60)
         assert DiskStore(expected, max_bytes=1 << 20).get(key).data == JPEG
@@ -88,7 +88,7 @@ def test_redis_forms_put_images_and_counts_in_the_same_database(scheme, redis_ur
         admin.flushdb()
         assert isinstance(services.store, RedisStore)
         services.store.put(new_key(), JPEG, "image/jpeg", 60)
-        services.limiter.hit("client")
+        services.admission.limiter.hit("client")
         names = [name.decode() for name in admin.keys("*")]
         assert any(n.startswith("flux-worker:image:") for n in names)
         assert any(n.startswith("LIMITS") for n in names), names
@@ -103,9 +103,9 @@ def test_memory_storage_counts_in_the_process(place):
     services = build_services(config)
     assert isinstance(services.store, MemoryStore)
     assert config.counters.scheme == "memory"
-    services.limiter.hit("client")
+    services.admission.limiter.hit("client")
     with pytest.raises(RateLimited):
-        services.limiter.hit("client")
+        services.admission.limiter.hit("client")
     assert not os.listdir(place[0])  # nothing written to disk
 
 
