@@ -17,12 +17,13 @@ from flux_worker.config import Config, ConfigError
 from flux_worker.errors import RateLimited, StorageError
 from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation, StorageLocation, new_key
-from flux_worker.storage.checks import advice
+from flux_worker.storage.checks import advice, startup_problems
 from flux_worker.storage.counters import REDIS_TIMEOUT, directory, redis_client
 from flux_worker.storage.disk import DiskStore
 from flux_worker.storage.memory import MemoryStore
 from flux_worker.storage.redis import RedisStore
 from flux_worker.throttle import DiskcacheStorage, RateLimiter
+from tests.helpers import free_port
 from tests.redis_server import RedisServer
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256))
@@ -214,3 +215,21 @@ def test_a_hung_redis_does_not_hold_a_request():
             assert isinstance(outcome[0], StorageError)  # fails closed: 503, not a hang
         finally:
             os.kill(server._process.pid, signal.SIGCONT)
+
+
+def test_the_start_up_check_names_unreachable_counters(tmp_path):
+    config = Config.from_env({"STORAGE_URL": f"disk://{tmp_path}",
+                              "COUNTERS_URL": f"redis://:pw-secret@127.0.0.1:{free_port()}/0"})
+    problems = startup_problems(config)
+    assert [level for level, _ in problems] == ["error"]
+    assert "COUNTERS_URL" in problems[0][1] and "unreachable" in problems[0][1]
+    assert "pw-secret" not in problems[0][1]
+
+
+def test_passwords_never_show_in_a_repr_of_the_configuration():
+    config = Config.from_env({"STORAGE_URL": "redis://:pw-secret@h:6379/0",
+                              "COUNTERS_URL": "rediss://:pw-other@h:6380/0",
+                              "AWS_SECRET_ACCESS_KEY": "aws-secret-value"})
+    text = repr(config)
+    assert "pw-secret" not in text and "pw-other" not in text and "aws-secret" not in text
+    assert {"pw-secret", "pw-other", "aws-secret-value"} <= set(config.secrets())

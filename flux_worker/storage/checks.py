@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from . import open_store
+from .counters import redis_client
 from .links import MAX_PRESIGN_SECONDS, PRESIGNED
 from .location import MEMORY, REDIS, S3
 
@@ -33,7 +34,26 @@ def startup_problems(config: "Config") -> list[tuple[str, str]]:
                                 "fixed, /readyz answers 503 and generations answer 503."))
     finally:
         store.close()
+    if config.counters.scheme == REDIS:
+        problems += _counters_problems(config)
     return problems
+
+
+def _counters_problems(config: "Config") -> list[tuple[str, str]]:
+    """Whether the Redis that holds the counters answers now."""
+    import redis
+
+    client = redis_client(config.counters)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = "refused the credentials" if isinstance(exc, redis.AuthenticationError) \
+            else f"is unreachable ({type(exc).__name__})"
+        return [(ERROR, f"COUNTERS_URL={config.counters}: Redis {reason}. Until this is fixed, "
+                        "rate-limited generations answer 503.")]
+    finally:
+        client.close()
+    return []
 
 
 def advice(config: "Config") -> list[str]:

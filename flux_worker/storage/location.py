@@ -89,6 +89,9 @@ class StorageLocation:
             return f"s3://{self.bucket}/{self.prefix}"
         return "memory://"
 
+    def __repr__(self) -> str:
+        return f"StorageLocation({str(self)!r})"  # never the password, even in a Config repr
+
 
 @dataclass(frozen=True)
 class CountersLocation:
@@ -145,6 +148,9 @@ class CountersLocation:
         if self.scheme == REDIS:
             return redact(self.url, self.url)
         return "memory://"
+
+    def __repr__(self) -> str:
+        return f"CountersLocation({str(self)!r}, defaulted={self.defaulted})"
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ def image(key: str):
     """Reached only when the fast path found no image: answer 404 (or a storage error)."""
     svc = services()
     if is_valid_key(key):
-        svc.store.open(key)  # raises StorageError when storage is down
+        found = svc.store.open(key)  # raises StorageError when storage is down
+        if found is not None:
+            found.file.close()  # stored meanwhile: the next request's fast path serves it
     kept = svc.config.image_expiration
     why = (f"or has expired (images are kept {kept} seconds)" if kept else
            "or was removed to make room for newer ones")
