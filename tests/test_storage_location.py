@@ -7,6 +7,8 @@ checks where the images and the rate-limit counts actually land, not just the pa
 from __future__ import annotations
 
 import os
+import pathlib
+import runpy
 import signal
 import threading
 
@@ -27,6 +29,7 @@ from tests.helpers import free_port
 from tests.redis_server import RedisServer
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -233,3 +236,21 @@ def test_passwords_never_show_in_a_repr_of_the_configuration():
     text = repr(config)
     assert "pw-secret" not in text and "pw-other" not in text and "aws-secret" not in text
     assert {"pw-secret", "pw-other", "aws-secret-value"} <= set(config.secrets())
+
+
+@pytest.mark.parametrize("url, workers", [
+    ("memory://", 1), ("MEMORY://", 1), ("Memory://", 1), ("disk://data", 2), ("DISK://data", 2),
+    ("s3://images", 2),
+])
+def test_gunicorn_reads_the_same_parse_for_its_worker_count(url, workers, tmp_path, monkeypatch):
+    monkeypatch.setenv("STORAGE_URL", url)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # not a folder of its own
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert settings["workers"] == workers
+
+
+def test_redis_images_kept_for_ever_warn_about_memory():
+    config = Config.from_env({"STORAGE_URL": "redis://h:6379/0", "IMAGE_EXPIRATION": "0"})
+    assert any("maxmemory" in m for m in advice(config))
+    assert not advice(Config.from_env({"STORAGE_URL": "redis://h:6379/0"}))
