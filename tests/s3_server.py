@@ -24,16 +24,10 @@ import boto3
 import pytest
 
 from flux_worker.storage import S3Options, StorageLocation
+from tests.helpers import free_port
 
 START_TIMEOUT = 20.0
 KEY_ID, SECRET = "AKIAFLUXTEST00000001", "flux-test-secret-key-0123456789abcdefghij"
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class MotoServer:

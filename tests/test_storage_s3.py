@@ -15,7 +15,8 @@ from flux_worker.storage import KEEP_FOREVER, S3Options, StorageLocation, new_ke
 from flux_worker.storage.checks import advice, startup_problems
 from flux_worker.storage.links import MAX_PRESIGN_SECONDS, ImageLinks, image_links
 from flux_worker.storage.s3 import S3Store
-from tests.s3_server import KEY_ID, SECRET, MotoServer, free_port
+from tests.helpers import AUTH, app_with, free_port
+from tests.s3_server import KEY_ID, SECRET, MotoServer
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
 
@@ -201,3 +202,25 @@ def test_image_links_follow_the_configuration(s3_server, s3_location):
     links = image_links(config, store)
     assert links("https://svc", "k" * 22) == "https://img.example.com/images/" + "k" * 22
     assert links.foreign_origin() == "https://img.example.com"
+
+
+# Through the app (demo backend): what a client sees when the bucket fails.
+
+def test_a_write_that_fails_after_generation_says_so(s3_server):
+    bucket = s3_server.create_bucket()
+    with app_with(STORAGE_URL=f"s3://{bucket}/img", COUNTERS_URL="memory://",
+                  **s3_server.env()) as (app, _services):
+        client = app.test_client()
+        ask = {"messages": [{"role": "user", "content": "a cat"}]}
+        assert client.post("/v1/chat/completions", headers=AUTH, json=ask).status_code == 200
+        # The bucket goes away behind the service's back, while its last check is still fresh.
+        admin = s3_server.client()
+        for item in admin.list_objects_v2(Bucket=bucket).get("Contents", []):
+            admin.delete_object(Bucket=bucket, Key=item["Key"])
+        admin.delete_bucket(Bucket=bucket)
+        failed = client.post("/v1/chat/completions", headers=AUTH, json=ask)
+        assert failed.status_code == 503
+        error = failed.get_json()["error"]
+        assert error["code"] == "storage_error" and "does not exist" in error["message"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and bucket in ready.get_json()["checks"]["storage"]
