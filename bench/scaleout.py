@@ -89,6 +89,7 @@ class Report:
     errors: list = field(default_factory=list)
     errors_elsewhere: int = 0       # errors not explained by the kill: must be 0
     hangs: int = 0
+    retried: int = 0                # answered after nginx passed them on from a dead instance
     images: int = 0
     images_lost: int = 0
     images_lost_at_end: int = 0
@@ -473,6 +474,7 @@ def judge(report: Report, outcomes: list[Outcome]) -> None:
     report.ok = sum(1 for o in outcomes if o.link and o.image_status == 200)
     report.statuses = dict(collections.Counter(str(o.status) for o in outcomes))
     killed = report.killed
+    report.retried = sum(1 for o in outcomes if o.error is None and "," in o.upstream)
     for o in outcomes:
         if o.error is None:
             continue
@@ -525,6 +527,7 @@ def markdown(report: Report) -> str:
         f"| errors | {len(report.errors)} ({cut} streams cut, {fivexx} 5xx) |",
         f"| errors not in flight on the killed instance | {report.errors_elsewhere} |",
         f"| hangs | {report.hangs} |",
+        f"| requests nginx passed on from the dead instance, then answered | {report.retried} |",
         f"| nginx error-log lines per upstream | {report.nginx_upstream_errors} "
         f"(killed: {report.killed}) |",
         f"| images fetched through nginx / lost | {report.images} / {report.images_lost} "
