@@ -1,4 +1,4 @@
-"""Read a chat prompt: the user's text, its size token and its inline options.
+"""Read a prompt: its size token and its inline options; resolve sizes for a model.
 
 A chat client can only send text, so the size and a few generation options travel inside it:
 
@@ -64,7 +64,6 @@ _OPTION_NAMES = {"seed": "seed", "steps": "steps", "no": "no", "ar": "ar", "aspe
 _HSPACE = re.compile(r"[^\S\n]+")
 _SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
 
-_EXAMPLE = "such as `a cute cat 16:9`"
 _SIZE_FORMS = ("size must be WIDTHxHEIGHT such as 1024x576 (each side 64 to 4096), "
                "a ratio such as 16:9 (from 1:8 to 8:1), or auto")
 
@@ -105,59 +104,8 @@ class ResolvedSize:
         return f"{self.width}x{self.height}"
 
 
-# --- chat messages ---------------------------------------------------------------------------
-
-def last_user_text(messages: Any) -> str:
-    """Return the text of the last user message; raise InvalidRequest when there is none."""
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest(
-            "messages must be a non-empty list of chat messages: send at least "
-            '{"role": "user", "content": "a cute cat 16:9"}.', param="messages")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InvalidRequest(
-                f"messages[{index}] must be an object with role and content, such as "
-                '{"role": "user", "content": "a cute cat 16:9"}.', param="messages")
-    index = next((i for i in range(len(messages) - 1, -1, -1)
-                  if messages[i].get("role") == "user"), None)
-    if index is None:
-        raise InvalidRequest(
-            'There is no message with role "user": add one that describes the image you want, '
-            f"{_EXAMPLE}.", param="messages")
-    text = _content_text(messages[index].get("content"), index)
-    if not text.strip():
-        raise InvalidRequest(
-            "The last user message is empty: send a description of the image you want, "
-            f"{_EXAMPLE}.", param="messages")
-    return text.strip()
-
-
-def _content_text(content: Any, index: int) -> str:
-    """Return the text of one message's content: a string or a list of content parts."""
-    if isinstance(content, str):
-        return content
-    wrong = (f"messages[{index}].content must be a string or a list of content parts such as "
-             '{"type": "text", "text": "a cute cat 16:9"}')
-    if not isinstance(content, list):
-        raise InvalidRequest(f"{wrong}; got {_json_type(content)}.", param="messages")
-    texts = []
-    for part in content:
-        if isinstance(part, str):
-            texts.append(part)
-        elif isinstance(part, dict):
-            if part.get("type") != "text":
-                continue  # image_url and other parts carry no prompt text
-            if not isinstance(part.get("text"), str):
-                raise InvalidRequest(f"{wrong}; a text part has no string `text`.",
-                                     param="messages")
-            texts.append(part["text"])
-        else:
-            raise InvalidRequest(f"{wrong}; a part is {_json_type(part)}.", param="messages")
-    return "\n".join(texts)
-
-
-def _json_type(value: Any) -> str:
-    """Name a JSON value's type the way the client wrote it."""
+def json_type(value: Any) -> str:
+    """Name a JSON value's type the way a client wrote it: null, a number, an object, ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -329,7 +277,7 @@ def parse_size_param(value: Any) -> SizeSpec | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidRequest(f"{_SIZE_FORMS}; got {_json_type(value)}.", param="size")
+        raise InvalidRequest(f"{_SIZE_FORMS}; got {json_type(value)}.", param="size")
     typed = value.strip()
     if typed.lower() in ("", "auto"):
         return None
