@@ -25,6 +25,8 @@ responses at the boundary.
 
 from __future__ import annotations
 
+from .openai_format import error_body
+
 
 class APIError(Exception):
     """An error with an OpenAI-shaped answer."""
@@ -44,8 +46,7 @@ class APIError(Exception):
 
     def body(self) -> dict:
         """The JSON body: {"error": {message, type, param, code}}."""
-        return {"error": {"message": self.message, "type": self.type,
-                          "param": self.param, "code": self.code}}
+        return error_body(self.message, self.type, self.param, self.code)
 
     def headers(self) -> dict[str, str]:
         """Extra response headers (Retry-After where it applies)."""

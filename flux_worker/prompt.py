@@ -371,3 +371,10 @@ def _shape(width: int, height: int) -> str:
         (c for c in candidates if abs(c[0] / c[1] / ratio - 1) < 0.01),
         min(candidates, key=lambda c: abs(c[0] / c[1] / ratio - 1)))
     return f"{long_term}:{short_term}" if width >= height else f"{short_term}:{long_term}"
+
+
+def last_user_text(messages: Any) -> str:
+    """TEMPORARY shim until web/api.py parses with flux_worker.wire; remove then."""
+    from .wire import parse_chat_completion
+
+    return parse_chat_completion({"messages": messages}).prompt

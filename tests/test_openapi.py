@@ -7,6 +7,7 @@ import re
 
 import pytest
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate
 
 from flux_worker import create_app
@@ -138,7 +139,7 @@ def _assert_events_conform(text: str, event_schema: dict):
 
 def test_schema_checks_catch_a_wrong_body():
     bad = {"error": {"message": "x", "type": "y", "param": None}}  # no code
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         _schema_validator({"$ref": "#/components/schemas/Error"}).validate(bad)
 
 

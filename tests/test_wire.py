@@ -6,8 +6,15 @@ import pytest
 
 from flux_worker.errors import InvalidRequest
 from flux_worker.prompt import SizeSpec
-from flux_worker.wire import (ChatCompletionRequest, ImageGenerationRequest, ImageURLPart,
-                              OtherPart, TextPart, parse_chat_completion, parse_image_generation)
+from flux_worker.wire import (
+    ChatCompletionRequest,
+    ImageGenerationRequest,
+    ImageURLPart,
+    OtherPart,
+    TextPart,
+    parse_chat_completion,
+    parse_image_generation,
+)
 
 USER = [{"role": "user", "content": "a cute cat 16:9"}]
 
