@@ -7,13 +7,15 @@ adding one entry. Facts come from the model schemas summarised in the reference 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import ModelNotFound, PromptTooLong
 
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
 # so they are aliases of the configured default model.
 OPENAI_ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1")
+# Seeds are unsigned 32-bit integers for every model that takes one.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,6 @@ class ModelSpec:
     response: str = "json"                 # "json" (result.image base64) or "binary"
     max_prompt: int | None = None          # characters
     created: int = 1735689600
-    extra_limits: dict = field(default_factory=dict, compare=False)
 
     @property
     def short_name(self) -> str:

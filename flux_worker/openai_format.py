@@ -8,10 +8,11 @@ text: clients only need plausible, stable counts.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
-from typing import Any
+from typing import Any, Callable, Protocol
 
 DONE = "data: [DONE]\n\n"
 
@@ -110,17 +111,6 @@ def model_list(models: list[dict[str, Any]]) -> dict[str, Any]:
     return {"object": "list", "data": models}
 
 
-def image_item(*, url: str | None = None, b64_json: str | None = None,
-               revised_prompt: str | None = None, seed: int | None = None) -> dict[str, Any]:
-    """Return one entry of an Images answer: the image as a link or as base64."""
-    item: dict[str, Any] = {"b64_json": b64_json} if b64_json is not None else {"url": url}
-    if revised_prompt is not None:
-        item["revised_prompt"] = revised_prompt
-    if seed is not None:
-        item["seed"] = seed  # not OpenAI's; lets a client make the same image again
-    return item
-
-
 def images_response(items: list[dict[str, Any]], *, size: str | None = None,
                     output_format: str | None = None,
                     created: int | None = None) -> dict[str, Any]:
@@ -137,3 +127,25 @@ def error_body(message: str, type_: str, param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
     """Return the error answer `{"error": {message, type, param, code}}`."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class _Image(Protocol):
+    key: str
+    data: bytes
+    seed: int | None
+
+
+def image_items(results: list[_Image], response_format: str, link: Callable[[str], str], *,
+                revised_prompt: str | None = None,
+                show_seed: bool = False) -> list[dict[str, Any]]:
+    """The `data` items of an Images answer: raw base64 (no `data:` prefix) or absolute links."""
+    items = []
+    for result in results:
+        item: dict[str, Any] = ({"b64_json": base64.b64encode(result.data).decode("ascii")}
+                      if response_format == "b64_json" else {"url": link(result.key)})
+        if revised_prompt is not None:
+            item["revised_prompt"] = revised_prompt
+        if show_seed and result.seed is not None:
+            item["seed"] = result.seed
+        items.append(item)
+    return items

@@ -28,8 +28,10 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from .errors import InvalidRequest
-from .prompt import SEED_MAX, STEPS_MAX, SizeSpec, json_type, parse_size_param
+from .catalog import SEED_MAX
+from .errors import InvalidRequest, json_type_name
+from .prompt import STEPS_MAX
+from .sizes import SizeSpec, parse_size_param
 
 # What a client may send as `output_format`, and the format each one means.
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
@@ -234,12 +236,12 @@ def _content_message(index: int, problem: str) -> str:
 def _content_problem(content: Any) -> str:
     """Say what is wrong with a message's content, as the client wrote it."""
     if not isinstance(content, list):
-        return f"got {json_type(content)}"
+        return f"got {json_type_name(content)}"
     for part in content:
         if isinstance(part, str):
             continue
         if not isinstance(part, dict):
-            return f"a part is {json_type(part)}"
+            return f"a part is {json_type_name(part)}"
         if part.get("type") == "text":
             return "a text part has no string `text`"
         if part.get("type") == "image_url":

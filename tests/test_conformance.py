@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +135,27 @@ def test_every_chunk_kind_conforms(include_usage):
         assert all("usage" not in chunk for chunk in chunks)
 
 
+@dataclass
+class Rendered:
+    """What image_items reads of a rendered image."""
+
+    key: str
+    data: bytes
+    seed: int | None
+
+
+RENDERED = [Rendered("abc", b"\xff\xd8\xff\xe0 jpeg", 42), Rendered("def", b"\x89PNG", None)]
+
+
+def _link(key: str) -> str:
+    return f"http://127.0.0.1:8080/image/{key}"
+
+
 @pytest.mark.parametrize("items", [
-    [openai_format.image_item(url="https://img.example.com/image/abc")],
-    [openai_format.image_item(url="http://127.0.0.1:8080/image/a", revised_prompt="a cat",
-                              seed=42),
-     openai_format.image_item(url="http://127.0.0.1:8080/image/b", revised_prompt="a cat",
-                              seed=43)],
-    [openai_format.image_item(b64_json="/9j/4AAQSkZJRg==", seed=0)],
+    openai_format.image_items(RENDERED[:1], "url", _link),
+    openai_format.image_items(RENDERED, "url", _link, revised_prompt="a cat", show_seed=True),
+    openai_format.image_items(RENDERED, "b64_json", _link, show_seed=True),
+    openai_format.image_items(RENDERED[1:], "b64_json", _link, revised_prompt="ein Hund"),
 ])
 @pytest.mark.parametrize("size, output_format", [
     ("1024x1024", "png"), ("1024x576", "jpeg"), ("1536x1024", "webp"), (None, None),

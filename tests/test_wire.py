@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flux_worker.errors import InvalidRequest
-from flux_worker.prompt import SizeSpec
+from flux_worker.sizes import SizeSpec
 from flux_worker.wire import (
     ChatCompletionRequest,
     ImageGenerationRequest,
