@@ -97,10 +97,13 @@ def _part_kind(part: Any) -> str | None:
     """Tell which model reads a content part; None for values that are no part at all."""
     if isinstance(part, str):
         return "str"
-    kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
-    if isinstance(part, (dict, BaseModel)):
-        return kind if kind in ("text", "image_url") else "other"
-    return None
+    if isinstance(part, dict):
+        kind = part.get("type")
+    elif isinstance(part, BaseModel):  # a part model given again, e.g. by model_validate
+        kind = getattr(part, "type", None)
+    else:
+        return None
+    return kind if kind in ("text", "image_url") else "other"
 
 
 ContentPart = Annotated[
@@ -242,12 +245,19 @@ def _content_problem(content: Any) -> str:
             continue
         if not isinstance(part, dict):
             return f"a part is {json_type_name(part)}"
-        if part.get("type") == "text":
+        if part.get("type") == "text" and not isinstance(part.get("text"), str):
             return "a text part has no string `text`"
-        if part.get("type") == "image_url":
+        if part.get("type") == "image_url" and not _image_url_ok(part.get("image_url")):
             return ("an image_url part needs `image_url` with a string `url`, such as "
                     '{"url": "https://example.com/cat.png"}')
     return "see the example"
+
+
+def _image_url_ok(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return (isinstance(value, dict) and isinstance(value.get("url"), str)
+            and isinstance(value.get("detail"), (str, type(None))))
 
 
 def _message_error(loc: tuple[int | str, ...], body: Any) -> str:
