@@ -17,6 +17,7 @@ Two conventions worth knowing when reading it:
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from .openai_format import OPENAI_IMAGE_SIZES, OPENAI_OUTPUT_FORMATS
@@ -427,16 +428,23 @@ def _headers() -> dict:
 
 def _request_schemas(max_images: int) -> dict:
     """The request bodies' schemas, generated from the wire models that validate them."""
-    schemas: dict[str, Any] = {}
-    for model in (ChatCompletionRequest, ImageGenerationRequest):
-        schema = model.model_json_schema(ref_template=_SCHEMA_REF)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+    schemas = copy.deepcopy(_model_schemas())
     # MAX_IMAGES is configuration, so the model cannot state `n`'s upper bound itself.
     n = schemas["ImageGenerationRequest"]["properties"]["n"]
     for choice in n["anyOf"]:
         if choice.get("type") == "integer":
             choice["maximum"] = max_images
+    return schemas
+
+
+@functools.cache
+def _model_schemas() -> dict[str, Any]:
+    """The wire models' JSON Schemas and their parts' (made once: it takes about 8 ms)."""
+    schemas: dict[str, Any] = {}
+    for model in (ChatCompletionRequest, ImageGenerationRequest):
+        schema = model.model_json_schema(ref_template=_SCHEMA_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
     return schemas
 
 
