@@ -64,15 +64,33 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("IMAGE_API_BASE", "", "For `IMAGE_BACKEND=openai`: base URL of an OpenAI-compatible Images API."),
     Variable("IMAGE_API_KEY", "", "For `IMAGE_BACKEND=openai`: its API key."),
     Variable("MAX_IMAGES", "4", "Largest `n` accepted by the Images API."),
-    Variable("IMAGE_EXPIRATION", "1800", "Seconds an image is kept and served; `0` keeps images for ever (bounded by `STORAGE_MAX_BYTES`, Redis's maxmemory or the bucket)."),
-    Variable("STORAGE_URL", "disk://data", "`memory://`, `disk://<relative path>`, `disk:///<absolute path>`, `redis://[:password@]host:port/db` (`rediss://` for TLS) or `s3://bucket/optional/prefix` (S3, R2, MinIO)."),
+    Variable("IMAGE_EXPIRATION", "1800",
+             "Seconds an image is kept and served; `0` keeps images for ever (bounded by "
+             "`STORAGE_MAX_BYTES`, Redis's maxmemory or the bucket)."),
+    Variable("STORAGE_URL", "disk://data",
+             "`memory://`, `disk://<relative path>`, `disk:///<absolute path>`, "
+             "`redis://[:password@]host:port/db` (`rediss://` for TLS) or "
+             "`s3://bucket/optional/prefix` (S3, R2, MinIO)."),
     Variable("STORAGE_MAX_BYTES", "1073741824", "Upper bound of the bytes kept by `memory://` and `disk://` storage (oldest go first)."),
-    Variable("COUNTERS_URL", "", "Where rate-limit counters live: `redis://…`, `rediss://…`, a directory (`disk://…` or a path) or `memory://`. Empty: beside the images for memory, disk and Redis storage; `./data/counters` for S3 (start-up warns that hosts do not share counts)."),
-    Variable("IMAGE_LINKS", "service", "Image links in answers: `service` (`/image/<key>` through this service), `direct` (`S3_PUBLIC_BASE_URL/<object key>`) or `presigned` (presigned S3 GET, at most 7 days)."),
-    Variable("S3_ENDPOINT_URL", "", "S3 API endpoint for `s3://` storage: `https://<account>.r2.cloudflarestorage.com` for R2, a MinIO address; empty: AWS S3."),
-    Variable("S3_PUBLIC_BASE_URL", "", "For `IMAGE_LINKS=direct`: public base URL of the bucket (an R2 public bucket, custom domain or CDN); links are `<base>/<prefix><key>`."),
-    Variable("AWS_REGION", "", "Region of the bucket for `s3://` storage (`auto` for R2); empty: boto3's default."),
-    Variable("AWS_ACCESS_KEY_ID", "", "Access key id for `s3://` storage; empty: boto3's usual credential chain (instance role, ~/.aws)."),
+    Variable("COUNTERS_URL", "",
+             "Where rate-limit counters live: `redis://…`, `rediss://…`, a directory (`disk://…`"
+             " or a path) or `memory://`. Empty: beside the images for memory, disk and Redis "
+             "storage; `./data/counters` for S3 (start-up warns that hosts do not share counts)."),
+    Variable("IMAGE_LINKS", "service",
+             "Image links in answers: `service` (`/image/<key>` through this service), `direct` "
+             "(`S3_PUBLIC_BASE_URL/<object key>`) or `presigned` (presigned S3 GET, at most 7 "
+             "days)."),
+    Variable("S3_ENDPOINT_URL", "",
+             "S3 API endpoint for `s3://` storage: `https://<account>.r2.cloudflarestorage.com` "
+             "for R2, a MinIO address; empty: AWS S3."),
+    Variable("S3_PUBLIC_BASE_URL", "",
+             "For `IMAGE_LINKS=direct`: public base URL of the bucket (an R2 public bucket, "
+             "custom domain or CDN); links are `<base>/<prefix><key>`."),
+    Variable("AWS_REGION", "",
+             "Region of the bucket for `s3://` storage (`auto` for R2); empty: boto3's default."),
+    Variable("AWS_ACCESS_KEY_ID", "",
+             "Access key id for `s3://` storage; empty: boto3's usual credential chain (instance"
+             " role, ~/.aws)."),
     Variable("AWS_SECRET_ACCESS_KEY", "", "Secret access key for `s3://` storage."),
     Variable("PUBLIC_BASE_URL", "", "Base of image links (`https://img.example.com`); empty derives it from the request."),
     Variable("TRUSTED_PROXIES", "127.0.0.1,::1", "Comma-separated addresses/networks whose `X-Forwarded-Proto`/`-Host`/`-For` are believed; `*` trusts all, empty none."),

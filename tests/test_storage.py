@@ -26,8 +26,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flux_worker.errors import StorageError, StorageFull
-from flux_worker.storage import (KEEP_FOREVER, ImageStore, StoredImage, is_valid_key, new_key,
-                                 storage_from_url)
+from flux_worker.storage import (
+    KEEP_FOREVER,
+    ImageStore,
+    StoredImage,
+    is_valid_key,
+    new_key,
+    storage_from_url,
+)
 from flux_worker.storage.base import FOREVER_TTL
 from flux_worker.storage.disk import DiskStore
 from flux_worker.storage.memory import MemoryStore

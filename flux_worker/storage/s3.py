@@ -58,7 +58,7 @@ class _Body(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         chunk = self._body.read(len(buffer))
         buffer[: len(chunk)] = chunk
         return len(chunk)
