@@ -23,6 +23,12 @@ class ChatRequest:
     model: str | None
     stream: bool
     include_usage: bool
+    modalities: tuple[str, ...] = ()       # OpenRouter: "image" asks for `message.images`
+
+    @property
+    def wants_images(self) -> bool:
+        """Whether the answer also carries the image as `images` parts (OpenRouter's form)."""
+        return "image" in self.modalities
 
     @classmethod
     def from_json(cls, body: dict) -> "ChatRequest":
@@ -40,7 +46,8 @@ class ChatRequest:
                                  '{"include_usage": true}.', param="stream_options")
         include_usage = bool(options and _optional_bool(options, "include_usage",
                                                         "stream_options.include_usage"))
-        return cls(messages=messages, model=model, stream=stream, include_usage=include_usage)
+        return cls(messages=messages, model=model, stream=stream, include_usage=include_usage,
+                   modalities=_modalities(body))
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class ImagesRequest:
     model: str | None
     n: int
     size: SizeSpec | None
-    response_format: str
+    response_format: str | None          # None: the model's default (ModelRegistry)
     output_format: str | None
     seed: int | None
     steps: int | None
@@ -70,8 +77,8 @@ class ImagesRequest:
             n = 1
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_n:
             raise InvalidRequest(f"`n` must be a whole number from 1 to {max_n}.", param="n")
-        fmt = body.get("response_format") or "url"
-        if fmt not in RESPONSE_FORMATS:
+        fmt = body.get("response_format") or None
+        if fmt is not None and fmt not in RESPONSE_FORMATS:
             raise InvalidRequest("`response_format` must be \"url\" or \"b64_json\".",
                                  param="response_format")
         out = body.get("output_format")
@@ -90,6 +97,16 @@ class ImagesRequest:
             negative_prompt=_optional_str(body, "negative_prompt"),
             guidance=_optional_number(body, "guidance", 0, 100),
         )
+
+
+def _modalities(body: dict) -> tuple[str, ...]:
+    value = body.get("modalities")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest('`modalities` must be a list of strings such as ["image", "text"].',
+                             param="modalities")
+    return tuple(v.strip().lower() for v in value)
 
 
 def _optional_str(body: dict, name: str) -> str | None:

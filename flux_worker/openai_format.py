@@ -29,8 +29,17 @@ def usage(prompt: str, completion: str) -> dict:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def chat_completion(cid: str, created: int, model: str, content: str, usage_obj: dict) -> dict:
-    """Return a non-stream `chat.completion` object."""
+def image_parts(urls: list[str]) -> list[dict]:
+    """Return OpenRouter's `images` list: one `image_url` part per image link."""
+    return [{"type": "image_url", "image_url": {"url": url}} for url in urls]
+
+
+def chat_completion(cid: str, created: int, model: str, content: str, usage_obj: dict,
+                    images: list[str] | None = None) -> dict:
+    """Return a non-stream `chat.completion` object; `images` adds `message.images`."""
+    message: dict = {"role": "assistant", "content": content}
+    if images:
+        message["images"] = image_parts(images)
     return {
         "id": cid,
         "object": "chat.completion",
@@ -38,7 +47,7 @@ def chat_completion(cid: str, created: int, model: str, content: str, usage_obj:
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": content},
+            "message": message,
             "logprobs": None,
             "finish_reason": "stop",
         }],
@@ -67,9 +76,12 @@ class ChunkWriter:
         return self._event([{"index": 0, "delta": {"role": "assistant", "content": ""},
                              "logprobs": None, "finish_reason": None}])
 
-    def content(self, text: str) -> str:
-        """A chunk carrying a piece of the answer."""
-        return self._event([{"index": 0, "delta": {"content": text}, "logprobs": None,
+    def content(self, text: str, images: list[str] | None = None) -> str:
+        """A chunk carrying a piece of the answer; `images` adds `delta.images`."""
+        delta: dict = {"content": text}
+        if images:
+            delta["images"] = image_parts(images)
+        return self._event([{"index": 0, "delta": delta, "logprobs": None,
                              "finish_reason": None}])
 
     def finish(self, reason: str = "stop") -> str:
