@@ -22,6 +22,10 @@ URL, B64_JSON = "url", "b64_json"
 # --- end OpenAI name aliases ---
 
 
+# The fewest diffusion steps any model takes; each model's most is its `steps_max`.
+MIN_STEPS = 1
+
+
 @dataclass(frozen=True)
 class SizeRange:
     """Inclusive width/height limits the model accepts, and its default output."""
@@ -59,7 +63,7 @@ class ModelSpec:
 
     def clamp_steps(self, steps: int) -> int:
         """Bring a step count into the model's accepted range."""
-        return max(1, min(self.steps_max, int(steps)))
+        return max(MIN_STEPS, min(self.steps_max, int(steps)))
 
     def check_prompt(self, prompt: str) -> None:
         """Raise PromptTooLong when the prompt exceeds what the model accepts."""
@@ -84,7 +88,7 @@ class ModelSpec:
             "size_control": self.size is not None,
             "size_range": {"min": lo, "max": hi},
             "default_size": "%dx%d" % (self.size.default if self.size else self.native_size),
-            "steps": ({"field": self.steps_field, "max": self.steps_max}
+            "steps": ({"field": self.steps_field, "min": MIN_STEPS, "max": self.steps_max}
                       if self.steps_field else None),
             "seed": self.seed,
             "guidance": list(self.guidance) if self.guidance else None,

@@ -18,6 +18,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -234,7 +235,8 @@ def _systemd_analyze() -> str:
     tool = shutil.which("systemd-analyze")
     if tool is None:
         if os.environ.get("FLUX_REQUIRE_SYSTEMD") == "1":
-            pytest.fail("systemd-analyze not found (FLUX_REQUIRE_SYSTEMD=1): apt-get install systemd")
+            pytest.fail("systemd-analyze not found (FLUX_REQUIRE_SYSTEMD=1): "
+                        "apt-get install systemd")
         pytest.skip("systemd-analyze not found: apt-get install systemd")
     return tool
 
@@ -245,7 +247,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     # a real gunicorn in it; every other line is verified as written.
     install = tmp_path / "opt" / "flux-worker"
     (install / ".venv" / "bin").mkdir(parents=True)
-    gunicorn = shutil.which("gunicorn") or str(pathlib.Path(os.sys.executable).parent / "gunicorn")
+    gunicorn = pathlib.Path(sys.executable).parent / "gunicorn"
     (install / ".venv" / "bin" / "gunicorn").symlink_to(gunicorn)
     unit = tmp_path / "flux-worker.service"
     unit.write_text(UNIT.read_text().replace("/opt/flux-worker", str(install)))
