@@ -461,18 +461,29 @@ def _schemas(max_images: int) -> dict:
                                                                     "events."}),
              "stream_options": _nullable(_obj(
                  {"include_usage": _nullable({"type": "boolean"})},
-                 description="`include_usage: true` adds a usage chunk before `[DONE]`."))},
+                 description="`include_usage: true` adds a usage chunk before `[DONE]`.")),
+             "modalities": _nullable({
+                 "type": "array", "items": _str(examples=["image", "text"]),
+                 "description": "With `image`, the answer also lists its image as `images` "
+                                "(OpenRouter's form), in `message` or in the chunk that brings "
+                                "it."})},
             ["messages"],
             description="Other OpenAI fields (`temperature`, `max_tokens`, ...) are accepted "
                         "and ignored."),
         "Usage": usage,
+        "ImageParts": {"type": "array", "minItems": 1, "description": (
+            "Only when the request's `modalities` include `image`: the answer's image."),
+            "items": _obj({"type": {"const": "image_url"},
+                           "image_url": _obj({"url": _str(format="uri")}, ["url"])},
+                          ["type", "image_url"])},
         "ChatCompletion": _obj(
             {"id": _str(pattern="^chatcmpl-"), "object": {"const": "chat.completion"},
              "created": created, "model": _str("The image model used."),
              "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": _obj(
                  {"index": _int(minimum=0),
                   "message": _obj({"role": {"const": "assistant"},
-                                   "content": _str("Markdown with the image link.")},
+                                   "content": _str("Markdown with the image link."),
+                                   "images": _ref("ImageParts")},
                                   ["role", "content"]),
                   "logprobs": {"type": "null"},
                   "finish_reason": _str(enum=["stop", "length"])},
@@ -486,7 +497,8 @@ def _schemas(max_images: int) -> dict:
              "system_fingerprint": _nullable(_str()),
              "choices": {"type": "array", "maxItems": 1, "items": _obj(
                  {"index": _int(minimum=0),
-                  "delta": _obj({"role": {"const": "assistant"}, "content": _str()}),
+                  "delta": _obj({"role": {"const": "assistant"}, "content": _str(),
+                                 "images": _ref("ImageParts")}),
                   "logprobs": {"type": "null"},
                   "finish_reason": _nullable(_str(enum=["stop", "length"]))},
                  ["index", "delta", "finish_reason"]),
@@ -510,14 +522,17 @@ def _schemas(max_images: int) -> dict:
         "ImagesRequest": _obj(
             {"prompt": _str("What the image shows. Inline options such as `--seed 42` and a "
                             "trailing ratio work here too.", minLength=1),
-             "model": _nullable(_str("An offered model id or alias (`dall-e-2`, `dall-e-3`, "
-                                     "`gpt-image-1` mean FLUX_MODEL); unknown names are 404.")),
+             "model": _nullable(_str("An offered model id or alias (`dall-e-2`, `dall-e-3` "
+                                     "and the GPT image names such as `gpt-image-1` mean "
+                                     "FLUX_MODEL); unknown names are 404.")),
              "n": _nullable(_int("How many images (1 to MAX_IMAGES).", minimum=1,
                                  maximum=max_images)),
              "size": _nullable(_str("`WIDTHxHEIGHT` (each side 64 to 4096, scaled into the "
                                     "model's limits), a ratio such as `16:9`, or `auto`.",
                                     examples=["1024x576", "16:9", "auto"])),
-             "response_format": _nullable(_str(enum=["url", "b64_json"])),
+             "response_format": _nullable(_str(
+                 "Default `url`; `b64_json` for the GPT image names (GPT_IMAGE_ALIASES), as "
+                 "OpenAI's GPT image models answer.", enum=["url", "b64_json"])),
              "output_format": _nullable(_str("Case-insensitive.",
                                              enum=["png", "jpeg", "jpg", "webp"])),
              "seed": _nullable(_int("Where the model takes a seed.", minimum=0,

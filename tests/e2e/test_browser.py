@@ -190,5 +190,14 @@ def test_steps_input_follows_the_models_range(browser, demo_with_key):
         page.select_option("#model", "@cf/black-forest-labs/flux-2-klein-4b")
         assert page.is_disabled("#steps") and page.input_value("#steps") == ""
         assert "fixed" in page.text_content("#steps-hint")
+        # Steps typed into the prompt reach the server, which clamps them and says so.
+        page.select_option("#model", "@cf/black-forest-labs/flux-1-schnell")
+        page.fill("#api-key", KEY)
+        page.fill("#steps", "")
+        page.fill("#prompt", "a fox --steps 50")
+        page.click("#generate")
+        _generated(page)
+        lines = page.locator("#progress li").all_text_contents()
+        assert "ℹ️ Adjusted to what flux-1-schnell accepts: --steps 50 → 8" in lines, lines
     finally:
         context.close()
