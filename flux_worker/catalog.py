@@ -7,7 +7,7 @@ adding one entry. Facts come from the model schemas summarised in the reference 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import ModelNotFound, PromptTooLong
 
@@ -24,6 +24,9 @@ URL, B64_JSON = "url", "b64_json"
 
 # The fewest diffusion steps any model takes; each model's most is its `steps_max`.
 MIN_STEPS = 1
+
+# Seeds are unsigned 32-bit integers for every model that takes one.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,6 @@ class ModelSpec:
     response: str = "json"                 # "json" (result.image base64) or "binary"
     max_prompt: int | None = None          # characters
     created: int = 1735689600
-    extra_limits: dict = field(default_factory=dict, compare=False)
 
     @property
     def short_name(self) -> str:

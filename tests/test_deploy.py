@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from flux_worker import create_app
-from flux_worker.config import VARIABLE_NAMES, Config
+from flux_worker.config import VARIABLES, Config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Read by gunicorn.conf.py, not by Config; the README's table lists them too.
@@ -187,7 +187,7 @@ def test_every_variable_is_one_the_service_reads_and_the_values_pass_its_check(s
         values = {e["key"]: e.get("value") for e in render_service()["envVars"]}
     else:
         values = {k: e.get("value") for k, e in app_json()["env"].items()}
-    unknown = values.keys() - VARIABLE_NAMES - GUNICORN_VARIABLES
+    unknown = values.keys() - {v.name for v in VARIABLES} - GUNICORN_VARIABLES
     assert not unknown, f"{source} sets variables the service does not read: {unknown}"
     # The values as the platform starts the service (secrets filled in): the start succeeds.
     env = {k: v for k, v in values.items() if v is not None}

@@ -20,7 +20,7 @@ from flux_worker.api_requests import ChatRequest, ImagesRequest
 from flux_worker.catalog import CATALOG, DALL_E_ALIASES, GPT_IMAGE_ALIASES, ModelRegistry
 from flux_worker.config import Config, ConfigError
 from flux_worker.errors import InvalidRequest
-from flux_worker.messages import MESSAGES, Phrasebook
+from flux_worker.phrases import PHRASES, Phrasebook
 
 DEFAULT = "@cf/black-forest-labs/flux-1-schnell"
 
@@ -180,7 +180,7 @@ def test_a_clamped_step_count_is_reported_in_the_answer(client, auth):
 
 
 def test_the_clamp_note_in_every_language():
-    for language, words in MESSAGES.items():
+    for language, words in PHRASES.items():
         line = Phrasebook(language)("clamped", model="flux-1-schnell", options="--steps 50 → 8")
         assert "flux-1-schnell" in line and "--steps 50 → 8" in line, language
         english = Phrasebook("en")("clamped", model="flux-1-schnell", options="--steps 50 → 8")

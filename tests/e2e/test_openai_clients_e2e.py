@@ -20,7 +20,7 @@ from PIL import Image
 
 from flux_worker.catalog import GPT_IMAGE_ALIASES
 
-from .conftest import API_KEY
+from .service import API_KEY
 
 pytestmark = pytest.mark.e2e
 LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)\s]+)\)")
