@@ -41,10 +41,29 @@ def chat_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
         lines.append(words("seed", job.seed))
     if job.ignored:
         lines.append(words("ignored", model=job.model.short_name, options=", ".join(job.ignored)))
+    if job.clamped:
+        lines.append(words("clamped", model=job.model.short_name, options=", ".join(job.clamped)))
     yield "\n".join(lines) + "\n"
     result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel)
     yield (f"{words('success')}\n{words('result')}\n\n"
            f"![{words('alt')}]({image_url(result.key)})")
+
+
+class ImageLinks:
+    """Turns storage keys into links and keeps them, for answers that also list their images.
+
+    The answer calls it just before yielding the piece with the image, so by the time a reader
+    has that piece, its link is here (OpenRouter's `images`, asked for with `modalities`).
+    """
+
+    def __init__(self, link: Callable[[str], str]):
+        self._link = link
+        self.urls: list[str] = []
+
+    def __call__(self, key: str) -> str:
+        url = self._link(key)
+        self.urls.append(url)
+        return url
 
 
 def holding(pieces: Iterator[str], ticket: Ticket) -> Iterator[str]:
@@ -56,10 +75,14 @@ def holding(pieces: Iterator[str], ticket: Ticket) -> Iterator[str]:
 
 
 def sse_events(pieces: Iterable[object], writer: openai_format.ChunkWriter, prompt: str,
-               words: Phrasebook) -> Iterator[str]:
-    """The SSE events of one streamed answer; a failure becomes the last content chunk."""
+               words: Phrasebook, images: ImageLinks | None = None) -> Iterator[str]:
+    """The SSE events of one streamed answer; a failure becomes the last content chunk.
+
+    With `images`, the chunk that brings an image also carries it as `delta.images`.
+    """
     yield writer.role()
     sent: list[str] = []
+    shown = 0
     try:
         for piece in pieces:
             if piece is HEARTBEAT:
@@ -67,7 +90,9 @@ def sse_events(pieces: Iterable[object], writer: openai_format.ChunkWriter, prom
                 continue
             assert isinstance(piece, str)
             sent.append(piece)
-            yield writer.content(piece)
+            new = images.urls[shown:] if images is not None else []
+            shown += len(new)
+            yield writer.content(piece, images=new or None)
     except APIError as exc:
         log.warning("stream failed after %d pieces: %s %s", len(sent), exc.code, exc.message)
         yield writer.content(("\n" if sent else "") + words("failed", exc.message))

@@ -11,9 +11,20 @@ from dataclasses import dataclass
 
 from .errors import ModelNotFound, PromptTooLong
 
+# --- OpenAI name aliases (issue 13) ---
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
-# so they are aliases of the configured default model.
-OPENAI_ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1")
+# so they are aliases of the configured default model. DALL·E answers links by default;
+# OpenAI's GPT image models always answer base64, and OpenAI's documented code decodes
+# `data[0].b64_json` at once, so those names answer `b64_json` unless a link is asked for.
+DALL_E_ALIASES = ("dall-e-2", "dall-e-3")
+GPT_IMAGE_ALIASES = ("gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2")
+URL, B64_JSON = "url", "b64_json"
+# --- end OpenAI name aliases ---
+
+
+# The fewest diffusion steps any model takes; each model's most is its `steps_max`.
+MIN_STEPS = 1
+
 # Seeds are unsigned 32-bit integers for every model that takes one.
 SEED_MAX = 2**32 - 1
 
@@ -54,7 +65,7 @@ class ModelSpec:
 
     def clamp_steps(self, steps: int) -> int:
         """Bring a step count into the model's accepted range."""
-        return max(1, min(self.steps_max, int(steps)))
+        return max(MIN_STEPS, min(self.steps_max, int(steps)))
 
     def check_prompt(self, prompt: str) -> None:
         """Raise PromptTooLong when the prompt exceeds what the model accepts."""
@@ -79,7 +90,7 @@ class ModelSpec:
             "size_control": self.size is not None,
             "size_range": {"min": lo, "max": hi},
             "default_size": "%dx%d" % (self.size.default if self.size else self.native_size),
-            "steps": ({"field": self.steps_field, "max": self.steps_max}
+            "steps": ({"field": self.steps_field, "min": MIN_STEPS, "max": self.steps_max}
                       if self.steps_field else None),
             "seed": self.seed,
             "guidance": list(self.guidance) if self.guidance else None,
@@ -125,26 +136,35 @@ CATALOG: tuple[ModelSpec, ...] = (
 class ModelRegistry:
     """The models this instance offers, looked up by id or alias."""
 
-    def __init__(self, offered: tuple[ModelSpec, ...], default: ModelSpec):
+    def __init__(self, offered: tuple[ModelSpec, ...], default: ModelSpec,
+                 gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES):
         self.models = offered
         self.default = default
         self._by_name: dict[str, ModelSpec] = {}
         for spec in offered:
             for name in (spec.id, *spec.aliases):
                 self._by_name[name.lower()] = spec
-        for name in OPENAI_ALIASES:
+        self._b64_names = frozenset(n.strip().lower() for n in gpt_image_names if n.strip())
+        for name in (*DALL_E_ALIASES, *sorted(self._b64_names)):
             self._by_name.setdefault(name, default)
 
     @classmethod
     def build(cls, names: tuple[str, ...], default_name: str,
-              catalog: tuple[ModelSpec, ...] = CATALOG) -> "ModelRegistry":
+              catalog: tuple[ModelSpec, ...] = CATALOG,
+              gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES) -> "ModelRegistry":
         """Pick the offered models by id or alias; raise ValueError naming an unknown one."""
-        everything = cls(catalog, catalog[0])
+        everything = cls(catalog, catalog[0], gpt_image_names)
         offered = tuple(dict.fromkeys(everything.find_known(n) for n in names)) if names else catalog
         default = everything.find_known(default_name)
         if default not in offered:
             offered = (default, *offered)
-        return cls(offered, default)
+        return cls(offered, default, gpt_image_names)
+
+    def default_response_format(self, name: str | None) -> str:
+        """The Images API answer form when the request names none: `url` or `b64_json`."""
+        if not name or not isinstance(name, str):
+            name = self.default.id
+        return B64_JSON if name.strip().lower() in self._b64_names else URL
 
     def find_known(self, name: str) -> ModelSpec:
         spec = self._by_name.get(name.strip().lower())

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from .catalog import GPT_IMAGE_ALIASES
+
 DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"
 DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"
 # A current, cheap text model that Cloudflare keeps (llama-3.1-8b-instruct was deprecated
@@ -55,6 +57,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TRANSLATE_TIMEOUT", "20", "Seconds to wait for the translation LLM before falling back to the original prompt."),
     Variable("FLUX_MODEL", DEFAULT_FLUX_MODEL, "Default image model (id or alias)."),
     Variable("FLUX_NUM_STEPS", "4", "Diffusion steps sent to the model, clamped to the model's range."),
+    Variable("GPT_IMAGE_ALIASES", ",".join(GPT_IMAGE_ALIASES), "Comma-separated model names that mean `FLUX_MODEL` and, like OpenAI's GPT image models, answer the Images API with `b64_json` unless `response_format: \"url\"` is asked; empty for none. (`dall-e-2` and `dall-e-3` are always aliases and answer links.)"),
     Variable("IMAGE_MODELS", "", "Comma-separated model ids or aliases offered; empty offers the whole catalog."),
     Variable("IMAGE_BACKEND", "", "`cloudflare`, `openai` or `demo`; empty picks `cloudflare` when credentials are set, else `demo`."),
     Variable("IMAGE_API_BASE", "", "For `IMAGE_BACKEND=openai`: base URL of an OpenAI-compatible Images API."),
@@ -96,6 +99,7 @@ class Config:
     translate_timeout: float = 20.0
     flux_model: str = DEFAULT_FLUX_MODEL
     flux_num_steps: int = 4
+    gpt_image_aliases: tuple[str, ...] = GPT_IMAGE_ALIASES
     image_models: tuple[str, ...] = ()
     image_backend: str = "demo"
     image_api_base: str = ""
@@ -150,6 +154,8 @@ class Config:
             translate_timeout=env.number("TRANSLATE_TIMEOUT", minimum=0.1, maximum=600),
             flux_model=env.text("FLUX_MODEL") or DEFAULT_FLUX_MODEL,
             flux_num_steps=env.integer("FLUX_NUM_STEPS", minimum=1, maximum=100),
+            gpt_image_aliases=_model_names("GPT_IMAGE_ALIASES",
+                                           env.text("GPT_IMAGE_ALIASES", keep_empty=True)),
             image_models=tuple(m.strip() for m in env.text("IMAGE_MODELS").split(",") if m.strip()),
             image_backend=_pick_backend(env),
             image_api_base=env.url("IMAGE_API_BASE", optional=True),
@@ -249,6 +255,14 @@ def _storage_url(url: str) -> str:
     if scheme == "disk" and not url[len("disk://"):]:
         raise ConfigError("STORAGE_URL disk:// needs a path, such as disk://data or disk:///var/lib/flux-worker")
     return url
+
+
+def _model_names(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    for item in names:
+        if not re.fullmatch(r"[a-z0-9@/._:-]+", item):
+            raise ConfigError(f"{name} must list model names such as gpt-image-1, got {item!r}")
+    return names
 
 
 def _proxies(raw: str) -> tuple[str, ...]:

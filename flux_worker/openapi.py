@@ -469,6 +469,11 @@ def _schemas(max_images: int) -> dict:
             ["error"], description="The one error shape of every 4xx and 5xx answer."),
 
         "Usage": usage,
+        "ImageParts": {"type": "array", "minItems": 1, "description": (
+            "Only when the request's `modalities` include `image`: the answer's image."),
+            "items": _obj({"type": {"const": "image_url"},
+                           "image_url": _obj({"url": _str(format="uri")}, ["url"])},
+                          ["type", "image_url"])},
         "ChatCompletion": _obj(
             {"id": _str(pattern="^chatcmpl-"), "object": {"const": "chat.completion"},
              "created": created, "model": _str("The image model used."),
@@ -476,7 +481,8 @@ def _schemas(max_images: int) -> dict:
                  {"index": _int(minimum=0),
                   "message": _obj({"role": {"const": "assistant"},
                                    "content": _str("Markdown with the image link."),
-                                   "refusal": {"type": "null"}},
+                                   "refusal": {"type": "null"},
+                                   "images": _ref("ImageParts")},
                                   ["role", "content", "refusal"]),
                   "logprobs": {"type": "null"},
                   "finish_reason": _str(enum=["stop", "length"])},
@@ -488,7 +494,8 @@ def _schemas(max_images: int) -> dict:
              "created": created, "model": _str(),
              "choices": {"type": "array", "maxItems": 1, "items": _obj(
                  {"index": _int(minimum=0),
-                  "delta": _obj({"role": {"const": "assistant"}, "content": _str()}),
+                  "delta": _obj({"role": {"const": "assistant"}, "content": _str(),
+                                 "images": _ref("ImageParts")}),
                   "logprobs": {"type": "null"},
                   "finish_reason": _nullable(_str(enum=["stop", "length"]))},
                  ["index", "delta", "finish_reason"]),
@@ -536,7 +543,8 @@ def _schemas(max_images: int) -> dict:
              "size_control": {"type": "boolean"},
              "size_range": _obj({"min": _int(), "max": _int()}, ["min", "max"]),
              "default_size": _str(pattern="^[0-9]+x[0-9]+$"),
-             "steps": {"anyOf": [_obj({"field": _str(), "max": _int()}), {"type": "null"}]},
+             "steps": {"anyOf": [_obj({"field": _str(), "min": _int(), "max": _int()}),
+                                 {"type": "null"}]},
              "seed": {"type": "boolean"},
              "guidance": {"anyOf": [{"type": "array", "items": {"type": "number"},
                                      "minItems": 2, "maxItems": 2}, {"type": "null"}]},

@@ -45,6 +45,7 @@ class ImageJob:
     guidance: float | None = None
     output_format: str | None = None
     ignored: tuple[str, ...] = ()  # options given that this model cannot take
+    clamped: tuple[str, ...] = ()  # options brought into the model's range: "--steps 50 → 8"
 
     @property
     def size(self) -> str:
@@ -166,14 +167,18 @@ class Pipeline:
         if model.seed and seed is None:
             # A seed the user can see lets them reproduce or vary an image they liked.
             seed = secrets.randbelow(SEED_MAX + 1)
+        job_steps = model.clamp_steps(steps or self.default_steps) if model.steps_field else None
+        # Only what the user asked for is reported; FLUX_NUM_STEPS is clamped silently.
+        clamped = (f"--steps {steps} → {job_steps}",) if steps and job_steps not in (
+            None, steps) else ()
         return ImageJob(
             original=original, prompt=parsed.text, model=model,
             width=resolved.width, height=resolved.height, ratio=resolved.ratio_label,
-            steps=model.clamp_steps(steps or self.default_steps) if model.steps_field else None,
+            steps=job_steps,
             seed=seed if model.seed else None,
             negative=negative if model.negative_prompt else None,
             guidance=_clamp_guidance(model, guidance),
-            output_format=output_format, ignored=tuple(ignored))
+            output_format=output_format, ignored=tuple(ignored), clamped=clamped)
 
     def choose_prompt(self, job: ImageJob, cancel: threading.Event | None = None) -> PromptChoice:
         """Translate the prompt when a translator is set; fall back to the original on failure."""

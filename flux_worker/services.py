@@ -72,9 +72,11 @@ def build_models(config: Config) -> ModelRegistry:
         names = config.image_models or ("dall-e-3",)
         catalog = tuple(generic_model(n) for n in names)
         default = config.flux_model if config.flux_model in names else names[0]
-        return ModelRegistry.build(names, default, catalog)
+        return ModelRegistry.build(names, default, catalog,
+                                   gpt_image_names=config.gpt_image_aliases)
     try:
-        return ModelRegistry.build(config.image_models, config.flux_model)
+        return ModelRegistry.build(config.image_models, config.flux_model,
+                                   gpt_image_names=config.gpt_image_aliases)
     except ValueError as exc:
         raise ConfigError(f"IMAGE_MODELS / FLUX_MODEL: {exc}") from None
 

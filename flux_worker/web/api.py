@@ -13,7 +13,7 @@ import time
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from .. import housekeeping, openai_format
-from ..answer import chat_answer, holding, sse_events
+from ..answer import ImageLinks, chat_answer, holding, sse_events
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
 from ..streaming import Background
@@ -62,32 +62,34 @@ def chat_completions():
     base = public_base_url()
     ticket = svc.admission.admit(identity, 1)
     cancel = threading.Event()
-    pieces = holding(chat_answer(job, svc.pipeline, words, lambda key: image_link(base, key),
-                                 cancel), ticket)
+    links = ImageLinks(lambda key: image_link(base, key))
+    pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel), ticket)
+    images = links if chat.wants_images else None
     if not chat.stream:
-        return _chat_reply(chat, cid, created, model.id, text, pieces)
+        return _chat_reply(chat, cid, created, model.id, text, pieces, images)
     # The generation runs in its own thread from now on and holds its slot until it ends.
     running = Background(pieces, HEARTBEAT_SECONDS, cancel)
-    response = _stream(chat, cid, created, model.id, text, running, words)
+    response = _stream(chat, cid, created, model.id, text, running, words, images)
     # Also for a stream the server closes before it was read at all: stop the generation.
     response.call_on_close(cancel.set)
     return response
 
 
 def _chat_reply(chat: ChatCompletionRequest, cid: str, created: int, model_name: str,
-                prompt: str, pieces) -> Response:
+                prompt: str, pieces, images: ImageLinks | None = None) -> Response:
     if chat.stream:
         return _stream(chat, cid, created, model_name, prompt, pieces,
                        Phrasebook(services().config.language))
     content = "".join(pieces)
     return jsonify(openai_format.chat_completion(
-        cid, created, model_name, content, openai_format.usage(prompt, content)))
+        cid, created, model_name, content, openai_format.usage(prompt, content),
+        images=images.urls if images is not None else None))
 
 
 def _stream(chat: ChatCompletionRequest, cid: str, created: int, model_name: str, prompt: str,
-            pieces, words: Phrasebook) -> Response:
+            pieces, words: Phrasebook, images: ImageLinks | None = None) -> Response:
     writer = openai_format.ChunkWriter(cid, created, model_name, chat.include_usage)
-    return Response(stream_with_context(sse_events(pieces, writer, prompt, words)),
+    return Response(stream_with_context(sse_events(pieces, writer, prompt, words, images)),
                     mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -107,8 +109,10 @@ def images_generations():
     with svc.admission.admit(caller_identity(), req.n):
         batch = svc.pipeline.render_batch(job, req.n)
     base = public_base_url()
+    # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
+    response_format = req.response_format or svc.models.default_response_format(req.model)
     items = openai_format.image_items(
-        batch.results, req.response_format, lambda key: image_link(base, key),
+        batch.results, response_format, lambda key: image_link(base, key),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=model.seed)
     return jsonify(openai_format.images_response(

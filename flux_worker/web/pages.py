@@ -47,7 +47,10 @@ def index():
     # What the playground script needs, rendered into a JSON block (CSP forbids inline code).
     page = {"auth_required": info["auth_required"], "image_expiration": info["image_expiration"],
             "default_model": info["default_model"],
-            "chat_url": request.script_root + "/v1/chat/completions"}
+            "chat_url": request.script_root + "/v1/chat/completions",
+            # Each model's steps range ({field, min, max}, or null for fixed steps), so the
+            # steps input follows the chosen model.
+            "steps": {m.id: m.capabilities()["steps"] for m in svc.models.models}}
     response = make_response(render_template("index.html", info=info, models=svc.models.models,
                                              page=page, ratios=RATIOS))
     response.headers["Content-Security-Policy"] = page_csp(svc.config.public_base_url)
