@@ -160,6 +160,15 @@ class ModelSpec:
             self.default_steps
         return self.price.neurons(tiles(sent_w, sent_h), ran, input_tiles)
 
+    def cost_info(self, steps: int | None) -> dict:
+        """The price formula and the estimate for the default size, for /v1/models/<id>."""
+        width, height = self.size.default if self.size else self.native_size
+        estimate = self.estimate(width, height, steps)
+        return {"price": self.price.as_json() if self.price else None,
+                "default_size": f"{width}x{height}",
+                "estimate_neurons": None if estimate is None else round(estimate, 3),
+                "estimate_usd": None if estimate is None else round(estimate * USD_PER_NEURON, 6)}
+
     def capabilities(self) -> dict:
         """A JSON description for /v1/models/<id>."""
         lo, hi = self.output_limits()
