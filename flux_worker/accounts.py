@@ -21,8 +21,18 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .budget import (BudgetRules, Books, Clock, MemoryLedger, account_counter, human_duration,
-                     next_reset, parse_neurons, short_account, utc_now)
+from .budget import (
+    Books,
+    BudgetRules,
+    Clock,
+    MemoryLedger,
+    account_counter,
+    human_duration,
+    next_reset,
+    parse_neurons,
+    short_account,
+    utc_now,
+)
 from .catalog import FREE_DAILY_NEURONS
 from .errors import APIError, QuotaExceeded, UpstreamAuthFailed
 

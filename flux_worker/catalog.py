@@ -71,7 +71,7 @@ class Price:
     note: str = ""
 
     def neurons(self, out_tiles: int, steps: int, in_tiles: int = 0) -> float:
-        """Return the neurons for `out_tiles` output tiles, `steps` steps, `in_tiles` input tiles."""
+        """Return the neurons for output tiles, steps and input (reference image) tiles."""
         return (self.tile * out_tiles + self.step * steps + self.tile_step * out_tiles * steps
                 + self.input_tile * in_tiles + self.input_tile_step * in_tiles * steps)
 

@@ -9,8 +9,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import responses
 
-from flux_worker.accounts import (EXHAUSTED, OK, OVER_BUDGET, REJECTED, Account, AccountPool,
-                                  parse_accounts, read_accounts)
+from flux_worker.accounts import (
+    EXHAUSTED,
+    OK,
+    OVER_BUDGET,
+    REJECTED,
+    Account,
+    AccountPool,
+    parse_accounts,
+    read_accounts,
+)
 from flux_worker.backends.base import GenerationRequest
 from flux_worker.backends.cloudflare import CloudflareBackend, billed_neurons
 from flux_worker.budget import Books, BudgetRules, MemoryLedger

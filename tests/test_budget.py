@@ -6,9 +6,19 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from flux_worker.budget import (Books, BudgetRules, DiskLedger, MemoryLedger, RedisLedger,
-                                human_duration, ledger_from_location, next_reset,
-                                parse_key_budgets, short_hash, utc_day)
+from flux_worker.budget import (
+    Books,
+    BudgetRules,
+    DiskLedger,
+    MemoryLedger,
+    RedisLedger,
+    human_duration,
+    ledger_from_location,
+    next_reset,
+    parse_key_budgets,
+    short_hash,
+    utc_day,
+)
 from flux_worker.errors import QuotaExceeded
 
 ALICE, BOB, CAROL = "sk-alice-0001", "sk-bob-0002", "sk-carol-0003"

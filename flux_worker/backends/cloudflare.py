@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import re
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -237,9 +238,11 @@ class CloudflareBackend:
         # -- accounts (CF_ACCOUNTS): which account this attempt uses, and moving on ---------
         estimate = model.estimate(request.width, request.height, request.steps) or 0.0
         last: APIError | None = None
-        for account in self.accounts.choose(estimate):
+        for index, account in enumerate(self.accounts.choose(estimate)):
+            if index:
+                raise_if_cancelled(request.cancel)   # the next account bills again
             try:
-                image = self._generate_on(account, model, json_body, files)
+                image = self._generate_on(account, model, json_body, files, request.cancel)
             except QuotaExceeded as exc:       # 4006/3036: this account's allocation is gone
                 self.accounts.exhausted(account)
                 last = exc
@@ -253,7 +256,7 @@ class CloudflareBackend:
         # -- end of the account part ---------------------------------------------------------
 
     def _generate_on(self, account: Account, model: ModelSpec, json_body: dict | None,
-                     files: dict | None) -> GeneratedImage:
+                     files: dict | None, cancel: threading.Event | None) -> GeneratedImage:
         """Generate on one account, retrying only failures that a retry can fix."""
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
@@ -265,7 +268,7 @@ class CloudflareBackend:
                 raise outcome.error from outcome.cause
             self._sleep(wait)
             # A retry is a second bill: not for a client that has gone meanwhile.
-            raise_if_cancelled(request.cancel)
+            raise_if_cancelled(cancel)
         raise AssertionError("unreachable")  # the loop always returns or raises
 
     def _wait_before_retry(self, failure: _Failure, attempt: int) -> float | None:
