@@ -89,6 +89,15 @@ def dollars(neurons: float) -> float:
     return neurons * USD_PER_NEURON
 
 
+def usd_text(neurons: float) -> str:
+    """The dollar price of `neurons` at the paid rate, for people: `$0.000634`, `$0.0285`."""
+    amount = dollars(neurons)
+    if amount == 0:
+        return "$0"
+    text = f"{amount:.6f}" if amount < 0.01 else f"{amount:.4f}"
+    return "$" + (text.rstrip("0").rstrip(".") if "." in text else text)
+
+
 def _milli(neurons: float) -> int:
     return int(round(neurons * MILLI))
 

@@ -53,6 +53,13 @@ def caller_identity() -> str:
     return request.remote_addr or "anonymous"
 
 
+def caller_key() -> str | None:
+    """Whose budget a generation counts against: the API key when keys are configured."""
+    if services().config.api_keys:
+        return getattr(g, "api_key", None)
+    return None
+
+
 def json_body() -> dict:
     """The request's JSON object, or InvalidRequest saying what is wrong with it."""
     raw = request.get_data(cache=True)
@@ -162,7 +169,7 @@ def common_headers(origins: tuple[str, ...], origin: str | None, requested: str 
     headers += [
         ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
         ("Access-Control-Allow-Headers", requested or _ALLOWED_HEADERS),
-        ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, ETag"),
+        ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, ETag, X-Neurons"),
         ("Access-Control-Max-Age", "86400"),
         ("X-Content-Type-Options", "nosniff"),
     ]
