@@ -227,10 +227,10 @@ class RedisLedger:
 
     def charge(self, day: str, amounts: Mapping[str, int],
                limits: Mapping[str, int]) -> str | None:
-        args: list[object] = []
+        args: list[str | int] = []
         for name, amount in amounts.items():
             args += [name, int(amount), int(limits.get(name, -1))]
-        refused = self._charge(keys=[f"{_PREFIX}:{day}", DAY_TTL], args=args)
+        refused = self._charge(keys=[f"{_PREFIX}:{day}", str(DAY_TTL)], args=args)
         return refused.decode() if isinstance(refused, bytes) else refused or None
 
     def add(self, day: str, amounts: Mapping[str, int]) -> None:
@@ -241,7 +241,7 @@ class RedisLedger:
         pipe.execute()
 
     def read(self, day: str) -> dict[str, int]:
-        raw = self.client.hgetall(f"{_PREFIX}:{day}")
+        raw: Mapping[bytes, bytes] = self.client.hgetall(f"{_PREFIX}:{day}")  # type: ignore
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def close(self) -> None:

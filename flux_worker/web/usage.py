@@ -40,4 +40,4 @@ def _is_admin(admin_key: str) -> bool:
     """Whether the request carries ADMIN_API_KEY (anything else is checked as a client key)."""
     auth = request.authorization
     token = auth.token if auth is not None and auth.type == "bearer" else None
-    return bool(admin_key and token) and key_matches((admin_key,), token.strip())
+    return bool(admin_key and token) and key_matches((admin_key,), (token or "").strip())
