@@ -82,7 +82,7 @@ class Price:
                  (self.input_tile, "per input-image tile"),
                  (self.input_tile_step, "per input-image tile per step")]
         text = " + ".join(f"{_figure(v)} neurons {what}" for v, what in terms if v)
-        return text or "0 neurons (Cloudflare lists this model at $0)"
+        return text or "0 neurons"
 
     def as_json(self) -> dict:
         """The price for /v1/models/<id>."""
@@ -191,7 +191,7 @@ _SD = dict(size=SizeRange(256, 2048), steps_field="num_steps", steps_max=20, see
            guidance=(0.0, 30.0), negative_prompt=True, response="binary", default_steps=20)
 _KLEIN_4B = Price(tile=usd(0.000287), input_tile=usd(0.000059))
 # The SD family is in beta at $0 (sdxl-lightning is listed so; the others are not listed).
-_SD_UNLISTED = Price(listed=False, note="not listed; assumed $0 like sdxl-lightning (beta)")
+_SD_UNLISTED = Price(listed=False, note="not listed: assumed $0 like sdxl-lightning")
 _FLUX2 = dict(encoding="multipart", size=SizeRange(256, 1920, (1024, 768)), seed=True,
               guidance=(0.0, 20.0))
 
@@ -210,7 +210,7 @@ CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec("@cf/black-forest-labs/flux-2-klein-9b", ("flux-2-klein-9b", "klein-9b"),
               "black-forest-labs", "FLUX.2 [klein] 9B: fixed 4 steps", steps_field=None,
               price=Price(_KLEIN_4B.tile, input_tile=_KLEIN_4B.input_tile, listed=False,
-                          note="not listed; assumed equal to klein-4b"), **_FLUX2),
+                          note="not listed: assumed equal to klein-4b"), **_FLUX2),
     ModelSpec("@cf/leonardo/lucid-origin", ("lucid-origin",), "leonardo",
               "Leonardo Lucid Origin: prompt-faithful, sharp text",
               size=SizeRange(256, 2500, (1120, 1120)), steps_field="steps", steps_max=40,
@@ -222,13 +222,32 @@ CATALOG: tuple[ModelSpec, ...] = (
               guidance=(2.0, 10.0), negative_prompt=True, response="binary", default_steps=25,
               price=Price(tile=usd(0.0058), step=usd(0.00011))),
     ModelSpec("@cf/bytedance/stable-diffusion-xl-lightning", ("sdxl-lightning",), "bytedance",
-              "SDXL-Lightning: 1024px images in a few steps", price=Price(note="beta"), **_SD),
+              "SDXL-Lightning: 1024px images in a few steps",
+              price=Price(note="listed at $0 in beta"), **_SD),
     ModelSpec("@cf/stabilityai/stable-diffusion-xl-base-1.0", ("sdxl-base", "sdxl"),
               "stabilityai", "Stable Diffusion XL base 1.0", price=_SD_UNLISTED, **_SD),
     ModelSpec("@cf/lykon/dreamshaper-8-lcm", ("dreamshaper-8-lcm", "dreamshaper"), "lykon",
               "DreamShaper 8 LCM: photorealistic SD 1.5 fine-tune", price=_SD_UNLISTED,
               **_SD),
 )
+
+
+def cost_table(steps: int = 4, size: tuple[int, int] = (1024, 1024),
+               catalog: tuple[ModelSpec, ...] = CATALOG) -> str:
+    """The README's cost table: each model's price and what one image of `size` costs."""
+    width, height = size
+    rows = ["| model | price (neurons) | %dx%d at %d steps | at the paid rate | a day in the "
+            "free 10,000 |" % (width, height, steps), "|---|---|---|---|---|"]
+    for spec in catalog:
+        if spec.price is None:
+            continue
+        neurons = spec.estimate(width, height, steps) or 0.0
+        fixed = "" if spec.steps_field else " (fixed steps)"
+        assumed = f" ({spec.price.note})" if spec.price.note else ""
+        per_day = f"{int(FREE_DAILY_NEURONS // neurons):,}" if neurons else "unlimited"
+        rows.append(f"| `{spec.short_name}`{fixed} | {spec.price.formula()}{assumed} | "
+                    f"{neurons:,.1f} | ${neurons * USD_PER_NEURON:.5f} | {per_day} |")
+    return "\n".join(rows)
 
 
 class ModelRegistry:

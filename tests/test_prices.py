@@ -9,9 +9,11 @@ step; klein-4b $0.000287 = 26.0909 per output tile, $0.000059 = 5.3636 per input
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
-from flux_worker.catalog import CATALOG, FREE_DAILY_NEURONS, USD_PER_NEURON, tiles
+from flux_worker.catalog import CATALOG, FREE_DAILY_NEURONS, USD_PER_NEURON, cost_table, tiles
 
 MODELS = {m.short_name: m for m in CATALOG}
 
@@ -99,3 +101,10 @@ def test_cost_info_for_the_default_size():
     assert info["estimate_neurons"] == pytest.approx(596.36, abs=0.01)
     assert info["estimate_usd"] == pytest.approx(596.36 * 0.000011, abs=1e-6)
     assert MODELS["flux-1-schnell"].cost_info(steps=4)["estimate_neurons"] == pytest.approx(57.6)
+
+
+def test_readme_cost_table_is_the_catalogs():
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    start = readme.index("<!-- cost-table:")
+    table = readme[readme.index("\n", start) + 1:readme.index("<!-- /cost-table -->")].strip()
+    assert table == cost_table(), "regenerate with flux_worker.catalog.cost_table()"
