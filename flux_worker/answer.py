@@ -14,7 +14,7 @@ from . import openai_format
 from .admission import Ticket
 from .budget import Hold, neurons_text, usd_text
 from .errors import APIError
-from .messages import Phrasebook
+from .phrases import Phrasebook
 from .pipeline import ImageJob, ImageResult, Pipeline
 from .streaming import HEARTBEAT
 

@@ -8,13 +8,15 @@ adding one entry. Facts come from the model schemas summarised in the reference 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import ModelNotFound, PromptTooLong
 
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
 # so they are aliases of the configured default model.
 OPENAI_ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1")
+# Seeds are unsigned 32-bit integers for every model that takes one.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,6 @@ class ModelSpec:
     response: str = "json"                 # "json" (result.image base64) or "binary"
     max_prompt: int | None = None          # characters
     created: int = 1735689600
-    extra_limits: dict = field(default_factory=dict, compare=False)
     price: Price | None = None             # None: no Workers AI price (another provider's model)
     default_steps: int = 4                 # what the model runs when no steps are sent
 

@@ -83,7 +83,6 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ADMIN_API_KEY", "", "Key for `GET /v1/usage` with every key's (by short hash) and every account's spend; not a client key."),
     Variable("SHOW_COST", "false", "`true`: the chat answer ends with one line giving the neurons the image cost and its price at the paid rate."),
 )
-VARIABLE_NAMES = frozenset(v.name for v in VARIABLES)
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
 
 

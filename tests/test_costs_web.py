@@ -13,7 +13,7 @@ from PIL import Image
 from flux_worker import create_app
 from flux_worker.budget import short_hash
 
-from .conftest import make_config
+from tests.helpers import make_config
 
 ALICE, BOB = "sk-alice-key-000001", "sk-bob-key-000002"
 ADMIN = "sk-admin-key-999999"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from ..auth import key_matches
-from .common import require_api_key, services
+from .auth import require_api_key
+from .context import services
 
 bp = Blueprint("usage", __name__)
 

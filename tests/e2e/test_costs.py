@@ -16,7 +16,7 @@ import requests
 from tests.fakes import cloudflare
 from tests.redis_server import RedisServer, redis_server_binary
 
-from .conftest import start_service
+from .service import start_service
 
 pytestmark = pytest.mark.e2e
 

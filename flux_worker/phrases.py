@@ -6,9 +6,7 @@ the original Worker, so clients and users who knew it see the same answer.
 
 from __future__ import annotations
 
-from string import Formatter
-
-MESSAGES: dict[str, dict[str, str]] = {
+PHRASES: dict[str, dict[str, str]] = {
     "en": {
         "original": "🎨 Original prompt: {}",
         "prompt_model": "💬 Prompt model: {}",
@@ -148,17 +146,12 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-def fields_of(template: str) -> list[str | None]:
-    """The placeholder names of a template (for the consistency test)."""
-    return [name for _, name, _, _ in Formatter().parse(template) if name is not None]
-
-
 class Phrasebook:
     """The answer's words in one language."""
 
     def __init__(self, language: str):
         self.language = language
-        self._words = MESSAGES.get(language, MESSAGES["en"])
+        self._words = PHRASES.get(language, PHRASES["en"])
 
     def __call__(self, key: str, *args, **kwargs) -> str:
         return self._words[key].format(*args, **kwargs)
