@@ -43,9 +43,10 @@ ERROR_RESPONSES = {
     405: ("MethodNotAllowed", "The path exists, the method does not (`method_not_allowed`); "
                               "the `Allow` header lists the methods."),
     413: ("PayloadTooLarge", "The body is larger than MAX_BODY_BYTES (`payload_too_large`)."),
-    429: ("TooManyRequests", "A rate limit (`rate_limit_exceeded`, with `Retry-After`) or the "
-                             "upstream's daily allocation (`insufficient_quota`, resets 00:00 "
-                             "UTC)."),
+    429: ("TooManyRequests", "A rate limit (`rate_limit_exceeded`, with `Retry-After`), or "
+                             "`insufficient_quota`: a daily neuron budget (DAILY_NEURONS, the "
+                             "key's) or every Cloudflare account's allocation is used up; the "
+                             "message says which, and it resets 00:00 UTC."),
     500: ("ServerError", "A fault in this server (`server_error`): never caused by bad input; "
                          "the message carries a request id to report."),
     502: ("BadGateway", "The image provider failed or answered nonsense (`upstream_error`), or "

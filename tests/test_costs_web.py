@@ -12,7 +12,6 @@ from PIL import Image
 
 from flux_worker import create_app
 from flux_worker.budget import short_hash
-
 from tests.helpers import make_config
 
 ALICE, BOB = "sk-alice-key-000001", "sk-bob-key-000002"

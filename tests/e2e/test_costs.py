@@ -95,6 +95,22 @@ def test_used_up_account_moves_to_the_next_within_one_request(two_accounts, cf):
     assert_no_secret_logged(two_accounts)
 
 
+def test_cloudflares_neurons_header_is_the_figure_used(two_accounts, cf):
+    cf.state.neurons_header = "172.8"
+    try:
+        resp = requests.post(two_accounts.api + "/images/generations", headers=bearer(BOB),
+                             json={"prompt": "a cat"}, timeout=30)
+    finally:
+        cf.state.neurons_header = None
+    assert resp.status_code == 200 and resp.headers["X-Neurons"] == "172.8"
+    mine = requests.get(two_accounts.api + "/usage", headers=bearer(BOB), timeout=10).json()
+    assert mine["key"]["spent_neurons"] == pytest.approx(172.8)
+    metrics = requests.get(two_accounts.url + "/metrics", timeout=10).text
+    assert any(line.startswith("flux_worker_neurons_total")
+               and f'account="{FREE_ID[:8]}…"' in line and line.endswith(" 172.8")
+               for line in metrics.splitlines())
+
+
 def test_stream_moves_to_the_next_account_without_an_error(two_accounts, cf):
     cf.exhaust(FREE_ID)
     resp = requests.post(two_accounts.api + "/chat/completions", headers=bearer(ALICE),
