@@ -22,6 +22,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "alt": "Generated image",
         "images": "🖼️ Images: {}",
         "failed": "❌ Image generation failed: {}",
+        "cost": "💰 Cost: {neurons} neurons ({usd} at the Workers AI paid rate)",
         "housekeeping": "This is an image generation model: send a description of the picture you want, such as `a cute cat 16:9`.",
     },
     "de": {
@@ -39,6 +40,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "alt": "Erstelltes Bild",
         "images": "🖼️ Bilder: {}",
         "failed": "❌ Bilderstellung fehlgeschlagen: {}",
+        "cost": "💰 Kosten: {neurons} Neuronen ({usd} zum bezahlten Workers-AI-Tarif)",
         "housekeeping": "Dies ist ein Bildgenerierungsmodell: Beschreiben Sie das gewünschte Bild, zum Beispiel `a cute cat 16:9`.",
     },
     "zh-cn": {
@@ -56,6 +58,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "alt": "生成的图像",
         "images": "🖼️ 图像：{}",
         "failed": "❌ 图像生成失败：{}",
+        "cost": "💰 费用：{neurons} 神经元（按 Workers AI 付费价格约 {usd}）",
         "housekeeping": "这是一个图像生成模型：请描述你想要的图片，例如 `一只可爱的猫 16:9`。",
     },
     "zh-hant": {
@@ -73,6 +76,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "alt": "生成的圖像",
         "images": "🖼️ 圖像：{}",
         "failed": "❌ 圖像生成失敗：{}",
+        "cost": "💰 費用：{neurons} 神經元（按 Workers AI 付費價格約 {usd}）",
         "housekeeping": "這是一個圖像生成模型：請描述你想要的圖片，例如 `一隻可愛的貓 16:9`。",
     },
     "ja": {
@@ -90,6 +94,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "alt": "生成された画像",
         "images": "🖼️ 画像：{}",
         "failed": "❌ 画像の生成に失敗しました：{}",
+        "cost": "💰 コスト：{neurons} ニューロン（Workers AI 有料料金で {usd}）",
         "housekeeping": "これは画像生成モデルです。欲しい画像を説明してください（例：`a cute cat 16:9`）。",
     },
     "es": {
@@ -107,6 +112,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "alt": "Imagen generada",
         "images": "🖼️ Imágenes: {}",
         "failed": "❌ La generación de la imagen falló: {}",
+        "cost": "💰 Coste: {neurons} neuronas ({usd} con la tarifa de pago de Workers AI)",
         "housekeeping": "Este es un modelo de generación de imágenes: describe la imagen que quieres, por ejemplo `a cute cat 16:9`.",
     },
     "fr": {
@@ -124,6 +130,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "alt": "Image générée",
         "images": "🖼️ Images : {}",
         "failed": "❌ La génération de l'image a échoué : {}",
+        "cost": "💰 Coût : {neurons} neurones ({usd} au tarif payant de Workers AI)",
         "housekeeping": "Ceci est un modèle de génération d'images : décrivez l'image souhaitée, par exemple `a cute cat 16:9`.",
     },
     "ru": {
@@ -141,6 +148,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "alt": "Созданное изображение",
         "images": "🖼️ Изображения: {}",
         "failed": "❌ Не удалось создать изображение: {}",
+        "cost": "💰 Стоимость: {neurons} нейронов ({usd} по платному тарифу Workers AI)",
         "housekeeping": "Это модель для создания изображений: опишите нужную картинку, например `a cute cat 16:9`.",
     },
 }

@@ -52,6 +52,11 @@ class ImageJob:
         """The size as `WIDTHxHEIGHT`."""
         return f"{self.width}x{self.height}"
 
+    @property
+    def estimate(self) -> float | None:
+        """Neurons one image of this job costs, from the size really sent; None when unpriced."""
+        return self.model.estimate(self.width, self.height, self.steps)
+
 
 @dataclass(frozen=True)
 class PromptChoice:
@@ -72,6 +77,8 @@ class ImageResult:
     width: int = 0
     height: int = 0
     seed: int | None = None
+    neurons: float | None = None        # upstream's billed figure, else the estimate
+    account: str | None = None          # the Cloudflare account that made it
 
 
 @dataclass(frozen=True)
@@ -233,7 +240,10 @@ class Pipeline:
         log.debug("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
-                           width=fitted.width, height=fitted.height, seed=seed)
+                           width=fitted.width, height=fitted.height, seed=seed,
+                           neurons=(generated.neurons if generated.neurons is not None
+                                    else job.estimate),
+                           account=generated.account)
 
     def render_batch(self, job: ImageJob, n: int,
                      cancel: threading.Event | None = None) -> Batch:

@@ -30,7 +30,15 @@ def status() -> dict:
         "default_model": svc.models.default.id,
         "models": [m.id for m in svc.models.models],
         "base_url": public_base_url() + "/v1",
+        **spend(svc),
     }
+
+
+def spend(svc) -> dict:
+    """Today's spend: the service's against DAILY_NEURONS, and each account's (no tokens)."""
+    spent = svc.books.spent()
+    return {"budget": {"service": svc.books.usage_of_service(spent), **svc.books.resets()},
+            "accounts": svc.accounts.status() if svc.accounts else []}
 
 
 # The playground's aspect-ratio picker: the ratios whose sizes the README promises.
@@ -86,7 +94,10 @@ def healthz():
 def readyz():
     """Readiness: storage reachable and writable, configuration loaded."""
     svc = services()
-    checks = {"config": "ok", "backend": svc.backend.name}
+    checks: dict = {"config": "ok", "backend": svc.backend.name}
+    if svc.accounts is not None:
+        # Detail only: a rejected token is logged loudly, and a restart would not fix it.
+        checks["accounts"] = svc.accounts.status()
     try:
         # A real ping, which also tells generations at once that storage is back (or gone).
         svc.pipeline.health.probe()
