@@ -30,7 +30,8 @@ def test_ticket_releases_exactly_once():
 
 
 def test_admit_counts_images_in_slots_and_in_the_limit():
-    admission = Admission(RateLimiter("5/minute", CountersLocation.parse("memory://")), InflightGate(4))
+    limiter = RateLimiter("5/minute", CountersLocation.parse("memory://"))
+    admission = Admission(limiter, InflightGate(4))
     ticket = admission.admit("key", 4)
     assert admission.gate.in_use == 4
     with pytest.raises(Overloaded):
