@@ -30,7 +30,7 @@ def test_three_instances_share_counts_and_images_and_survive_a_kill(nginx, tmp_p
     report = asyncio.run(scaleout.run(clients=8, duration=20, down=2, hang=30,
                                       work=tmp_path, log=lambda *_: None))
     assert report.problems() == [], scaleout.markdown(report)
-    assert report.images > 50 and report.images_lost == report.images_lost_at_end == 0
+    assert report.images > 20 and report.images_lost == report.images_lost_at_end == 0
     assert report.hangs == 0 and report.errors_elsewhere == 0
     # Exactly the limit got through, spread over three instances: the counts are shared.
     assert report.probe["accepted"] == scaleout.RATE_PER_MINUTE
