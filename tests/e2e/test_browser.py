@@ -126,10 +126,11 @@ def test_phone_view_brings_the_finished_image_into_view(browser, demo_with_key):
         page.fill("#prompt", "a tall lighthouse")
         page.click("label.chip:has-text('9:16')")
         # On a phone the output lies below the form: the image would end below the screen.
-        page.click("#generate")
+        # Measured before the click: a fast generation may scroll before a later measurement.
         scrolled = page.evaluate("scrollY")
         bottom = page.eval_on_selector("#output", "o => o.getBoundingClientRect().top") + 600
         assert bottom > page.evaluate("innerHeight"), "the test needs the output below the fold"
+        page.click("#generate")
         _generated(page)
         page.wait_for_function(
             "() => { const r = document.getElementById('result-img').getBoundingClientRect();"
