@@ -13,19 +13,15 @@ import time
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from .. import housekeeping, openai_format
-from ..answer import chat_answer, holding, sse_events
-from ..api_requests import ChatRequest, ImagesRequest
+from ..answer import ImageLinks, chat_answer, holding, sse_events
 from ..phrases import Phrasebook
-from ..prompt import last_user_text, parse_prompt
+from ..prompt import parse_prompt
 from ..streaming import Background
-from .common import (
-    caller_identity,
-    image_link,
-    json_body,
-    public_base_url,
-    require_api_key,
-    services,
-)
+from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
+from .auth import caller_identity, caller_key, require_api_key
+from .body import json_body
+from .context import services
+from .links import image_linker, public_base_url
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
@@ -44,14 +40,15 @@ def authenticate():
 def chat_completions():
     """Turn the last user message into an image; answer as a chat completion."""
     svc = services()
-    chat = ChatRequest.from_json(json_body())
-    text = last_user_text(chat.messages)
+    chat = parse_chat_completion(json_body())
+    text = chat.prompt
     words = Phrasebook(svc.config.language)
     identity = caller_identity()
     # A caller over its limit is refused before any pattern runs over its text.
     svc.admission.check(identity)
     cid, created = openai_format.completion_id(), int(time.time())
-    task = housekeeping.detect(chat.messages, text)
+    # Housekeeping reads the messages as the client sent them (plain JSON).
+    task = housekeeping.detect(chat.model_dump()["messages"], text)
     if task is not None:
         # A client's background request (title, tags) gets a short text, not an image.
         log.info("answered %s %s request without an image", task.client, task.kind)
@@ -63,34 +60,47 @@ def chat_completions():
     job = svc.pipeline.plan(parse_prompt(text), text, model)
     svc.pipeline.check_storage()
     base = public_base_url()
-    ticket = svc.admission.admit(identity, 1)
+    ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
+    hold = ticket.hold
     cancel = threading.Event()
-    pieces = holding(chat_answer(job, svc.pipeline, words, lambda key: image_link(base, key),
-                                 cancel), ticket)
+    links = ImageLinks(image_linker(base))
+    pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel, hold,
+                                 svc.config.show_cost), ticket)
+    images = links if chat.wants_images else None
     if not chat.stream:
-        return _chat_reply(chat, cid, created, model.id, text, pieces)
+        response = _chat_reply(chat, cid, created, model.id, text, pieces, images)
+        _tell_neurons(response, hold.neurons if hold else None)
+        return response
     # The generation runs in its own thread from now on and holds its slot until it ends.
     running = Background(pieces, HEARTBEAT_SECONDS, cancel)
-    response = _stream(chat, cid, created, model.id, text, running, words)
+    response = _stream(chat, cid, created, model.id, text, running, words, images)
+    # Headers go before the body, so a stream can only tell the estimate (README: Costs).
+    _tell_neurons(response, hold.estimate if hold else None)
     # Also for a stream the server closes before it was read at all: stop the generation.
     response.call_on_close(cancel.set)
     return response
 
 
-def _chat_reply(chat: ChatRequest, cid: str, created: int, model_name: str, prompt: str,
-                pieces) -> Response:
+def _tell_neurons(response: Response, neurons: float | None) -> None:
+    if neurons is not None:
+        response.headers["X-Neurons"] = f"{neurons:.3f}".rstrip("0").rstrip(".")
+
+
+def _chat_reply(chat: ChatCompletionRequest, cid: str, created: int, model_name: str,
+                prompt: str, pieces, images: ImageLinks | None = None) -> Response:
     if chat.stream:
         return _stream(chat, cid, created, model_name, prompt, pieces,
                        Phrasebook(services().config.language))
     content = "".join(pieces)
     return jsonify(openai_format.chat_completion(
-        cid, created, model_name, content, openai_format.usage(prompt, content)))
+        cid, created, model_name, content, openai_format.usage(prompt, content),
+        images=images.urls if images is not None else None))
 
 
-def _stream(chat: ChatRequest, cid: str, created: int, model_name: str, prompt: str, pieces,
-            words: Phrasebook) -> Response:
+def _stream(chat: ChatCompletionRequest, cid: str, created: int, model_name: str, prompt: str,
+            pieces, words: Phrasebook, images: ImageLinks | None = None) -> Response:
     writer = openai_format.ChunkWriter(cid, created, model_name, chat.include_usage)
-    return Response(stream_with_context(sse_events(pieces, writer, prompt, words)),
+    return Response(stream_with_context(sse_events(pieces, writer, prompt, words, images)),
                     mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -100,22 +110,28 @@ def _stream(chat: ChatRequest, cid: str, created: int, model_name: str, prompt: 
 def images_generations():
     """OpenAI Images API: `n` images for a prompt, as links or base64."""
     svc = services()
-    req = ImagesRequest.from_json(json_body(), svc.config.max_images)
+    req = parse_image_generation(json_body(), svc.config.max_images)
     model = svc.models.require(req.model)
     g.model = model.id
     job = svc.pipeline.plan(parse_prompt(req.prompt), req.prompt, model, size=req.size,
                             seed=req.seed, steps=req.steps, negative=req.negative_prompt,
                             guidance=req.guidance, output_format=req.output_format)
     svc.pipeline.check_storage()
-    with svc.admission.admit(caller_identity(), req.n):
-        batch = svc.pipeline.render_batch(job, req.n)
+    with svc.admission.admit(caller_identity(), req.n, key=caller_key(),
+                             estimate=job.estimate) as ticket:
+        batch = svc.pipeline.render_batch(job, req.n, hold=ticket.hold)
+    neurons = ticket.hold.neurons if ticket.hold else None
     base = public_base_url()
+    # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
+    response_format = req.response_format or svc.models.default_response_format(req.model)
     items = openai_format.image_items(
-        batch.results, req.response_format, lambda key: image_link(base, key),
+        batch.results, response_format, image_linker(base),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=model.seed)
-    return jsonify(openai_format.images_response(
+    response = jsonify(openai_format.images_response(
         items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1]))
+    _tell_neurons(response, neurons)
+    return response
 
 
 @bp.get("/v1/models")
@@ -135,7 +151,8 @@ def get_model(model_id: str):
     spec = svc.models.require(model_id)
     return jsonify(_model_object(svc, spec, aliases=list(spec.aliases),
                                  description=spec.description, capabilities=spec.capabilities(),
-                                 default=spec is svc.models.default))
+                                 default=spec is svc.models.default,
+                                 cost=spec.cost_info(svc.config.flux_num_steps)))
 
 
 def _model_object(svc, spec, **extra) -> dict:
