@@ -508,7 +508,8 @@ def _ms(v: float) -> str:
 def markdown(rows: dict[str, Row], header: dict, notes: list[str]) -> str:
     lines = [f"Command: `{header['command']}`  ",
              f"Run: {header['date']}, {header['duration']:.0f} s; machine: {header['machine']}  ",
-             f"Load on the machine before the run: {header['loadavg']}  ",
+             f"Load average (1, 5, 15 min) before the run: {header['loadavg']}; after: "
+             f"{header['loadavg_after']}  ",
              f"Service: {header['service']}; code at commit {header['code']}  ",
              f"Worker: {header['worker']}  ",
              "Upstream: bench/upstream.py (lenient fake Workers AI, 1024x1024 JPEG of 150 KB) for "
@@ -564,7 +565,8 @@ def markdown(rows: dict[str, Row], header: dict, notes: list[str]) -> str:
         lines.append(f"- {mark}: {target}: {figures}")
     lines += ["", "All cases:", "",
               "| case | req/s | p50 ms | p99 ms | first byte p99 ms | errors | CPU ms/req | "
-              "peak RSS MiB | notes |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "peak RSS MiB | machine busy | notes |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows.values():
         s = row.summary
         lines.append(f"| {row.label} | {s['throughput']:.1f} | {_ms(s['latency']['p50'])} | "
@@ -572,18 +574,25 @@ def markdown(rows: dict[str, Row], header: dict, notes: list[str]) -> str:
                      f"{s['errors']}/{s['requests']} | "
                      f"{'–' if row.cpu_ms is None else f'{row.cpu_ms:.2f}'} | "
                      f"{'–' if row.rss_mib is None else f'{row.rss_mib:.0f}'} | "
+                     f"{'–' if row.machine is None else f'{row.machine:.0%}'} | "
                      f"{'; '.join(row.notes)} |")
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 async def amain(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     extra = dict(e.split("=", 1) for e in args.env)
     started = time.time()
-    loadavg = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() \
-        else ["?"]
+    loadavg = _loadavg().split()
     work = Path(tempfile.mkdtemp(prefix="flux-compare-"))
     peer = None
     worker_facts = "not run (no --worker-src)"
@@ -609,7 +618,7 @@ async def amain(args: argparse.Namespace) -> int:
     header = {"command": "python -m bench.compare " + " ".join(args.argv),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
               "duration": time.time() - started, "machine": matrix.machine_info(),
-              "loadavg": " ".join(loadavg) + " (1, 5, 15 min)",
+              "loadavg": " ".join(loadavg), "loadavg_after": _loadavg(),
               "service": matrix.service_settings(extra), "code": matrix.code_version(),
               "worker": worker_facts, "quick": plan.quick}
     report = markdown(bench.rows, header, bench.notes)

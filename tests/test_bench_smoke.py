@@ -280,7 +280,8 @@ def test_compare_without_the_worker_says_not_measured():
     assert len(unmeasured) == 5 and all(f == "not measured" for t, f, met in verdicts
                                         if met is None)
     report = compare.markdown(rows, {"command": "c", "date": "d", "duration": 1.0,
-                                     "machine": "m", "loadavg": "l", "service": "s",
-                                     "code": "x", "worker": "not run", "quick": True}, [])
+                                     "machine": "m", "loadavg": "l", "loadavg_after": "l",
+                                     "service": "s", "code": "x", "worker": "not run",
+                                     "quick": True}, [])
     assert "| CPU per generation, 0 s, 1:1 (ms) | 2.00 | – | – |" in report
     assert "not measured" in report
