@@ -60,6 +60,7 @@ _REDUCING_GAP = 3.0
 
 
 def _cores() -> int:
+    """Return how many cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:                  # macOS has no sched_getaffinity
@@ -68,7 +69,7 @@ def _cores() -> int:
 
 # Decoding, resampling and encoding are pure CPU: more of them at once than there are cores only
 # queues them in the kernel while each holds its pixels (4 bytes each, ~4 MB at 1024x1024), which
-# is how a burst of upscales once took a process past 900 MB. One slot per core bounds that.
+# is how a burst of enlargements once took the service to 900 MB. One slot per core bounds that.
 _PIXEL_WORK = threading.BoundedSemaphore(_cores())
 
 # Pillow hands every image's memory straight back to malloc by default, and blocks that big are
