@@ -18,7 +18,9 @@ if _METRICS_DIR_OWNED:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flux-worker-metrics-")
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
-worker_class = "gthread"
+# gthread, except that a request is gathered before a thread serves it, within
+# REQUEST_READ_TIMEOUT: clients sending slowly hold no thread (see flux_worker/server.py).
+worker_class = "flux_worker.server.GatheringWorker"
 # memory:// keeps images inside one process, so it gets one worker unless told otherwise.
 _ONE_PROCESS_STORE = os.environ.get("STORAGE_URL", "").startswith("memory://")
 
@@ -33,7 +35,20 @@ def _env_int(name: str, default: str) -> int:
 
 
 workers = _env_int("WEB_CONCURRENCY", "1" if _ONE_PROCESS_STORE else "2")
-threads = _env_int("GUNICORN_THREADS", "256")
+
+
+def _typed_config():
+    """The service's configuration, or a start that stops naming the bad variable."""
+    from flux_worker.config import Config, ConfigError
+
+    try:
+        return Config.from_env(os.environ)
+    except ConfigError as exc:
+        sys.exit(f"flux-worker: configuration error: {exc}")
+
+
+# config.py owns GUNICORN_THREADS, so that MAX_INFLIGHT's default can stay below it.
+threads = _typed_config().gunicorn_threads
 # gthread workers heartbeat from their main loop, so a long generation in a thread does not
 # trip this; it only catches a worker that is truly stuck.
 timeout = 60
