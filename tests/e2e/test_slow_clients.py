@@ -158,7 +158,7 @@ def test_a_slow_request_within_the_deadline_is_served(service, cf):
 
 def read_answers(sock: socket.socket, count: int) -> list[bytes]:
     """Read `count` whole HTTP answers (status line and headers) off `sock`, bodies skipped."""
-    data, heads = b"", []
+    data, heads = b"", list[bytes]()
     while len(heads) < count:
         end = data.find(b"\r\n\r\n")
         if end < 0:
