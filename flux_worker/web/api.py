@@ -11,14 +11,14 @@ import threading
 import time
 from contextlib import nullcontext
 
-from flask import Blueprint, Response, g, jsonify, stream_with_context
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from .. import housekeeping, openai_format
 from ..answer import ImageLinks, chat_answer, holding, sse_events
 from ..budget import Hold
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
-from ..streaming import Background
+from ..streaming import Background, peer_closed
 from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
 from .auth import caller_identity, caller_key, require_api_key
 from .body import json_body
@@ -78,7 +78,8 @@ def chat_completions():
         _tell_neurons(response, hold.neurons if hold else None)
         return response
     # The generation runs in its own thread from now on and holds its slot until it ends.
-    running = Background(pieces, HEARTBEAT_SECONDS, cancel)
+    running = Background(pieces, HEARTBEAT_SECONDS, cancel,
+                         gone=peer_closed(request.environ.get("gunicorn.socket")))
     response = _stream(chat, cid, created, model.id, text, running, words, images)
     # Headers go before the body, so a stream can only tell the estimate (README: Costs).
     _tell_neurons(response, hold.estimate if hold else None)
