@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import diskcache
@@ -118,7 +118,7 @@ def regex_freeze(work: Path, clients: int) -> Report:
     with fake() as cf:
         service = start_service(work, cloudflare_env(cf))
         try:
-            body = {"model": "flux-1-schnell",
+            body: dict[str, Any] = {"model": "flux-1-schnell",
                     "messages": [{"role": "user", "content": "generate" + " " * 60_000}]}
             statuses: list[str] = []
 
