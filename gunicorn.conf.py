@@ -21,8 +21,22 @@ bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
 # gthread, except that a request is gathered before a thread serves it, within
 # REQUEST_READ_TIMEOUT: clients sending slowly hold no thread (see flux_worker/server.py).
 worker_class = "flux_worker.server.GatheringWorker"
+
+
+def _typed_config():
+    """The service's configuration, or None when it is bad (on_starting then stops the start
+    with a message naming the variable)."""
+    from flux_worker.config import Config, ConfigError
+
+    try:
+        return Config.from_env(os.environ)
+    except ConfigError:
+        return None
+
+
+_CONFIG = _typed_config()
 # memory:// keeps images inside one process, so it gets one worker unless told otherwise.
-_ONE_PROCESS_STORE = os.environ.get("STORAGE_URL", "").startswith("memory://")
+_ONE_PROCESS_STORE = _CONFIG is not None and _CONFIG.storage.scheme == "memory"
 
 
 def _env_int(name: str, default: str) -> int:
@@ -35,20 +49,8 @@ def _env_int(name: str, default: str) -> int:
 
 
 workers = _env_int("WEB_CONCURRENCY", "1" if _ONE_PROCESS_STORE else "2")
-
-
-def _typed_config():
-    """The service's configuration, or a start that stops naming the bad variable."""
-    from flux_worker.config import Config, ConfigError
-
-    try:
-        return Config.from_env(os.environ)
-    except ConfigError as exc:
-        sys.exit(f"flux-worker: configuration error: {exc}")
-
-
 # config.py owns GUNICORN_THREADS, so that MAX_INFLIGHT's default can stay below it.
-threads = _typed_config().gunicorn_threads
+threads = _CONFIG.gunicorn_threads if _CONFIG is not None else 1
 # gthread workers heartbeat from their main loop, so a long generation in a thread does not
 # trip this; it only catches a worker that is truly stuck.
 timeout = 60
@@ -77,11 +79,19 @@ def on_starting(server):
     except ConfigError as exc:
         print(f"flux-worker: configuration error: {exc}", file=sys.stderr)
         sys.exit(4)
-    if config.storage_url.startswith("memory://") and server.cfg.workers > 1:
+    if config.storage.scheme == "memory" and server.cfg.workers > 1:
         server.log.warning(
             "STORAGE_URL=memory:// keeps images inside each process, but %d worker processes "
             "run: an image made by one is not found by the others. Use disk:// or redis://, "
             "or run one worker (WEB_CONCURRENCY=1).", server.cfg.workers)
+    from flux_worker.storage.checks import startup_problems
+
+    # Once, in the master: names what is wrong with the storage before any request meets it.
+    for level, message in startup_problems(config):
+        if level == "error":
+            server.log.error(message)
+        else:
+            server.log.warning(message)
 
 
 def _reset_metrics_dir(server):
