@@ -76,7 +76,8 @@ def request_complete(data: bytes | bytearray, body_limit: int) -> bool:
     """
     end = data.find(b"\r\n\r\n", 0, HEADER_GATHER_LIMIT)
     if end < 0:
-        return len(data) >= HEADER_GATHER_LIMIT
+        # Bare LF line ends are refused by gunicorn's parser: let it answer 400 now.
+        return len(data) >= HEADER_GATHER_LIMIT or b"\n\n" in data[:HEADER_GATHER_LIMIT]
     lengths = []
     for line in bytes(data[:end]).split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -173,6 +174,9 @@ class GatheringWorker(ThreadWorker):
             super().finish_request(conn, fs)
             if result is _DEFER and getattr(conn, "request_deadline", None) is not None:
                 conn.timeout = conn.request_deadline
+                if not conn.parser.unreader.buf.getvalue():
+                    # Not a byte yet: an idle connection gets what an idle kept-alive one gets.
+                    conn.timeout = min(conn.timeout, time.monotonic() + self.cfg.keepalive)
             return
         # gunicorn would close gracefully here, reading on for up to 2 s in the event loop;
         # handle() already lingered where that is owed (in its own thread).

@@ -23,6 +23,7 @@ HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
     (HEAD + b"Content-Length: x\r\n\r\n", True),
     (HEAD + b"Content-Length: 2000\r\n\r\n", True),                # over the body limit: 413
     (HEAD + b"X: " + b"a" * HEADER_GATHER_LIMIT, True),            # parser rejects the size
+    (b"GET / HTTP/1.1\nHost: x\n\n", True),                       # parser rejects bare LF
 ])
 def test_request_complete(data, complete):
     assert request_complete(data, body_limit=1000) is complete

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 DEADLINE = 4          # REQUEST_READ_TIMEOUT of the service under test
 CONNECTIONS = 300
+KEEPALIVE = 5          # gunicorn.conf.py's keepalive
 CHAT = (b'{"model": "flux-1-schnell", "messages": [{"role": "user", '
         b'"content": "a cute cat 16:9"}]}')
 
@@ -197,3 +198,22 @@ def test_idle_kept_alive_connections_hold_no_thread(service, cf):
         assert health.status_code == 200 and took < 1, took
         took, made = timed(lambda: generate(service))
         assert made.status_code == 200 and took < 1, (took, made.text)
+
+
+def test_silent_connections_are_closed_like_idle_kept_alive_ones(fake_cf, tmp_path):
+    service = start_service(tmp_path, cloudflare_env(fake_cf), workers=1)  # 30 s to send
+    with ExitStack() as stack:
+        stack.callback(service.stop)
+        socks = [stack.enter_context(socket.create_connection(address(service), timeout=5))
+                 for _ in range(50)]
+        time.sleep(KEEPALIVE + 2)        # not a byte sent: closed at gunicorn's keep-alive
+        closed = 0
+        for sock in socks:
+            sock.settimeout(0.2)
+            try:
+                closed += sock.recv(1) == b""
+            except TimeoutError:
+                pass
+            except OSError:
+                closed += 1
+        assert closed == len(socks)
