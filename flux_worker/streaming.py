@@ -106,3 +106,22 @@ def peer_closed(sock: socket.socket | None) -> Callable[[], bool] | None:
             return True
 
     return closed
+
+
+class ClientWatch(threading.Event):
+    """A cancel event that also counts as set once the client has closed its connection.
+
+    Generations check their cancel event before every step that costs (a retry, the next
+    account, storing the image); with this one, a client that gave up (a non-stream request
+    whose caller timed out, a stream whose reader left) stops them without any write.
+    """
+
+    def __init__(self, gone: Callable[[], bool] | None):
+        super().__init__()
+        self._gone = gone
+
+    def is_set(self) -> bool:
+        """Whether the generation should stop: cancelled, or its client gone."""
+        if not super().is_set() and self._gone is not None and self._gone():
+            self.set()
+        return super().is_set()

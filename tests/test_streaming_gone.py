@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from flux_worker.streaming import HEARTBEAT, Background, peer_closed
+from flux_worker.streaming import HEARTBEAT, Background, ClientWatch, peer_closed
 
 
 def test_peer_closed_tells_an_open_connection_from_a_closed_one():
@@ -51,3 +51,16 @@ def test_background_without_a_check_sends_heartbeats():
     assert next(items) is HEARTBEAT
     release.set()
     assert [i for i in items if i is not HEARTBEAT] == ["image"]
+
+
+def test_client_watch_is_set_once_the_client_has_gone():
+    server, client = socket.socketpair()
+    with server:
+        watch = ClientWatch(peer_closed(server))
+        assert not watch.is_set()
+        client.close()
+        assert watch.is_set()
+    assert not ClientWatch(None).is_set()
+    cancelled = ClientWatch(None)
+    cancelled.set()
+    assert cancelled.is_set()

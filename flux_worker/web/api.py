@@ -7,7 +7,6 @@ base URL they are given already ends in /v1.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
@@ -16,7 +15,7 @@ from .. import housekeeping, openai_format
 from ..answer import ImageLinks, chat_answer, holding, sse_events
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
-from ..streaming import Background, peer_closed
+from ..streaming import Background, ClientWatch, peer_closed
 from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
 from .auth import caller_identity, caller_key, require_api_key
 from .body import json_body
@@ -62,7 +61,8 @@ def chat_completions():
     base = public_base_url()
     ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
     hold = ticket.hold
-    cancel = threading.Event()
+    gone = peer_closed(request.environ.get("gunicorn.socket"))
+    cancel = ClientWatch(gone)
     links = ImageLinks(image_linker(base))
     pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel, hold,
                                  svc.config.show_cost), ticket)
@@ -72,8 +72,7 @@ def chat_completions():
         _tell_neurons(response, hold.neurons if hold else None)
         return response
     # The generation runs in its own thread from now on and holds its slot until it ends.
-    running = Background(pieces, HEARTBEAT_SECONDS, cancel,
-                         gone=peer_closed(request.environ.get("gunicorn.socket")))
+    running = Background(pieces, HEARTBEAT_SECONDS, cancel, gone=gone)
     response = _stream(chat, cid, created, model.id, text, running, words, images)
     # Headers go before the body, so a stream can only tell the estimate (README: Costs).
     _tell_neurons(response, hold.estimate if hold else None)
@@ -120,7 +119,9 @@ def images_generations():
     svc.pipeline.check_storage()
     with svc.admission.admit(caller_identity(), req.n, key=caller_key(),
                              estimate=job.estimate) as ticket:
-        batch = svc.pipeline.render_batch(job, req.n, hold=ticket.hold)
+        # A caller that gave up (timed out) stops the batch before anything is stored.
+        cancel = ClientWatch(peer_closed(request.environ.get("gunicorn.socket")))
+        batch = svc.pipeline.render_batch(job, req.n, cancel=cancel, hold=ticket.hold)
     neurons = ticket.hold.neurons if ticket.hold else None
     base = public_base_url()
     # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.

@@ -120,6 +120,31 @@ def test_dropped_streams_hold_their_slot_and_store_nothing(slow_cf, tmp_path):
         service.stop()
 
 
+def test_callers_that_time_out_get_nothing_stored(slow_cf, tmp_path):
+    service = start_service(tmp_path, cloudflare_env(slow_cf), workers=1)
+    try:
+        def give_up(path: str, body: dict) -> None:
+            with pytest.raises(requests.Timeout):
+                requests.post(service.api + path, headers=AUTH, json=body, timeout=1)
+
+        callers = [threading.Thread(target=give_up, args=("/chat/completions", {
+            "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cat"}]}))
+            for _ in range(4)]
+        callers += [threading.Thread(target=give_up, args=("/images/generations", {
+            "model": "flux-1-schnell", "prompt": "a cat", "n": 2})) for _ in range(2)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(10)
+        time.sleep(UPSTREAM_SECONDS + 1)      # their generations have come back by now
+        assert len(image_calls(slow_cf)) == 8
+        assert stored(tmp_path / "images") == 0, "images were stored for callers that left"
+        access = [line for line in service.log().splitlines() if "flux_worker.access" in line]
+        assert sum(" 499 " in line for line in access) == 6, access
+    finally:
+        service.stop()
+
+
 def chat(service, timeout: float = 30) -> requests.Response:
     return requests.post(service.api + "/chat/completions", headers=AUTH, timeout=timeout, json={
         "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cute cat"}]})
