@@ -114,15 +114,15 @@ def raw_chat(body: bytes) -> bytes:
 # ---- scenarios ------------------------------------------------------------------------------
 
 def regex_freeze(work: Path, clients: int) -> Report:
-    report = Report("regex freeze (4 × 60 KB chat bodies)")
+    report = Report("regex freeze (4 × 60 KB chat bodies: spaces, newlines)")
     with fake() as cf:
         service = start_service(work, cloudflare_env(cf))
         try:
-            body: dict[str, Any] = {"model": "flux-1-schnell",
-                    "messages": [{"role": "user", "content": "generate" + " " * 60_000}]}
             statuses: list[str] = []
 
-            def attack() -> None:
+            def attack(filler: str) -> None:
+                body: dict[str, Any] = {"model": "flux-1-schnell", "messages": [
+                    {"role": "user", "content": "generate" + filler * 60_000}]}
                 start = time.monotonic()
                 try:
                     resp = requests.post(service.api + "/chat/completions", headers=AUTH,
@@ -131,7 +131,9 @@ def regex_freeze(work: Path, clients: int) -> Report:
                 except requests.RequestException:
                     statuses.append(f"none in {time.monotonic() - start:.1f} s")
 
-            attackers = [threading.Thread(target=attack) for _ in range(4)]
+            # Spaces and newlines, two of each: the runs that made the title patterns quadratic.
+            attackers = [threading.Thread(target=attack, args=(filler,))
+                         for filler in (" ", "\n", " ", "\n")]
             for t in attackers:
                 t.start()
             time.sleep(0.5)
