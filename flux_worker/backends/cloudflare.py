@@ -37,6 +37,7 @@ import orjson
 import pybase64
 import requests
 
+from .. import imaging, intake
 from ..catalog import ModelSpec, SizeRange
 from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
                       RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout)
@@ -85,7 +86,7 @@ def _fit_side(value: int, limits: SizeRange) -> int:
 
 
 def build_request(model: ModelSpec, request: GenerationRequest
-                  ) -> tuple[dict[str, Any] | None, dict[str, tuple[None, str]] | None]:
+                  ) -> tuple[dict[str, Any] | None, dict[str, tuple] | None]:
     """Build the body as (json, None) or (None, multipart files) from accepted fields only."""
     fields: dict[str, Any] = {"prompt": request.prompt}
     if model.steps_field and request.steps is not None:
@@ -104,8 +105,43 @@ def build_request(model: ModelSpec, request: GenerationRequest
     if model.encoding == "multipart":
         # flux-2-* take only multipart/form-data, "even if you just have a prompt" (reference §2);
         # (None, value) makes a plain form field, and requests writes the boundary.
-        return None, {name: (None, str(value)) for name, value in fields.items()}
+        form: dict[str, tuple] = {name: (None, str(value)) for name, value in fields.items()}
+        form.update(_reference_files(model, request))
+        return None, form
+    fields.update(_source_fields(model, request, fields))
     return fields, None
+
+
+# --- image input (issue 11) ----------------------------------------------------------------------
+
+def _reference_files(model: ModelSpec, request: GenerationRequest) -> dict[str, tuple]:
+    """FLUX.2 reference images as files input_image_0..3, each scaled under 512x512."""
+    if not request.images or not model.reference_images:
+        return {}
+    return {f"input_image_{index}": (f"input_image_{index}.jpg", intake.reference_copy(image),
+                                     "image/jpeg")
+            for index, image in enumerate(request.images[:model.reference_images])}
+
+
+def _source_fields(model: ModelSpec, request: GenerationRequest,
+                   fields: dict[str, Any]) -> dict[str, Any]:
+    """SD 1.5 img2img/inpainting: the source as image_b64 and the mask as uint8 bytes.
+
+    Both are cropped and scaled to the output size sent, so the mask always matches the image
+    (Cloudflare wants them the same size) and the model needs no resizing of its own.
+    """
+    if not request.images or not model.source_image:
+        return {}
+    width = fields.get("width", request.width)
+    height = fields.get("height", request.height)
+    source = imaging.fit(request.images[0].data, width, height, "png").data
+    extra: dict[str, Any] = {"image_b64": pybase64.b64encode(source).decode("ascii")}
+    if model.mask and request.mask is not None:
+        extra["mask"] = list(imaging.fit(request.mask, width, height, "png").data)
+    if model.strength and request.strength is not None:
+        extra["strength"] = float(max(0.0, min(1.0, request.strength)))
+    return extra
+# --- end image input -----------------------------------------------------------------------------
 
 
 def seconds_until_utc_midnight(now: datetime | None = None) -> int:
@@ -180,6 +216,10 @@ class CloudflareBackend:
         # CF documents `/workers-ai/{model}`, some gateways only answer `/workers-ai/run/{model}`
         # (reference §7); flipped once the `/run/` form is seen to work.
         self._gateway_run_path = False
+        # FLUX.2 multipart calls fail through AI Gateway (HTTP 500, code 7000; reference §8):
+        # flipped on the first such failure, after which every multipart call goes direct.
+        self._multipart_direct = False
+        self._said_direct = False
 
     def __repr__(self) -> str:
         # Never the tokens: a repr can end up in a log line or a traceback.
@@ -188,9 +228,10 @@ class CloudflareBackend:
 
     # -- URLs and headers ---------------------------------------------------------------------
 
-    def url_for(self, model: ModelSpec, *, run_path: bool | None = None) -> str:
+    def url_for(self, model: ModelSpec, *, run_path: bool | None = None,
+                direct: bool = False) -> str:
         """Return the endpoint for `model`, keeping the id's slashes and `@` literally."""
-        if not self.gateway_url:
+        if not self.gateway_url or direct:
             return f"{self.api_base}/accounts/{self.account_id}/ai/run/{model.id}"
         use_run = self._gateway_run_path if run_path is None else run_path
         return f"{self.gateway_url}/workers-ai/{'run/' if use_run else ''}{model.id}"
@@ -216,9 +257,10 @@ class CloudflareBackend:
         model = request.model
         model.check_prompt(request.prompt)
         json_body, files = build_request(model, request)
+        direct = self._goes_direct(model, bool(request.images))
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
-            outcome = self._attempt(model, json_body, files, attempt, attempts)
+            outcome = self._attempt(model, json_body, files, attempt, attempts, direct)
             if isinstance(outcome, GeneratedImage):
                 return outcome
             wait = self._wait_before_retry(outcome, attempt)
@@ -237,12 +279,41 @@ class CloudflareBackend:
             return failure.retry_after if failure.retry_after <= RETRY_AFTER_CAP else None
         return self._rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
 
+    # --- image input (issue 11) ---------------------------------------------------------------
+    def _goes_direct(self, model: ModelSpec, has_images: bool) -> bool:
+        """Whether a multipart call skips the gateway (reference §8), saying so once in the log."""
+        if not self.gateway_url or model.encoding != "multipart":
+            return False
+        if not (has_images or self._multipart_direct):
+            return False
+        self._say_direct("multipart calls with images")
+        return True
+
+    def _say_direct(self, what: str) -> None:
+        if not self._said_direct:
+            self._said_direct = True
+            log.warning("cloudflare: %s go to the direct route, not through CF_AI_GATEWAY "
+                        "(AI Gateway fails FLUX.2 multipart calls: HTTP 500, code 7000)", what)
+
+    def _is_gateway_7000(self, model: ModelSpec, resp: requests.Response) -> bool:
+        return (model.encoding == "multipart" and resp.status_code == 500
+                and self._error_from(resp).code == 7000)
+    # --- end image input ----------------------------------------------------------------------
+
     def _attempt(self, model: ModelSpec, json_body: dict | None, files: dict | None,
-                 attempt: int, attempts: int) -> GeneratedImage | _Failure:
+                 attempt: int, attempts: int, direct: bool = False) -> GeneratedImage | _Failure:
         """Make one attempt (two requests when the gateway path must be discovered)."""
         try:
-            resp = self._post(model, self.url_for(model), json_body, files, attempt, attempts)
-            if self.gateway_url and not self._gateway_run_path and self._is_7003(resp):
+            resp = self._post(model, self.url_for(model, direct=direct), json_body, files,
+                              attempt, attempts)
+            if self.gateway_url and not direct and self._is_gateway_7000(model, resp):
+                self._multipart_direct = True
+                self._say_direct("multipart calls")
+                direct = True
+                resp = self._post(model, self.url_for(model, direct=True), json_body, files,
+                                  attempt, attempts)
+            if (self.gateway_url and not direct and not self._gateway_run_path
+                    and self._is_7003(resp)):
                 # Reference §7: one 3P gateway answered 7003 without `/run/`; try that form once.
                 run_resp = self._post(model, self.url_for(model, run_path=True), json_body,
                                       files, attempt, attempts)
