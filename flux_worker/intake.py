@@ -95,6 +95,11 @@ def decode(data: bytes, label: str, *, max_pixels: int = MAX_INPUT_PIXELS,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=_READABLE)
+    except Image.DecompressionBombError:
+        # Pillow's own hard limit (2x MAX_IMAGE_PIXELS) trips already while reading the header.
+        raise ImageRefused(
+            f"{label} has far too many pixels; at most {max_pixels // 1_000_000} megapixels "
+            "are accepted. Scale it down and try again.", param="image") from None
     except _DECODE_ERRORS:
         raise ImageRefused(f"{label} is not a {_FORMATS_TEXT} image (or it is corrupt); send "
                            "one of those formats.", param="image") from None

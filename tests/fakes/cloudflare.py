@@ -164,6 +164,56 @@ _SCHEMAS = (
     ModelSchema("@cf/lykon/dreamshaper-8-lcm", "json", dict(_SD),
                 "binary", "PNG", (1024, 1024), sized=True),
 )
+# --- image input (issue 11): SD 1.5 img2img and inpainting (reference §1, §2, §8) -------------
+# Same schema as the SD family, but these models change a source image: img2img needs `image`
+# or `image_b64`, inpainting also a `mask` the size of the image (checked by _check_sources).
+_SD15_IMG2IMG = "@cf/runwayml/stable-diffusion-v1-5-img2img"
+_SD15_INPAINTING = "@cf/runwayml/stable-diffusion-v1-5-inpainting"
+_SCHEMAS += (
+    ModelSchema(_SD15_IMG2IMG, "json", dict(_SD), "binary", "PNG", (512, 512), sized=True),
+    ModelSchema(_SD15_INPAINTING, "json", dict(_SD), "binary", "PNG", (512, 512), sized=True),
+)
+_NEEDS_SOURCE = {_SD15_IMG2IMG: False, _SD15_INPAINTING: True}   # model -> needs a mask too
+
+
+def _decode_input(name: str, data: bytes) -> tuple[int, int]:
+    """The size of an input image; an undecodable one is 3030, as Cloudflare answers (§4)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.size
+    except Exception as exc:  # any decoder failure
+        raise Flagged(f"AiError: 3030: Input image '/{name}' could not be decoded") from exc
+
+
+def _check_sources(schema_id: str, fields: dict[str, Any]) -> None:
+    """Enforce the image inputs of the SD 1.5 image models: present, decodable, same size."""
+    if schema_id not in _NEEDS_SOURCE:
+        return
+    given = [n for n in ("image", "image_b64") if n in fields]
+    if not given:
+        raise BadInput("Error: Missing required properties '/image' or '/image_b64' at '/'")
+    if len(given) > 1:
+        raise BadInput("Error: oneOf at '/' not met: send either '/image' or '/image_b64'")
+    if given[0] == "image_b64":
+        try:
+            source = base64.b64decode(fields["image_b64"], validate=True)
+        except ValueError:
+            raise BadInput("Error: '/image_b64' is not valid base64") from None
+    else:
+        source = bytes(fields["image"])
+    size = _decode_input(given[0], source)
+    if _NEEDS_SOURCE[schema_id]:
+        if "mask" not in fields:
+            raise BadInput("Error: Missing required properties '/mask' at '/'")
+        mask_size = _decode_input("mask", bytes(fields["mask"]))
+        if mask_size != size:
+            raise BadInput(f"Error: '/mask' must be the size of the image ({size[0]}x{size[1]}), "
+                           f"got {mask_size[0]}x{mask_size[1]}")
+    elif "mask" in fields:
+        raise BadInput("Additional or unevaluated properties '/mask' at '/' not allowed")
+# --- end image input -----------------------------------------------------------------------------
+
 MODELS: dict[str, ModelSchema] = {m.id: m for m in _SCHEMAS}
 
 
@@ -703,15 +753,19 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
              llm_key: str = DEFAULT_LLM_KEY, latency: float = 0.0, image_kb: int | None = None,
              llm_latency: float = 0.0, fault_sleep: float = DEFAULT_FAULT_SLEEP,
              gateway_token: str | None = None, gateway_run_only: bool = False,
-             record_limit: int = 10000, fail_rate: float = 0.0) -> Flask:
+             record_limit: int = 10000, fail_rate: float = 0.0,
+             gateway_multipart_7000: bool = False) -> Flask:
     """Build the fake's Flask app.
 
     gateway_token: when set, gateway routes demand `cf-aig-authorization: Bearer <it>` (§7).
     gateway_run_only: the documented `/workers-ai/{model}` form answers 7003, as one 3P gateway
     did (§7), so a client's fallback to `/workers-ai/run/{model}` can be tested.
     fail_rate: the share of generations (0..1) answered with a random fault from RANDOM_FAULTS.
+    gateway_multipart_7000: gateway routes answer multipart calls with HTTP 500, code 7000, as
+    AI Gateway does for FLUX.2 (§8), so a client's fallback to the direct route can be tested.
     """
     app = Flask(__name__)
+    app.config["FAKE_GATEWAY_MULTIPART_7000"] = gateway_multipart_7000
     state = FakeState(account_id=account_id, api_token=api_token, llm_key=llm_key,
                       gateway_token=gateway_token, gateway_run_only=gateway_run_only,
                       latency=float(latency), llm_latency=float(llm_latency),
@@ -842,6 +896,11 @@ def _run(account: str, model: str, *, route: str, gateway: str | None = None) ->
         return _finish(entry, _auth_error())
     if account != st.account_id or (route == "gateway" and st.gateway_run_only):
         return _finish(entry, _could_not_route(request.path))
+    # image input (issue 11): AI Gateway fails FLUX.2 multipart calls with 500 / 7000 (§8).
+    if (gateway is not None and current_app.config.get("FAKE_GATEWAY_MULTIPART_7000")
+            and (request.content_type or "").startswith("multipart/")):
+        return _finish(entry, cf_error(500, 7000, "AiError: AI Gateway does not support "
+                                                  "ReadableStreams yet"))
     schema = MODELS.get(model)
     if schema is None:
         return _finish(entry, cf_error(400, 5007, f"No such model {model} or task"))
@@ -883,7 +942,9 @@ def _validated_fields(schema: ModelSchema) -> dict[str, Any]:
     parsed, body = _parse_json_body()
     if not parsed:
         raise BadInput("Type mismatch of '/', 'string' not in 'object'")
-    return validate_json(schema, body)
+    fields = validate_json(schema, body)
+    _check_sources(schema.id, fields)   # image input (issue 11)
+    return fields
 
 
 def _output_size(schema: ModelSchema, fields: dict[str, Any]) -> tuple[int, int]:
