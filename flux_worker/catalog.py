@@ -152,6 +152,20 @@ CATALOG: tuple[ModelSpec, ...] = (
               "stabilityai", "Stable Diffusion XL base 1.0", **_SD),
     ModelSpec("@cf/lykon/dreamshaper-8-lcm", ("dreamshaper-8-lcm", "dreamshaper"), "lykon",
               "DreamShaper 8 LCM: photorealistic SD 1.5 fine-tune", **_SD),
+    # --- image input (issue 11): typed fields, no shared dict ---------------------------------
+    ModelSpec("@cf/runwayml/stable-diffusion-v1-5-img2img",
+              ("stable-diffusion-v1-5-img2img", "sd15-img2img", "img2img"), "runwayml",
+              "Stable Diffusion 1.5 img2img: redraws a source image after a prompt",
+              size=SizeRange(256, 2048), steps_field="num_steps", steps_max=20, seed=True,
+              guidance=(0.0, 30.0), negative_prompt=True, response="binary",
+              source_image=True, strength=True, needs_image=True),
+    ModelSpec("@cf/runwayml/stable-diffusion-v1-5-inpainting",
+              ("stable-diffusion-v1-5-inpainting", "sd15-inpainting", "inpainting"), "runwayml",
+              "Stable Diffusion 1.5 inpainting: repaints the masked area of a source image",
+              size=SizeRange(256, 2048), steps_field="num_steps", steps_max=20, seed=True,
+              guidance=(0.0, 30.0), negative_prompt=True, response="binary",
+              source_image=True, mask=True, strength=True, needs_image=True),
+    # --- end image input ----------------------------------------------------------------------
 )
 
 
