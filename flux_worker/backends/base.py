@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,8 @@ class GenerationRequest:
     strength: float | None = None        # 0..1, for models with `strength`
     variation: bool = False              # an images/variations request (no user prompt)
     # --- end image input ----------------------------------------------------------------------
+    # Set when the client has gone: a backend checks it before any retry.
+    cancel: threading.Event | None = None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ import requests
 from .. import imaging, intake
 from ..catalog import ModelSpec, SizeRange
 from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
-                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout)
+                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout,
+                      raise_if_cancelled)
 from .base import GeneratedImage, GenerationRequest
 
 log = logging.getLogger("flux_worker.cloudflare")
@@ -267,6 +268,8 @@ class CloudflareBackend:
             if attempt == attempts or wait is None:
                 raise outcome.error from outcome.cause
             self._sleep(wait)
+            # A retry is a second bill: not for a client that has gone meanwhile.
+            raise_if_cancelled(request.cancel)
         raise AssertionError("unreachable")  # the loop always returns or raises
 
     def _wait_before_retry(self, failure: _Failure, attempt: int) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import re
@@ -13,6 +12,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import metrics
+from ..auth import key_matches
 from ..errors import AuthenticationError, InvalidRequest
 from ..services import Services
 
@@ -28,39 +28,29 @@ def services() -> Services:
 
 
 def require_api_key() -> None:
-    """Raise AuthenticationError unless the request carries one of the configured keys."""
+    """Read the Bearer key once per request; raise AuthenticationError unless it is configured."""
+    auth = request.authorization
+    # Werkzeug parses the header; anything but a Bearer token counts as no key.
+    token = auth.token if auth is not None and auth.type == "bearer" else None
+    g.api_key = token.strip() if token else None
     keys = services().config.api_keys
     if not keys:
         return
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    if not g.api_key:
         raise AuthenticationError(
             "You didn't provide an API key. Send it in the header `Authorization: Bearer <key>` "
             "(the key is the API_KEY configured on this server).")
-    # Compare against every key so the time taken does not tell which one nearly matched.
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(token.encode(), key.encode())
-    if not matched:
+    if not key_matches(keys, g.api_key):
         raise AuthenticationError(
             "Incorrect API key provided. Use one of the keys in this server's API_KEY, sent as "
             "`Authorization: Bearer <key>`.")
 
 
-def admit_generation() -> None:
-    """Count the request against the caller's rate limit and take an in-flight slot.
-
-    The caller must release the slot with `services().gate.release()` when the generation ends.
-    """
-    svc = services()
-    if svc.limiter is not None:
-        header = request.headers.get("Authorization", "")
-        # Per API key when keys are configured (authentication already passed), else per address.
-        identity = header.partition(" ")[2].strip() if svc.config.api_keys else request.remote_addr
-        svc.limiter.hit(identity or "anonymous")
-    svc.gate.acquire()
+def caller_identity() -> str:
+    """Whom rate limits count: the API key when keys are configured, else the client address."""
+    if services().config.api_keys and getattr(g, "api_key", None):
+        return g.api_key
+    return request.remote_addr or "anonymous"
 
 
 def json_body() -> dict:
