@@ -74,9 +74,10 @@ def build_models(config: Config) -> ModelRegistry:
         default = config.flux_model if config.flux_model in names else names[0]
         return ModelRegistry.build(names, default, catalog)
     try:
-        return ModelRegistry.build(config.image_models, config.flux_model)
+        return ModelRegistry.build(config.image_models, config.flux_model,
+                                   edit_name=config.edit_model)
     except ValueError as exc:
-        raise ConfigError(f"IMAGE_MODELS / FLUX_MODEL: {exc}") from None
+        raise ConfigError(f"IMAGE_MODELS / FLUX_MODEL / EDIT_MODEL: {exc}") from None
 
 
 def build_backend(config: Config, session: requests.Session) -> ImageBackend:

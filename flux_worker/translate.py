@@ -30,6 +30,14 @@ _LABEL = re.compile(r"^(english\s+)?(image\s+)?prompt\s*:\s*", re.I)
 _VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.I)
 
 
+# image input (issue 11): an edit's text is an instruction about a picture the model also gets.
+EDIT_SYSTEM_MESSAGE = """You write instructions for an image-editing model that gets the user's picture.
+Turn the user's request, in whatever language, into one short English editing instruction.
+Keep it an instruction about the given picture ("make the cat wear a red hat", "turn the sky
+pink"): do not describe a new scene and do not invent changes the user did not ask for.
+Answer with the instruction only: no preamble, quotes, explanations or markdown; at most 60 words."""
+
+
 class TranslationFailed(Exception):
     """The LLM could not deliver a usable prompt (timeout, HTTP error, empty answer)."""
 
@@ -47,8 +55,8 @@ class Translator(Protocol):
 
     model: str
 
-    def translate(self, prompt: str, ratio: str) -> Translation:
-        """Return the translated prompt; raise TranslationFailed on any failure."""
+    def translate(self, prompt: str, ratio: str, *, edit: bool = False) -> Translation:
+        """Return the translated prompt (an instruction when `edit`); raise TranslationFailed."""
 
 
 def chat_completions_url(base: str) -> str:
@@ -87,13 +95,14 @@ class ChatTranslator:
         self._timeout = timeout
         self._system = system_message or SYSTEM_MESSAGE
 
-    def translate(self, prompt: str, ratio: str) -> Translation:
+    def translate(self, prompt: str, ratio: str, *, edit: bool = False) -> Translation:
         """Ask the LLM for an English prompt; raise TranslationFailed on any failure."""
         body = {
             "model": self._model_id,
             "messages": [
-                {"role": "system", "content": self._system},
-                {"role": "user", "content": f"{prompt}\n\nAspect ratio: {ratio}"},
+                {"role": "system", "content": EDIT_SYSTEM_MESSAGE if edit else self._system},
+                {"role": "user",
+                 "content": prompt if edit else f"{prompt}\n\nAspect ratio: {ratio}"},
             ],
             "temperature": 0.6,
             # Reasoning models spend tokens on <think>; leave room for the prompt itself.
