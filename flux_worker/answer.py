@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 from . import openai_format
 from .admission import Ticket
 from .errors import APIError
-from .messages import Phrasebook
+from .phrases import Phrasebook
 from .pipeline import ImageJob, ImageResult, Pipeline
 from .streaming import HEARTBEAT
 

@@ -6,7 +6,7 @@ import hmac
 
 
 def key_matches(keys: tuple[str, ...], token: str | None) -> bool:
-    """Tell whether `token` is one of `keys`, in time that does not depend on which nearly matched."""
+    """Tell whether `token` is one of `keys`, in constant time whichever key nearly matched."""
     if not token:
         return False
     presented = token.encode("utf-8", "surrogatepass")

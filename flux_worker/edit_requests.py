@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidRequest
-from .prompt import SizeSpec, parse_size_param
+from .sizes import SizeSpec, parse_size_param
 
 MAX_EDIT_IMAGES = 4
 _OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}

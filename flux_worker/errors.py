@@ -182,6 +182,21 @@ class Cancelled(APIError):
     code = "cancelled"
 
 
+def json_type_name(value: object) -> str:
+    """Name a JSON value's type the way the client wrote it, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
 def raise_if_cancelled(cancel: "threading.Event | None") -> None:
     """Raise Cancelled when `cancel` is set: the client of this generation has gone."""
     if cancel is not None and cancel.is_set():

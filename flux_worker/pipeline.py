@@ -19,16 +19,15 @@ from typing import Callable
 
 from . import imaging, metrics
 from .backends.base import GenerationRequest, ImageBackend
-from .catalog import ModelSpec
+from .catalog import SEED_MAX, ModelSpec
 from .errors import InvalidRequest, StorageError, UpstreamError, raise_if_cancelled
 from .intake import InputImage
-from .prompt import ParsedPrompt, SizeSpec, resolve_size
+from .prompt import ParsedPrompt
+from .sizes import SizeSpec, resolve_size
 from .storage import ImageStore, new_key
 from .translate import TranslationFailed, Translator
 
 log = logging.getLogger(__name__)
-
-MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ class Pipeline:
             ignored.append("--no")
         if model.seed and seed is None:
             # A seed the user can see lets them reproduce or vary an image they liked.
-            seed = secrets.randbelow(MAX_SEED + 1)
+            seed = secrets.randbelow(SEED_MAX + 1)
         return ImageJob(
             original=original, prompt=parsed.text, model=model,
             width=resolved.width, height=resolved.height, ratio=resolved.ratio_label,
@@ -286,12 +285,12 @@ class Pipeline:
             log.warning("could not delete image %s of a failed batch", key[:6])
 
     def variant_seed(self, job: ImageJob, index: int) -> int | None:
-        """The seed of the index-th image of a batch: distinct images, reproducible from the first."""
+        """The seed of the index-th image of a batch: distinct, reproducible from the first."""
         if job.seed is None:
             # Models without a seed vary by themselves; the index still tells a local
             # backend (demo) to draw a different image.
             return index or None
-        return (job.seed + index) % (MAX_SEED + 1)
+        return (job.seed + index) % (SEED_MAX + 1)
 
 
 def _clamp_guidance(model: ModelSpec, guidance: float | None) -> float | None:

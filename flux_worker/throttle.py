@@ -86,7 +86,7 @@ def limits_storage_url(storage_url: str) -> str:
 
 
 class RateLimiter:
-    """Per-identity limits such as `30/minute;500/day`, counted in images, answered with RateLimited.
+    """Per-identity limits such as `30/minute;500/day`, counted in images (RateLimited past them).
 
     When the counter store is unreachable the limiter fails closed (503 storage_error): counts
     that cannot be kept protect nothing, and an open door would let any caller spend the

@@ -13,7 +13,7 @@ from flux_worker.errors import Overloaded, RateLimited, StorageError
 from flux_worker.services import build_services
 from flux_worker.throttle import InflightGate, RateLimiter
 
-from .conftest import TEST_KEY, make_config
+from .helpers import TEST_KEY, make_config
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 

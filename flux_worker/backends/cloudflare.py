@@ -44,7 +44,7 @@ from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaE
                       raise_if_cancelled)
 from .base import GeneratedImage, GenerationRequest
 
-log = logging.getLogger("flux_worker.cloudflare")
+log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 CONNECT_TIMEOUT = 10.0

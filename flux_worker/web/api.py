@@ -15,10 +15,17 @@ from flask import Blueprint, Response, g, jsonify, stream_with_context
 from .. import housekeeping, openai_format
 from ..answer import chat_answer, holding, sse_events
 from ..api_requests import ChatRequest, ImagesRequest
-from ..messages import Phrasebook
+from ..phrases import Phrasebook
 from ..prompt import last_user_text, parse_prompt
 from ..streaming import Background
-from .common import caller_identity, image_link, json_body, public_base_url, require_api_key, services
+from .common import (
+    caller_identity,
+    image_link,
+    json_body,
+    public_base_url,
+    require_api_key,
+    services,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
@@ -44,12 +51,13 @@ def chat_completions():
     # A caller over its limit is refused before any pattern runs over its text.
     svc.admission.check(identity)
     cid, created = openai_format.completion_id(), int(time.time())
-    chore = housekeeping.detect(chat.messages, text)
-    if chore is not None:
+    task = housekeeping.detect(chat.messages, text)
+    if task is not None:
         # A client's background request (title, tags) gets a short text, not an image.
-        log.info("answered %s %s request without an image", chore.client, chore.kind)
+        log.info("answered %s %s request without an image", task.client, task.kind)
         model_name = chat.model or svc.models.default.id
-        return _chat_reply(chat, cid, created, model_name, text, iter([chore.reply or words("housekeeping")]))
+        reply = task.reply or words("housekeeping")
+        return _chat_reply(chat, cid, created, model_name, text, iter([reply]))
     model = svc.models.for_chat(chat.model)
     g.model = model.id
     job = svc.pipeline.plan(parse_prompt(text), text, model)
@@ -115,7 +123,8 @@ def images_generations():
 def list_models():
     """The image models offered, in OpenAI's list format."""
     svc = services()
-    return jsonify(openai_format.model_list([_model_object(svc, spec) for spec in svc.models.models]))
+    return jsonify(openai_format.model_list(
+        [_model_object(svc, spec) for spec in svc.models.models]))
 
 
 @bp.get("/v1/models/<path:model_id>")

@@ -16,6 +16,7 @@ from ..auth import key_matches
 from ..errors import AuthenticationError, InvalidRequest
 from ..services import Services
 
+# A deliberately named logger: operators route access lines apart from the rest.
 log = logging.getLogger("flux_worker.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
