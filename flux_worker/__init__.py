@@ -43,10 +43,10 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     app.json.sort_keys = False
     app.extensions["flux_worker"] = services
 
-    from .web import api, common, errors, files, metrics, openapi, pages
+    from .web import api, common, edits, errors, files, metrics, openapi, pages
     errors.register(app)
     common.install(app)
-    for blueprint in (pages.bp, api.bp, files.bp, openapi.bp, metrics.bp):
+    for blueprint in (pages.bp, api.bp, edits.bp, files.bp, openapi.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)
     app.wsgi_app = common.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)

@@ -24,6 +24,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Images: {}",
         "failed": "❌ Image generation failed: {}",
         "housekeeping": "This is an image generation model: send a description of the picture you want, such as `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Reference: {}",
+        "attached": "attached image {n} ({size})",
+        "instruction": "✏️ Instruction: {}",
+        "model": "🤖 Model: {}",
+        "model_instead": "🤖 Model: {model} ({requested} takes no images; EDIT_MODEL drew this edit)",
     },
     "de": {
         "original": "🎨 Ursprünglicher Prompt: {}",
@@ -40,6 +46,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Bilder: {}",
         "failed": "❌ Bilderstellung fehlgeschlagen: {}",
         "housekeeping": "Dies ist ein Bildgenerierungsmodell: Beschreiben Sie das gewünschte Bild, zum Beispiel `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Vorlage: {}",
+        "attached": "angehängtes Bild {n} ({size})",
+        "instruction": "✏️ Anweisung: {}",
+        "model": "🤖 Modell: {}",
+        "model_instead": "🤖 Modell: {model} ({requested} nimmt keine Bilder; EDIT_MODEL hat diese Bearbeitung erstellt)",
     },
     "zh-cn": {
         "original": "🎨 原始提示词：{}",
@@ -56,6 +68,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ 图像：{}",
         "failed": "❌ 图像生成失败：{}",
         "housekeeping": "这是一个图像生成模型：请描述你想要的图片，例如 `一只可爱的猫 16:9`。",
+        # image input (issue 11)
+        "references": "🖼️ 参考图：{}",
+        "attached": "附加图像 {n}（{size}）",
+        "instruction": "✏️ 编辑指令：{}",
+        "model": "🤖 模型：{}",
+        "model_instead": "🤖 模型：{model}（{requested} 不接受图像；由 EDIT_MODEL 完成此编辑）",
     },
     "zh-hant": {
         "original": "🎨 原始提示詞：{}",
@@ -72,6 +90,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ 圖像：{}",
         "failed": "❌ 圖像生成失敗：{}",
         "housekeeping": "這是一個圖像生成模型：請描述你想要的圖片，例如 `一隻可愛的貓 16:9`。",
+        # image input (issue 11)
+        "references": "🖼️ 參考圖：{}",
+        "attached": "附加圖像 {n}（{size}）",
+        "instruction": "✏️ 編輯指令：{}",
+        "model": "🤖 模型：{}",
+        "model_instead": "🤖 模型：{model}（{requested} 不接受圖像；由 EDIT_MODEL 完成此編輯）",
     },
     "ja": {
         "original": "🎨 元のプロンプト：{}",
@@ -88,6 +112,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ 画像：{}",
         "failed": "❌ 画像の生成に失敗しました：{}",
         "housekeeping": "これは画像生成モデルです。欲しい画像を説明してください（例：`a cute cat 16:9`）。",
+        # image input (issue 11)
+        "references": "🖼️ 参照画像：{}",
+        "attached": "添付画像 {n}（{size}）",
+        "instruction": "✏️ 指示：{}",
+        "model": "🤖 モデル：{}",
+        "model_instead": "🤖 モデル：{model}（{requested} は画像を受け付けないため EDIT_MODEL が編集しました）",
     },
     "es": {
         "original": "🎨 Prompt original: {}",
@@ -104,6 +134,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Imágenes: {}",
         "failed": "❌ La generación de la imagen falló: {}",
         "housekeeping": "Este es un modelo de generación de imágenes: describe la imagen que quieres, por ejemplo `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Referencia: {}",
+        "attached": "imagen adjunta {n} ({size})",
+        "instruction": "✏️ Instrucción: {}",
+        "model": "🤖 Modelo: {}",
+        "model_instead": "🤖 Modelo: {model} ({requested} no acepta imágenes; EDIT_MODEL hizo esta edición)",
     },
     "fr": {
         "original": "🎨 Prompt original : {}",
@@ -120,6 +156,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Images : {}",
         "failed": "❌ La génération de l'image a échoué : {}",
         "housekeeping": "Ceci est un modèle de génération d'images : décrivez l'image souhaitée, par exemple `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Référence : {}",
+        "attached": "image jointe {n} ({size})",
+        "instruction": "✏️ Instruction : {}",
+        "model": "🤖 Modèle : {}",
+        "model_instead": "🤖 Modèle : {model} ({requested} ne prend pas d'images ; EDIT_MODEL a fait cette retouche)",
     },
     "ru": {
         "original": "🎨 Исходный запрос: {}",
@@ -136,6 +178,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Изображения: {}",
         "failed": "❌ Не удалось создать изображение: {}",
         "housekeeping": "Это модель для создания изображений: опишите нужную картинку, например `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Исходное изображение: {}",
+        "attached": "вложенное изображение {n} ({size})",
+        "instruction": "✏️ Инструкция: {}",
+        "model": "🤖 Модель: {}",
+        "model_instead": "🤖 Модель: {model} ({requested} не принимает изображения; правку выполнила EDIT_MODEL)",
     },
 }
 

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, g, jsonify, stream_with_context
 from .. import housekeeping, openai_format
 from ..answer import chat_answer, holding, sse_events
 from ..api_requests import ChatRequest, ImagesRequest
+from ..image_edits import edit_answer
 from ..phrases import Phrasebook
 from ..prompt import last_user_text, parse_prompt
 from ..streaming import Background
@@ -26,6 +27,7 @@ from .common import (
     require_api_key,
     services,
 )
+from .edits import chat_edit_job
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
@@ -58,15 +60,19 @@ def chat_completions():
         model_name = chat.model or svc.models.default.id
         reply = task.reply or words("housekeeping")
         return _chat_reply(chat, cid, created, model_name, text, iter([reply]))
-    model = svc.models.for_chat(chat.model)
+    # Image input (issue 11): attached images or `--edit` make the message an edit.
+    job = chat_edit_job(chat.messages, text, chat.model)
+    answer = chat_answer if job is None else edit_answer
+    if job is None:
+        job = svc.pipeline.plan(parse_prompt(text), text, svc.models.for_chat(chat.model))
+    model = job.model
     g.model = model.id
-    job = svc.pipeline.plan(parse_prompt(text), text, model)
     svc.pipeline.check_storage()
     base = public_base_url()
     ticket = svc.admission.admit(identity, 1)
     cancel = threading.Event()
-    pieces = holding(chat_answer(job, svc.pipeline, words, lambda key: image_link(base, key),
-                                 cancel), ticket)
+    pieces = holding(answer(job, svc.pipeline, words, lambda key: image_link(base, key),
+                            cancel), ticket)
     if not chat.stream:
         return _chat_reply(chat, cid, created, model.id, text, pieces)
     # The generation runs in its own thread from now on and holds its slot until it ends.
