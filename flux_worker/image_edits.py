@@ -100,11 +100,13 @@ class ChatEdit:
     previous: bool           # the image came from an earlier answer (`--edit`), not attached
 
 
-def find_chat_edit(messages: list[Any], text: str) -> ChatEdit | None:
+def find_chat_edit(messages: list[Any], text: str,
+                   decide: Callable[[str], bool] | None = None) -> ChatEdit | None:
     """The edit a chat asks for, or None for a new picture; raise InvalidRequest if unclear.
 
     A last user message with `image_url` parts edits those images; `--edit` edits the newest
-    image of this service found in the conversation (an earlier answer's link).
+    image of this service found in the conversation (an earlier answer's link). `decide`
+    (CHAT_EDITS=auto: the LLM) may also call a follow-up without `--edit` an edit.
     """
     attached = _attached_urls(_last_user(messages))
     wants_previous = bool(_EDIT_FLAG.search(text))
@@ -112,7 +114,12 @@ def find_chat_edit(messages: list[Any], text: str) -> ChatEdit | None:
     if attached:
         return ChatEdit(instruction, tuple(attached), previous=False)
     if not wants_previous:
-        return None
+        if decide is None:
+            return None
+        previous = newest_own_image(messages)
+        if previous is None or not decide(text):
+            return None
+        return ChatEdit(text, (previous,), previous=True)
     if not instruction:
         raise InvalidRequest("`--edit` needs an instruction beside it, such as "
                              "`make it blue --edit`.", param="messages")

@@ -10,7 +10,7 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -36,7 +36,7 @@ _IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")
 
 
 @bp.before_request
-def authenticate_and_allow_uploads():
+def authenticate_and_allow_uploads() -> None:
     require_api_key()
     # Per request, before anything reads the body: uploads may be larger than JSON bodies.
     request.max_content_length = services().config.max_upload_bytes
@@ -52,7 +52,7 @@ def image_intake() -> ImageIntake:
 
 @bp.post("/v1/images/edits")
 @bp.post("/images/edits")
-def images_edits():
+def images_edits() -> Response:
     """OpenAI Images API edits: 1-4 images (and a mask) changed after a prompt."""
     svc = services()
     fields, files = _read_body()
@@ -84,7 +84,7 @@ def images_edits():
 
 @bp.post("/v1/images/variations")
 @bp.post("/images/variations")
-def images_variations():
+def images_variations() -> Response:
     """OpenAI Images API variations: `n` new takes on one image, each with its own seed."""
     svc = services()
     fields, files = _read_body()
@@ -104,7 +104,7 @@ def images_variations():
     return _render(job, req.n, req.response_format)
 
 
-def _render(job: ImageJob, n: int, response_format: str):
+def _render(job: ImageJob, n: int, response_format: str) -> Response:
     """Render `n` images of the job and answer exactly like /v1/images/generations."""
     svc = services()
     g.model = job.model.id
@@ -148,10 +148,14 @@ def _read(upload: FileStorage, intake: ImageIntake) -> bytes:
 
 def chat_edit_job(messages: list[Any], text: str, model_name: str | None) -> ImageJob | None:
     """The job of a chat message that edits (attached images or `--edit`), else None."""
-    edit = find_chat_edit(messages, text)
+    svc = services()
+    translator = svc.pipeline.translator
+    # CHAT_EDITS=auto needs an LLM to decide; without one it behaves as explicit.
+    decide = (translator.decide_edit if svc.config.chat_edits == "auto" and translator
+              else None)
+    edit = find_chat_edit(messages, text, decide)
     if edit is None:
         return None
     images: list[InputImage] = load_chat_images(image_intake(), edit)
-    svc = services()
     return plan_edit(svc.pipeline, svc.models, edit.text, images, None,
                      EditOptions(model=model_name), chat_model=True)
