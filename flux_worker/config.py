@@ -81,7 +81,6 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MAX_UPLOAD_BYTES", "20971520", "Largest multipart body of `/v1/images/edits` and `/v1/images/variations` (413 above it); JSON bodies keep `MAX_BODY_BYTES`."),
     # --- end image input --------------------------------------------------------------------------
 )
-VARIABLE_NAMES = frozenset(v.name for v in VARIABLES)
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
 
 

@@ -6,8 +6,6 @@ the original Worker, so clients and users who knew it see the same answer.
 
 from __future__ import annotations
 
-from string import Formatter
-
 PHRASES: dict[str, dict[str, str]] = {
     "en": {
         "original": "🎨 Original prompt: {}",
@@ -186,11 +184,6 @@ PHRASES: dict[str, dict[str, str]] = {
         "model_instead": "🤖 Модель: {model} ({requested} не принимает изображения; правку выполнила EDIT_MODEL)",
     },
 }
-
-
-def fields_of(template: str) -> list[str | None]:
-    """The placeholder names of a template (for the consistency test)."""
-    return [name for _, name, _, _ in Formatter().parse(template) if name is not None]
 
 
 class Phrasebook:

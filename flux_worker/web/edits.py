@@ -17,17 +17,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .. import edit_requests, openai_format
 from ..edit_requests import MAX_EDIT_IMAGES, EditRequest, VariationRequest
 from ..errors import InvalidRequest
-from ..image_edits import VARIATION_PROMPT, EditOptions, find_chat_edit, load_chat_images, plan_edit
+from ..image_edits import (VARIATION_PROMPT, EditOptions, find_chat_edit, load_chat_images,
+                           plan_edit)
 from ..intake import ImageIntake, InputImage, upload_too_large
 from ..pipeline import ImageJob
-from .common import (
-    caller_identity,
-    image_link,
-    json_body,
-    public_base_url,
-    require_api_key,
-    services,
-)
+from .auth import caller_identity, require_api_key
+from .body import json_body
+from .context import services
+from .links import image_link, public_base_url
 
 log = logging.getLogger(__name__)
 bp = Blueprint("edits", __name__)

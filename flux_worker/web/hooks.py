@@ -1,112 +1,21 @@
-"""Request plumbing shared by all blueprints: services, auth, JSON bodies, CORS, proxies, links."""
+"""Every request's frame: request ids, CORS and preflights, and the access log."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import secrets
 import time
 
-from flask import Flask, Response, current_app, g, request
-from werkzeug.middleware.proxy_fix import ProxyFix
+from flask import Flask, Response, g, request
 
 from .. import metrics
-from ..auth import key_matches
-from ..errors import AuthenticationError, InvalidRequest
-from ..services import Services
 
 # A deliberately named logger: operators route access lines apart from the rest.
 log = logging.getLogger("flux_worker.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID, OpenAI-Organization, OpenAI-Project"
-
-
-def services() -> Services:
-    """The services of the running app."""
-    return current_app.extensions["flux_worker"]
-
-
-def require_api_key() -> None:
-    """Read the Bearer key once per request; raise AuthenticationError unless it is configured."""
-    auth = request.authorization
-    # Werkzeug parses the header; anything but a Bearer token counts as no key.
-    token = auth.token if auth is not None and auth.type == "bearer" else None
-    g.api_key = token.strip() if token else None
-    keys = services().config.api_keys
-    if not keys:
-        return
-    if not g.api_key:
-        raise AuthenticationError(
-            "You didn't provide an API key. Send it in the header `Authorization: Bearer <key>` "
-            "(the key is the API_KEY configured on this server).")
-    if not key_matches(keys, g.api_key):
-        raise AuthenticationError(
-            "Incorrect API key provided. Use one of the keys in this server's API_KEY, sent as "
-            "`Authorization: Bearer <key>`.")
-
-
-def caller_identity() -> str:
-    """Whom rate limits count: the API key when keys are configured, else the client address."""
-    if services().config.api_keys and getattr(g, "api_key", None):
-        return g.api_key
-    return request.remote_addr or "anonymous"
-
-
-def json_body() -> dict:
-    """The request's JSON object, or InvalidRequest saying what is wrong with it."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        raise InvalidRequest("The request body is empty: send a JSON object with "
-                             "Content-Type: application/json.")
-    data = request.get_json(force=True, silent=True)
-    if data is None:
-        raise InvalidRequest("The request body is not valid JSON: send a JSON object with "
-                             "Content-Type: application/json.")
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object, such as "
-                             '{"model": "...", "messages": [...]}.')
-    return data
-
-
-def public_base_url() -> str:
-    """Base of absolute links: PUBLIC_BASE_URL, else this request's (proxy-aware) root URL."""
-    configured = services().config.public_base_url
-    return configured or request.url_root.rstrip("/")
-
-
-def image_link(base: str, key: str) -> str:
-    """The absolute URL of a stored image."""
-    return f"{base}/image/{key}"
-
-
-class TrustedProxyFix:
-    """Apply ProxyFix only to requests that come from a trusted proxy.
-
-    Plain ProxyFix believes X-Forwarded-* from anyone; gunicorn's forwarded_allow_ips shows the
-    better habit of trusting only known peers, which this keeps (default: loopback).
-    """
-
-    def __init__(self, app, trusted: tuple[str, ...]):
-        self.app = app
-        self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1)
-        self.trust_all = "*" in trusted
-        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted if t != "*"]
-
-    def __call__(self, environ, start_response):
-        if self._trusted(environ.get("REMOTE_ADDR", "")):
-            return self.fixed(environ, start_response)
-        return self.app(environ, start_response)
-
-    def _trusted(self, addr: str) -> bool:
-        if self.trust_all:
-            return True
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.networks)
 
 
 def install(app: Flask) -> None:
