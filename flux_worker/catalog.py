@@ -46,8 +46,6 @@ class ModelSpec:
     response: str = "json"                 # "json" (result.image base64) or "binary"
     max_prompt: int | None = None          # characters
     created: int = 1735689600
-<<<<<<< HEAD
-    extra_limits: dict = field(default_factory=dict, compare=False)
     # --- image input (issue 11) ---------------------------------------------------------------
     reference_images: int = 0              # FLUX.2: up to N references as input_image_0..N-1
     source_image: bool = False             # img2img: one source image (image_b64)
@@ -55,8 +53,6 @@ class ModelSpec:
     strength: bool = False                 # how far the result may move from the source, 0..1
     needs_image: bool = False              # refuses a text-only request (img2img, inpainting)
     # --- end image input ----------------------------------------------------------------------
-=======
->>>>>>> main
 
     @property
     def short_name(self) -> str:
