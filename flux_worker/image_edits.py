@@ -67,7 +67,8 @@ def plan_edit(pipeline: Pipeline, models: ModelRegistry, prompt: str,
     if model.mask and sd is None:
         # OpenAI's rule: without a mask, the image's own transparency marks what to change.
         sd = mask_from_alpha(images[0])
-        if sd is None:
+        # Only an inpainting model cannot work without one (an upstream edits API can).
+        if sd is None and model.needs_image:
             raise InvalidRequest(
                 f"{model.short_name} repaints only a masked area: send a `mask` (fully "
                 "transparent where the image should change), or an image with transparent "

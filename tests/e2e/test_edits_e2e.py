@@ -197,3 +197,26 @@ def test_strict_service_errors(cf, strict_service):
     body = _refused(cf, lambda: client.images.edit(image=big, prompt="x", model="klein-4b"),
                     status=413)
     assert "MAX_UPLOAD_BYTES" in body["message"]
+
+
+# --- IMAGE_BACKEND=openai: edits and variations go to the upstream's own endpoints ------------------
+
+def test_openai_backend_forwards_edits_and_variations(cf, fake_cf, tmp_path):
+    from .service import LLM_KEY
+    service = start_service(tmp_path, {
+        "API_KEY": API_KEY, "IMAGE_BACKEND": "openai", "IMAGE_API_BASE": fake_cf.url,
+        "IMAGE_API_KEY": LLM_KEY, "IMAGE_MODELS": "gpt-image-1"}, workers=1)
+    try:
+        client = client_for(service)
+        edited = client.images.edit(image=[("a.png", png((256, 256)), "image/png")] * 2,
+                                    mask=("m.png", mask_png((256, 256)), "image/png"),
+                                    prompt="make it blue", size="512x512")
+        assert edited.size == "512x512"
+        client.images.create_variation(image=("a.png", png((256, 256)), "image/png"))
+        calls = [r for r in cf.requests() if r["kind"] == "images"]
+        assert [c["route"] for c in calls] == ["openai_edits", "openai_variations"]
+        assert all(c["status"] == 200 for c in calls)
+        assert calls[0]["form"]["prompt"] == "make it blue" and "mask" in calls[0]["files"]
+        assert "image[]" in calls[0]["files"] and "prompt" not in calls[1]["form"]
+    finally:
+        service.stop()

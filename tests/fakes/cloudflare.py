@@ -809,6 +809,15 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
     def images_generations():
         return _images()
 
+    # image input (issue 11): OpenAI's edits and variations, multipart only.
+    @app.post("/v1/images/edits")
+    def images_edits():
+        return _images_with_input("edits")
+
+    @app.post("/v1/images/variations")
+    def images_variations():
+        return _images_with_input("variations")
+
     @app.get("/_fake/files/<file_id>.png")
     def fake_file(file_id: str):
         data = _state().files.get(file_id)
@@ -1119,6 +1128,40 @@ def _images() -> Response:
         data = [{"url": f"{base}/_fake/files/{st.store_file(png)}.png", "revised_prompt": prompt}
                 for _ in range(n)]
     return _finish(entry, _json({"created": int(time.time()), "data": data}))
+
+
+# --- image input (issue 11): OpenAI's /images/edits and /images/variations ----------------------
+
+def _images_with_input(kind: str) -> Response:
+    """Multipart edits (image or image[] up to 16, mask, prompt) and variations (one image)."""
+    st = _state()
+    entry = _record("images", f"openai_{kind}", request.form.get("model"), st.llm_key)
+    if _bearer(request.headers.get("Authorization")) != st.llm_key:
+        return _finish(entry, _openai_error(401, "Incorrect API key provided.",
+                                            code="invalid_api_key"))
+    if not (request.content_type or "").startswith("multipart/form-data"):
+        return _finish(entry, _openai_error(400, "Send multipart/form-data."))
+    images = request.files.getlist("image") + request.files.getlist("image[]")
+    if kind == "variations":
+        if len(images) != 1 or "prompt" in request.form:
+            return _finish(entry, _openai_error(400, "Send exactly one 'image' and no prompt.",
+                                                param="image"))
+    elif not images or len(images) > 16 or not request.form.get("prompt", "").strip():
+        return _finish(entry, _openai_error(400, "'image' (1-16) and 'prompt' are required.",
+                                            param="image"))
+    for upload in images + request.files.getlist("mask"):
+        try:
+            with Image.open(io.BytesIO(upload.read())) as img:
+                img.load()
+        except Exception:  # any decoder failure
+            return _finish(entry, _openai_error(400, "Invalid image file.", param="image"))
+    match = _SIZE.match(request.form.get("size", "1024x1024"))
+    if not match:
+        return _finish(entry, _openai_error(400, "'size' must be 'WxH'.", param="size"))
+    png = st.images.image(f"openai-{kind}", int(match.group(1)), int(match.group(2)), "PNG")
+    return _finish(entry, _json({"created": int(time.time()),
+                                 "data": [{"b64_json": base64.b64encode(png).decode()}]}))
+# --- end image input -----------------------------------------------------------------------------
 
 
 def _images_fault(kind: str) -> Response:
