@@ -199,7 +199,7 @@ def test_strict_service_errors(cf, strict_service):
     assert "MAX_UPLOAD_BYTES" in body["message"]
 
 
-# --- IMAGE_BACKEND=openai: edits and variations go to the upstream's own endpoints ------------------
+# --- IMAGE_BACKEND=openai: edits and variations go to the upstream's own endpoints --------------
 
 def test_openai_backend_forwards_edits_and_variations(cf, fake_cf, tmp_path):
     from .service import LLM_KEY
