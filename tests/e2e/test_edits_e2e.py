@@ -220,3 +220,29 @@ def test_openai_backend_forwards_edits_and_variations(cf, fake_cf, tmp_path):
         assert "image[]" in calls[0]["files"] and "prompt" not in calls[1]["form"]
     finally:
         service.stop()
+
+
+# --- AI Gateway: FLUX.2 multipart calls go direct (reference §8) ------------------------------------
+
+def test_gateway_multipart_goes_direct_and_says_so_once(tmp_path):
+    from tests.fakes import cloudflare
+
+    from .service import CF_ACCOUNT, CF_TOKEN
+    fake = cloudflare.start(account_id=CF_ACCOUNT, api_token=CF_TOKEN,
+                            gateway_multipart_7000=True)
+    service = start_service(tmp_path, cloudflare_env(
+        fake, CF_AI_GATEWAY=f"{fake.url}/gateway/v1/{CF_ACCOUNT}/gw"), workers=1)
+    try:
+        client = client_for(service)
+        client.images.edit(image=("a.png", png((300, 300)), "image/png"), prompt="blue",
+                           model="klein-4b")
+        client.images.generate(prompt="a cat", model="klein-4b")      # text only
+        client.images.generate(prompt="a dog", model="klein-4b")
+        calls = [(r["route"], r["status"]) for r in fake.requests() if r["kind"] == "run"]
+        # The edit went direct; the first text-only call met 7000 on the gateway and fell
+        # back; after that every multipart call goes direct.
+        assert calls == [("direct", 200), ("gateway", 500), ("direct", 200), ("direct", 200)]
+        assert service.log().count("go to the direct route") == 1
+    finally:
+        service.stop()
+        fake.stop()
