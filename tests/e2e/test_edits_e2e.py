@@ -222,7 +222,7 @@ def test_openai_backend_forwards_edits_and_variations(cf, fake_cf, tmp_path):
         service.stop()
 
 
-# --- AI Gateway: FLUX.2 multipart calls go direct (reference §8) ------------------------------------
+# --- AI Gateway: FLUX.2 multipart calls go direct (reference §8) ---------------------------------
 
 def test_gateway_multipart_goes_direct_and_says_so_once(tmp_path):
     from tests.fakes import cloudflare
