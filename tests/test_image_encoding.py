@@ -94,7 +94,7 @@ def envelope() -> dict:
             "errors": [], "messages": []}
 
 
-# --- FLUX.2 references ----------------------------------------------------------------------------
+# --- FLUX.2 references ---------------------------------------------------------------------------
 
 def test_flux2_sends_references_as_files_under_512(rsps):
     rsps.post(run_url(KLEIN), json=envelope())
@@ -149,7 +149,7 @@ def test_text_models_ignore_images_in_the_request_body(rsps):
     assert set(json.loads(rsps.calls[0].request.body)) == {"prompt"}
 
 
-# --- AI Gateway and multipart (reference §8) -------------------------------------------------------
+# --- AI Gateway and multipart (reference §8) -----------------------------------------------------
 
 def test_multipart_with_images_skips_the_gateway_and_says_so_once(rsps, caplog):
     caplog.set_level(logging.INFO, logger="flux_worker.cloudflare")
@@ -184,7 +184,7 @@ def test_json_models_keep_using_the_gateway(rsps):
     assert rsps.calls[0].request.url.startswith(GATEWAY)
 
 
-# --- which model draws ------------------------------------------------------------------------------
+# --- which model draws ---------------------------------------------------------------------------
 
 def test_a_model_without_image_input_is_replaced_by_the_edit_model():
     assert model_for_images(SCHNELL, 2, False, KLEIN) is KLEIN
@@ -229,7 +229,7 @@ def test_capabilities_list_image_input():
     assert INPAINT.capabilities()["image_input"]["mask"] is True
 
 
-# --- demo ---------------------------------------------------------------------------------------------
+# --- demo ----------------------------------------------------------------------------------------
 
 def test_demo_edit_derives_from_the_input_at_the_stated_size():
     demo = DemoBackend()
@@ -259,7 +259,7 @@ def test_demo_with_a_mask_changes_only_the_masked_area():
     assert all(abs(c - 128) <= 6 for c in kept)
 
 
-# --- IMAGE_BACKEND=openai -------------------------------------------------------------------------
+# --- IMAGE_BACKEND=openai ------------------------------------------------------------------------
 
 def b64_answer() -> dict:
     return {"created": 1, "data": [{"b64_json": base64.b64encode(PNG_OK).decode()}]}

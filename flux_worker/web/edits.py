@@ -17,8 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .. import edit_requests, openai_format
 from ..edit_requests import MAX_EDIT_IMAGES, EditRequest, VariationRequest
 from ..errors import InvalidRequest
-from ..image_edits import (VARIATION_PROMPT, EditOptions, find_chat_edit, load_chat_images,
-                           plan_edit)
+from ..image_edits import VARIATION_PROMPT, EditOptions, find_chat_edit, load_chat_images, plan_edit
 from ..intake import ImageIntake, InputImage, upload_too_large
 from ..pipeline import ImageJob
 from .auth import caller_identity, require_api_key
