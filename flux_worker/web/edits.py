@@ -113,8 +113,8 @@ def _render(job: ImageJob, n: int, response_format: str) -> Response:
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=job.model.seed)
     body = openai_format.images_response(
-        items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1],
-        model=job.model.id)
+        items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1])
+    body["model"] = job.model.id  # which model drew; OpenAI's answer allows extra fields
     if job.requested is not None:
         # Say which model drew: the one asked for takes no images, EDIT_MODEL stood in.
         body["requested_model"] = job.requested.id
