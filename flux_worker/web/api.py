@@ -58,7 +58,7 @@ def chat_completions():
         reply = task.reply or words("housekeeping")
         return _chat_reply(chat, cid, created, model_name, text, iter([reply]))
     # Image input (issue 11): attached images or `--edit` make the message an edit.
-    job = chat_edit_job(chat.messages, text, chat.model)
+    job = chat_edit_job(chat.model_dump()["messages"], text, chat.model)
     answer = chat_answer if job is None else edit_answer
     if job is None:
         job = svc.pipeline.plan(parse_prompt(text), text, svc.models.for_chat(chat.model))
