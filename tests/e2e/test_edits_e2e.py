@@ -211,7 +211,8 @@ def test_openai_backend_forwards_edits_and_variations(cf, fake_cf, tmp_path):
         edited = client.images.edit(image=[("a.png", png((256, 256)), "image/png")] * 2,
                                     mask=("m.png", mask_png((256, 256)), "image/png"),
                                     prompt="make it blue", size="512x512")
-        assert Image.open(io.BytesIO(base64.b64decode(edited.data[0].b64_json))).size == (512, 512)
+        got = Image.open(io.BytesIO(requests.get(edited.data[0].url, timeout=10).content))
+        assert got.size == (512, 512)
         client.images.create_variation(image=("a.png", png((256, 256)), "image/png"))
         calls = [r for r in cf.requests() if r["kind"] == "images"]
         assert [c["route"] for c in calls] == ["openai_edits", "openai_variations"]
