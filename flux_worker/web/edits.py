@@ -108,8 +108,9 @@ def _render(job: ImageJob, n: int, response_format: str) -> Response:
     with svc.admission.admit(caller_identity(), n):
         batch = svc.pipeline.render_batch(job, n)
     base = public_base_url()
+    results: list[Any] = list(batch.results)  # image_items takes a list of its own protocol
     items = openai_format.image_items(
-        batch.results, response_format, lambda key: image_link(base, key),
+        results, response_format, lambda key: image_link(base, key),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=job.model.seed)
     body = openai_format.images_response(
