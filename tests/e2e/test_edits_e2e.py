@@ -247,3 +247,13 @@ def test_gateway_multipart_goes_direct_and_says_so_once(tmp_path):
     finally:
         service.stop()
         fake.stop()
+
+
+@pytest.mark.parametrize("model", ["img2img", "inpainting"])
+def test_image_models_refuse_text_only_requests(cf, cf_service, model):
+    client = client_for(cf_service)
+    body = _refused(cf, lambda: client.images.generate(model=model, prompt="a fox"))
+    assert body["code"] == "image_required"
+    body = _refused(cf, lambda: client.chat.completions.create(model=model, messages=[
+        {"role": "user", "content": "a fox"}]))
+    assert body["code"] == "image_required"
