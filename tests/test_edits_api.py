@@ -261,3 +261,12 @@ def test_chat_with_a_remote_image_and_fetching_off_is_a_400(client):
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}], stream=True)
     assert resp.status_code == 400
     assert "FETCH_REMOTE_IMAGES" in resp.get_json()["error"]["message"]
+
+
+def test_edits_count_against_the_rate_limit_in_images():
+    with app_with(RATE_LIMIT="3/minute") as (app, _):
+        client = app.test_client()
+        assert edit(client, files(png((64, 64)), prompt="x", n=2)).status_code == 200
+        assert edit(client, files(png((64, 64)), n=1), "/v1/images/variations").status_code == 200
+        refused = edit(client, files(png((64, 64)), prompt="x"))
+    assert refused.status_code == 429 and "Retry-After" in refused.headers

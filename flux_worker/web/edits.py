@@ -34,6 +34,8 @@ _IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")
 @bp.before_request
 def authenticate_and_allow_uploads() -> None:
     require_api_key()
+    # A caller over its rate limit is refused before any image is read or decoded.
+    services().admission.check(caller_identity())
     # Per request, before anything reads the body: uploads may be larger than JSON bodies.
     request.max_content_length = services().config.max_upload_bytes
 
