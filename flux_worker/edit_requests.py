@@ -46,7 +46,7 @@ class _Common(BaseModel):
     model: str | None = None
     n: int = Field(1, ge=1, le=10)
     size: str | None = None
-    response_format: Literal["url", "b64_json"] = "url"
+    response_format: Literal["url", "b64_json"] | None = None   # None: as the model's name says
     output_format: str | None = None
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
@@ -58,7 +58,7 @@ class _Common(BaseModel):
     @field_validator("response_format", mode="before")
     @classmethod
     def _default_format(cls, value: Any) -> Any:
-        return "url" if value in (None, "") else value
+        return None if value == "" else value
 
     @field_validator("output_format")
     @classmethod

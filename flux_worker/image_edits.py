@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator
 
+from .answer import image_pieces
+from .budget import Hold
 from .catalog import ModelRegistry, model_for_images
 from .errors import InvalidRequest
 from .intake import ImageIntake, InputImage, mask_from_alpha, own_image_key, sd_mask
@@ -192,7 +194,8 @@ def load_chat_images(intake: ImageIntake, edit: ChatEdit) -> list[InputImage]:
 
 def edit_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
                 image_url: Callable[[str], str],
-                cancel: threading.Event | None = None) -> Iterator[str]:
+                cancel: threading.Event | None = None, hold: Hold | None = None,
+                show_cost: bool = False) -> Iterator[str]:
     """Yield the answer to a chat edit: references, instruction, model, size, then the image."""
     refs = []
     for index, image in enumerate(job.images, start=1):
@@ -215,7 +218,8 @@ def edit_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
         lines.append(words("seed", job.seed))
     if job.ignored:
         lines.append(words("ignored", model=job.model.short_name, options=", ".join(job.ignored)))
+    if job.clamped:
+        lines.append(words("clamped", model=job.model.short_name, options=", ".join(job.clamped)))
     yield "\n".join(lines) + "\n"
     result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel)
-    yield (f"{words('success')}\n{words('result')}\n\n"
-           f"![{words('alt')}]({image_url(result.key)})")
+    yield from image_pieces(job, result, words, image_url, hold, show_cost)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import nullcontext
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -77,7 +78,7 @@ def images_edits() -> Response:
                           negative=req.negative_prompt, guidance=req.guidance,
                           strength=req.strength, output_format=req.output_format)
     job = plan_edit(svc.pipeline, svc.models, req.prompt, images, mask, options)
-    return _render(job, req.n, req.response_format)
+    return _render(job, req.n, req.response_format, req.model)
 
 
 @bp.post("/v1/images/variations")
@@ -99,20 +100,28 @@ def images_variations() -> Response:
                           output_format=req.output_format)
     job = plan_edit(svc.pipeline, svc.models, VARIATION_PROMPT, [image], None, options,
                     variation=True)
-    return _render(job, req.n, req.response_format)
+    return _render(job, req.n, req.response_format, req.model)
 
 
-def _render(job: ImageJob, n: int, response_format: str) -> Response:
+def _render(job: ImageJob, n: int, response_format: str | None,
+            model_name: str | None) -> Response:
     """Render `n` images of the job and answer exactly like /v1/images/generations."""
+    # The budget helpers live with the generations view; imported here, not at the top,
+    # because that module imports this one (chat edits).
+    from .api import _reserve, _settle, _tell_neurons
     svc = services()
     g.model = job.model.id
     svc.pipeline.check_storage()
     with svc.admission.admit(caller_identity(), n):
-        batch = svc.pipeline.render_batch(job, n)
+        hold = _reserve(svc, job, n)
+        with hold or nullcontext():
+            batch = svc.pipeline.render_batch(job, n)
+            neurons = _settle(hold, job, batch.results)
     base = public_base_url()
     results: list[Any] = list(batch.results)  # image_items takes a list of its own protocol
     items = openai_format.image_items(
-        results, response_format, lambda key: image_link(base, key),
+        results, response_format or svc.models.default_response_format(model_name),
+        lambda key: image_link(base, key),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=job.model.seed)
     body = openai_format.images_response(
@@ -121,7 +130,9 @@ def _render(job: ImageJob, n: int, response_format: str) -> Response:
     if job.requested is not None:
         # Say which model drew: the one asked for takes no images, EDIT_MODEL stood in.
         body["requested_model"] = job.requested.id
-    return jsonify(body)
+    response = jsonify(body)
+    _tell_neurons(response, neurons)
+    return response
 
 
 def _read_body() -> tuple[dict[str, Any], list[tuple[str, FileStorage]]]:
