@@ -63,7 +63,9 @@ class ImageJob:
     @property
     def estimate(self) -> float | None:
         """Neurons one image of this job costs, from the size really sent; None when unpriced."""
-        return self.model.estimate(self.width, self.height, self.steps)
+        # image input (issue 11): each FLUX.2 reference goes under 512x512, one input tile.
+        references = len(self.images) if self.model.reference_images else 0
+        return self.model.estimate(self.width, self.height, self.steps, references)
 
 
 @dataclass(frozen=True)

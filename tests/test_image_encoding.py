@@ -290,3 +290,11 @@ def test_openai_backend_forwards_variations(rsps):
     upstream.generate(req(generic_model("dall-e-2"), [picture((256, 256))], variation=True))
     sent = parts(rsps.calls[0])
     assert "prompt" not in sent and "image" in sent
+
+
+def test_an_edit_estimate_counts_one_input_tile_per_reference():
+    from flux_worker.pipeline import ImageJob
+    job = ImageJob(original="x", prompt="x", model=KLEIN, width=1024, height=1024, ratio="1:1",
+                   images=(picture((64, 64)), picture((64, 64))))
+    assert job.estimate == pytest.approx(KLEIN.estimate(1024, 1024, None, 2))
+    assert job.estimate > KLEIN.estimate(1024, 1024, None)
