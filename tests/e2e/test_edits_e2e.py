@@ -211,7 +211,8 @@ def test_openai_backend_forwards_edits_and_variations(cf, fake_cf, tmp_path):
         edited = client.images.edit(image=[("a.png", png((256, 256)), "image/png")] * 2,
                                     mask=("m.png", mask_png((256, 256)), "image/png"),
                                     prompt="make it blue", size="512x512")
-        got = Image.open(io.BytesIO(requests.get(edited.data[0].url, timeout=10).content))
+        # gpt-image-* names answer base64 unless a link is asked for, as OpenAI's do.
+        got = Image.open(io.BytesIO(base64.b64decode(edited.data[0].b64_json)))
         assert got.size == (512, 512)
         client.images.create_variation(image=("a.png", png((256, 256)), "image/png"))
         calls = [r for r in cf.requests() if r["kind"] == "images"]
