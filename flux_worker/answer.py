@@ -47,20 +47,16 @@ def chat_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
     if job.clamped:
         lines.append(words("clamped", model=job.model.short_name, options=", ".join(job.clamped)))
     yield "\n".join(lines) + "\n"
-    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel)
-    yield from image_pieces(job, result, words, image_url, hold, show_cost)
+    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel, hold=hold)
+    yield from image_pieces(result, words, image_url, show_cost)
 
 
-def image_pieces(job: ImageJob, result: ImageResult, words: Phrasebook,
-                 image_url: Callable[[str], str], hold: Hold | None = None,
+def image_pieces(result: ImageResult, words: Phrasebook, image_url: Callable[[str], str],
                  show_cost: bool = False) -> Iterator[str]:
-    """Settle the image's neurons on `hold`; yield the image piece (and, with show_cost, its cost).
+    """Yield the image piece of a chat answer (and, with show_cost, what it cost).
 
     The end of every chat answer that made an image: a new picture's and an edit's.
     """
-    if hold is not None and result.neurons is not None:
-        hold.settle(result.neurons, estimate=job.estimate or 0.0, model=job.model.id,
-                    account=result.account)
     yield (f"{words('success')}\n{words('result')}\n\n"
            f"![{words('alt')}]({image_url(result.key)})")
     if show_cost and result.neurons is not None:
@@ -85,13 +81,11 @@ class ImageLinks:
         return url
 
 
-def holding(pieces: Iterator[str], ticket: Ticket, hold: Hold | None = None) -> Iterator[str]:
-    """The pieces of an answer, giving the ticket (and unsettled neurons) back when they end."""
+def holding(pieces: Iterator[str], ticket: Ticket) -> Iterator[str]:
+    """The pieces of an answer, giving the ticket (slots, unsettled neurons) back when they end."""
     try:
         yield from pieces
     finally:
-        if hold is not None:
-            hold.close()
         ticket.release()
 
 

@@ -221,5 +221,5 @@ def edit_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
     if job.clamped:
         lines.append(words("clamped", model=job.model.short_name, options=", ".join(job.clamped)))
     yield "\n".join(lines) + "\n"
-    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel)
-    yield from image_pieces(job, result, words, image_url, hold, show_cost)
+    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel, hold=hold)
+    yield from image_pieces(result, words, image_url, show_cost)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-from contextlib import nullcontext
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -21,10 +20,10 @@ from ..errors import InvalidRequest
 from ..image_edits import VARIATION_PROMPT, EditOptions, find_chat_edit, load_chat_images, plan_edit
 from ..intake import ImageIntake, InputImage, upload_too_large
 from ..pipeline import ImageJob
-from .auth import caller_identity, require_api_key
+from .auth import caller_identity, caller_key, require_api_key
 from .body import json_body
 from .context import services
-from .links import image_link, public_base_url
+from .links import image_linker, public_base_url
 
 log = logging.getLogger(__name__)
 bp = Blueprint("edits", __name__)
@@ -106,22 +105,19 @@ def images_variations() -> Response:
 def _render(job: ImageJob, n: int, response_format: str | None,
             model_name: str | None) -> Response:
     """Render `n` images of the job and answer exactly like /v1/images/generations."""
-    # The budget helpers live with the generations view; imported here, not at the top,
-    # because that module imports this one (chat edits).
-    from .api import _reserve, _settle, _tell_neurons
+    from .api import _tell_neurons  # here, not at the top: that module imports this one
     svc = services()
     g.model = job.model.id
     svc.pipeline.check_storage()
-    with svc.admission.admit(caller_identity(), n):
-        hold = _reserve(svc, job, n)
-        with hold or nullcontext():
-            batch = svc.pipeline.render_batch(job, n)
-            neurons = _settle(hold, job, batch.results)
+    with svc.admission.admit(caller_identity(), n, key=caller_key(),
+                             estimate=job.estimate) as ticket:
+        batch = svc.pipeline.render_batch(job, n, hold=ticket.hold)
+    neurons = ticket.hold.neurons if ticket.hold else None
     base = public_base_url()
     results: list[Any] = list(batch.results)  # image_items takes a list of its own protocol
     items = openai_format.image_items(
         results, response_format or svc.models.default_response_format(model_name),
-        lambda key: image_link(base, key),
+        image_linker(base),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=job.model.seed)
     body = openai_format.images_response(
