@@ -104,7 +104,8 @@ class ChatEdit:
 
 
 def find_chat_edit(messages: list[Any], text: str,
-                   decide: Callable[[str], bool] | None = None) -> ChatEdit | None:
+                   decide: Callable[[str], bool] | None = None,
+                   foreign_origin: str | None = None) -> ChatEdit | None:
     """The edit a chat asks for, or None for a new picture; raise InvalidRequest if unclear.
 
     A last user message with `image_url` parts edits those images; `--edit` edits the newest
@@ -119,14 +120,14 @@ def find_chat_edit(messages: list[Any], text: str,
     if not wants_previous:
         if decide is None:
             return None
-        previous = newest_own_image(messages)
+        previous = newest_own_image(messages, foreign_origin)
         if previous is None or not decide(text):
             return None
         return ChatEdit(text, (previous,), previous=True)
     if not instruction:
         raise InvalidRequest("`--edit` needs an instruction beside it, such as "
                              "`make it blue --edit`.", param="messages")
-    previous = newest_own_image(messages)
+    previous = newest_own_image(messages, foreign_origin)
     if previous is None:
         raise InvalidRequest(
             "`--edit` changes the newest image of this service in the conversation, and there "
@@ -162,7 +163,7 @@ def _attached_urls(message: dict) -> list[str]:
     return urls
 
 
-def newest_own_image(messages: list[Any]) -> str | None:
+def newest_own_image(messages: list[Any], foreign_origin: str | None = None) -> str | None:
     """The newest link to an image of this service in the conversation, or None."""
     for message in reversed(messages[:-1] if messages else []):
         if not isinstance(message, dict):
@@ -173,7 +174,8 @@ def newest_own_image(messages: list[Any]) -> str | None:
             if isinstance(part, dict) and isinstance(part.get("text"), str)
         ] if isinstance(content, list) else []
         for text in texts:
-            found = [link for link in _LINKS.findall(text) if own_image_key(link)]
+            found = [link for link in _LINKS.findall(text)
+                     if own_image_key(link, foreign_origin)]
             if found:
                 return found[-1]
     return None

@@ -227,10 +227,20 @@ def decode_data_url(url: str, label: str, max_bytes: int) -> bytes:
     return data
 
 
-def own_image_key(url: str) -> str | None:
-    """The storage key when `url` is a link to an image of this service (any host), else None."""
+def own_image_key(url: str, foreign_origin: str | None = None) -> str | None:
+    """The storage key when `url` is a link to an image of this service, else None.
+
+    `/image/<key>` links count under any host name. With IMAGE_LINKS=direct or presigned the
+    answers link to the bucket instead: a link on `foreign_origin` whose last path segment is a
+    key counts too (a presigned link's query is its signature).
+    """
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https", "") or parts.query:
+    if parts.scheme not in ("http", "https", ""):
+        return None
+    if foreign_origin and f"{parts.scheme}://{parts.netloc}" == foreign_origin:
+        last = parts.path.rsplit("/", 1)[-1]
+        return last if is_valid_key(last) else None
+    if parts.query:
         return None
     found = _OWN_LINK.search(parts.path)
     return found.group(1) if found and is_valid_key(found.group(1)) else None
@@ -370,8 +380,9 @@ class ImageIntake:
 
     def __init__(self, store: ImageStore, *, max_bytes: int, fetch_remote: bool,
                  expiration: int, fetcher: RemoteFetcher | None = None,
-                 max_pixels: int = MAX_INPUT_PIXELS):
+                 max_pixels: int = MAX_INPUT_PIXELS, foreign_origin: str | None = None):
         self.store = store
+        self.foreign_origin = foreign_origin    # where IMAGE_LINKS=direct/presigned links point
         self.max_bytes = max_bytes
         self.fetch_remote = fetch_remote
         self.expiration = expiration
@@ -393,14 +404,15 @@ class ImageIntake:
         if url[:5].lower() == "data:":
             return decode(decode_data_url(url, label, self.max_bytes), label,
                           max_pixels=self.max_pixels)
-        key = own_image_key(url)
+        key = own_image_key(url, self.foreign_origin)
         if key is not None:
             stored = self.store.get(key)
             if stored is None:
+                kept = (f"images are kept {self.expiration} seconds" if self.expiration
+                        else "or was deleted")
                 raise ImageExpired(
-                    f"{label} links to an image of this service that has expired (images are "
-                    f"kept {self.expiration} seconds). Generate it again or attach the image "
-                    "itself.", param="image")
+                    f"{label} links to an image of this service that has expired ({kept}). "
+                    "Generate it again or attach the image itself.", param="image")
             link = url if url.lower().startswith(("http://", "https://")) else None
             return decode(stored.data, label, max_pixels=self.max_pixels, link=link)
         scheme = urlsplit(url).scheme.lower()

@@ -348,3 +348,12 @@ def test_intake_fetches_remote_links_when_allowed(store, local_server):
 
 def test_default_guard_is_the_public_address_check():
     assert RemoteFetcher(max_bytes=1)._allowed is intake.is_public_address
+
+
+def test_bucket_links_count_as_own_under_direct_or_presigned_links():
+    key = "D" * 22
+    bucket = "https://pics.r2.example"
+    assert own_image_key(f"{bucket}/flux/{key}", bucket) == key
+    assert own_image_key(f"{bucket}/bucket/{key}?X-Amz-Signature=abc", bucket) == key
+    assert own_image_key(f"https://elsewhere.example/{key}", bucket) is None
+    assert own_image_key(f"{bucket}/flux/not-a-key", bucket) is None

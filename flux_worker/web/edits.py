@@ -45,7 +45,8 @@ def image_intake() -> ImageIntake:
     svc = services()
     return ImageIntake(svc.store, max_bytes=svc.config.max_input_image_bytes,
                        fetch_remote=svc.config.fetch_remote_images,
-                       expiration=svc.config.image_expiration)
+                       expiration=svc.config.image_expiration,
+                       foreign_origin=svc.links.foreign_origin())
 
 
 @bp.post("/v1/images/edits")
@@ -159,7 +160,7 @@ def chat_edit_job(messages: list[Any], text: str, model_name: str | None) -> Ima
     # CHAT_EDITS=auto needs an LLM to decide; without one it behaves as explicit.
     decide = (translator.decide_edit if svc.config.chat_edits == "auto" and translator
               else None)
-    edit = find_chat_edit(messages, text, decide)
+    edit = find_chat_edit(messages, text, decide, svc.links.foreign_origin())
     if edit is None:
         return None
     images: list[InputImage] = load_chat_images(image_intake(), edit)
