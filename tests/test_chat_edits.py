@@ -138,3 +138,26 @@ def test_chat_edits_auto_without_an_llm_is_explicit():
             {"role": "user", "content": "a red car"}, {"role": "assistant", "content": answer},
             {"role": "user", "content": "now at night"}]}).get_json()
     assert "Reference" not in second["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("mode", ["direct", "presigned"])
+def test_edit_flag_finds_bucket_links(mode, tmp_path):
+    from tests.s3_server import MotoServer
+    with MotoServer() as s3:
+        bucket = s3.create_bucket()
+        env = {"STORAGE_URL": f"s3://{bucket}/img/", "IMAGE_LINKS": mode,
+               "COUNTERS_URL": f"disk://{tmp_path}/counters", **s3.env()}
+        if mode == "direct":
+            env["S3_PUBLIC_BASE_URL"] = f"{s3.endpoint}/{bucket}"
+        with app_with(**env) as (app, _):
+            client = app.test_client()
+            first = client.post("/v1/chat/completions", headers=AUTH, json={"messages": [
+                {"role": "user", "content": "a red car"}]}).get_json()
+            answer = first["choices"][0]["message"]["content"]
+            link = answer.rsplit("(", 1)[-1].rstrip(")")
+            assert link.startswith(s3.endpoint)
+            second = client.post("/v1/chat/completions", headers=AUTH, json={"messages": [
+                {"role": "user", "content": "a red car"}, {"role": "assistant", "content": answer},
+                {"role": "user", "content": "make it blue --edit"}]})
+    assert second.status_code == 200, second.get_json()
+    assert f"[1]({link})" in second.get_json()["choices"][0]["message"]["content"]
