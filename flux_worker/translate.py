@@ -31,15 +31,18 @@ _VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.I)
 
 
 # image input (issue 11): an edit's text is an instruction about a picture the model also gets.
-EDIT_SYSTEM_MESSAGE = """You write instructions for an image-editing model that gets the user's picture.
+EDIT_SYSTEM_MESSAGE = """\
+You write instructions for an image-editing model that gets the user's picture.
 Turn the user's request, in whatever language, into one short English editing instruction.
 Keep it an instruction about the given picture ("make the cat wear a red hat", "turn the sky
 pink"): do not describe a new scene and do not invent changes the user did not ask for.
-Answer with the instruction only: no preamble, quotes, explanations or markdown; at most 60 words."""
+Answer with the instruction only: no preamble, quotes, explanations or markdown; at most
+60 words."""
 
 
 # CHAT_EDITS=auto: the LLM tells a follow-up that changes the last picture from a new picture.
-DECIDE_SYSTEM_MESSAGE = """The user already has a picture from an image generator and sends a message.
+DECIDE_SYSTEM_MESSAGE = """\
+The user already has a picture from an image generator and sends a message.
 Answer EDIT if the message asks to change that picture (e.g. "make it blue", "add a hat",
 "now at night"), or NEW if it describes a different, new picture. Answer with the one word only."""
 

@@ -97,9 +97,11 @@ class OpenAIImagesBackend:
             resp = self._session.post(url, data=form, files=files, timeout=(10, self._timeout),
                                       headers={"Authorization": f"Bearer {self._key}"})
         except requests.Timeout as exc:
-            raise UpstreamTimeout(f"The image API did not answer within {self._timeout:g} s.") from exc
+            raise UpstreamTimeout(
+                f"The image API did not answer within {self._timeout:g} s.") from exc
         except requests.RequestException as exc:
-            raise UpstreamError(f"Could not reach the image API ({type(exc).__name__}).") from exc
+            raise UpstreamError(
+                f"Could not reach the image API ({type(exc).__name__}).") from exc
         log.info("images api %s %s -> %d in %.0f ms", url.rsplit("/", 1)[-1], model,
                  resp.status_code, (time.monotonic() - started) * 1000)
         return resp
