@@ -90,8 +90,11 @@ def test_flux2_reference_images_must_be_under_512(client):
     resp = post_form(client, KLEIN, {"prompt": "x",
                                      "input_image_0": (io.BytesIO(png((600, 300))), "a.png")})
     assert code_of(resp)[:2] == (400, 5006)
+    at_limit = post_form(client, KLEIN, {"prompt": "x",
+                                         "input_image_0": (io.BytesIO(png((512, 300))), "a.png")})
+    assert code_of(at_limit)[:2] == (400, 5006)
     ok = post_form(client, KLEIN, {"prompt": "x",
-                                   "input_image_0": (io.BytesIO(png((500, 300))), "a.png")})
+                                   "input_image_0": (io.BytesIO(png((511, 300))), "a.png")})
     assert ok.status_code == 200
 
 

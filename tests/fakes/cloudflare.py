@@ -354,7 +354,7 @@ def _check_reference_image(name: str, upload: FileStorage) -> dict[str, Any]:
             size = img.size
     except Exception as exc:  # any decoder failure: 3030 covers undecodable input images (§4)
         raise Flagged("AiError: 3030: Input image could not be decoded") from exc
-    if size[0] > 512 or size[1] > 512:
+    if size[0] >= 512 or size[1] >= 512:   # "smaller than 512x512": 512 itself is too big
         # The limit is documented; the error code for it is not. 5006 is the natural guess.
         raise BadInput(f"Error: '/{name}' must be smaller than 512x512, got {size[0]}x{size[1]}")
     return {"filename": upload.filename, "size": len(data), "width": size[0], "height": size[1]}
