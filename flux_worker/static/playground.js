@@ -355,6 +355,11 @@
 
   function attach(next) {
     attachment = next && next.url ? next : null;
+    // An edit keeps the input's proportions unless a ratio is picked afterwards, so no chip
+    // stays checked; removing the image brings back the first one (1:1).
+    const chips = form.querySelectorAll("input[name=ratio]");
+    if (attachment) chips.forEach((chip) => { chip.checked = false; });
+    else if (chips.length && !form.querySelector("input[name=ratio]:checked")) chips[0].checked = true;
     $("edit-preview").hidden = !attachment;
     if (attachment) {
       $("edit-img").src = attachment.url;

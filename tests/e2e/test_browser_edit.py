@@ -59,6 +59,7 @@ def test_playground_attaches_an_image_and_edits_a_gallery_image(browser, demo, t
         assert any("attached image 1 (1200x600)" in line for line in progress), progress
         assert any("Instruction: make it blue" in line for line in progress), progress
         assert any("flux-2-klein-4b" in line for line in progress), progress
+        assert any("1024x512" in line for line in progress), progress   # 1200x600 kept 2:1
         first = page.get_attribute("#result-img", "src")
         assert first.startswith(demo.url + "/image/")
         page.evaluate("src => { window.previousResult = src; }", first)
@@ -75,7 +76,7 @@ def test_playground_attaches_an_image_and_edits_a_gallery_image(browser, demo, t
         assert any(first in line for line in progress if "Reference" in line), progress
         second = page.get_attribute("#result-img", "src")
         with Image.open(io.BytesIO(page.request.get(second).body())) as img:
-            assert img.size == (1024, 1024)         # the picker's 1:1 is sent with the prompt
+            assert img.size == (1024, 512)          # no ratio picked: the input's proportions
         assert page.is_hidden("#error")
         assert not [m for m in console if "Content Security Policy" in m], console
     finally:
