@@ -14,6 +14,7 @@ from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from .. import housekeeping, openai_format
 from ..answer import ImageLinks, chat_answer, holding, sse_events
+from ..image_edits import edit_answer
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
 from ..streaming import Background
@@ -21,6 +22,7 @@ from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_gen
 from .auth import caller_identity, caller_key, require_api_key
 from .body import json_body
 from .context import services
+from .edits import chat_edit_job
 from .links import image_linker, public_base_url
 
 log = logging.getLogger(__name__)
@@ -55,17 +57,21 @@ def chat_completions():
         model_name = chat.model or svc.models.default.id
         reply = task.reply or words("housekeeping")
         return _chat_reply(chat, cid, created, model_name, text, iter([reply]))
-    model = svc.models.for_chat(chat.model)
+    # Image input (issue 11): attached images or `--edit` make the message an edit.
+    job = chat_edit_job(chat.model_dump()["messages"], text, chat.model)
+    answer = chat_answer if job is None else edit_answer
+    if job is None:
+        job = svc.pipeline.plan(parse_prompt(text), text, svc.models.for_chat(chat.model))
+    model = job.model
     g.model = model.id
-    job = svc.pipeline.plan(parse_prompt(text), text, model)
     svc.pipeline.check_storage()
     base = public_base_url()
     ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
     hold = ticket.hold
     cancel = threading.Event()
     links = ImageLinks(image_linker(base))
-    pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel, hold,
-                                 svc.config.show_cost), ticket)
+    pieces = holding(answer(job, svc.pipeline, words, links, cancel, hold,
+                            svc.config.show_cost), ticket)
     images = links if chat.wants_images else None
     if not chat.stream:
         response = _chat_reply(chat, cid, created, model.id, text, pieces, images)
