@@ -10,20 +10,20 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import edit_requests, openai_format
+from .. import edit_requests
 from ..edit_requests import MAX_EDIT_IMAGES, EditRequest, VariationRequest
 from ..errors import InvalidRequest
 from ..image_edits import VARIATION_PROMPT, EditOptions, find_chat_edit, load_chat_images, plan_edit
 from ..intake import ImageIntake, InputImage, upload_too_large
 from ..pipeline import ImageJob
-from .auth import caller_identity, caller_key, require_api_key
+from .auth import caller_identity, require_api_key
 from .body import json_body
 from .context import services
-from .links import image_linker, public_base_url
+from .images import render_images
 
 log = logging.getLogger(__name__)
 bp = Blueprint("edits", __name__)
@@ -106,30 +106,11 @@ def images_variations() -> Response:
 def _render(job: ImageJob, n: int, response_format: str | None,
             model_name: str | None) -> Response:
     """Render `n` images of the job and answer exactly like /v1/images/generations."""
-    from .api import _tell_neurons  # here, not at the top: that module imports this one
-    svc = services()
-    g.model = job.model.id
-    svc.pipeline.check_storage()
-    with svc.admission.admit(caller_identity(), n, key=caller_key(),
-                             estimate=job.estimate) as ticket:
-        batch = svc.pipeline.render_batch(job, n, hold=ticket.hold)
-    neurons = ticket.hold.neurons if ticket.hold else None
-    base = public_base_url()
-    results: list[Any] = list(batch.results)  # image_items takes a list of its own protocol
-    items = openai_format.image_items(
-        results, response_format or svc.models.default_response_format(model_name),
-        image_linker(base),
-        revised_prompt=batch.choice.prompt if batch.choice.model else None,
-        show_seed=job.model.seed)
-    body = openai_format.images_response(
-        items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1])
-    body["model"] = job.model.id  # which model drew; OpenAI's answer allows extra fields
+    extra = {"model": job.model.id}  # which model drew; OpenAI's answer allows extra fields
     if job.requested is not None:
         # Say which model drew: the one asked for takes no images, EDIT_MODEL stood in.
-        body["requested_model"] = job.requested.id
-    response = jsonify(body)
-    _tell_neurons(response, neurons)
-    return response
+        extra["requested_model"] = job.requested.id
+    return render_images(job, n, response_format, model_name, extra=extra)
 
 
 def _read_body() -> tuple[dict[str, Any], list[tuple[str, FileStorage]]]:
