@@ -49,6 +49,8 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     for blueprint in (pages.bp, api.bp, files.bp, openapi.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)
+    from .web import mcp
+    app.wsgi_app = mcp.mount(app.wsgi_app, services)  # /mcp: MCP over streamable HTTP
     app.wsgi_app = common.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
     _announce(services)
     return app

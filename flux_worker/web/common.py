@@ -29,10 +29,16 @@ def services() -> Services:
 
 def require_api_key() -> None:
     """Raise AuthenticationError unless the request carries one of the configured keys."""
-    keys = services().config.api_keys
+    authenticate_header(services().config.api_keys, request.headers.get("Authorization", ""))
+
+
+def authenticate_header(keys: tuple[str, ...], header: str) -> str | None:
+    """The Bearer token of an Authorization header when it is one of `keys` (None: no keys).
+
+    Raise AuthenticationError for a missing or wrong key.
+    """
     if not keys:
-        return
-    header = request.headers.get("Authorization", "")
+        return None
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -47,6 +53,7 @@ def require_api_key() -> None:
         raise AuthenticationError(
             "Incorrect API key provided. Use one of the keys in this server's API_KEY, sent as "
             "`Authorization: Bearer <key>`.")
+    return token
 
 
 def admit_generation() -> None:
