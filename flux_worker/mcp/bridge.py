@@ -32,6 +32,10 @@ class McpBridge:
     """A WSGI app serving one MCP server over streamable HTTP."""
 
     def __init__(self, make_server: Callable[[], Server[Any]], *, max_body_bytes: int):
+        if not log.isEnabledFor(logging.DEBUG):
+            # The SDK logs each stateless request at INFO ("Terminating session: None");
+            # the access log already has one line per request.
+            logging.getLogger("mcp").setLevel(logging.WARNING)
         self.make_server = make_server
         self.max_body_bytes = max_body_bytes
         self._lock = threading.Lock()

@@ -1,0 +1,191 @@
+"""The MCP tools through the official SDK client, in process, on the demo backend."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import anyio
+import pytest
+import responses
+from mcp import Client
+from PIL import Image
+
+from flux_worker.mcp.preview import PREVIEW_MAX_SIDE, PREVIEW_SIDE, inline_image
+from flux_worker.mcp.server import build_server
+from flux_worker.mcp.tools import Caller, ImageTools
+from flux_worker.services import build_services
+from tests.conftest import make_config
+
+
+def run(services, calls):
+    """Connect an SDK client to a server over `services` and run `calls(client)`."""
+    links = []
+
+    def link(result):
+        links.append(result.key)
+        return f"https://img.example/image/{result.key}"
+
+    server = build_server(ImageTools(services), lambda ctx: Caller(identity="t", link=link))
+
+    async def main():
+        async with Client(server) as client:
+            return await calls(client)
+
+    return anyio.run(main)
+
+
+@pytest.fixture
+def services():
+    svc = build_services(make_config())
+    yield svc
+    svc.close()
+
+
+def decoded(block):
+    return Image.open(io.BytesIO(base64.b64decode(block.data)))
+
+
+def test_lists_tools_with_schemas_written_for_a_model(services):
+    tools = run(services, lambda c: c.list_tools()).tools
+    by_name = {t.name: t for t in tools}
+    assert set(by_name) == {"generate_image", "list_models"}
+    gen = by_name["generate_image"]
+    assert gen.input_schema["required"] == ["prompt"]
+    props = gen.input_schema["properties"]
+    assert set(props) == {"prompt", "model", "size", "aspect_ratio", "seed", "steps",
+                          "negative_prompt", "n"}
+    assert props["n"]["maximum"] == services.config.max_images
+    for name, prop in props.items():
+        assert len(prop["description"]) > 20, name
+    # Every offered model is named, with what it accepts.
+    assert "sdxl-lightning" in gen.description and "negative_prompt" in gen.description
+    assert "flux-1-schnell (default)" in gen.description
+    assert by_name["list_models"].annotations.read_only_hint is True
+
+
+def test_generate_returns_the_image_its_link_and_a_description(services):
+    result = run(services, lambda c: c.call_tool(
+        "generate_image", {"prompt": "a red fox in snow", "aspect_ratio": "16:9"}))
+    assert result.is_error is False
+    text, image = result.content
+    assert image.type == "image" and image.mime_type == "image/jpeg"
+    assert decoded(image).size == (1024, 576)
+    assert "size 1024x576" in text.text and "flux-1-schnell" in text.text
+    assert "Prompt used: a red fox in snow" in text.text
+    info = result.structured_content
+    key = info["images"][0]["url"].rsplit("/", 1)[1]
+    assert f"Full image: https://img.example/image/{key}" in text.text
+    stored = services.store.get(key)
+    assert stored is not None and stored.data == base64.b64decode(image.data)
+
+
+def test_generate_n_with_seed_and_exact_size(services):
+    result = run(services, lambda c: c.call_tool("generate_image", {
+        "prompt": "a lighthouse", "model": "sdxl-lightning", "size": "768x512", "seed": 41,
+        "n": 2, "negative_prompt": "people"}))
+    assert result.is_error is False, result.content
+    images = [b for b in result.content if b.type == "image"]
+    assert [decoded(b).size for b in images] == [(768, 512), (768, 512)]
+    assert [i["seed"] for i in result.structured_content["images"]] == [41, 42]
+    assert "seed 41" in result.content[0].text and "seed 42" in result.content[0].text
+
+
+@pytest.mark.parametrize("args,code,words", [
+    ({"prompt": "x", "n": 0}, "invalid_request_error", "`n` must be a whole number from 1 to 4"),
+    ({"prompt": "x", "size": "1024x768", "aspect_ratio": "1:1"}, "invalid_request_error",
+     "not both"),
+    ({"prompt": "x", "aspect_ratio": "wide"}, "invalid_request_error", "16:9"),
+    ({"prompt": "x", "colour": "red"}, "invalid_request_error", "Unknown argument `colour`"),
+    ({"prompt": "   "}, "invalid_request_error", "`prompt` is required"),
+    ({"prompt": "x", "model": "nope"}, "model_not_found", "`nope` does not exist"),
+    ({"prompt": "x", "seed": -1}, "invalid_request_error", "`seed` must be a whole number"),
+])
+def test_bad_input_is_a_tool_error_with_the_api_message(services, args, code, words):
+    result = run(services, lambda c: c.call_tool("generate_image", args))
+    assert result.is_error is True
+    [text] = result.content
+    assert text.text.startswith(code + ": ") and words in text.text
+    assert "Traceback" not in text.text
+    assert len(services.store._cache) == 0  # nothing stored for a refused call
+
+
+def test_unknown_tool_is_a_tool_error(services):
+    result = run(services, lambda c: c.call_tool("draw", {}))
+    assert result.is_error is True and "no tool named `draw`" in result.content[0].text
+
+
+def test_rate_limit_is_a_tool_error():
+    svc = build_services(make_config(RATE_LIMIT="1/minute"))
+    try:
+        async def twice(client):
+            first = await client.call_tool("generate_image", {"prompt": "a cat"})
+            second = await client.call_tool("generate_image", {"prompt": "a cat"})
+            return first, second
+
+        first, second = run(svc, twice)
+    finally:
+        svc.close()
+    assert first.is_error is False
+    assert second.is_error is True
+    assert second.content[0].text.startswith("rate_limit_exceeded: Rate limit reached")
+
+
+def test_list_models_describes_each_offered_model():
+    svc = build_services(make_config(IMAGE_MODELS="flux-1-schnell,sdxl-lightning"))
+    try:
+        result = run(svc, lambda c: c.call_tool("list_models", {}))
+    finally:
+        svc.close()
+    assert result.is_error is False
+    data = result.structured_content
+    assert data["default"] == "@cf/black-forest-labs/flux-1-schnell"
+    by_name = {m["name"]: m for m in data["models"]}
+    assert set(by_name) == {"flux-1-schnell", "sdxl-lightning"}
+    assert by_name["sdxl-lightning"]["seed"] is True
+    assert by_name["sdxl-lightning"]["negative_prompt"] is True
+    assert by_name["flux-1-schnell"]["size_control"] is False
+    assert by_name["flux-1-schnell"]["steps"] == {"max": 8}
+    assert '"name": "sdxl-lightning"' in result.content[0].text
+
+
+CF_URL = ("https://api.cloudflare.com/client/v4/accounts/acct/ai/run/"
+          "@cf/black-forest-labs/flux-1-schnell")
+
+
+@responses.activate
+def test_content_policy_refusal_is_a_tool_error():
+    responses.post(CF_URL, status=400, json={
+        "errors": [{"message": "AiError: 3030: Input prompt contains NSFW content", "code": 3030}],
+        "success": False, "result": {}, "messages": []})
+    svc = build_services(make_config(CF_ACCOUNT_ID="acct", CF_API_TOKEN="tok",
+                                     UPSTREAM_RETRIES="0"))
+    try:
+        result = run(svc, lambda c: c.call_tool("generate_image", {"prompt": "a cat"}))
+    finally:
+        svc.close()
+    assert result.is_error is True
+    assert result.content[0].text.startswith("content_policy_violation: ")
+    assert "tok" not in result.content[0].text
+
+
+def test_small_images_are_shown_as_they_are():
+    data = _png(640, 480)
+    shown = inline_image(data, "image/png", 640, 480)
+    assert shown.preview is False and shown.data == data
+
+
+def test_large_images_are_shown_as_a_jpeg_preview():
+    width, height = PREVIEW_MAX_SIDE + 432, (PREVIEW_MAX_SIDE + 432) // 2
+    shown = inline_image(_png(width, height), "image/png", width, height)
+    assert shown.preview is True and shown.content_type == "image/jpeg"
+    img = Image.open(io.BytesIO(shown.data))
+    assert img.format == "JPEG" and img.size == (shown.width, shown.height)
+    assert (shown.width, shown.height) == (PREVIEW_SIDE, PREVIEW_SIDE // 2)
+
+
+def _png(width: int, height: int) -> bytes:
+    img = Image.effect_noise((width, height), 64).convert("RGB")
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
