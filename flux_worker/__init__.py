@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # importing the package stays cheap: Flask loads with create_
 
 __all__ = ["create_app", "Config", "ConfigError", "__version__"]
 
-log = logging.getLogger("flux_worker")
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Config | None = None, *, services: "Services | None" = None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InvalidRequest
-from .prompt import SizeSpec, parse_size_param
+from .catalog import SEED_MAX
+from .sizes import SizeSpec, parse_size_param
 
 RESPONSE_FORMATS = ("url", "b64_json")
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
@@ -85,7 +86,7 @@ class ImagesRequest:
             size=parse_size_param(body.get("size")),
             response_format=fmt,
             output_format=OUTPUT_FORMATS[out.lower()] if out else None,
-            seed=_optional_int(body, "seed", 0, 2**32 - 1),
+            seed=_optional_int(body, "seed", 0, SEED_MAX),
             steps=_optional_int(body, "steps", 1, 100),
             negative_prompt=_optional_str(body, "negative_prompt"),
             guidance=_optional_number(body, "guidance", 0, 100),

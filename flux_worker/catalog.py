@@ -14,6 +14,8 @@ from .errors import ModelNotFound, PromptTooLong
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
 # so they are aliases of the configured default model.
 OPENAI_ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1")
+# Seeds are unsigned 32-bit integers for every model that takes one.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)

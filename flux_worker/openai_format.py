@@ -6,9 +6,11 @@ because no language model produces this text: clients only need plausible, stabl
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
+from typing import Callable, Protocol
 
 DONE = "data: [DONE]\n\n"
 
@@ -99,3 +101,24 @@ def model_list(models: list[dict]) -> dict:
 def images_response(items: list[dict], created: int | None = None, **extra) -> dict:
     """Return an Images API answer `{created, data}`."""
     return {"created": created or int(time.time()), "data": items, **extra}
+
+
+class _Image(Protocol):
+    key: str
+    data: bytes
+    seed: int | None
+
+
+def image_items(results: list[_Image], response_format: str, link: Callable[[str], str], *,
+                revised_prompt: str | None = None, show_seed: bool = False) -> list[dict]:
+    """The `data` items of an Images answer: raw base64 (no `data:` prefix) or absolute links."""
+    items = []
+    for result in results:
+        item: dict = ({"b64_json": base64.b64encode(result.data).decode("ascii")}
+                      if response_format == "b64_json" else {"url": link(result.key)})
+        if revised_prompt is not None:
+            item["revised_prompt"] = revised_prompt
+        if show_seed and result.seed is not None:
+            item["seed"] = result.seed
+        items.append(item)
+    return items

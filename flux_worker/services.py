@@ -7,10 +7,11 @@ threads: one pooled HTTP session, one store, one backend, one translator (or Non
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
+from .admission import Admission
 from .backends.base import ImageBackend
 from .catalog import ModelRegistry
 from .config import Config, ConfigError
@@ -20,7 +21,7 @@ from .storage import ImageStore, storage_from_url
 from .throttle import InflightGate, RateLimiter
 from .translate import ChatTranslator, Translator
 
-log = logging.getLogger("flux_worker")
+log = logging.getLogger(__name__)
 
 # Each gunicorn thread may hold one upstream connection (plus a translation call).
 DEFAULT_POOL = 128
@@ -37,8 +38,7 @@ class Services:
     translator: Translator | None
     pipeline: Pipeline
     session: requests.Session | None = None
-    limiter: RateLimiter | None = None
-    gate: InflightGate = InflightGate(0)
+    admission: Admission = field(default_factory=lambda: Admission(None, InflightGate(0)))
 
     def close(self) -> None:
         """Release connections and files."""
@@ -62,7 +62,7 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
     limiter = RateLimiter(config.rate_limit, config.storage_url) if config.rate_limit else None
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, session=session,
-                    limiter=limiter, gate=InflightGate(config.max_inflight))
+                    admission=Admission(limiter, InflightGate(config.max_inflight)))
 
 
 def build_models(config: Config) -> ModelRegistry:

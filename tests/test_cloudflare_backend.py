@@ -657,7 +657,7 @@ def test_gateway_multipart_model(rsps, make):
 # -- logging ----------------------------------------------------------------------------------
 
 def test_logs_one_line_per_attempt_without_secrets(rsps, make, caplog):
-    caplog.set_level(logging.DEBUG, logger="flux_worker.cloudflare")
+    caplog.set_level(logging.DEBUG, logger="flux_worker.backends.cloudflare")
     rsps.post(run_url(SCHNELL.id), status=429, json=CAPACITY)
     rsps.post(run_url(SCHNELL.id), body=requests.ConnectionError(f"boom {TOKEN}"))
     rsps.post(run_url(SCHNELL.id), json=envelope_ok())
@@ -666,7 +666,7 @@ def test_logs_one_line_per_attempt_without_secrets(rsps, make, caplog):
     make().generate(req(SCHNELL))
     with pytest.raises(UpstreamAuthFailed):
         make(gateway_url=GATEWAY, gateway_token=GW_TOKEN).generate(req(SCHNELL))
-    lines = [r.getMessage() for r in caplog.records if r.name == "flux_worker.cloudflare"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "flux_worker.backends.cloudflare"]
     assert len(lines) == 4
     assert all(SCHNELL.id in line for line in lines)
     assert "attempt 1/3: HTTP 429 code 3040" in lines[0]

@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 from flux_worker import create_app
 from flux_worker.openapi import openapi_spec
 
-from .conftest import make_config
+from .helpers import make_config
 
 SPEC = openapi_spec()
 LINK = re.compile(r"\]\((?P<url>[^)]+)\)")

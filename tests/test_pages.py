@@ -9,7 +9,7 @@ import pytest
 
 from flux_worker import create_app
 
-from .conftest import make_config
+from .helpers import make_config
 
 HTML = {"Accept": "text/html"}
 

@@ -10,10 +10,9 @@ from hypothesis import strategies as st
 
 from flux_worker.catalog import CATALOG, ModelSpec, SizeRange
 from flux_worker.errors import InvalidRequest
-from flux_worker.prompt import (
-    DEFAULT_SIZE, PRESETS, ParsedPrompt, ResolvedSize, SizeSpec, last_user_text, parse_prompt,
-    parse_size_param, resolve_size,
-)
+from flux_worker.prompt import ParsedPrompt, last_user_text, parse_prompt
+from flux_worker.sizes import (DEFAULT_SIZE, PRESETS, ResolvedSize, SizeSpec, parse_size_param,
+                               resolve_size)
 
 MODELS = {spec.short_name: spec for spec in CATALOG}
 SCHNELL = MODELS["flux-1-schnell"]          # no size control: limits 64..1024

@@ -12,7 +12,7 @@ from flux_worker.errors import Overloaded, RateLimited
 from flux_worker.services import build_services
 from flux_worker.throttle import InflightGate, RateLimiter, limits_storage_url
 
-from .conftest import TEST_KEY, make_config
+from .helpers import TEST_KEY, make_config
 
 
 @pytest.fixture(params=["memory", "disk", "redis"])

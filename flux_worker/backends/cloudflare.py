@@ -39,10 +39,11 @@ import requests
 
 from ..catalog import ModelSpec, SizeRange
 from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
-                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout)
+                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout,
+                      raise_if_cancelled)
 from .base import GeneratedImage, GenerationRequest
 
-log = logging.getLogger("flux_worker.cloudflare")
+log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 CONNECT_TIMEOUT = 10.0
@@ -225,6 +226,8 @@ class CloudflareBackend:
             if attempt == attempts or wait is None:
                 raise outcome.error from outcome.cause
             self._sleep(wait)
+            # A retry is a second bill: not for a client that has gone meanwhile.
+            raise_if_cancelled(request.cancel)
         raise AssertionError("unreachable")  # the loop always returns or raises
 
     def _wait_before_retry(self, failure: _Failure, attempt: int) -> float | None:

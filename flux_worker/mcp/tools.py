@@ -17,16 +17,15 @@ from typing import Any, Callable
 import mcp_types as types
 
 from ..api_requests import ImagesRequest
-from ..catalog import ModelSpec
+from ..catalog import SEED_MAX, ModelSpec
 from ..errors import APIError, InvalidRequest
 from ..pipeline import ImageResult
-from ..prompt import parse_prompt, parse_size_param
+from ..prompt import parse_prompt
 from ..services import Services
+from ..sizes import parse_size_param
 from .preview import PREVIEW_MAX_BYTES, PREVIEW_MAX_SIDE, PREVIEW_SIDE, inline_image
 
 log = logging.getLogger("flux_worker.mcp")
-
-MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -93,7 +92,7 @@ class ImageTools:
                         "description": "Shape such as `16:9`, `3:2`, `1:1`, `9:16`; the model's "
                                        "usual size for that shape is used. Default: square."},
                     "seed": {
-                        "type": "integer", "minimum": 0, "maximum": MAX_SEED,
+                        "type": "integer", "minimum": 0, "maximum": SEED_MAX,
                         "description": "Seed for a reproducible image; the same prompt, model, "
                                        "size and seed give the same image. Only models with "
                                        "seed support use it; default: random (reported back)."},
@@ -166,16 +165,11 @@ class ImageTools:
         caller.model = model.id
         job = svc.pipeline.plan(parse_prompt(req.prompt), req.prompt, model, size=req.size,
                                 seed=req.seed, steps=req.steps, negative=req.negative_prompt)
-        # TEMPORARY until the generation service lands: admission + render_batch.
-        if svc.limiter is not None:
-            for _ in range(req.n):
-                svc.limiter.hit(caller.identity)
-        with svc.gate.slot():
-            choice = svc.pipeline.choose_prompt(job)
-            results = [svc.pipeline.render(job, choice.prompt,
-                                           seed=svc.pipeline.variant_seed(job, i))
-                       for i in range(req.n)]
-        return self._images_result(model, job.size, req.prompt, choice.prompt, results, caller)
+        svc.pipeline.check_storage()  # refuse before charging the caller's limit
+        with svc.admission.admit(caller.identity, req.n):
+            batch = svc.pipeline.render_batch(job, req.n, cancel)
+        return self._images_result(model, job.size, req.prompt, batch.choice.prompt,
+                                   batch.results, caller)
 
     def _images_result(self, model: ModelSpec, size: str, asked: str, used: str,
                        results: list[ImageResult], caller: Caller) -> types.CallToolResult:

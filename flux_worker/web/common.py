@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import re
@@ -10,12 +9,15 @@ import secrets
 import time
 
 from flask import Flask, Response, current_app, g, request
+from werkzeug.datastructures import Authorization
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import metrics
+from ..auth import key_matches
 from ..errors import AuthenticationError, InvalidRequest
 from ..services import Services
 
+# A deliberately named logger: operators route access lines apart from the rest.
 log = logging.getLogger("flux_worker.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -28,46 +30,36 @@ def services() -> Services:
 
 
 def require_api_key() -> None:
-    """Raise AuthenticationError unless the request carries one of the configured keys."""
-    authenticate_header(services().config.api_keys, request.headers.get("Authorization", ""))
+    """Read the Bearer key once per request; raise AuthenticationError unless it is configured."""
+    g.api_key = bearer_token(request.authorization)
+    check_api_key(services().config.api_keys, g.api_key)
 
 
-def authenticate_header(keys: tuple[str, ...], header: str) -> str | None:
-    """The Bearer token of an Authorization header when it is one of `keys` (None: no keys).
+def bearer_token(auth: Authorization | None) -> str | None:
+    """The Bearer token of a parsed Authorization header; anything else counts as no key."""
+    token = auth.token if auth is not None and auth.type == "bearer" else None
+    return token.strip() if token else None
 
-    Raise AuthenticationError for a missing or wrong key.
-    """
+
+def check_api_key(keys: tuple[str, ...], token: str | None) -> None:
+    """Raise AuthenticationError unless `token` is one of `keys` (no keys: anyone may call)."""
     if not keys:
-        return None
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+        return
+    if not token:
         raise AuthenticationError(
             "You didn't provide an API key. Send it in the header `Authorization: Bearer <key>` "
             "(the key is the API_KEY configured on this server).")
-    # Compare against every key so the time taken does not tell which one nearly matched.
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(token.encode(), key.encode())
-    if not matched:
+    if not key_matches(keys, token):
         raise AuthenticationError(
             "Incorrect API key provided. Use one of the keys in this server's API_KEY, sent as "
             "`Authorization: Bearer <key>`.")
-    return token
 
 
-def admit_generation() -> None:
-    """Count the request against the caller's rate limit and take an in-flight slot.
-
-    The caller must release the slot with `services().gate.release()` when the generation ends.
-    """
-    svc = services()
-    if svc.limiter is not None:
-        header = request.headers.get("Authorization", "")
-        # Per API key when keys are configured (authentication already passed), else per address.
-        identity = header.partition(" ")[2].strip() if svc.config.api_keys else request.remote_addr
-        svc.limiter.hit(identity or "anonymous")
-    svc.gate.acquire()
+def caller_identity() -> str:
+    """Whom rate limits count: the API key when keys are configured, else the client address."""
+    if services().config.api_keys and getattr(g, "api_key", None):
+        return g.api_key
+    return request.remote_addr or "anonymous"
 
 
 def json_body() -> dict:

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 from ..errors import (APIError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
                       ServerError)
 
-log = logging.getLogger("flux_worker.web")
+log = logging.getLogger(__name__)
 
 
 def error_response(exc: APIError):

@@ -11,6 +11,7 @@ import time
 from typing import Callable, Iterable
 
 import orjson
+from werkzeug.datastructures import Authorization
 from werkzeug.wsgi import ClosingIterator, get_current_url
 
 from ..errors import APIError
@@ -19,7 +20,14 @@ from ..mcp.server import build_server
 from ..mcp.tools import Caller, ImageTools
 from ..pipeline import ImageResult
 from ..services import Services
-from .common import authenticate_header, common_headers, image_link, request_done, request_id
+from .common import (
+    bearer_token,
+    check_api_key,
+    common_headers,
+    image_link,
+    request_done,
+    request_id,
+)
 
 PATHS = ("/mcp", "/mcp/")
 
@@ -63,8 +71,9 @@ class McpMount:
         if method == "OPTIONS":
             respond("204 No Content", [])
             return ClosingIterator([], [finish])
+        token = bearer_token(Authorization.from_header(environ.get("HTTP_AUTHORIZATION")))
         try:
-            token = authenticate_header(config.api_keys, environ.get("HTTP_AUTHORIZATION", ""))
+            check_api_key(config.api_keys, token)
         except APIError as exc:
             body = orjson.dumps(exc.body())
             respond(f"{exc.status} Unauthorized", [
@@ -72,7 +81,8 @@ class McpMount:
                 ("WWW-Authenticate", "Bearer")])
             return ClosingIterator([body], [finish])
         # Per API key when keys are configured, else per client address, as for the API.
-        caller.identity = token or environ.get("REMOTE_ADDR") or "anonymous"
+        caller.identity = (token if config.api_keys and token
+                           else environ.get("REMOTE_ADDR") or "anonymous")
         base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
         caller.link = lambda result: _link(base, result)
         environ[CALLER_KEY] = caller

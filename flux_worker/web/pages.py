@@ -84,7 +84,8 @@ def readyz():
     svc = services()
     checks = {"config": "ok", "backend": svc.backend.name}
     try:
-        svc.store.ping()
+        # A real ping, which also tells generations at once that storage is back (or gone).
+        svc.pipeline.health.probe()
         checks["storage"] = "ok"
     except StorageError as exc:
         checks["storage"] = exc.message

@@ -13,7 +13,7 @@ import pathlib
 
 import pytest
 
-from .conftest import start_service
+from .service import start_service
 
 pytestmark = pytest.mark.e2e
 

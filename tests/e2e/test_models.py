@@ -17,7 +17,7 @@ from PIL import Image
 
 from flux_worker.catalog import CATALOG
 
-from .conftest import API_KEY, LLM_KEY, cloudflare_env, start_service
+from .service import API_KEY, LLM_KEY, cloudflare_env, start_service
 
 pytestmark = pytest.mark.e2e
 LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from string import Formatter
 
-MESSAGES: dict[str, dict[str, str]] = {
+PHRASES: dict[str, dict[str, str]] = {
     "en": {
         "original": "🎨 Original prompt: {}",
         "prompt_model": "💬 Prompt model: {}",
@@ -150,7 +150,7 @@ class Phrasebook:
 
     def __init__(self, language: str):
         self.language = language
-        self._words = MESSAGES.get(language, MESSAGES["en"])
+        self._words = PHRASES.get(language, PHRASES["en"])
 
     def __call__(self, key: str, *args, **kwargs) -> str:
         return self._words[key].format(*args, **kwargs)
