@@ -73,6 +73,7 @@ def test_generate_returns_the_image_its_link_and_a_description(services):
     assert decoded(image).size == (1024, 576)
     assert "size 1024x576" in text.text and "flux-1-schnell" in text.text
     assert "Prompt used: a red fox in snow" in text.text
+    assert "Links expire after 10 minutes." in text.text  # IMAGE_EXPIRATION=600
     info = result.structured_content
     key = info["images"][0]["url"].rsplit("/", 1)[1]
     assert f"Full image: https://img.example/image/{key}" in text.text

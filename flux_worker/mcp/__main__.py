@@ -64,7 +64,9 @@ async def serve(config: Config) -> None:
     link = (base_link(config.public_base_url) if config.public_base_url
             else file_link(pathlib.Path(tempfile.gettempdir()) / "flux-worker-mcp"))
     tools = ImageTools(services)
-    server = build_server(tools, lambda ctx: Caller(identity="stdio", link=link))
+    expire = bool(config.public_base_url)  # file links stay until the user removes them
+    server = build_server(tools, lambda ctx: Caller(identity="stdio", link=link,
+                                                    links_expire=expire))
     try:
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())

@@ -39,6 +39,7 @@ class Caller:
     identity: str
     link: Callable[[ImageResult], str | None]
     request_id: str | None = None
+    links_expire: bool = True     # False: links to files of the local user, kept until removed
     model: str = field(default="-")
 
 
@@ -65,7 +66,7 @@ class ImageTools:
                 "Create images from a text prompt with a text-to-image model and return them: each "
                 "image inline (a JPEG preview when it is larger than "
                 f"{PREVIEW_MAX_SIDE} px or {PREVIEW_MAX_BYTES // 1000} KB), a link to the full "
-                "image, and its model, size and seed. Links expire after "
+                "image, and its model, size and seed. Images are kept for "
                 f"{_duration(svc.config.image_expiration)}. Write the prompt in English as a "
                 "visual description (subject, setting, style, lighting). Call list_models for what "
                 "each model accepts.\n\nModels offered (first name is what to pass as `model`):\n"
@@ -199,7 +200,9 @@ class ImageTools:
                          "Full image: not linked (set PUBLIC_BASE_URL to get links)")
             content.append(types.ImageContent(
                 data=base64.b64encode(shown.data).decode("ascii"), mime_type=shown.content_type))
-        lines.append(f"Links expire after {_duration(self.services.config.image_expiration)}.")
+        if caller.links_expire:
+            lines.append(f"Links expire after "
+                         f"{_duration(self.services.config.image_expiration)}.")
         content.insert(0, types.TextContent(text="\n".join(lines)))
         structured = {"model": model.id, "size": size, "prompt": used, "images": described}
         return types.CallToolResult(content=content, structured_content=structured)

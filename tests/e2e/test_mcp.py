@@ -183,6 +183,7 @@ def test_stdio_lists_tools_and_generates(fake_cf, cf, tmp_path):
     assert image_of(image).size == (768, 512) and "size 768x512" in text.text
     url = made.structured_content["images"][0]["url"]
     assert url.startswith("file://") and f"Full image: {url}" in text.text
+    assert "expire" not in text.text  # the file stays until the user removes it
     path = pathlib.Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
     assert path.is_relative_to(tmp_path) and path.read_bytes() == base64.b64decode(image.data)
     sent = [r for r in cf.requests() if r["kind"] == "run"][-1]
