@@ -75,3 +75,18 @@ def test_preflight_needs_no_key(app):
 def test_other_paths_are_not_mcp(app):
     assert Client(app).get("/healthz").status_code == 200
     assert Client(app).post("/mcpx", json={}).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])
+def test_only_post_is_served(app, method):
+    # GET would open an event stream a stateless server never writes to.
+    resp = Client(app).open("/mcp", method=method, buffered=True,
+                            headers={"Authorization": f"Bearer {TEST_KEY}", "Accept": ACCEPT})
+    assert resp.status_code == 405 and resp.headers["Allow"] == "POST, OPTIONS"
+    assert resp.get_json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in resp.get_json()["error"]["message"]
+
+
+def test_key_is_checked_before_the_method(app):
+    resp = Client(app).get("/mcp", buffered=True, headers={"Accept": ACCEPT})
+    assert resp.status_code == 401

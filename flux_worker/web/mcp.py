@@ -12,9 +12,10 @@ from typing import Callable, Iterable
 
 import orjson
 from werkzeug.datastructures import Authorization
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import ClosingIterator, get_current_url
 
-from ..errors import APIError
+from ..errors import APIError, MethodNotAllowed
 from ..mcp.bridge import CALLER_KEY, McpBridge, caller_of_request
 from ..mcp.server import build_server
 from ..mcp.tools import Caller, ImageTools
@@ -74,11 +75,20 @@ class McpMount:
         token = bearer_token(Authorization.from_header(environ.get("HTTP_AUTHORIZATION")))
         try:
             check_api_key(config.api_keys, token)
+            if method != "POST":
+                # Stateless: no stream for server messages (GET) and no session to end (DELETE).
+                # The spec's answer is 405; an open GET would also hold a worker thread forever.
+                raise MethodNotAllowed(
+                    f"{method} is not used here: send MCP messages as JSON-RPC with POST. This "
+                    "server keeps no sessions and opens no event stream.")
         except APIError as exc:
             body = orjson.dumps(exc.body())
-            respond(f"{exc.status} Unauthorized", [
-                ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                ("WWW-Authenticate", "Bearer")])
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            if isinstance(exc, MethodNotAllowed):
+                headers.append(("Allow", "POST, OPTIONS"))
+            else:
+                headers.append(("WWW-Authenticate", "Bearer"))
+            respond(f"{exc.status} {HTTP_STATUS_CODES[exc.status]}", headers)
             return ClosingIterator([body], [finish])
         # Per API key when keys are configured, else per client address, as for the API.
         caller.identity = (token if config.api_keys and token
