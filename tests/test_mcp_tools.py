@@ -81,6 +81,15 @@ def test_generate_returns_the_image_its_link_and_a_description(services):
     assert stored is not None and stored.data == base64.b64decode(image.data)
 
 
+def test_arguments_the_model_cannot_take_are_named(services):
+    result = run(services, lambda c: c.call_tool("generate_image", {
+        "prompt": "a cat", "model": "flux-1-schnell", "seed": 5, "negative_prompt": "dogs"}))
+    assert result.is_error is False
+    assert ("Ignored: seed, negative_prompt (flux-1-schnell does not take them; see "
+            "list_models)." in result.content[0].text)
+    assert result.structured_content["ignored"] == ["seed", "negative_prompt"]
+
+
 def test_generate_n_with_seed_and_exact_size(services):
     result = run(services, lambda c: c.call_tool("generate_image", {
         "prompt": "a lighthouse", "model": "sdxl-lightning", "size": "768x512", "seed": 41,

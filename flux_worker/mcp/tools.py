@@ -170,10 +170,11 @@ class ImageTools:
         with svc.admission.admit(caller.identity, req.n):
             batch = svc.pipeline.render_batch(job, req.n, cancel)
         return self._images_result(model, job.size, req.prompt, batch.choice.prompt,
-                                   batch.results, caller)
+                                   batch.results, caller, _ignored(req, model))
 
     def _images_result(self, model: ModelSpec, size: str, asked: str, used: str,
-                       results: list[ImageResult], caller: Caller) -> types.CallToolResult:
+                       results: list[ImageResult], caller: Caller,
+                       ignored: list[str]) -> types.CallToolResult:
         content: list[types.ContentBlock] = []
         described = []
         lines = [f"Generated {len(results)} image{'s' if len(results) > 1 else ''} with "
@@ -181,6 +182,9 @@ class ImageTools:
         lines.append(f"Prompt used: {used}")
         if used != asked:
             lines.append(f"Prompt given: {asked}")
+        if ignored:
+            lines.append(f"Ignored: {', '.join(ignored)} ({model.short_name} does not take "
+                         f"{'it' if len(ignored) == 1 else 'them'}; see list_models).")
         for index, result in enumerate(results, 1):
             shown = inline_image(result.data, result.content_type, result.width, result.height)
             link = caller.link(result)
@@ -204,7 +208,8 @@ class ImageTools:
             lines.append(f"Links expire after "
                          f"{_duration(self.services.config.image_expiration)}.")
         content.insert(0, types.TextContent(text="\n".join(lines)))
-        structured = {"model": model.id, "size": size, "prompt": used, "images": described}
+        structured = {"model": model.id, "size": size, "prompt": used, "images": described,
+                      "ignored": ignored}
         return types.CallToolResult(content=content, structured_content=structured)
 
     def list_models(self) -> types.CallToolResult:
@@ -249,6 +254,18 @@ def _images_request(args: dict[str, Any], max_n: int) -> ImagesRequest:
     body = {k: v for k, v in args.items() if k != "aspect_ratio"}
     body["size"] = size if size is not None else ratio
     return ImagesRequest.from_json(body, max_n)
+
+
+def _ignored(req: ImagesRequest, model: ModelSpec) -> list[str]:
+    """The arguments given that `model` cannot use, so the agent is not misled."""
+    ignored = []
+    if req.seed is not None and not model.seed:
+        ignored.append("seed")
+    if req.steps is not None and not model.steps_field:
+        ignored.append("steps")
+    if req.negative_prompt is not None and not model.negative_prompt:
+        ignored.append("negative_prompt")
+    return ignored
 
 
 def _no_unknown(args: dict[str, Any], known: set[str]) -> None:
