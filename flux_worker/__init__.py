@@ -43,15 +43,14 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     app.json.sort_keys = False
     app.extensions["flux_worker"] = services
 
-    from .web import api, common, errors, files, metrics, openapi, pages
+    from .web import api, errors, files, hooks, mcp, metrics, openapi, pages, proxies
     errors.register(app)
-    common.install(app)
+    hooks.install(app)
     for blueprint in (pages.bp, api.bp, files.bp, openapi.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)
-    from .web import mcp
     app.wsgi_app = mcp.mount(app.wsgi_app, services)  # /mcp: MCP over streamable HTTP
-    app.wsgi_app = common.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
+    app.wsgi_app = proxies.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
     _announce(services)
     return app
 

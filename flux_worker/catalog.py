@@ -7,7 +7,7 @@ adding one entry. Facts come from the model schemas summarised in the reference 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import ModelNotFound, PromptTooLong
 
@@ -46,7 +46,6 @@ class ModelSpec:
     response: str = "json"                 # "json" (result.image base64) or "binary"
     max_prompt: int | None = None          # characters
     created: int = 1735689600
-    extra_limits: dict = field(default_factory=dict, compare=False)
 
     @property
     def short_name(self) -> str:

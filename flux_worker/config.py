@@ -74,7 +74,6 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 above it)."),
     Variable("LOG_LEVEL", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
 )
-VARIABLE_NAMES = frozenset(v.name for v in VARIABLES)
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
 
 

@@ -6,8 +6,6 @@ the original Worker, so clients and users who knew it see the same answer.
 
 from __future__ import annotations
 
-from string import Formatter
-
 PHRASES: dict[str, dict[str, str]] = {
     "en": {
         "original": "🎨 Original prompt: {}",
@@ -138,11 +136,6 @@ PHRASES: dict[str, dict[str, str]] = {
         "housekeeping": "Это модель для создания изображений: опишите нужную картинку, например `a cute cat 16:9`.",
     },
 }
-
-
-def fields_of(template: str) -> list[str | None]:
-    """The placeholder names of a template (for the consistency test)."""
-    return [name for _, name, _, _ in Formatter().parse(template) if name is not None]
 
 
 class Phrasebook:

@@ -57,11 +57,6 @@ class ResolvedSize:
     height: int
     ratio_label: str
 
-    @property
-    def dimensions(self) -> str:
-        """The size as WIDTHxHEIGHT, e.g. 1024x576."""
-        return f"{self.width}x{self.height}"
-
 
 def ratio_spec(width: int, height: int, source: str) -> SizeSpec | None:
     """Return a ratio SizeSpec when both terms are 1..64 and the shape is 1:8..8:1."""

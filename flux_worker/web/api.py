@@ -18,14 +18,10 @@ from ..api_requests import ChatRequest, ImagesRequest
 from ..phrases import Phrasebook
 from ..prompt import last_user_text, parse_prompt
 from ..streaming import Background
-from .common import (
-    caller_identity,
-    image_link,
-    json_body,
-    public_base_url,
-    require_api_key,
-    services,
-)
+from .auth import caller_identity, require_api_key
+from .body import json_body
+from .context import services
+from .links import image_link, public_base_url
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)

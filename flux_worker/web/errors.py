@@ -12,8 +12,14 @@ import logging
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import (APIError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
-                      ServerError)
+from ..errors import (
+    APIError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+)
 
 log = logging.getLogger(__name__)
 

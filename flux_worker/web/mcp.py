@@ -21,14 +21,9 @@ from ..mcp.server import build_server
 from ..mcp.tools import Caller, ImageTools
 from ..pipeline import ImageResult
 from ..services import Services
-from .common import (
-    bearer_token,
-    check_api_key,
-    common_headers,
-    image_link,
-    request_done,
-    request_id,
-)
+from .auth import bearer_token, check_api_key
+from .hooks import common_headers, request_done, request_id
+from .links import image_link
 
 PATHS = ("/mcp", "/mcp/")
 

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, jsonify, make_response, render_template, request
 
 from ..errors import StorageError
-from .common import public_base_url, services
+from .context import services
+from .links import public_base_url
 
 bp = Blueprint("pages", __name__)
 
