@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .openai_format import error_body
+
 if TYPE_CHECKING:
     import threading
 
@@ -50,8 +52,7 @@ class APIError(Exception):
 
     def body(self) -> dict:
         """The JSON body: {"error": {message, type, param, code}}."""
-        return {"error": {"message": self.message, "type": self.type,
-                          "param": self.param, "code": self.code}}
+        return error_body(self.message, self.type, self.param, self.code)
 
     def headers(self) -> dict[str, str]:
         """Extra response headers (Retry-After where it applies)."""

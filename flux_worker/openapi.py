@@ -17,9 +17,12 @@ Two conventions worth knowing when reading it:
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
+from .openai_format import OPENAI_IMAGE_SIZES, OPENAI_OUTPUT_FORMATS
 from .version import __version__
+from .wire import ChatCompletionRequest, ImageGenerationRequest
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -139,8 +142,11 @@ describes one event (as OpenAPI 3.2's `itemSchema` would): the JSON of a \
 
 # --- small builders ---------------------------------------------------------------------------
 
+_SCHEMA_REF = "#/components/schemas/{model}"
+
+
 def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": _SCHEMA_REF.format(model=name)}
 
 
 def _nullable(schema: dict) -> dict:
@@ -270,7 +276,7 @@ def _images_generations(max_images: int, max_body_bytes: int) -> dict:
         {"200": _ok("The images.", _json(_ref("ImagesResponse"))),
          **_errors(*sorted((*GENERATION_ERRORS, 404)))},
         secured=True,
-        requestBody=_json_body("ImagesRequest", "An OpenAI Images API request.", {
+        requestBody=_json_body("ImageGenerationRequest", "An OpenAI Images API request.", {
             "url": {"model": "flux-1-schnell", "prompt": "a red fox in snow", "n": 2,
                     "size": "1024x576"},
             "b64_json": {"prompt": "a cute cat", "size": "16:9", "response_format": "b64_json",
@@ -420,6 +426,28 @@ def _headers() -> dict:
     }
 
 
+def _request_schemas(max_images: int) -> dict:
+    """The request bodies' schemas, generated from the wire models that validate them."""
+    schemas = copy.deepcopy(_model_schemas())
+    # MAX_IMAGES is configuration, so the model cannot state `n`'s upper bound itself.
+    n = schemas["ImageGenerationRequest"]["properties"]["n"]
+    for choice in n["anyOf"]:
+        if choice.get("type") == "integer":
+            choice["maximum"] = max_images
+    return schemas
+
+
+@functools.cache
+def _model_schemas() -> dict[str, Any]:
+    """The wire models' JSON Schemas and their parts' (made once: it takes about 8 ms)."""
+    schemas: dict[str, Any] = {}
+    for model in (ChatCompletionRequest, ImageGenerationRequest):
+        schema = model.model_json_schema(ref_template=_SCHEMA_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
 def _schemas(max_images: int) -> dict:
     usage = _obj({"prompt_tokens": _int(minimum=0), "completion_tokens": _int(minimum=0),
                   "total_tokens": _int(minimum=0)},
@@ -428,6 +456,7 @@ def _schemas(max_images: int) -> dict:
                              "writes this text.")
     created = _int("Unix time in seconds.")
     return {
+        **_request_schemas(max_images),
         "Error": _obj({"error": _obj(
             {"message": _str("What went wrong and what to do."),
              "type": _str(examples=["invalid_request_error", "rate_limit_exceeded",
@@ -439,32 +468,6 @@ def _schemas(max_images: int) -> dict:
             ["message", "type", "param", "code"], additionalProperties=False)},
             ["error"], description="The one error shape of every 4xx and 5xx answer."),
 
-        "ChatMessage": _obj(
-            {"role": _str("`user`, `system`, `assistant`, ...; only the last `user` message "
-                          "is used.", examples=["user", "system", "assistant"]),
-             "content": {"description": "Text, or OpenAI content parts whose text parts are "
-                                        "joined (image parts are ignored).",
-                         "anyOf": [{"type": "string"},
-                                   {"type": "array", "items": {"anyOf": [
-                                       {"type": "string"},
-                                       _obj({"type": _str(examples=["text", "image_url"]),
-                                             "text": _str()}, ["type"])]}},
-                                   {"type": "null"}]}},
-            ["role"], description="One chat message; other fields (`name`, ...) are ignored."),
-        "ChatCompletionRequest": _obj(
-            {"messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage"),
-                          "description": "Must contain a user message with text."},
-             "model": _nullable(_str(
-                 "An offered model id or alias picks the image model; any other name (such as "
-                 "`gpt-4o`) uses FLUX_MODEL.", examples=["flux-1-schnell", "gpt-4o"])),
-             "stream": _nullable({"type": "boolean", "description": "Answer as server-sent "
-                                                                    "events."}),
-             "stream_options": _nullable(_obj(
-                 {"include_usage": _nullable({"type": "boolean"})},
-                 description="`include_usage: true` adds a usage chunk before `[DONE]`."))},
-            ["messages"],
-            description="Other OpenAI fields (`temperature`, `max_tokens`, ...) are accepted "
-                        "and ignored."),
         "Usage": usage,
         "ChatCompletion": _obj(
             {"id": _str(pattern="^chatcmpl-"), "object": {"const": "chat.completion"},
@@ -472,18 +475,17 @@ def _schemas(max_images: int) -> dict:
              "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": _obj(
                  {"index": _int(minimum=0),
                   "message": _obj({"role": {"const": "assistant"},
-                                   "content": _str("Markdown with the image link.")},
-                                  ["role", "content"]),
+                                   "content": _str("Markdown with the image link."),
+                                   "refusal": {"type": "null"}},
+                                  ["role", "content", "refusal"]),
                   "logprobs": {"type": "null"},
                   "finish_reason": _str(enum=["stop", "length"])},
                  ["index", "message", "finish_reason"])},
-             "usage": _ref("Usage"),
-             "system_fingerprint": _nullable(_str())},
+             "usage": _ref("Usage")},
             ["id", "object", "created", "model", "choices", "usage"]),
         "ChatCompletionChunk": _obj(
             {"id": _str(pattern="^chatcmpl-"), "object": {"const": "chat.completion.chunk"},
              "created": created, "model": _str(),
-             "system_fingerprint": _nullable(_str()),
              "choices": {"type": "array", "maxItems": 1, "items": _obj(
                  {"index": _int(minimum=0),
                   "delta": _obj({"role": {"const": "assistant"}, "content": _str()}),
@@ -507,28 +509,6 @@ def _schemas(max_images: int) -> dict:
                                              "contentSchema": _ref("ChatCompletionChunk")}}},
         },
 
-        "ImagesRequest": _obj(
-            {"prompt": _str("What the image shows. Inline options such as `--seed 42` and a "
-                            "trailing ratio work here too.", minLength=1),
-             "model": _nullable(_str("An offered model id or alias (`dall-e-2`, `dall-e-3`, "
-                                     "`gpt-image-1` mean FLUX_MODEL); unknown names are 404.")),
-             "n": _nullable(_int("How many images (1 to MAX_IMAGES).", minimum=1,
-                                 maximum=max_images)),
-             "size": _nullable(_str("`WIDTHxHEIGHT` (each side 64 to 4096, scaled into the "
-                                    "model's limits), a ratio such as `16:9`, or `auto`.",
-                                    examples=["1024x576", "16:9", "auto"])),
-             "response_format": _nullable(_str(enum=["url", "b64_json"])),
-             "output_format": _nullable(_str("Case-insensitive.",
-                                             enum=["png", "jpeg", "jpg", "webp"])),
-             "seed": _nullable(_int("Where the model takes a seed.", minimum=0,
-                                    maximum=2**32 - 1)),
-             "steps": _nullable(_int("Clamped to the model's range.", minimum=1, maximum=100)),
-             "negative_prompt": _nullable(_str("Where the model takes one.")),
-             "guidance": _nullable({"type": "number", "minimum": 0, "maximum": 100,
-                                    "description": "Where the model takes it."}),
-             **{name: {"description": "Accepted and ignored (OpenAI compatibility)."}
-                for name in ("quality", "style", "user", "background", "moderation")}},
-            ["prompt"]),
         "ImageItem": _obj(
             {"url": _str("Absolute link to `/image/{key}`.", format="uri"),
              "b64_json": _str("The image bytes, base64 (no `data:` prefix)."),
@@ -538,9 +518,9 @@ def _schemas(max_images: int) -> dict:
         "ImagesResponse": _obj(
             {"created": created, "data": {"type": "array", "minItems": 1,
                                           "items": _ref("ImageItem")},
-             "size": _str("The size of every image, `WIDTHxHEIGHT`.",
-                          pattern="^[0-9]+x[0-9]+$"),
-             "output_format": _str(examples=["jpeg", "png", "webp"])},
+             "size": _str("The size of every image, present only when it is one of the "
+                          "sizes OpenAI's answer allows.", enum=sorted(OPENAI_IMAGE_SIZES)),
+             "output_format": _str(enum=sorted(OPENAI_OUTPUT_FORMATS))},
             ["created", "data"]),
 
         "Model": _obj(

@@ -1,4 +1,4 @@
-"""Read a chat prompt: the user's text, its trailing size token and its inline options.
+"""Read a prompt: its trailing size token and its inline options.
 
 A chat client can only send text, so the size and a few generation options travel inside it:
 
@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from .catalog import SEED_MAX
-from .errors import InvalidRequest, json_type_name
 from .sizes import PRESETS, SizeSpec, pixel_spec, ratio_spec
 
 STEPS_MAX = 100
@@ -46,8 +44,6 @@ _OPTION_NAMES = {"seed": "seed", "steps": "steps", "no": "no", "ar": "ar", "aspe
 _HSPACE = re.compile(r"[^\S\n]+")
 _SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
 
-_EXAMPLE = "such as `a cute cat 16:9`"
-
 
 @dataclass(frozen=True)
 class ParsedPrompt:
@@ -59,57 +55,6 @@ class ParsedPrompt:
     steps: int | None = None
     negative: str | None = None
     options: tuple[str, ...] = ()
-
-
-# --- chat messages ---------------------------------------------------------------------------
-
-def last_user_text(messages: Any) -> str:
-    """Return the text of the last user message; raise InvalidRequest when there is none."""
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest(
-            "messages must be a non-empty list of chat messages: send at least "
-            '{"role": "user", "content": "a cute cat 16:9"}.', param="messages")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InvalidRequest(
-                f"messages[{index}] must be an object with role and content, such as "
-                '{"role": "user", "content": "a cute cat 16:9"}.', param="messages")
-    index = next((i for i in range(len(messages) - 1, -1, -1)
-                  if messages[i].get("role") == "user"), None)
-    if index is None:
-        raise InvalidRequest(
-            'There is no message with role "user": add one that describes the image you want, '
-            f"{_EXAMPLE}.", param="messages")
-    text = _content_text(messages[index].get("content"), index)
-    if not text.strip():
-        raise InvalidRequest(
-            "The last user message is empty: send a description of the image you want, "
-            f"{_EXAMPLE}.", param="messages")
-    return text.strip()
-
-
-def _content_text(content: Any, index: int) -> str:
-    """Return the text of one message's content: a string or a list of content parts."""
-    if isinstance(content, str):
-        return content
-    wrong = (f"messages[{index}].content must be a string or a list of content parts such as "
-             '{"type": "text", "text": "a cute cat 16:9"}')
-    if not isinstance(content, list):
-        raise InvalidRequest(f"{wrong}; got {json_type_name(content)}.", param="messages")
-    texts = []
-    for part in content:
-        if isinstance(part, str):
-            texts.append(part)
-        elif isinstance(part, dict):
-            if part.get("type") != "text":
-                continue  # image_url and other parts carry no prompt text
-            if not isinstance(part.get("text"), str):
-                raise InvalidRequest(f"{wrong}; a text part has no string `text`.",
-                                     param="messages")
-            texts.append(part["text"])
-        else:
-            raise InvalidRequest(f"{wrong}; a part is {json_type_name(part)}.", param="messages")
-    return "\n".join(texts)
 
 
 # --- prompt parsing --------------------------------------------------------------------------

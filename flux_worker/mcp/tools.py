@@ -16,13 +16,13 @@ from typing import Any, Callable
 
 import mcp_types as types
 
-from ..api_requests import ImagesRequest
 from ..catalog import SEED_MAX, ModelSpec
 from ..errors import APIError, InvalidRequest
 from ..pipeline import ImageResult
 from ..prompt import parse_prompt
 from ..services import Services
 from ..sizes import parse_size_param
+from ..wire import ImageGenerationRequest, parse_image_generation
 from .preview import PREVIEW_MAX_BYTES, PREVIEW_MAX_SIDE, PREVIEW_SIDE, inline_image
 
 log = logging.getLogger("flux_worker.mcp")
@@ -235,7 +235,7 @@ _GENERATE_ARGS = {"prompt", "model", "size", "aspect_ratio", "seed", "steps", "n
                   "n"}
 
 
-def _images_request(args: dict[str, Any], max_n: int) -> ImagesRequest:
+def _images_request(args: dict[str, Any], max_n: int) -> ImageGenerationRequest:
     """Validate generate_image's arguments with the Images API's own rules and messages."""
     _no_unknown(args, _GENERATE_ARGS)
     size, ratio = args.get("size"), args.get("aspect_ratio")
@@ -253,10 +253,10 @@ def _images_request(args: dict[str, Any], max_n: int) -> ImagesRequest:
                                  "both numbers above 0.", param="aspect_ratio") from None
     body = {k: v for k, v in args.items() if k != "aspect_ratio"}
     body["size"] = size if size is not None else ratio
-    return ImagesRequest.from_json(body, max_n)
+    return parse_image_generation(body, max_n)
 
 
-def _ignored(req: ImagesRequest, model: ModelSpec) -> list[str]:
+def _ignored(req: ImageGenerationRequest, model: ModelSpec) -> list[str]:
     """The arguments given that `model` cannot use, so the agent is not misled."""
     ignored = []
     if req.seed is not None and not model.seed:

@@ -14,10 +14,10 @@ from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from .. import housekeeping, openai_format
 from ..answer import chat_answer, holding, sse_events
-from ..api_requests import ChatRequest, ImagesRequest
 from ..phrases import Phrasebook
-from ..prompt import last_user_text, parse_prompt
+from ..prompt import parse_prompt
 from ..streaming import Background
+from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
 from .auth import caller_identity, require_api_key
 from .body import json_body
 from .context import services
@@ -40,14 +40,15 @@ def authenticate():
 def chat_completions():
     """Turn the last user message into an image; answer as a chat completion."""
     svc = services()
-    chat = ChatRequest.from_json(json_body())
-    text = last_user_text(chat.messages)
+    chat = parse_chat_completion(json_body())
+    text = chat.prompt
     words = Phrasebook(svc.config.language)
     identity = caller_identity()
     # A caller over its limit is refused before any pattern runs over its text.
     svc.admission.check(identity)
     cid, created = openai_format.completion_id(), int(time.time())
-    task = housekeeping.detect(chat.messages, text)
+    # Housekeeping reads the messages as the client sent them (plain JSON).
+    task = housekeeping.detect(chat.model_dump()["messages"], text)
     if task is not None:
         # A client's background request (title, tags) gets a short text, not an image.
         log.info("answered %s %s request without an image", task.client, task.kind)
@@ -73,8 +74,8 @@ def chat_completions():
     return response
 
 
-def _chat_reply(chat: ChatRequest, cid: str, created: int, model_name: str, prompt: str,
-                pieces) -> Response:
+def _chat_reply(chat: ChatCompletionRequest, cid: str, created: int, model_name: str,
+                prompt: str, pieces) -> Response:
     if chat.stream:
         return _stream(chat, cid, created, model_name, prompt, pieces,
                        Phrasebook(services().config.language))
@@ -83,8 +84,8 @@ def _chat_reply(chat: ChatRequest, cid: str, created: int, model_name: str, prom
         cid, created, model_name, content, openai_format.usage(prompt, content)))
 
 
-def _stream(chat: ChatRequest, cid: str, created: int, model_name: str, prompt: str, pieces,
-            words: Phrasebook) -> Response:
+def _stream(chat: ChatCompletionRequest, cid: str, created: int, model_name: str, prompt: str,
+            pieces, words: Phrasebook) -> Response:
     writer = openai_format.ChunkWriter(cid, created, model_name, chat.include_usage)
     return Response(stream_with_context(sse_events(pieces, writer, prompt, words)),
                     mimetype="text/event-stream",
@@ -96,7 +97,7 @@ def _stream(chat: ChatRequest, cid: str, created: int, model_name: str, prompt: 
 def images_generations():
     """OpenAI Images API: `n` images for a prompt, as links or base64."""
     svc = services()
-    req = ImagesRequest.from_json(json_body(), svc.config.max_images)
+    req = parse_image_generation(json_body(), svc.config.max_images)
     model = svc.models.require(req.model)
     g.model = model.id
     job = svc.pipeline.plan(parse_prompt(req.prompt), req.prompt, model, size=req.size,
