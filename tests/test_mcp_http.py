@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 import pytest
 from werkzeug.test import Client
@@ -90,3 +92,26 @@ def test_only_post_is_served(app, method):
 def test_key_is_checked_before_the_method(app):
     resp = Client(app).get("/mcp", buffered=True, headers={"Accept": ACCEPT})
     assert resp.status_code == 401
+
+
+def test_a_forked_process_starts_its_own_transport(app):
+    # gunicorn forks workers from the master; a loop thread started before the fork does not
+    # exist in the child, so the bridge must notice the new process and start again there.
+    assert post(app, INITIALIZE).status_code == 200  # started in this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer one request, report its status, leave at once
+        signal.alarm(20)  # a transport left behind by the fork would hang here: fail instead
+        status = 0
+        try:
+            status = post(app, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                          **{"MCP-Protocol-Version": "2025-11-25"}).status_code
+        finally:
+            os.write(write, str(status).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    assert answer == "200"
+    assert post(app, INITIALIZE).status_code == 200  # the parent's transport is untouched
