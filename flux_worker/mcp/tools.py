@@ -36,7 +36,7 @@ class Caller:
     tool so the HTTP access log can name the model, as it does for the API.
     """
 
-    identity: str
+    identity: str = field(repr=False)   # the API key when keys are configured: never shown
     link: Callable[[ImageResult], str | None]
     request_id: str | None = None
     links_expire: bool = True     # False: links to files of the local user, kept until removed
