@@ -38,11 +38,19 @@ def usage(prompt: str, completion: str) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
+def image_parts(urls: list[str]) -> list[dict[str, Any]]:
+    """Return OpenRouter's `images` list: one `image_url` part per image link."""
+    return [{"type": "image_url", "image_url": {"url": url}} for url in urls]
+
+
 def chat_completion(cid: str, created: int, model: str, content: str,
-                    usage_obj: dict[str, int]) -> dict[str, Any]:
-    """Return a non-stream `chat.completion` object."""
+                    usage_obj: dict[str, int], images: list[str] | None = None) -> dict[str, Any]:
+    """Return a non-stream `chat.completion` object; `images` adds `message.images`."""
     # No `system_fingerprint`: OpenAI types it as a string, and there is no backend
     # configuration to fingerprint; leaving it out is what the schema allows.
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if images:
+        message["images"] = image_parts(images)
     return {
         "id": cid,
         "object": "chat.completion",
@@ -50,7 +58,7 @@ def chat_completion(cid: str, created: int, model: str, content: str,
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": None},
+            "message": message,
             "logprobs": None,
             "finish_reason": "stop",
         }],
@@ -79,9 +87,12 @@ class ChunkWriter:
         """The first chunk: the assistant role with empty content."""
         return sse(self.chunk([_choice({"role": "assistant", "content": ""})]))
 
-    def content(self, text: str) -> str:
-        """A chunk carrying a piece of the answer."""
-        return sse(self.chunk([_choice({"content": text})]))
+    def content(self, text: str, images: list[str] | None = None) -> str:
+        """A chunk carrying a piece of the answer; `images` adds `delta.images`."""
+        delta: dict[str, Any] = {"content": text}
+        if images:
+            delta["images"] = image_parts(images)
+        return sse(self.chunk([_choice(delta)]))
 
     def finish(self, reason: str = "stop") -> str:
         """The chunk that closes the choice."""

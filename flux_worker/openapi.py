@@ -32,6 +32,7 @@ ALIASES = {
     "/v1/images/generations": "/images/generations",
     "/v1/models": "/models",
     "/v1/models/{model_id}": "/models/{model_id}",
+    "/v1/usage": "/usage",
 }
 
 # Status -> (component name, what it means here). Every one answers with the Error schema.
@@ -45,9 +46,10 @@ ERROR_RESPONSES = {
     405: ("MethodNotAllowed", "The path exists, the method does not (`method_not_allowed`); "
                               "the `Allow` header lists the methods."),
     413: ("PayloadTooLarge", "The body is larger than MAX_BODY_BYTES (`payload_too_large`)."),
-    429: ("TooManyRequests", "A rate limit (`rate_limit_exceeded`, with `Retry-After`) or the "
-                             "upstream's daily allocation (`insufficient_quota`, resets 00:00 "
-                             "UTC)."),
+    429: ("TooManyRequests", "A rate limit (`rate_limit_exceeded`, with `Retry-After`), or "
+                             "`insufficient_quota`: a daily neuron budget (DAILY_NEURONS, the "
+                             "key's) or every Cloudflare account's allocation is used up; the "
+                             "message says which, and it resets 00:00 UTC."),
     500: ("ServerError", "A fault in this server (`server_error`): never caused by bad input; "
                          "the message carries a request id to report."),
     502: ("BadGateway", "The image provider failed or answered nonsense (`upstream_error`), or "
@@ -77,6 +79,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/v1/images/generations": {"post": _images_generations(max_images, max_body_bytes)},
         "/v1/models": {"get": _list_models()},
         "/v1/models/{model_id}": {"get": _get_model()},
+        "/v1/usage": {"get": _usage()},
         "/image/{key}": _image_path(),
         "/healthz": {"get": _healthz()},
         "/readyz": {"get": _readyz()},
@@ -252,7 +255,8 @@ def _chat_completions(max_body_bytes: int) -> dict:
         f"Bodies over {max_body_bytes} bytes are refused with 413.",
         {"200": _ok("The chat completion, or its stream of chunks.", {
             **_json(_ref("ChatCompletion")),
-            "text/event-stream": {"schema": _ref("ChatCompletionStreamEvent")}}),
+            "text/event-stream": {"schema": _ref("ChatCompletionStreamEvent")}},
+            {"X-Neurons": _header("X-Neurons")}),
          **_errors(*GENERATION_ERRORS)},
         secured=True,
         requestBody=_json_body("ChatCompletionRequest", "An OpenAI chat completion request.", {
@@ -273,7 +277,8 @@ def _images_generations(max_images: int, max_body_bytes: int) -> dict:
         f"`n` images (up to MAX_IMAGES, here {max_images}) for a prompt, as links to "
         "`/image/{key}` or as base64. An unknown `model` is 404 `model_not_found`. "
         f"Bodies over {max_body_bytes} bytes are refused with 413.",
-        {"200": _ok("The images.", _json(_ref("ImagesResponse"))),
+        {"200": _ok("The images.", _json(_ref("ImagesResponse")),
+                    {"X-Neurons": _header("X-Neurons")}),
          **_errors(*sorted((*GENERATION_ERRORS, 404)))},
         secured=True,
         requestBody=_json_body("ImageGenerationRequest", "An OpenAI Images API request.", {
@@ -350,6 +355,17 @@ def _image_path() -> dict:
     }
 
 
+def _usage() -> dict:
+    return _operation(
+        "getUsage", "models", "Neurons spent today against the daily budgets",
+        "With a client key: that key's spend today (by its short hash), its budget and what is "
+        "left, and the service's (DAILY_NEURONS). With ADMIN_API_KEY: every key (short hashes, "
+        "never a key) and every Cloudflare account (shortened ids, never a token). Days are UTC "
+        "days; budgets reset at 00:00 UTC.",
+        {"200": _ok("Today's usage.", _json(_ref("NeuronUsage"))), **_errors(401, 500)},
+        secured=True)
+
+
 def _healthz() -> dict:
     return _operation(
         "healthz", "service", "Liveness", "The process answers.",
@@ -359,7 +375,9 @@ def _healthz() -> dict:
 
 def _readyz() -> dict:
     checks = _obj({"config": _str(), "backend": _str(),
-                   "storage": _str("`ok`, or what is wrong with storage.")})
+                   "storage": _str("`ok`, or what is wrong with storage."),
+                   "accounts": {"type": "array", "items": _ref("AccountUsage"),
+                                "description": "Cloudflare backend: each account's state."}})
     return _operation(
         "readyz", "service", "Readiness",
         "Storage reachable and writable, configuration loaded. 503 while storage is down; the "
@@ -423,6 +441,11 @@ def _headers() -> dict:
         "Expires": header("When the image expires (HTTP date)."),
         "Last-Modified": header("When the image was stored (HTTP date)."),
         "Content-Disposition": header("`inline` with a file name from the key."),
+        "X-Neurons": header("Workers AI neurons the images cost: Cloudflare's figure when it "
+                            "reports one, else the estimate from the catalog's price. In a "
+                            "stream it is the estimate (headers precede the body). Absent for "
+                            "models without a Workers AI price.",
+                            {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}),
     }
 
 
@@ -455,6 +478,7 @@ def _schemas(max_images: int) -> dict:
                  description="Token estimates (one per four UTF-8 bytes): no language model "
                              "writes this text.")
     created = _int("Unix time in seconds.")
+    num = {"type": "number"}
     return {
         **_request_schemas(max_images),
         "Error": _obj({"error": _obj(
@@ -469,6 +493,11 @@ def _schemas(max_images: int) -> dict:
             ["error"], description="The one error shape of every 4xx and 5xx answer."),
 
         "Usage": usage,
+        "ImageParts": {"type": "array", "minItems": 1, "description": (
+            "Only when the request's `modalities` include `image`: the answer's image."),
+            "items": _obj({"type": {"const": "image_url"},
+                           "image_url": _obj({"url": _str(format="uri")}, ["url"])},
+                          ["type", "image_url"])},
         "ChatCompletion": _obj(
             {"id": _str(pattern="^chatcmpl-"), "object": {"const": "chat.completion"},
              "created": created, "model": _str("The image model used."),
@@ -476,7 +505,8 @@ def _schemas(max_images: int) -> dict:
                  {"index": _int(minimum=0),
                   "message": _obj({"role": {"const": "assistant"},
                                    "content": _str("Markdown with the image link."),
-                                   "refusal": {"type": "null"}},
+                                   "refusal": {"type": "null"},
+                                   "images": _ref("ImageParts")},
                                   ["role", "content", "refusal"]),
                   "logprobs": {"type": "null"},
                   "finish_reason": _str(enum=["stop", "length"])},
@@ -488,7 +518,8 @@ def _schemas(max_images: int) -> dict:
              "created": created, "model": _str(),
              "choices": {"type": "array", "maxItems": 1, "items": _obj(
                  {"index": _int(minimum=0),
-                  "delta": _obj({"role": {"const": "assistant"}, "content": _str()}),
+                  "delta": _obj({"role": {"const": "assistant"}, "content": _str(),
+                                 "images": _ref("ImageParts")}),
                   "logprobs": {"type": "null"},
                   "finish_reason": _nullable(_str(enum=["stop", "length"]))},
                  ["index", "delta", "finish_reason"]),
@@ -536,7 +567,8 @@ def _schemas(max_images: int) -> dict:
              "size_control": {"type": "boolean"},
              "size_range": _obj({"min": _int(), "max": _int()}, ["min", "max"]),
              "default_size": _str(pattern="^[0-9]+x[0-9]+$"),
-             "steps": {"anyOf": [_obj({"field": _str(), "max": _int()}), {"type": "null"}]},
+             "steps": {"anyOf": [_obj({"field": _str(), "min": _int(), "max": _int()}),
+                                 {"type": "null"}]},
              "seed": {"type": "boolean"},
              "guidance": {"anyOf": [{"type": "array", "items": {"type": "number"},
                                      "minItems": 2, "maxItems": 2}, {"type": "null"}]},
@@ -545,8 +577,40 @@ def _schemas(max_images: int) -> dict:
              "max_prompt_chars": _nullable(_int())}),
         "ModelDetail": {"allOf": [_ref("Model"), _obj(
             {"aliases": {"type": "array", "items": _str()}, "description": _str(),
-             "capabilities": _ref("ModelCapabilities"), "default": {"type": "boolean"}},
-            ["aliases", "description", "capabilities", "default"])]},
+             "capabilities": _ref("ModelCapabilities"), "default": {"type": "boolean"},
+             "cost": _ref("ModelCost")},
+            ["aliases", "description", "capabilities", "default", "cost"])]},
+        "ModelCost": _obj(
+            {"price": _nullable(_obj(
+                {"per_tile": num, "per_step": num, "per_tile_step": num, "per_input_tile": num,
+                 "per_input_tile_step": num, "tile": _str(), "formula": _str(),
+                 "listed": {"type": "boolean", "description": "false: Cloudflare lists no "
+                                                              "price; the figure is assumed."},
+                 "usd_per_neuron": num, "note": _str()},
+                ["formula", "listed"], description="Neurons per image, by term.")),
+             "default_size": _str(), "estimate_neurons": _nullable(num),
+             "estimate_usd": _nullable(num)},
+            ["price", "default_size", "estimate_neurons", "estimate_usd"],
+            description="The price formula and the estimate for the default size at "
+                        "FLUX_NUM_STEPS."),
+        "UsageLine": _obj(
+            {"key": _str("The key's short hash (never the key)."), "spent_neurons": num,
+             "budget_neurons": _nullable(num), "left_neurons": _nullable(num),
+             "spent_usd": num},
+            ["spent_neurons", "budget_neurons", "left_neurons", "spent_usd"]),
+        "AccountUsage": _obj(
+            {"account": _str("The account id, shortened."),
+             "state": {"enum": ["ok", "allocation_used_up", "budget_reached", "token_rejected"]},
+             "spent_neurons": num, "allocation_neurons": num,
+             "budget_neurons": _nullable(num), "retry_in_seconds": _int(minimum=1)},
+            ["account", "state", "spent_neurons", "allocation_neurons", "budget_neurons"]),
+        "NeuronUsage": _obj(
+            {"object": {"const": "usage"}, "day": _str("The UTC day counted."),
+             "resets_at": _str("The next 00:00 UTC."), "resets_in_seconds": _int(minimum=1),
+             "service": _ref("UsageLine"), "key": _ref("UsageLine"),
+             "keys": {"type": "array", "items": _ref("UsageLine")},
+             "accounts": {"type": "array", "items": _ref("AccountUsage")}},
+            ["object", "day", "resets_at", "resets_in_seconds", "service"]),
 
         "ServiceStatus": _obj(
             {"service": {"const": "flux-worker"}, "status": {"const": "ok"},
@@ -555,6 +619,9 @@ def _schemas(max_images: int) -> dict:
              "auth_required": {"type": "boolean"},
              "translation": _nullable(_str("The translation model, or null when off.")),
              "default_model": _str(), "models": {"type": "array", "items": _str()},
-             "base_url": _str("The base URL to give an OpenAI client.")},
+             "base_url": _str("The base URL to give an OpenAI client."),
+             "budget": _obj({"service": _ref("UsageLine"), "resets_at": _str(),
+                             "resets_in_seconds": _int(minimum=1)}),
+             "accounts": {"type": "array", "items": _ref("AccountUsage")}},
             ["service", "status", "backend", "storage", "models", "base_url"]),
     }

@@ -45,11 +45,17 @@ class ImageJob:
     guidance: float | None = None
     output_format: str | None = None
     ignored: tuple[str, ...] = ()  # options given that this model cannot take
+    clamped: tuple[str, ...] = ()  # options brought into the model's range: "--steps 50 → 8"
 
     @property
     def size(self) -> str:
         """The size as `WIDTHxHEIGHT`."""
         return f"{self.width}x{self.height}"
+
+    @property
+    def estimate(self) -> float | None:
+        """Neurons one image of this job costs, from the size really sent; None when unpriced."""
+        return self.model.estimate(self.width, self.height, self.steps)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class ImageResult:
     width: int = 0
     height: int = 0
     seed: int | None = None
+    neurons: float | None = None        # upstream's billed figure, else the estimate
+    account: str | None = None          # the Cloudflare account that made it
 
 
 @dataclass(frozen=True)
@@ -166,14 +174,18 @@ class Pipeline:
         if model.seed and seed is None:
             # A seed the user can see lets them reproduce or vary an image they liked.
             seed = secrets.randbelow(SEED_MAX + 1)
+        job_steps = model.clamp_steps(steps or self.default_steps) if model.steps_field else None
+        # Only what the user asked for is reported; FLUX_NUM_STEPS is clamped silently.
+        clamped = (f"--steps {steps} → {job_steps}",) if steps and job_steps not in (
+            None, steps) else ()
         return ImageJob(
             original=original, prompt=parsed.text, model=model,
             width=resolved.width, height=resolved.height, ratio=resolved.ratio_label,
-            steps=model.clamp_steps(steps or self.default_steps) if model.steps_field else None,
+            steps=job_steps,
             seed=seed if model.seed else None,
             negative=negative if model.negative_prompt else None,
             guidance=_clamp_guidance(model, guidance),
-            output_format=output_format, ignored=tuple(ignored))
+            output_format=output_format, ignored=tuple(ignored), clamped=clamped)
 
     def choose_prompt(self, job: ImageJob, cancel: threading.Event | None = None) -> PromptChoice:
         """Translate the prompt when a translator is set; fall back to the original on failure."""
@@ -228,7 +240,10 @@ class Pipeline:
         log.debug("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
-                           width=fitted.width, height=fitted.height, seed=seed)
+                           width=fitted.width, height=fitted.height, seed=seed,
+                           neurons=(generated.neurons if generated.neurons is not None
+                                    else job.estimate),
+                           account=generated.account)
 
     def render_batch(self, job: ImageJob, n: int,
                      cancel: threading.Event | None = None) -> Batch:

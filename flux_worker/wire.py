@@ -175,6 +175,11 @@ class ChatCompletionRequest(BaseModel):
                          json_schema_extra={"type": ["boolean", "null"]})
     stream_options: StreamOptions | None = Field(
         None, description="`include_usage: true` adds a usage chunk before `[DONE]`.")
+    modalities: tuple[str, ...] = Field(
+        (), description="With `image`, the answer also lists its image as `images` "
+                        "(OpenRouter's form), in `message` or in the chunk that brings it.",
+        json_schema_extra={"type": ["array", "null"], "items": {"type": "string"},
+                           "examples": [["image", "text"]]})
 
     _prompt: str = PrivateAttr("")
     _last_user: int = PrivateAttr(-1)
@@ -186,6 +191,7 @@ class ChatCompletionRequest(BaseModel):
         "stream_options": "`stream_options` must be an object such as "
                           '{"include_usage": true}.',
         "stream_options.include_usage": "`stream_options.include_usage` must be true or false.",
+        "modalities": '`modalities` must be a list of strings such as ["image", "text"].',
     }
 
     @field_validator("model", mode="before")
@@ -197,6 +203,15 @@ class ChatCompletionRequest(BaseModel):
     @classmethod
     def _null_is_false(cls, value: Any) -> Any:
         return False if value is None else value
+
+    @field_validator("modalities", mode="before")
+    @classmethod
+    def _modalities(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(v.strip().lower() for v in value)
+        return value  # anything else fails the type check, worded by HELP
 
     @model_validator(mode="after")
     def _find_prompt(self) -> ChatCompletionRequest:
@@ -229,6 +244,11 @@ class ChatCompletionRequest(BaseModel):
     def include_usage(self) -> bool:
         """Whether a streamed answer ends with a usage chunk."""
         return self.stream_options is not None and self.stream_options.include_usage
+
+    @property
+    def wants_images(self) -> bool:
+        """Whether the answer also carries the image as `images` parts (OpenRouter's form)."""
+        return "image" in self.modalities
 
 
 def _content_message(index: int, problem: str) -> str:
@@ -289,11 +309,14 @@ class ImageGenerationRequest(BaseModel):
                                   "and a trailing ratio work here too.",
         json_schema_extra={"pattern": r"\S"})
     n: int = Field(1, ge=1, description="How many images (1 to MAX_IMAGES).")
-    response_format: Literal["url", "b64_json"] = "url"
+    response_format: Literal["url", "b64_json"] | None = Field(
+        None, description="Default `url`; `b64_json` for the GPT image names "
+                          "(GPT_IMAGE_ALIASES), as OpenAI's GPT image models answer.")
     output_format: Literal["png", "jpeg", "webp"] | None = None
     model: str | None = Field(
-        None, description="An offered model id or alias (`dall-e-2`, `dall-e-3`, `gpt-image-1` "
-                          "mean FLUX_MODEL); unknown names are 404.")
+        None, description="An offered model id or alias (`dall-e-2`, `dall-e-3` and the GPT "
+                          "image names such as `gpt-image-1` mean FLUX_MODEL); unknown names "
+                          "are 404.")
     size: SizeSpec | None = Field(
         None, description="`WIDTHxHEIGHT` (each side 64 to 4096, scaled into the model's "
                           "limits), a ratio such as `16:9`, or `auto`.",
@@ -349,8 +372,9 @@ class ImageGenerationRequest(BaseModel):
     @field_validator("response_format", mode="before",
                      json_schema_input_type=Literal["url", "b64_json"] | None)
     @classmethod
-    def _default_url(cls, value: Any) -> Any:
-        return value or "url"
+    def _empty_is_default(cls, value: Any) -> Any:
+        # None (or "") leaves the choice to the model's default (ModelRegistry).
+        return value or None
 
     @field_validator("output_format", mode="before",
                      json_schema_input_type=Literal["png", "jpeg", "jpg", "webp"] | None)

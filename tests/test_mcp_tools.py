@@ -199,3 +199,30 @@ def _png(width: int, height: int) -> bytes:
     out = io.BytesIO()
     img.save(out, "PNG")
     return out.getvalue()
+
+
+def test_budgets_count_mcp_calls_and_refuse_with_a_tool_error():
+    svc = build_services(make_config(DAILY_NEURONS="100", SHOW_COST="true"))
+    try:
+        async def twice(client):
+            first = await client.call_tool("generate_image", {"prompt": "a cat"})
+            second = await client.call_tool("generate_image", {"prompt": "a cat"})
+            return first, second
+
+        first, second = run(svc, twice)
+    finally:
+        svc.close()
+    assert first.is_error is False
+    neurons = first.structured_content["neurons"]
+    assert neurons == pytest.approx(57.6)  # flux-1-schnell, 1024x1024, 4 steps
+    assert "Cost: 57.6 neurons ($0.00063" in first.content[0].text
+    assert second.is_error is True
+    text = second.content[0].text
+    assert text.startswith("insufficient_quota: ") and "DAILY_NEURONS" in text
+
+
+def test_list_models_tells_the_cost_estimate(services):
+    result = run(services, lambda c: c.call_tool("list_models", {}))
+    by_name = {m["name"]: m for m in result.structured_content["models"]}
+    cost = by_name["flux-1-schnell"]["cost"]
+    assert cost["estimate_neurons"] == pytest.approx(57.6) and cost["price"] is not None

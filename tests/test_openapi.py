@@ -62,7 +62,7 @@ def test_api_routes_need_the_bearer_key_and_the_others_do_not():
         for method, op in item.items():
             if method == "parameters":
                 continue
-            api = path.startswith(("/v1/", "/chat/", "/images/", "/models"))
+            api = path.startswith(("/v1/", "/chat/", "/images/", "/models", "/usage"))
             assert op["security"] == ([{"bearerAuth": []}] if api else []), (path, method)
             assert ("401" in op["responses"]) == api, (path, method)
 

@@ -183,7 +183,7 @@ def test_images_defaults_and_ignored_fields():
     assert req.prompt == " a cat "  # kept as sent: the prompt parser reads it
     assert (req.n, req.response_format, req.output_format, req.model, req.size, req.seed,
             req.steps, req.negative_prompt, req.guidance) == (
-        1, "url", None, None, None, None, None, None, None)
+        1, None, None, None, None, None, None, None, None)
 
 
 def test_images_fields():
@@ -199,9 +199,9 @@ def test_images_fields():
 
 
 @pytest.mark.parametrize("extra, expected", [
-    ({"n": None, "response_format": None, "output_format": None, "size": None}, (1, "url", None)),
-    ({"response_format": "", "size": "auto"}, (1, "url", None)),
-    ({"output_format": "WebP", "size": "16:9"}, (1, "url", "webp")),
+    ({"n": None, "response_format": None, "output_format": None, "size": None}, (1, None, None)),
+    ({"response_format": "", "size": "auto"}, (1, None, None)),
+    ({"output_format": "WebP", "size": "16:9"}, (1, None, "webp")),
 ])
 def test_images_nulls_and_aliases(extra, expected):
     req = parse_image_generation({"prompt": "a cat", **extra}, 4)

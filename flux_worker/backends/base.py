@@ -31,6 +31,8 @@ class GeneratedImage:
 
     data: bytes
     content_type: str | None = None     # as declared upstream; the pipeline sniffs the bytes anyway
+    neurons: float | None = None        # what the upstream says it billed, when it says so
+    account: str | None = None          # the Cloudflare account id that made it
 
 
 class ImageBackend(Protocol):

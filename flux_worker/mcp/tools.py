@@ -11,14 +11,16 @@ import base64
 import json
 import logging
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import mcp_types as types
 
+from ..budget import Hold, neurons_text, usd_text
 from ..catalog import SEED_MAX, ModelSpec
 from ..errors import APIError, InvalidRequest
-from ..pipeline import ImageResult
+from ..pipeline import ImageJob, ImageResult
 from ..prompt import parse_prompt
 from ..services import Services
 from ..sizes import parse_size_param
@@ -39,6 +41,7 @@ class Caller:
     identity: str = field(repr=False)   # the API key when keys are configured: never shown
     link: Callable[[ImageResult], str | None]
     request_id: str | None = None
+    key: str | None = field(default=None, repr=False)  # whose budget: the API key, if any
     links_expire: bool = True     # False: links to files of the local user, kept until removed
     model: str = field(default="-")
 
@@ -168,13 +171,18 @@ class ImageTools:
                                 seed=req.seed, steps=req.steps, negative=req.negative_prompt)
         svc.pipeline.check_storage()  # refuse before charging the caller's limit
         with svc.admission.admit(caller.identity, req.n):
-            batch = svc.pipeline.render_batch(job, req.n, cancel)
+            # The budgets as in the Images API: reserve the estimate, book each image's figure.
+            hold = (svc.books.reserve(caller.key, job.estimate * req.n)
+                    if job.estimate is not None else None)
+            with hold or nullcontext():
+                batch = svc.pipeline.render_batch(job, req.n, cancel)
+                neurons = _settle(hold, job, batch.results)
         return self._images_result(model, job.size, req.prompt, batch.choice.prompt,
-                                   batch.results, caller, _ignored(req, model))
+                                   batch.results, caller, _ignored(req, model), neurons)
 
     def _images_result(self, model: ModelSpec, size: str, asked: str, used: str,
-                       results: list[ImageResult], caller: Caller,
-                       ignored: list[str]) -> types.CallToolResult:
+                       results: list[ImageResult], caller: Caller, ignored: list[str],
+                       neurons: float | None) -> types.CallToolResult:
         content: list[types.ContentBlock] = []
         described = []
         lines = [f"Generated {len(results)} image{'s' if len(results) > 1 else ''} with "
@@ -204,22 +212,38 @@ class ImageTools:
                          "Full image: not linked (set PUBLIC_BASE_URL to get links)")
             content.append(types.ImageContent(
                 data=base64.b64encode(shown.data).decode("ascii"), mime_type=shown.content_type))
+        if neurons is not None and self.services.config.show_cost:
+            lines.append(f"Cost: {neurons_text(neurons)} neurons ({usd_text(neurons)} at the "
+                         "Workers AI paid rate).")
         if caller.links_expire:
             lines.append(f"Links expire after "
                          f"{_duration(self.services.config.image_expiration)}.")
         content.insert(0, types.TextContent(text="\n".join(lines)))
         structured = {"model": model.id, "size": size, "prompt": used, "images": described,
-                      "ignored": ignored}
+                      "ignored": ignored,
+                      "neurons": None if neurons is None else round(neurons, 3)}
         return types.CallToolResult(content=content, structured_content=structured)
 
     def list_models(self) -> types.CallToolResult:
         """The offered models and what each accepts, as JSON text and structured content."""
         models = self.services.models
-        described = [_describe(m, m is models.default) for m in models.models]
+        steps = self.services.config.flux_num_steps
+        described = [_describe(m, m is models.default, steps) for m in models.models]
         data = {"default": models.default.id, "models": described}
         return types.CallToolResult(
             content=[types.TextContent(text=json.dumps(data, indent=1, ensure_ascii=False))],
             structured_content=data)
+
+
+def _settle(hold: Hold | None, job: ImageJob, results: list[ImageResult]) -> float | None:
+    """Book each image's neurons on the hold; their sum (None when nothing is priced)."""
+    if hold is None:
+        return None
+    for result in results:
+        if result.neurons is not None:
+            hold.settle(result.neurons, estimate=job.estimate or 0.0, model=job.model.id,
+                        account=result.account)
+    return hold.neurons
 
 
 def tool_error(exc: APIError | None) -> types.CallToolResult:
@@ -276,7 +300,7 @@ def _no_unknown(args: dict[str, Any], known: set[str]) -> None:
                              f"accepted arguments are {accepted}.", param=unknown[0])
 
 
-def _describe(spec: ModelSpec, default: bool) -> dict[str, Any]:
+def _describe(spec: ModelSpec, default: bool, steps: int) -> dict[str, Any]:
     """One model for list_models: names, what it does and what it accepts."""
     caps = spec.capabilities()
     return {
@@ -287,6 +311,7 @@ def _describe(spec: ModelSpec, default: bool) -> dict[str, Any]:
         "steps": ({"max": spec.steps_max} if spec.steps_field else None),
         "seed": spec.seed, "negative_prompt": spec.negative_prompt,
         "guidance": caps["guidance"], "max_prompt_chars": spec.max_prompt,
+        "cost": spec.cost_info(steps),
     }
 
 

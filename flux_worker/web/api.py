@@ -9,16 +9,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import nullcontext
 
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from .. import housekeeping, openai_format
-from ..answer import chat_answer, holding, sse_events
+from ..answer import ImageLinks, chat_answer, holding, sse_events
+from ..budget import Hold
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
 from ..streaming import Background
 from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
-from .auth import caller_identity, require_api_key
+from .auth import caller_identity, caller_key, require_api_key
 from .body import json_body
 from .context import services
 from .links import image_link, public_base_url
@@ -61,33 +63,68 @@ def chat_completions():
     svc.pipeline.check_storage()
     base = public_base_url()
     ticket = svc.admission.admit(identity, 1)
+    try:
+        hold = _reserve(svc, job, 1)
+    except BaseException:
+        ticket.release()
+        raise
     cancel = threading.Event()
-    pieces = holding(chat_answer(job, svc.pipeline, words, lambda key: image_link(base, key),
-                                 cancel), ticket)
+    links = ImageLinks(lambda key: image_link(base, key))
+    pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel, hold,
+                                 svc.config.show_cost), ticket, hold)
+    images = links if chat.wants_images else None
     if not chat.stream:
-        return _chat_reply(chat, cid, created, model.id, text, pieces)
+        response = _chat_reply(chat, cid, created, model.id, text, pieces, images)
+        _tell_neurons(response, hold.neurons if hold else None)
+        return response
     # The generation runs in its own thread from now on and holds its slot until it ends.
     running = Background(pieces, HEARTBEAT_SECONDS, cancel)
-    response = _stream(chat, cid, created, model.id, text, running, words)
+    response = _stream(chat, cid, created, model.id, text, running, words, images)
+    # Headers go before the body, so a stream can only tell the estimate (README: Costs).
+    _tell_neurons(response, hold.estimate if hold else None)
     # Also for a stream the server closes before it was read at all: stop the generation.
     response.call_on_close(cancel.set)
     return response
 
 
+def _reserve(svc, job, images: int) -> Hold | None:
+    """Reserve the job's estimate for `images` images; raise QuotaExceeded over a budget."""
+    if job.estimate is None:
+        return None              # a model without a Workers AI price (IMAGE_BACKEND=openai)
+    return svc.books.reserve(caller_key(), job.estimate * images)
+
+
+def _settle(hold: Hold | None, job, results) -> float | None:
+    """Book each image's neurons; return their sum (None when nothing is priced)."""
+    if hold is None:
+        return None
+    for result in results:
+        if result.neurons is not None:
+            hold.settle(result.neurons, estimate=job.estimate, model=job.model.id,
+                        account=result.account)
+    return hold.neurons
+
+
+def _tell_neurons(response: Response, neurons: float | None) -> None:
+    if neurons is not None:
+        response.headers["X-Neurons"] = f"{neurons:.3f}".rstrip("0").rstrip(".")
+
+
 def _chat_reply(chat: ChatCompletionRequest, cid: str, created: int, model_name: str,
-                prompt: str, pieces) -> Response:
+                prompt: str, pieces, images: ImageLinks | None = None) -> Response:
     if chat.stream:
         return _stream(chat, cid, created, model_name, prompt, pieces,
                        Phrasebook(services().config.language))
     content = "".join(pieces)
     return jsonify(openai_format.chat_completion(
-        cid, created, model_name, content, openai_format.usage(prompt, content)))
+        cid, created, model_name, content, openai_format.usage(prompt, content),
+        images=images.urls if images is not None else None))
 
 
 def _stream(chat: ChatCompletionRequest, cid: str, created: int, model_name: str, prompt: str,
-            pieces, words: Phrasebook) -> Response:
+            pieces, words: Phrasebook, images: ImageLinks | None = None) -> Response:
     writer = openai_format.ChunkWriter(cid, created, model_name, chat.include_usage)
-    return Response(stream_with_context(sse_events(pieces, writer, prompt, words)),
+    return Response(stream_with_context(sse_events(pieces, writer, prompt, words, images)),
                     mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -105,14 +142,21 @@ def images_generations():
                             guidance=req.guidance, output_format=req.output_format)
     svc.pipeline.check_storage()
     with svc.admission.admit(caller_identity(), req.n):
-        batch = svc.pipeline.render_batch(job, req.n)
+        hold = _reserve(svc, job, req.n)
+        with hold or nullcontext():
+            batch = svc.pipeline.render_batch(job, req.n)
+            neurons = _settle(hold, job, batch.results)
     base = public_base_url()
+    # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
+    response_format = req.response_format or svc.models.default_response_format(req.model)
     items = openai_format.image_items(
-        batch.results, req.response_format, lambda key: image_link(base, key),
+        batch.results, response_format, lambda key: image_link(base, key),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=model.seed)
-    return jsonify(openai_format.images_response(
+    response = jsonify(openai_format.images_response(
         items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1]))
+    _tell_neurons(response, neurons)
+    return response
 
 
 @bp.get("/v1/models")
@@ -132,7 +176,8 @@ def get_model(model_id: str):
     spec = svc.models.require(model_id)
     return jsonify(_model_object(svc, spec, aliases=list(spec.aliases),
                                  description=spec.description, capabilities=spec.capabilities(),
-                                 default=spec is svc.models.default))
+                                 default=spec is svc.models.default,
+                                 cost=spec.cost_info(svc.config.flux_num_steps)))
 
 
 def _model_object(svc, spec, **extra) -> dict:

@@ -44,3 +44,10 @@ def caller_identity() -> str:
     if services().config.api_keys and getattr(g, "api_key", None):
         return g.api_key
     return request.remote_addr or "anonymous"
+
+
+def caller_key() -> str | None:
+    """Whose budget a generation counts against: the API key when keys are configured."""
+    if services().config.api_keys:
+        return getattr(g, "api_key", None)
+    return None

@@ -72,7 +72,7 @@ def common_headers(origins: tuple[str, ...], origin: str | None, requested: str 
     headers += [
         ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
         ("Access-Control-Allow-Headers", requested or _ALLOWED_HEADERS),
-        ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, ETag"),
+        ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, ETag, X-Neurons"),
         ("Access-Control-Max-Age", "86400"),
         ("X-Content-Type-Options", "nosniff"),
     ]

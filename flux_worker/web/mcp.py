@@ -88,6 +88,7 @@ class McpMount:
         # Per API key when keys are configured, else per client address, as for the API.
         caller.identity = (token if config.api_keys and token
                            else environ.get("REMOTE_ADDR") or "anonymous")
+        caller.key = token if config.api_keys else None  # budgets count per key, as for the API
         base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
         caller.link = lambda result: _link(base, result)
         environ[CALLER_KEY] = caller

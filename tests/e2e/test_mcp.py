@@ -163,6 +163,26 @@ def test_rate_limited_call_is_a_tool_error(fake_cf, cf, tmp_path):
     assert refused.content[0].text.startswith("rate_limit_exceeded: Rate limit reached")
 
 
+def test_budget_is_shared_with_the_api_and_refuses_with_a_tool_error(fake_cf, cf, tmp_path):
+    svc = start_service(tmp_path, cloudflare_env(fake_cf, KEY_BUDGETS=f"{API_KEY}=100"))
+    try:
+        first = session(svc, lambda c: c.call_tool("generate_image", {"prompt": "a cat"}))
+        # 57.6 of 100 neurons are spent: neither the API nor MCP may start another image.
+        api = requests.post(svc.api + "/images/generations", timeout=30,
+                            headers={"Authorization": f"Bearer {API_KEY}"},
+                            json={"prompt": "a cat"})
+        refused = session(svc, lambda c: c.call_tool("generate_image", {"prompt": "a cat"}))
+        usage = requests.get(svc.api + "/usage", timeout=10,
+                             headers={"Authorization": f"Bearer {API_KEY}"}).json()
+    finally:
+        svc.stop()
+    assert first.is_error is False and first.structured_content["neurons"] > 0
+    assert api.status_code == 429 and api.json()["error"]["code"] == "insufficient_quota"
+    assert refused.is_error is True
+    assert refused.content[0].text.startswith("insufficient_quota: ")
+    assert usage["key"]["spent_neurons"] == pytest.approx(first.structured_content["neurons"])
+
+
 def test_stdio_lists_tools_and_generates(fake_cf, cf, tmp_path):
     env = cloudflare_env(fake_cf, STORAGE_URL="memory://", TMPDIR=str(tmp_path))
     del env["API_KEY"]  # a local server needs no client key

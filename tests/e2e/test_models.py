@@ -106,7 +106,7 @@ def test_models_endpoint_tells_the_truth(cf_service):
     assert ids == {m.id for m in CATALOG}
     described = client.models.retrieve("@cf/black-forest-labs/flux-1-schnell").model_dump()
     assert described["capabilities"]["size_control"] is False
-    assert described["capabilities"]["steps"] == {"field": "steps", "max": 8}
+    assert described["capabilities"]["steps"] == {"field": "steps", "min": 1, "max": 8}
 
 
 def test_image_models_setting_limits_the_offer(fake_cf, tmp_path):
