@@ -47,10 +47,7 @@ def chat_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
     if job.clamped:
         lines.append(words("clamped", model=job.model.short_name, options=", ".join(job.clamped)))
     yield "\n".join(lines) + "\n"
-    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel)
-    if hold is not None and result.neurons is not None:
-        hold.settle(result.neurons, estimate=job.estimate or 0.0, model=job.model.id,
-                    account=result.account)
+    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel, hold=hold)
     yield (f"{words('success')}\n{words('result')}\n\n"
            f"![{words('alt')}]({image_url(result.key)})")
     if show_cost and result.neurons is not None:
@@ -75,13 +72,11 @@ class ImageLinks:
         return url
 
 
-def holding(pieces: Iterator[str], ticket: Ticket, hold: Hold | None = None) -> Iterator[str]:
-    """The pieces of an answer, giving the ticket (and unsettled neurons) back when they end."""
+def holding(pieces: Iterator[str], ticket: Ticket) -> Iterator[str]:
+    """The pieces of an answer, giving the ticket (slots, unsettled neurons) back when they end."""
     try:
         yield from pieces
     finally:
-        if hold is not None:
-            hold.close()
         ticket.release()
 
 

@@ -19,6 +19,7 @@ from typing import Callable
 
 from . import imaging, metrics
 from .backends.base import GenerationRequest, ImageBackend
+from .budget import Hold
 from .catalog import SEED_MAX, ModelSpec
 from .errors import InvalidRequest, StorageError, UpstreamError, raise_if_cancelled
 from .prompt import ParsedPrompt
@@ -204,8 +205,10 @@ class Pipeline:
         return PromptChoice(text, model=result.model)
 
     def render(self, job: ImageJob, prompt: str, *, seed: int | None = None,
-               cancel: threading.Event | None = None) -> ImageResult:
+               cancel: threading.Event | None = None, hold: Hold | None = None) -> ImageResult:
         """Generate, fit to the job's exact size and store; return the stored image.
+
+        The image's neurons (Cloudflare's figure, else the estimate) are settled on `hold`.
 
         :raises StorageError: before any upstream call when storage is down.
         :raises Cancelled: when `cancel` is set before the image is stored.
@@ -239,14 +242,16 @@ class Pipeline:
         metrics.observe_stored(len(fitted.data))
         log.debug("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
+        neurons = generated.neurons if generated.neurons is not None else job.estimate
+        if hold is not None and neurons is not None:
+            hold.settle(neurons, estimate=job.estimate or 0.0, model=job.model.id,
+                        account=generated.account)
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
                            width=fitted.width, height=fitted.height, seed=seed,
-                           neurons=(generated.neurons if generated.neurons is not None
-                                    else job.estimate),
-                           account=generated.account)
+                           neurons=neurons, account=generated.account)
 
-    def render_batch(self, job: ImageJob, n: int,
-                     cancel: threading.Event | None = None) -> Batch:
+    def render_batch(self, job: ImageJob, n: int, cancel: threading.Event | None = None,
+                     hold: Hold | None = None) -> Batch:
         """Translate once, then render `n` images in parallel; keep all of them or none.
 
         Each image gets its own seed (see `variant_seed`), so a batch holds different pictures.
@@ -254,10 +259,11 @@ class Pipeline:
         choice = self.choose_prompt(job, cancel)
         seeds = [self.variant_seed(job, i) for i in range(n)]
         if n == 1:
-            return Batch(choice, [self.render(job, choice.prompt, seed=seeds[0], cancel=cancel)])
+            return Batch(choice, [self.render(job, choice.prompt, seed=seeds[0], cancel=cancel,
+                                              hold=hold)])
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="batch") as pool:
-            futures = [pool.submit(self.render, job, choice.prompt, seed=s, cancel=cancel)
-                       for s in seeds]
+            futures = [pool.submit(self.render, job, choice.prompt, seed=s, cancel=cancel,
+                                   hold=hold) for s in seeds]
             outcomes: list[ImageResult | BaseException] = []
             for future in futures:
                 try:

@@ -71,7 +71,7 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
     limiter = RateLimiter(config.rate_limit, config.storage_url) if config.rate_limit else None
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, session=session,
-                    admission=Admission(limiter, InflightGate(config.max_inflight)),
+                    admission=Admission(limiter, InflightGate(config.max_inflight), books),
                     books=books, accounts=accounts)
 
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import nullcontext
 
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from .. import housekeeping, openai_format
 from ..answer import ImageLinks, chat_answer, holding, sse_events
-from ..budget import Hold
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
 from ..streaming import Background
@@ -62,16 +60,12 @@ def chat_completions():
     job = svc.pipeline.plan(parse_prompt(text), text, model)
     svc.pipeline.check_storage()
     base = public_base_url()
-    ticket = svc.admission.admit(identity, 1)
-    try:
-        hold = _reserve(svc, job, 1)
-    except BaseException:
-        ticket.release()
-        raise
+    ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
+    hold = ticket.hold
     cancel = threading.Event()
     links = ImageLinks(lambda key: image_link(base, key))
     pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel, hold,
-                                 svc.config.show_cost), ticket, hold)
+                                 svc.config.show_cost), ticket)
     images = links if chat.wants_images else None
     if not chat.stream:
         response = _chat_reply(chat, cid, created, model.id, text, pieces, images)
@@ -85,24 +79,6 @@ def chat_completions():
     # Also for a stream the server closes before it was read at all: stop the generation.
     response.call_on_close(cancel.set)
     return response
-
-
-def _reserve(svc, job, images: int) -> Hold | None:
-    """Reserve the job's estimate for `images` images; raise QuotaExceeded over a budget."""
-    if job.estimate is None:
-        return None              # a model without a Workers AI price (IMAGE_BACKEND=openai)
-    return svc.books.reserve(caller_key(), job.estimate * images)
-
-
-def _settle(hold: Hold | None, job, results) -> float | None:
-    """Book each image's neurons; return their sum (None when nothing is priced)."""
-    if hold is None:
-        return None
-    for result in results:
-        if result.neurons is not None:
-            hold.settle(result.neurons, estimate=job.estimate, model=job.model.id,
-                        account=result.account)
-    return hold.neurons
 
 
 def _tell_neurons(response: Response, neurons: float | None) -> None:
@@ -141,11 +117,10 @@ def images_generations():
                             seed=req.seed, steps=req.steps, negative=req.negative_prompt,
                             guidance=req.guidance, output_format=req.output_format)
     svc.pipeline.check_storage()
-    with svc.admission.admit(caller_identity(), req.n):
-        hold = _reserve(svc, job, req.n)
-        with hold or nullcontext():
-            batch = svc.pipeline.render_batch(job, req.n)
-            neurons = _settle(hold, job, batch.results)
+    with svc.admission.admit(caller_identity(), req.n, key=caller_key(),
+                             estimate=job.estimate) as ticket:
+        batch = svc.pipeline.render_batch(job, req.n, hold=ticket.hold)
+    neurons = ticket.hold.neurons if ticket.hold else None
     base = public_base_url()
     # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
     response_format = req.response_format or svc.models.default_response_format(req.model)
