@@ -11,13 +11,12 @@ import base64
 import json
 import logging
 import threading
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import mcp_types as types
 
-from ..budget import Hold, neurons_text, usd_text
+from ..budget import neurons_text, usd_text
 from ..errors import APIError, InvalidRequest
 from ..pipeline import ImageJob, ImageResult
 from ..prompt import parse_prompt
@@ -95,13 +94,11 @@ class ImageTools:
         svc = self.services
         caller.model = job.model.id
         svc.pipeline.check_storage()  # refuse before charging the caller's limit
-        with svc.admission.admit(caller.identity, n):
-            # The budgets as in the Images API: reserve the estimate, book each image's figure.
-            hold = (svc.books.reserve(caller.key, job.estimate * n)
-                    if job.estimate is not None else None)
-            with hold or nullcontext():
-                batch = svc.pipeline.render_batch(job, n, cancel)
-                neurons = _settle(hold, job, batch.results)
+        # Rate limit, in-flight slots and budgets, as for the Images API.
+        with svc.admission.admit(caller.identity, n, key=caller.key,
+                                 estimate=job.estimate) as ticket:
+            batch = svc.pipeline.render_batch(job, n, cancel, hold=ticket.hold)
+        neurons = ticket.hold.neurons if ticket.hold else None
         return self._images_result(job, batch.choice.prompt, batch.results, caller, ignored,
                                    neurons, verb, note)
 
@@ -161,17 +158,6 @@ class ImageTools:
         return types.CallToolResult(
             content=[types.TextContent(text=json.dumps(data, indent=1, ensure_ascii=False))],
             structured_content=data)
-
-
-def _settle(hold: Hold | None, job: ImageJob, results: list[ImageResult]) -> float | None:
-    """Book each image's neurons on the hold; their sum (None when nothing is priced)."""
-    if hold is None:
-        return None
-    for result in results:
-        if result.neurons is not None:
-            hold.settle(result.neurons, estimate=job.estimate or 0.0, model=job.model.id,
-                        account=result.account)
-    return hold.neurons
 
 
 def tool_error(exc: APIError | None) -> types.CallToolResult:
