@@ -226,3 +226,18 @@ def test_list_models_tells_the_cost_estimate(services):
     by_name = {m["name"]: m for m in result.structured_content["models"]}
     cost = by_name["flux-1-schnell"]["cost"]
     assert cost["estimate_neurons"] == pytest.approx(57.6) and cost["price"] is not None
+
+
+def test_images_kept_for_ever_have_no_expiry_note():
+    svc = build_services(make_config(IMAGE_EXPIRATION="0"))
+    try:
+        async def calls(client):
+            return (await client.list_tools(),
+                    await client.call_tool("generate_image", {"prompt": "a cat"}))
+
+        tools, result = run(svc, calls)
+    finally:
+        svc.close()
+    generate = next(t for t in tools.tools if t.name == "generate_image")
+    assert "Images are kept without a time limit." in generate.description
+    assert result.is_error is False and "expire" not in result.content[0].text

@@ -1,9 +1,9 @@
 """`python -m flux_worker.mcp`: the MCP tools over stdio, for clients that launch a command.
 
 The configuration is read from the same environment variables as the HTTP service. Links to
-full images use PUBLIC_BASE_URL (an HTTP service of the same storage serves them there); without
-it, each full image is also written to a file in the temp folder and linked as a `file:` URL,
-which is what a local agent can open.
+full images use PUBLIC_BASE_URL (an HTTP service of the same storage serves them there) or the
+bucket (IMAGE_LINKS=direct/presigned); without either, each full image is also written to a file
+in the temp folder and linked as a `file:` URL, which is what a local agent can open.
 """
 
 from __future__ import annotations
@@ -53,20 +53,17 @@ def file_link(folder: pathlib.Path) -> LinkFn:
     return link
 
 
-def base_link(base: str) -> LinkFn:
-    """A link maker for images served by the HTTP service at `base`."""
-    return lambda result: f"{base}/image/{result.key}"
-
-
 async def serve(config: Config) -> None:
     """Serve the tools over stdin/stdout until the client closes them."""
     services = build_services(config)
-    link = (base_link(config.public_base_url) if config.public_base_url
+    # Links need someone to serve the image: the HTTP service at PUBLIC_BASE_URL, or the bucket
+    # (IMAGE_LINKS=direct/presigned). Without either, the local user gets a file.
+    served = bool(config.public_base_url) or config.image_links != "service"
+    link = ((lambda result: services.links(config.public_base_url, result.key)) if served
             else file_link(pathlib.Path(tempfile.gettempdir()) / "flux-worker-mcp"))
     tools = ImageTools(services)
-    expire = bool(config.public_base_url)  # file links stay until the user removes them
     server = build_server(tools, lambda ctx: Caller(identity="stdio", link=link,
-                                                    links_expire=expire))
+                                                    links_expire=served))
     try:
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())

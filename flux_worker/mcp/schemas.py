@@ -26,8 +26,8 @@ def generate_tool(svc: Services) -> types.Tool:
             "Create images from a text prompt with a text-to-image model and return them: each "
             "image inline (a JPEG preview when it is larger than "
             f"{PREVIEW_MAX_SIDE} px or {PREVIEW_MAX_BYTES // 1000} KB), a link to the full "
-            "image, and its model, size and seed. Images are kept for "
-            f"{duration(svc.config.image_expiration)}. Write the prompt in English as a "
+            f"image, and its model, size and seed. {_kept(svc.config.image_expiration)} "
+            "Write the prompt in English as a "
             "visual description (subject, setting, style, lighting). Call list_models for what "
             "each model accepts.\n\nModels offered (first name is what to pass as `model`):\n"
             + "\n".join(model_line(m, m is models.default) for m in models.models)),
@@ -124,6 +124,11 @@ def model_line(spec: ModelSpec, default: bool) -> str:
     if spec.negative_prompt:
         parts.append("negative_prompt")
     return parts[0] + " " + "; ".join(parts[1:]) + "."
+
+
+def _kept(seconds: int) -> str:
+    return (f"Images are kept for {duration(seconds)}." if seconds
+            else "Images are kept without a time limit.")
 
 
 def duration(seconds: int) -> str:

@@ -140,9 +140,9 @@ class ImageTools:
         if neurons is not None and self.services.config.show_cost:
             lines.append(f"Cost: {neurons_text(neurons)} neurons ({usd_text(neurons)} at the "
                          "Workers AI paid rate).")
-        if caller.links_expire:
-            lines.append(f"Links expire after "
-                         f"{duration(self.services.config.image_expiration)}.")
+        lifetime = self.services.config.image_expiration
+        if caller.links_expire and lifetime:  # 0: images are kept for ever
+            lines.append(f"Links expire after {duration(lifetime)}.")
         content.insert(0, types.TextContent(text="\n".join(lines)))
         structured = {"model": model.id, "size": size, "prompt": used, "images": described,
                       "ignored": ignored,

@@ -19,11 +19,9 @@ from ..errors import APIError, MethodNotAllowed
 from ..mcp.bridge import CALLER_KEY, McpBridge, caller_of_request
 from ..mcp.server import build_server
 from ..mcp.tools import Caller, ImageTools
-from ..pipeline import ImageResult
 from ..services import Services
 from .auth import bearer_token, check_api_key
 from .hooks import common_headers, request_done, request_id
-from .links import image_link
 
 PATHS = ("/mcp", "/mcp/")
 
@@ -90,13 +88,10 @@ class McpMount:
                            else environ.get("REMOTE_ADDR") or "anonymous")
         caller.key = token if config.api_keys else None  # budgets count per key, as for the API
         base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
-        caller.link = lambda result: _link(base, result)
+        links = self.services.links
+        caller.link = lambda result: links(base, result.key)
         environ[CALLER_KEY] = caller
         return ClosingIterator(self.bridge(environ, respond), [finish])
-
-
-def _link(base: str, result: ImageResult) -> str:
-    return image_link(base, result.key)
 
 
 def mount(app: Callable, services: Services) -> McpMount:
