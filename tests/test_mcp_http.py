@@ -63,7 +63,7 @@ def test_tools_list_without_a_session(app):
                 **{"MCP-Protocol-Version": "2025-11-25"})
     assert resp.status_code == 200
     names = {t["name"] for t in resp.get_json()["result"]["tools"]}
-    assert names == {"generate_image", "list_models"}
+    assert names == {"generate_image", "edit_image", "list_models"}
 
 
 def test_preflight_needs_no_key(app):

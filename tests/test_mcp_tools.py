@@ -49,7 +49,7 @@ def decoded(block):
 def test_lists_tools_with_schemas_written_for_a_model(services):
     tools = run(services, lambda c: c.list_tools()).tools
     by_name = {t.name: t for t in tools}
-    assert set(by_name) == {"generate_image", "list_models"}
+    assert set(by_name) == {"generate_image", "edit_image", "list_models"}
     gen = by_name["generate_image"]
     assert gen.input_schema["required"] == ["prompt"]
     props = gen.input_schema["properties"]
@@ -151,7 +151,10 @@ def test_list_models_describes_each_offered_model():
     data = result.structured_content
     assert data["default"] == "@cf/black-forest-labs/flux-1-schnell"
     by_name = {m["name"]: m for m in data["models"]}
-    assert set(by_name) == {"flux-1-schnell", "sdxl-lightning"}
+    # EDIT_MODEL (flux-2-klein-4b by default) is offered too: it draws the edits.
+    assert set(by_name) == {"flux-1-schnell", "sdxl-lightning", "flux-2-klein-4b"}
+    assert by_name["flux-2-klein-4b"]["image_input"]["reference_images"] == 4
+    assert by_name["sdxl-lightning"]["image_input"]["max_images"] == 0
     assert by_name["sdxl-lightning"]["seed"] is True
     assert by_name["sdxl-lightning"]["negative_prompt"] is True
     assert by_name["flux-1-schnell"]["size_control"] is False
@@ -241,3 +244,83 @@ def test_images_kept_for_ever_have_no_expiry_note():
     generate = next(t for t in tools.tools if t.name == "generate_image")
     assert "Images are kept without a time limit." in generate.description
     assert result.is_error is False and "expire" not in result.content[0].text
+
+
+# --- edit_image ----------------------------------------------------------------------------------
+
+def _data_url(width: int, height: int, mode: str = "RGB") -> str:
+    img = Image.new(mode, (width, height), (200, 40, 40, 255) if mode == "RGBA" else (200, 40, 40))
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def test_edit_an_image_generate_returned(services):
+    async def calls(client):
+        made = await client.call_tool("generate_image", {"prompt": "a house", "size": "768x512"})
+        link = made.structured_content["images"][0]["url"]
+        return await client.call_tool("edit_image", {
+            "prompt": "paint the door blue", "images": [link], "model": "flux-2-klein-4b",
+            "seed": 3})
+
+    result = run(services, calls)
+    assert result.is_error is False, result.content
+    text, image = result.content
+    # The output keeps the input's 3:2 proportions.
+    assert decoded(image).size == (768, 512) and "size 768x512" in text.text
+    assert text.text.startswith("Edited 1 image with flux-2-klein-4b")
+    assert "From 1 input image (768x512)." in text.text
+    assert "Prompt used: paint the door blue" in text.text and "seed 3" in text.text
+
+
+def test_edit_with_several_data_urls_and_edit_model_standing_in(services):
+    result = run(services, lambda c: c.call_tool("edit_image", {
+        "prompt": "combine them", "images": [_data_url(64, 64), _data_url(80, 40)],
+        "aspect_ratio": "1:1"}))
+    assert result.is_error is False, result.content
+    text = result.content[0].text
+    assert "From 2 input images (64x64, 80x40)." in text
+    assert "flux-1-schnell takes no images, so flux-2-klein-4b (EDIT_MODEL) drew them." in text
+    assert result.structured_content["requested_model"] == "@cf/black-forest-labs/flux-1-schnell"
+    assert decoded(result.content[1]).size == (1024, 1024)
+
+
+@pytest.mark.parametrize("args,code,words", [
+    ({"prompt": "x"}, "invalid_request_error", "`images` is required"),
+    ({"prompt": "x", "images": []}, "invalid_request_error", "`images` is required"),
+    ({"prompt": "x", "images": ["data:,"] * 5}, "invalid_request_error", "1 to 4"),
+    ({"prompt": "x", "images": ["https://elsewhere.example/cat.png"]}, "invalid_image",
+     "FETCH_REMOTE_IMAGES is off"),
+    ({"prompt": "x", "images": ["https://img.example/image/AAAAAAAAAAAAAAAAAAAAAA"]},
+     "image_expired", "expired"),
+    ({"prompt": "x", "images": ["data:image/png;base64,bm90IGFuIGltYWdl"]}, "invalid_image",
+     "not a PNG, JPEG, WebP or GIF image"),
+    ({"prompt": "x", "images": ["MASK"], "model": "flux-2-klein-4b", "mask": "MASK"},
+     "mask_not_supported", "does not take a mask"),
+    ({"prompt": "x", "images": ["MASK"], "strength": 2}, "invalid_request_error", "strength"),
+])
+def test_bad_edits_are_tool_errors_with_the_api_message(services, args, code, words):
+    args = {k: ([_data_url(64, 64) if i == "MASK" else i for i in v] if isinstance(v, list)
+                else _data_url(64, 64, "RGBA") if v == "MASK" else v) for k, v in args.items()}
+    result = run(services, lambda c: c.call_tool("edit_image", args))
+    assert result.is_error is True
+    text = result.content[0].text
+    assert text.startswith(code + ": ") and words in text, text
+
+
+def test_inpainting_with_a_mask(services):
+    result = run(services, lambda c: c.call_tool("edit_image", {
+        "prompt": "a window", "images": [_data_url(512, 512)],
+        "mask": _mask_url(512, 512), "model": "sd15-inpainting", "strength": 0.6}))
+    assert result.is_error is False, result.content
+    assert decoded(result.content[1]).size == (1024, 1024)
+    assert "Ignored" not in result.content[0].text
+
+
+def _mask_url(width: int, height: int) -> str:
+    """An OpenAI-style mask: the top half fully transparent (repaint), the rest opaque."""
+    img = Image.new("RGBA", (width, height), (0, 0, 0, 255))
+    img.paste((0, 0, 0, 0), (0, 0, width, height // 2))
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import edit_requests
 from ..catalog import ModelSpec
+from ..edit_requests import MAX_EDIT_IMAGES, EditRequest
 from ..errors import InvalidRequest
 from ..sizes import parse_size_param
 from ..wire import ImageGenerationRequest, parse_image_generation
 
 _GENERATE_ARGS = {"prompt", "model", "size", "aspect_ratio", "seed", "steps", "negative_prompt",
                   "n"}
+_EDIT_ARGS = _GENERATE_ARGS | {"images", "mask", "strength"}
 
 
 def images_request(args: dict[str, Any], max_n: int) -> ImageGenerationRequest:
@@ -19,6 +22,26 @@ def images_request(args: dict[str, Any], max_n: int) -> ImageGenerationRequest:
     body = {k: v for k, v in args.items() if k != "aspect_ratio"}
     body["size"] = _size_argument(args)
     return parse_image_generation(body, max_n)
+
+
+def edit_request(args: dict[str, Any], max_n: int) -> tuple[EditRequest, list[str], str | None]:
+    """Validate edit_image's arguments: the request, its image links and its mask link."""
+    no_unknown(args, _EDIT_ARGS)
+    links = args.get("images")
+    if isinstance(links, str):
+        links = [links]  # one link where a list was meant: the intent is plain
+    if (not isinstance(links, list) or not 1 <= len(links) <= MAX_EDIT_IMAGES
+            or not all(isinstance(link, str) and link.strip() for link in links)):
+        raise InvalidRequest(
+            f"`images` is required: a list of 1 to {MAX_EDIT_IMAGES} image links, such as the "
+            "links generate_image returned, or data: URLs.", param="images")
+    mask = args.get("mask")
+    if mask is not None and (not isinstance(mask, str) or not mask.strip()):
+        raise InvalidRequest("`mask` must be an image link or a data: URL.", param="mask")
+    fields = {k: v for k, v in args.items() if k not in ("images", "mask", "aspect_ratio")}
+    fields["size"] = _size_argument(args)
+    req = edit_requests.parse(EditRequest, fields, max_n)
+    return req, [link.strip() for link in links], mask.strip() if mask else None
 
 
 def _size_argument(args: dict[str, Any]) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 import mcp_types as types
 
 from ..catalog import SEED_MAX, ModelSpec
+from ..edit_requests import MAX_EDIT_IMAGES
 from ..services import Services
 from .preview import PREVIEW_MAX_BYTES, PREVIEW_MAX_SIDE
 
@@ -30,7 +31,8 @@ def generate_tool(svc: Services) -> types.Tool:
             "Write the prompt in English as a "
             "visual description (subject, setting, style, lighting). Call list_models for what "
             "each model accepts.\n\nModels offered (first name is what to pass as `model`):\n"
-            + "\n".join(model_line(m, m is models.default) for m in models.models)),
+            + "\n".join(model_line(m, m is models.default) for m in models.models
+                        if not m.needs_image)),
         input_schema={
             "type": "object",
             "properties": {
@@ -81,6 +83,90 @@ def generate_tool(svc: Services) -> types.Tool:
     )
 
 
+def edit_tool(svc: Services) -> types.Tool:
+    """edit_image: which models take images, how many, and which take a mask or strength."""
+    config, models = svc.config, svc.models
+    max_n = config.max_images
+    takers = [m for m in models.models if m.max_images]
+    sources = ("links this service returned (`.../image/<key>`, while they last), or "
+               "`data:image/png;base64,...` URLs")
+    if config.fetch_remote_images:
+        sources += ", or links to images on other public sites"
+    else:
+        sources += " (links to other sites are not fetched by this server)"
+    fallback = (f" A model that takes no images hands the edit to {models.edit_model.short_name} "
+                "(the result says so)." if models.edit_model else
+                " A model that takes no images is refused.")
+    default = models.edit_model or (takers[0] if takers else models.default)
+    return types.Tool(
+        name="edit_image",
+        title="Edit image",
+        description=(
+            "Change existing images after an instruction, or combine up to "
+            f"{MAX_EDIT_IMAGES} reference images into a new one, and return the results like "
+            "generate_image (inline image, link to the full image, model, size, seed). Images "
+            f"are {sources}. The output keeps the first image's proportions unless `size` or "
+            f"`aspect_ratio` is given.{fallback}\n\nModels that take images:\n"
+            + "\n".join(edit_model_line(m) for m in takers)),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "prompt": {
+                    "type": "string", "minLength": 1,
+                    "description": "The change to make (\"make the sky stormy\", \"put a red "
+                                   "hat on the cat\"), or how to combine several references."},
+                "images": {
+                    "type": "array", "minItems": 1, "maxItems": MAX_EDIT_IMAGES,
+                    "items": {"type": "string", "minLength": 1},
+                    "description": f"1 to {MAX_EDIT_IMAGES} images: {sources}. Reference "
+                                   "models (FLUX.2) take up to 4; img2img and inpainting "
+                                   "models take 1."},
+                "mask": {
+                    "type": "string",
+                    "description": "Inpainting models only: an image of the same size whose "
+                                   "fully transparent pixels mark the area to repaint. "
+                                   "Without it, the first image's own transparency is used."},
+                "model": {
+                    "type": "string",
+                    "description": "Model id or alias (see below and list_models). Default: "
+                                   f"{default.short_name}."},
+                "strength": {
+                    "type": "number", "minimum": 0, "maximum": 1,
+                    "description": "img2img and inpainting models: how far the result may "
+                                   "move from the source, 0 (unchanged) to 1 (ignore it)."},
+                "size": {
+                    "type": "string", "pattern": r"^\s*\d+\s*[xX×]\s*\d+\s*$",
+                    "description": "Output size `WIDTHxHEIGHT`; default: the first image's "
+                                   "proportions at the model's usual size."},
+                "aspect_ratio": {
+                    "type": "string", "pattern": r"^\s*\d+\s*:\s*\d+\s*$",
+                    "description": "Output shape such as `16:9`; give `size` or "
+                                   "`aspect_ratio`, not both."},
+                "seed": {
+                    "type": "integer", "minimum": 0, "maximum": SEED_MAX,
+                    "description": "Seed for a reproducible result (models with seed "
+                                   "support); default: random, reported back."},
+                "steps": {
+                    "type": "integer", "minimum": 1, "maximum": 100,
+                    "description": "Diffusion steps, clamped to the model's maximum; ignored "
+                                   "by models with fixed steps."},
+                "negative_prompt": {
+                    "type": "string",
+                    "description": "What the result must not show (Stable Diffusion models)."},
+                "n": {
+                    "type": "integer", "minimum": 1, "maximum": max_n, "default": 1,
+                    "description": f"Number of results, 1 to {max_n}, differing by seed; "
+                                   "each counts against the rate limit."},
+            },
+            "required": ["prompt", "images"],
+            "additionalProperties": False,
+        },
+        annotations=types.ToolAnnotations(
+            title="Edit image", read_only_hint=False, destructive_hint=False,
+            idempotent_hint=False, open_world_hint=True),
+    )
+
+
 def list_models_tool() -> types.Tool:
     """list_models: no arguments."""
     return types.Tool(
@@ -89,8 +175,9 @@ def list_models_tool() -> types.Tool:
         description=(
             "List the image models this server offers and what each accepts: size range "
             "and default size, whether the size can be chosen, maximum steps, seed and "
-            "negative-prompt support, prompt length limit, price and estimated cost of one "
-                "image, and which one is the default. "
+            "negative-prompt support, prompt length limit, image input (reference images, "
+                "source image, mask, strength: what edit_image can use), price and estimated "
+                "cost of one image, and which one is the default. "
             "Takes no arguments."),
         input_schema={"type": "object", "properties": {}, "additionalProperties": False},
         annotations=types.ToolAnnotations(
@@ -110,6 +197,7 @@ def describe_model(spec: ModelSpec, default: bool, steps: int) -> dict[str, Any]
         "steps": ({"max": spec.steps_max} if spec.steps_field else None),
         "seed": spec.seed, "negative_prompt": spec.negative_prompt,
         "guidance": caps["guidance"], "max_prompt_chars": spec.max_prompt,
+        "image_input": spec.image_capabilities(),
         "cost": spec.cost_info(steps),
     }
 
@@ -124,6 +212,19 @@ def model_line(spec: ModelSpec, default: bool) -> str:
     if spec.negative_prompt:
         parts.append("negative_prompt")
     return parts[0] + " " + "; ".join(parts[1:]) + "."
+
+
+def edit_model_line(spec: ModelSpec) -> str:
+    """One line about what an image-taking model accepts."""
+    if spec.reference_images:
+        takes = f"up to {spec.reference_images} reference images"
+    else:
+        takes = "one source image" + (" and a mask" if spec.mask else "")
+    extras = ["strength"] if spec.strength else []
+    if spec.seed:
+        extras.append("seed")
+    return (f"- {spec.short_name}: {takes}" + (f"; {', '.join(extras)}" if extras else "")
+            + f". {spec.description}.")
 
 
 def _kept(seconds: int) -> str:

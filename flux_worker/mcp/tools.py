@@ -18,12 +18,14 @@ import mcp_types as types
 
 from ..budget import neurons_text, usd_text
 from ..errors import APIError, InvalidRequest
+from ..image_edits import EditOptions, plan_edit
+from ..intake import ImageIntake
 from ..pipeline import ImageJob, ImageResult
 from ..prompt import parse_prompt
 from ..services import Services
-from .arguments import ignored_options, images_request, no_unknown
+from .arguments import edit_request, ignored_options, images_request, no_unknown
 from .preview import inline_image
-from .schemas import describe_model, duration, generate_tool, list_models_tool
+from .schemas import describe_model, duration, edit_tool, generate_tool, list_models_tool
 
 log = logging.getLogger("flux_worker.mcp")
 
@@ -49,10 +51,15 @@ class ImageTools:
 
     def __init__(self, services: Services):
         self.services = services
+        config = services.config
+        self.intake = ImageIntake(services.store, max_bytes=config.max_input_image_bytes,
+                                  fetch_remote=config.fetch_remote_images,
+                                  expiration=config.image_expiration,
+                                  foreign_origin=services.links.foreign_origin())
 
     def definitions(self) -> list[types.Tool]:
         """The tools with descriptions and JSON schemas written for a model to read."""
-        return [generate_tool(self.services), list_models_tool()]
+        return [generate_tool(self.services), edit_tool(self.services), list_models_tool()]
 
     # --- calls ------------------------------------------------------------------------------
 
@@ -63,11 +70,13 @@ class ImageTools:
         try:
             if name == "generate_image":
                 return self.generate(args, caller, cancel)
+            if name == "edit_image":
+                return self.edit(args, caller, cancel)
             if name == "list_models":
                 no_unknown(args, set())
                 return self.list_models()
             raise InvalidRequest(f"There is no tool named `{name}`. The tools are "
-                                 "generate_image and list_models.")
+                                 "generate_image, edit_image and list_models.")
         except APIError as exc:
             log.info("%s tool %s failed: %s %s", caller.request_id or "-", name,
                      exc.code or exc.type, exc.message)
@@ -87,6 +96,28 @@ class ImageTools:
         ignored = ignored_options(model, seed=req.seed, steps=req.steps,
                                   negative=req.negative_prompt)
         return self._render(job, req.n, caller, cancel, ignored, "Generated")
+
+    def edit(self, args: dict[str, Any], caller: Caller,
+             cancel: threading.Event | None) -> types.CallToolResult:
+        """Change 1-4 images after a prompt and return the results like generate."""
+        svc = self.services
+        req, links, mask_link = edit_request(args, svc.config.max_images)
+        images = [self.intake.from_url(link, f"images[{i}]") for i, link in enumerate(links)]
+        mask = self.intake.from_url(mask_link, "mask") if mask_link else None
+        options = EditOptions(model=req.model, size=req.size_spec(), seed=req.seed,
+                              steps=req.steps, negative=req.negative_prompt,
+                              strength=req.strength)
+        job = plan_edit(svc.pipeline, svc.models, req.prompt, images, mask, options)
+        ignored = ignored_options(job.model, seed=req.seed, steps=req.steps,
+                                  negative=req.negative_prompt)
+        if req.strength is not None and not job.model.strength:
+            ignored.append("strength")
+        inputs = ", ".join(image.size for image in images)
+        note = f"From {len(images)} input image{'s' if len(images) > 1 else ''} ({inputs})."
+        if job.requested is not None:
+            note += (f" {job.requested.short_name} takes no images, so {job.model.short_name} "
+                     "(EDIT_MODEL) drew them.")
+        return self._render(job, req.n, caller, cancel, ignored, "Edited", note)
 
     def _render(self, job: ImageJob, n: int, caller: Caller, cancel: threading.Event | None,
                 ignored: list[str], verb: str, note: str | None = None) -> types.CallToolResult:
@@ -147,6 +178,8 @@ class ImageTools:
         structured = {"model": model.id, "size": size, "prompt": used, "images": described,
                       "ignored": ignored,
                       "neurons": None if neurons is None else round(neurons, 3)}
+        if job.requested is not None:
+            structured["requested_model"] = job.requested.id
         return types.CallToolResult(content=content, structured_content=structured)
 
     def list_models(self) -> types.CallToolResult:

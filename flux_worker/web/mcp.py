@@ -33,8 +33,11 @@ class McpMount:
         self.app = app
         self.services = services
         tools = ImageTools(services)
+        config = services.config
+        # edit_image carries images as data: URLs, so /mcp takes bodies as large as uploads.
         self.bridge = McpBridge(lambda: build_server(tools, caller_of_request),
-                                max_body_bytes=services.config.max_body_bytes)
+                                max_body_bytes=max(config.max_body_bytes,
+                                                   config.max_upload_bytes))
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "") not in PATHS:

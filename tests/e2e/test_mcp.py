@@ -64,7 +64,7 @@ def test_initialize_list_and_call_every_tool(cf_service, cf, mode):
 
     version, tools, models, made = session(cf_service, calls, mode=mode)
     assert version == ("2026-07-28" if mode == "auto" else "2025-11-25")
-    assert {t.name for t in tools.tools} == {"generate_image", "list_models"}
+    assert {t.name for t in tools.tools} == {"generate_image", "edit_image", "list_models"}
     assert models.is_error is False
     assert SCHNELL in {m["id"] for m in models.structured_content["models"]}
 
@@ -102,6 +102,40 @@ def test_sizes_and_n(cf_service, cf):
     images = [b for b in result.content if b.type == "image"]
     assert [image_of(b).size for b in images] == [(832, 512), (832, 512)]
     assert "seed 100" in result.content[0].text and "seed 101" in result.content[0].text
+
+
+def test_edit_an_image_the_service_made(cf_service, cf):
+    async def calls(client):
+        made = await client.call_tool("generate_image", {"prompt": "a red house", "seed": 1,
+                                                         "model": "flux-2-klein-4b",
+                                                         "size": "768x512"})
+        link = made.structured_content["images"][0]["url"]
+        png = io.BytesIO()
+        Image.new("RGB", (300, 300), (10, 120, 200)).save(png, "PNG")
+        data_url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+        edited = await client.call_tool("edit_image", {
+            "prompt": "paint the door blue", "images": [link, data_url],
+            "model": "flux-2-klein-4b"})
+        return made, edited
+
+    made, edited = session(cf_service, calls)
+    assert made.is_error is False, made.content
+    assert edited.is_error is False, edited.content
+    text, image = edited.content
+    assert "From 2 input images (768x512, 300x300)." in text.text
+    assert image_of(image).size == (768, 512)  # the first image's proportions
+    sent = [r for r in cf.requests() if r["kind"] == "run"][-1]
+    assert sent["model"] == "@cf/black-forest-labs/flux-2-klein-4b"
+    assert set(sent["files"]) >= {"input_image_0", "input_image_1"}
+    assert sent["form"]["prompt"] == "paint the door blue"
+
+
+def test_edit_refuses_remote_links_by_default(cf_service, cf):
+    result = session(cf_service, lambda c: c.call_tool("edit_image", {
+        "prompt": "x", "images": ["https://elsewhere.example/cat.png"]}))
+    assert result.is_error is True
+    assert result.content[0].text.startswith("invalid_image: ")
+    assert [r for r in cf.requests() if r["kind"] == "run"] == []
 
 
 def test_wrong_key_is_refused_before_the_mcp_layer(cf_service):
@@ -197,7 +231,7 @@ def test_stdio_lists_tools_and_generates(fake_cf, cf, tmp_path):
             return tools, made
 
     tools, made = asyncio.run(main())
-    assert {t.name for t in tools.tools} == {"generate_image", "list_models"}
+    assert {t.name for t in tools.tools} == {"generate_image", "edit_image", "list_models"}
     assert made.is_error is False, made.content
     text, image = made.content
     assert image_of(image).size == (768, 512) and "size 768x512" in text.text
