@@ -276,7 +276,7 @@ def test_edit_an_image_generate_returned(services):
 def test_edit_with_several_data_urls_and_edit_model_standing_in(services):
     result = run(services, lambda c: c.call_tool("edit_image", {
         "prompt": "combine them", "images": [_data_url(64, 64), _data_url(80, 40)],
-        "aspect_ratio": "1:1"}))
+        "aspect_ratio": "1:1", "model": "flux-1-schnell"}))
     assert result.is_error is False, result.content
     text = result.content[0].text
     assert "From 2 input images (64x64, 80x40)." in text
@@ -306,6 +306,15 @@ def test_bad_edits_are_tool_errors_with_the_api_message(services, args, code, wo
     assert result.is_error is True
     text = result.content[0].text
     assert text.startswith(code + ": ") and words in text, text
+
+
+def test_edit_without_a_model_uses_edit_model(services):
+    result = run(services, lambda c: c.call_tool("edit_image", {
+        "prompt": "make it blue", "images": [_data_url(64, 32)]}))
+    assert result.is_error is False, result.content
+    text = result.content[0].text
+    assert text.startswith("Edited 1 image with flux-2-klein-4b") and "takes no images" not in text
+    assert decoded(result.content[1]).size == (1024, 512)  # the input's 2:1
 
 
 def test_inpainting_with_a_mask(services):

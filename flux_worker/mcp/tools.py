@@ -104,7 +104,9 @@ class ImageTools:
         req, links, mask_link = edit_request(args, svc.config.max_images)
         images = [self.intake.from_url(link, f"images[{i}]") for i, link in enumerate(links)]
         mask = self.intake.from_url(mask_link, "mask") if mask_link else None
-        options = EditOptions(model=req.model, size=req.size_spec(), seed=req.seed,
+        # No model named: EDIT_MODEL, the model meant for edits (as the schema says).
+        model = req.model or (svc.models.edit_model.id if svc.models.edit_model else None)
+        options = EditOptions(model=model, size=req.size_spec(), seed=req.seed,
                               steps=req.steps, negative=req.negative_prompt,
                               strength=req.strength)
         job = plan_edit(svc.pipeline, svc.models, req.prompt, images, mask, options)
