@@ -131,7 +131,7 @@ def _gradient(width: int, height: int, digest: bytes) -> Image.Image:
     first = _colour(hue, digest[1], digest[2])
     # A hue a quarter to a half turn away keeps the two ends clearly different.
     second = _colour(hue + 0.25 + digest[3] / 1020, digest[4], digest[5])
-    middle = tuple((a + b) // 2 for a, b in zip(first, second))
+    middle = tuple((a + b) // 2 for a, b in zip(first, second, strict=True))
     corners = Image.new("RGB", (2, 2))
     corners.putpixel((0, 0), first)
     corners.putpixel((1, 0), middle)
@@ -149,7 +149,11 @@ def _colour(hue: float, saturation: int, value: int) -> tuple[int, int, int]:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float, max_lines: int) -> list[str]:
+# load_default(size=...) gives a FreeTypeFont, or the bitmap ImageFont without FreeType.
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+def _wrap(text: str, font: _Font, max_width: float, max_lines: int) -> list[str]:
     """Break text into at most max_lines lines no wider than max_width, ending in … if cut."""
     text = " ".join(text.split())
     cut = len(text) > _MAX_PROMPT_CHARS
@@ -182,7 +186,7 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float, max_lines: 
     return lines
 
 
-def _fitting_prefix(word: str, font: ImageFont.FreeTypeFont, max_width: float) -> int:
+def _fitting_prefix(word: str, font: _Font, max_width: float) -> int:
     """The length of the longest prefix of word that fits max_width (at least 1)."""
     low, high = 1, len(word)
     while low < high:

@@ -24,7 +24,7 @@ def render_images(job: ImageJob, n: int, response_format: str | None,
         batch = svc.pipeline.render_batch(job, n, hold=ticket.hold)
     # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
     items = openai_format.image_items(
-        list(batch.results), response_format or svc.models.default_response_format(model_name),
+        batch.results, response_format or svc.models.default_response_format(model_name),
         image_linker(public_base_url()),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=job.model.seed)
