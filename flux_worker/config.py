@@ -104,7 +104,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("UPSTREAM_TIMEOUT", "120", "Seconds to wait for one image generation upstream."),
     Variable("UPSTREAM_RETRIES", "2", "Retries of a capacity error (3040), 5xx or connection failure, with backoff and jitter."),
     Variable("RATE_LIMIT", "", "Per API key limits such as `30/minute;500/day`; empty: none."),
-    Variable("MAX_INFLIGHT", "0", "Generations one process runs at once before answering 503; 0: no cap."),
+    Variable("MAX_INFLIGHT", "", "Images one process generates at once before answering 503 with `Retry-After`; empty: `GUNICORN_THREADS` minus an eighth (at least 4 threads stay free for health checks and quick requests); 0: no cap."),
+    Variable("GUNICORN_THREADS", "256", "Threads per process: each holds one generation in flight (see docs/benchmarks.md)."),
+    Variable("REQUEST_READ_TIMEOUT", "30", "Seconds a client has to send a whole request (request line, headers and body); a slower connection is closed. Requests are gathered without holding a thread, so slow clients cannot starve the others."),
     Variable("MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 above it)."),
     Variable("LOG_LEVEL", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
     Variable("CF_ACCOUNTS", "", "Several Cloudflare accounts, used in order: `account_id:token[@neurons],...` (optional daily budget per account), or the path of a file holding that list. Replaces `CF_ACCOUNT_ID` + `CF_API_TOKEN`."),
@@ -113,6 +115,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KEY_BUDGETS", "", "Daily budgets of single API keys: `sk-alice=3000,sk-bob=500` (neurons); they override `KEY_DAILY_NEURONS`."),
     Variable("ADMIN_API_KEY", "", "Key for `GET /v1/usage` with every key's (by short hash) and every account's spend; not a client key."),
     Variable("SHOW_COST", "false", "`true`: the chat answer ends with one line giving the neurons the image cost and its price at the paid rate."),
+    # --- image input (issue 11) -------------------------------------------------------------------
+    Variable("EDIT_MODEL", "flux-2-klein-4b", "Model that draws a request bringing images when the named model takes none; empty: such a request is a 400."),
+    Variable("CHAT_EDITS", "explicit", "`explicit`: a chat message edits only with attached images or `--edit`; `auto`: the translation LLM also decides whether a follow-up edits the last image (without an LLM, as `explicit`)."),
+    Variable("FETCH_REMOTE_IMAGES", "false", "`true`: image links to other sites are downloaded (public addresses only, short timeout); off, only uploads, `data:` URLs and this service's own links are read."),
+    Variable("MAX_INPUT_IMAGE_BYTES", "10485760", "Largest single input image (upload, `data:` URL or download), in bytes."),
+    Variable("MAX_UPLOAD_BYTES", "20971520", "Largest multipart body of `/v1/images/edits` and `/v1/images/variations` (413 above it); JSON bodies keep `MAX_BODY_BYTES`."),
+    # --- end image input --------------------------------------------------------------------------
 )
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
 
@@ -162,9 +171,18 @@ class Config:
     upstream_timeout: float = 120.0
     upstream_retries: int = 2
     rate_limit: str = ""
-    max_inflight: int = 0
+    max_inflight: int = 224                 # default_max_inflight(256)
+    gunicorn_threads: int = 256
+    request_read_timeout: float = 30.0
     max_body_bytes: int = 1 << 20
     log_level: str = "INFO"
+    # --- image input (issue 11) -------------------------------------------------------------------
+    edit_model: str = "flux-2-klein-4b"
+    chat_edits: str = "explicit"
+    fetch_remote_images: bool = False
+    max_input_image_bytes: int = 10 << 20
+    max_upload_bytes: int = 20 << 20
+    # --- end image input --------------------------------------------------------------------------
     cf_accounts: tuple[Account, ...] = ()
     daily_neurons: float | None = None
     key_daily_neurons: float | None = None
@@ -255,7 +273,9 @@ class Config:
             upstream_timeout=env.number("UPSTREAM_TIMEOUT", minimum=1, maximum=3600),
             upstream_retries=env.integer("UPSTREAM_RETRIES", minimum=0, maximum=10),
             rate_limit=_rate_limit(env.text("RATE_LIMIT")),
-            max_inflight=env.integer("MAX_INFLIGHT", minimum=0, maximum=100000),
+            max_inflight=_max_inflight(env),
+            gunicorn_threads=env.integer("GUNICORN_THREADS", minimum=1, maximum=10000),
+            request_read_timeout=env.number("REQUEST_READ_TIMEOUT", minimum=1, maximum=3600),
             max_body_bytes=env.integer("MAX_BODY_BYTES", minimum=1024, maximum=1 << 30),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
             cf_accounts=_accounts(env.text("CF_ACCOUNTS")),
@@ -264,6 +284,13 @@ class Config:
             key_budgets=_key_budgets(env.text("KEY_BUDGETS"), api_keys),
             admin_api_key=env.text("ADMIN_API_KEY"),
             show_cost=env.boolean("SHOW_COST"),
+            # image input (issue 11)
+            edit_model=env.text("EDIT_MODEL", keep_empty=True),
+            chat_edits=env.choice("CHAT_EDITS", ("explicit", "auto"), lower=True),
+            fetch_remote_images=env.boolean("FETCH_REMOTE_IMAGES"),
+            max_input_image_bytes=env.integer("MAX_INPUT_IMAGE_BYTES", minimum=1024,
+                                              maximum=1 << 30),
+            max_upload_bytes=env.integer("MAX_UPLOAD_BYTES", minimum=1024, maximum=1 << 31),
         )
         _check_consistency(cfg)
         return cfg
@@ -334,6 +361,20 @@ class _Reader:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name} must be an http(s) URL such as https://host/path, got {raw!r}")
         return raw
+
+
+def default_max_inflight(threads: int) -> int:
+    """The in-flight cap that leaves threads free for health checks and quick requests."""
+    # Every generation holds a gunicorn thread; with all of them taken, /healthz, /readyz and
+    # the 503s that tell clients to come back would queue behind generations of a minute.
+    spare = max(4, threads // 8)
+    return max(1, threads - spare)
+
+
+def _max_inflight(env: _Reader) -> int:
+    if not env.text("MAX_INFLIGHT"):
+        return default_max_inflight(env.integer("GUNICORN_THREADS", minimum=1, maximum=10000))
+    return env.integer("MAX_INFLIGHT", minimum=0, maximum=100000)
 
 
 def _pick_backend(env: _Reader) -> str:
