@@ -757,7 +757,7 @@ def code_version() -> str:
 def _conf_default(name: str) -> str:
     """The default gunicorn.conf.py gives a variable (read from its text: importing it has
     side effects), so the report never states a stale setting."""
-    from flux_worker.config import VARIABLES   # owns GUNICORN_THREADS (and its default)
+    from flux_worker.config import VARIABLES  # owns GUNICORN_THREADS (and its default)
 
     owned = {v.name: v.default for v in VARIABLES}
     if owned.get(name):
