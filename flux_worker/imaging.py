@@ -115,7 +115,7 @@ def probe(data: bytes) -> tuple[str, int, int]:
     :raises NotAnImage: empty, unknown, corrupt or oversized header.
     """
     with _open(data) as img:
-        return _CONTENT_TYPES[img.format], img.width, img.height
+        return _CONTENT_TYPES[_format_of(img)], img.width, img.height
 
 
 def fit(data: bytes, width: int, height: int, output_format: str | None = None) -> FittedImage:
@@ -131,7 +131,7 @@ def fit(data: bytes, width: int, height: int, output_format: str | None = None) 
         raise ValueError(f"target size must be positive, not {width}x{height}")
     wanted = _output_format(output_format)
     with _open(data) as img:
-        source = img.format
+        source = _format_of(img)
         if img.size == (width, height) and wanted in (None, source) and _complete(data, img):
             return FittedImage(data, _CONTENT_TYPES[source], width, height)
         # Re-encoding a GIF would quantise the resampled colours again; PNG keeps them.
@@ -178,6 +178,11 @@ def _open(data: bytes) -> Image.Image:
         img.close()
         raise NotAnImage(f"refusing to decode a {width}x{height} image")
     return img
+
+
+def _format_of(img: Image.Image) -> str:
+    """Return the format name of an image _open accepted (always one of _READABLE)."""
+    return img.format or ""
 
 
 # What a complete file ends with: a truncated download (the common failure) lacks it.
