@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}")
+_BEARER = re.compile(r"(?i)(bearer\s++)[A-Za-z0-9._~+/=-]{6,}")
 
 
 class RedactSecrets(logging.Filter):

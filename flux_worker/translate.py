@@ -24,9 +24,15 @@ Keep every subject, count, colour, style and piece of text the user asked for; a
 detail (composition, lighting, mood, medium) that suits the requested aspect ratio.
 Answer with the prompt only: no preamble, no quotes, no explanations, no markdown, at most 120 words."""
 
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.S | re.I)
-_OPEN_THINK = re.compile(r"^.*?</(think|thinking|reasoning)>", re.S | re.I)
-_LABEL = re.compile(r"^(english\s+)?(image\s+)?prompt\s*:\s*", re.I)
+# Reasoning blocks are cut with plain searches (see _strip_reasoning), not `<(think)>.*?</\1>`:
+# a reply of many unclosed `<think>` made that lazy scan run to the end once per tag (quadratic).
+_OPEN_TAG = re.compile(r"<(think|thinking|reasoning)>", re.I)
+_CLOSE_TAG = re.compile(r"</(think|thinking|reasoning)>", re.I)
+_CLOSERS = {name: re.compile(f"</{name}>", re.I) for name in ("think", "thinking", "reasoning")}
+_LABEL = re.compile(r"^(?:english\s++)?(?:image\s++)?prompt\s*+:\s*+", re.I)
+# The longest prompt taken from the LLM: its answer is asked to be 120 words; a model that
+# rambles on must not send pages to the image model (models without a limit of their own).
+MAX_TRANSLATION_CHARS = 2000
 _VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.I)
 
 
@@ -65,13 +71,43 @@ def chat_completions_url(base: str) -> str:
 
 def clean_reply(text: str) -> str:
     """Strip reasoning blocks, labels, quotes and markdown from an LLM's answer."""
-    text = _THINK.sub("", text or "")
-    text = _OPEN_THINK.sub("", text) if re.search(r"</(think|thinking|reasoning)>", text, re.I) else text
+    text = _strip_reasoning(text or "")
     text = text.strip().strip("`").strip()
     text = _LABEL.sub("", text).strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":
         text = text[1:-1].strip()
     return text.strip("“”").strip()
+
+
+def _strip_reasoning(text: str) -> str:
+    """Remove `<think>...</think>` blocks, and everything before a closing tag left unopened."""
+    kept: list[str] = []
+    pos = 0
+    unclosed: set[str] = set()   # tags known to have no closer after the current position
+    while match := _OPEN_TAG.search(text, pos):
+        name = match.group(1).lower()
+        close = None if name in unclosed else _CLOSERS[name].search(text, match.end())
+        if close is None:
+            # An opener without its closer stays, as the regex it replaces left it.
+            unclosed.add(name)
+            kept.append(text[pos:match.end()])
+            pos = match.end()
+            continue
+        kept.append(text[pos:match.start()])
+        pos = close.end()
+    kept.append(text[pos:])
+    text = "".join(kept)
+    # Some models omit the opening tag: everything up to the first closer left is reasoning.
+    closer = _CLOSE_TAG.search(text)
+    return text[closer.end():] if closer else text
+
+
+def limit_length(text: str, limit: int = MAX_TRANSLATION_CHARS) -> str:
+    """Cut text to at most `limit` characters, at a word boundary when there is one."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    return (cut.rsplit(None, 1)[0] if " " in cut else cut).rstrip()
 
 
 class ChatTranslator:
@@ -113,7 +149,7 @@ class ChatTranslator:
             content = resp.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TranslationFailed("malformed answer") from exc
-        text = clean_reply(content if isinstance(content, str) else "")
+        text = limit_length(clean_reply(content if isinstance(content, str) else ""))
         if not text:
             raise TranslationFailed("empty answer")
         log.info("translated prompt with %s in %.0f ms", self._model_id,
