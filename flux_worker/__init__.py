@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # importing the package stays cheap: Flask loads with create_
 
 __all__ = ["create_app", "Config", "ConfigError", "__version__"]
 
-log = logging.getLogger("flux_worker")
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Config | None = None, *, services: "Services | None" = None,
@@ -43,13 +43,13 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     app.json.sort_keys = False
     app.extensions["flux_worker"] = services
 
-    from .web import api, common, errors, files, metrics, openapi, pages
+    from .web import api, errors, files, hooks, metrics, openapi, pages, proxies, usage
     errors.register(app)
-    common.install(app)
-    for blueprint in (pages.bp, api.bp, files.bp, openapi.bp, metrics.bp):
+    hooks.install(app)
+    for blueprint in (pages.bp, api.bp, files.bp, openapi.bp, metrics.bp, usage.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)
-    app.wsgi_app = common.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
+    app.wsgi_app = proxies.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
     _announce(services)
     return app
 

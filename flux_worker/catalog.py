@@ -7,13 +7,27 @@ adding one entry. Facts come from the model schemas summarised in the reference 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 from .errors import ModelNotFound, PromptTooLong
 
+# --- OpenAI name aliases (issue 13) ---
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
-# so they are aliases of the configured default model.
-OPENAI_ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1")
+# so they are aliases of the configured default model. DALL·E answers links by default;
+# OpenAI's GPT image models always answer base64, and OpenAI's documented code decodes
+# `data[0].b64_json` at once, so those names answer `b64_json` unless a link is asked for.
+DALL_E_ALIASES = ("dall-e-2", "dall-e-3")
+GPT_IMAGE_ALIASES = ("gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2")
+URL, B64_JSON = "url", "b64_json"
+# --- end OpenAI name aliases ---
+
+
+# The fewest diffusion steps any model takes; each model's most is its `steps_max`.
+MIN_STEPS = 1
+
+# Seeds are unsigned 32-bit integers for every model that takes one.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -23,6 +37,77 @@ class SizeRange:
     min: int
     max: int
     default: tuple[int, int] = (1024, 1024)
+
+    def fit(self, value: int) -> int:
+        """Round a side to the nearest multiple of 8 inside the limits (what is sent upstream)."""
+        lo = -(-self.min // 8) * 8
+        hi = self.max // 8 * 8
+        return max(lo, min(hi, (int(value) + 4) // 8 * 8))
+
+
+# -- prices (reference §6 and "Pricing in neurons") -------------------------------------------
+
+# Workers AI bills in neurons: $0.011 per 1,000 on Workers Paid; 10,000 a day are free.
+USD_PER_NEURON = 0.011 / 1000
+FREE_DAILY_NEURONS = 10_000
+TILE = 512
+
+
+def usd(dollars: float) -> float:
+    """Return the neurons that cost `dollars` at the paid rate (prices listed in dollars)."""
+    return dollars / USD_PER_NEURON
+
+
+def tiles(width: int, height: int) -> int:
+    """Return the 512x512 tiles that cover an image: ceil(w/512) * ceil(h/512).
+
+    A partial tile is counted whole: the model works on whole tiles, Cloudflare's own example
+    (1024x1024 = 4 tiles) fits, and an estimate that errs high keeps a budget from overshooting.
+    """
+    return math.ceil(max(1, width) / TILE) * math.ceil(max(1, height) / TILE)
+
+
+@dataclass(frozen=True)
+class Price:
+    """What one image costs in neurons; every term is optional (zero when not charged).
+
+    tile: per 512x512 output tile; step: per step; tile_step: per output tile per step
+    (FLUX.2-dev); input_tile / input_tile_step: per 512x512 tile of the reference images.
+    """
+
+    tile: float = 0.0
+    step: float = 0.0
+    tile_step: float = 0.0
+    input_tile: float = 0.0
+    input_tile_step: float = 0.0
+    listed: bool = True            # False: Cloudflare lists no price; the figure is an assumption
+    note: str = ""
+
+    def neurons(self, out_tiles: int, steps: int, in_tiles: int = 0) -> float:
+        """Return the neurons for output tiles, steps and input (reference image) tiles."""
+        return (self.tile * out_tiles + self.step * steps + self.tile_step * out_tiles * steps
+                + self.input_tile * in_tiles + self.input_tile_step * in_tiles * steps)
+
+    def formula(self) -> str:
+        """Describe the price as text, such as `4.8 per 512x512 tile + 9.6 per step`."""
+        terms = [(self.tile, "per 512x512 output tile"), (self.step, "per step"),
+                 (self.tile_step, "per output tile per step"),
+                 (self.input_tile, "per input-image tile"),
+                 (self.input_tile_step, "per input-image tile per step")]
+        text = " + ".join(f"{_figure(v)} neurons {what}" for v, what in terms if v)
+        return text or "0 neurons"
+
+    def as_json(self) -> dict:
+        """The price for /v1/models/<id>."""
+        return {"per_tile": self.tile, "per_step": self.step, "per_tile_step": self.tile_step,
+                "per_input_tile": self.input_tile,
+                "per_input_tile_step": self.input_tile_step, "tile": f"{TILE}x{TILE}",
+                "formula": self.formula(), "listed": self.listed,
+                "usd_per_neuron": USD_PER_NEURON, **({"note": self.note} if self.note else {})}
+
+
+def _figure(value: float) -> str:
+    return f"{value:.4g}" if value < 100 else f"{value:.1f}"
 
 
 @dataclass(frozen=True)
@@ -44,7 +129,8 @@ class ModelSpec:
     response: str = "json"                 # "json" (result.image base64) or "binary"
     max_prompt: int | None = None          # characters
     created: int = 1735689600
-    extra_limits: dict = field(default_factory=dict, compare=False)
+    price: Price | None = None             # None: no Workers AI price (another provider's model)
+    default_steps: int = 4                 # what the model runs when no steps are sent
 
     @property
     def short_name(self) -> str:
@@ -53,7 +139,7 @@ class ModelSpec:
 
     def clamp_steps(self, steps: int) -> int:
         """Bring a step count into the model's accepted range."""
-        return max(1, min(self.steps_max, int(steps)))
+        return max(MIN_STEPS, min(self.steps_max, int(steps)))
 
     def check_prompt(self, prompt: str) -> None:
         """Raise PromptTooLong when the prompt exceeds what the model accepts."""
@@ -70,6 +156,31 @@ class ModelSpec:
         # upscaling past it would only blur, so its longest side is the ceiling.
         return 64, max(self.native_size)
 
+    def upstream_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size really sent upstream (and billed) for a requested output size."""
+        if self.size is None:
+            return self.native_size
+        return self.size.fit(width), self.size.fit(height)
+
+    def estimate(self, width: int, height: int, steps: int | None,
+                 input_tiles: int = 0) -> float | None:
+        """Neurons one image costs at this size and step count; None for an unpriced model."""
+        if self.price is None:
+            return None
+        sent_w, sent_h = self.upstream_size(width, height)
+        ran = self.clamp_steps(steps) if self.steps_field and steps is not None else \
+            self.default_steps
+        return self.price.neurons(tiles(sent_w, sent_h), ran, input_tiles)
+
+    def cost_info(self, steps: int | None) -> dict:
+        """The price formula and the estimate for the default size, for /v1/models/<id>."""
+        width, height = self.size.default if self.size else self.native_size
+        estimate = self.estimate(width, height, steps)
+        return {"price": self.price.as_json() if self.price else None,
+                "default_size": f"{width}x{height}",
+                "estimate_neurons": None if estimate is None else round(estimate, 3),
+                "estimate_usd": None if estimate is None else round(estimate * USD_PER_NEURON, 6)}
+
     def capabilities(self) -> dict:
         """A JSON description for /v1/models/<id>."""
         lo, hi = self.output_limits()
@@ -78,7 +189,7 @@ class ModelSpec:
             "size_control": self.size is not None,
             "size_range": {"min": lo, "max": hi},
             "default_size": "%dx%d" % (self.size.default if self.size else self.native_size),
-            "steps": ({"field": self.steps_field, "max": self.steps_max}
+            "steps": ({"field": self.steps_field, "min": MIN_STEPS, "max": self.steps_max}
                       if self.steps_field else None),
             "seed": self.seed,
             "guidance": list(self.guidance) if self.guidance else None,
@@ -89,61 +200,100 @@ class ModelSpec:
 
 
 _SD = dict(size=SizeRange(256, 2048), steps_field="num_steps", steps_max=20, seed=True,
-           guidance=(0.0, 30.0), negative_prompt=True, response="binary")
+           guidance=(0.0, 30.0), negative_prompt=True, response="binary", default_steps=20)
+_KLEIN_4B = Price(tile=usd(0.000287), input_tile=usd(0.000059))
+# The SD family is in beta at $0 (sdxl-lightning is listed so; the others are not listed).
+_SD_UNLISTED = Price(listed=False, note="not listed: assumed $0 like sdxl-lightning")
 _FLUX2 = dict(encoding="multipart", size=SizeRange(256, 1920, (1024, 768)), seed=True,
               guidance=(0.0, 20.0))
 
 CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec("@cf/black-forest-labs/flux-1-schnell", ("flux-1-schnell", "flux-schnell", "flux"),
               "black-forest-labs", "FLUX.1 [schnell]: fast, 1-8 steps, fixed 1024x1024 output",
-              steps_field="steps", steps_max=8, max_prompt=2048),
+              steps_field="steps", steps_max=8, max_prompt=2048,
+              price=Price(tile=4.8, step=9.6)),
     ModelSpec("@cf/black-forest-labs/flux-2-dev", ("flux-2-dev",), "black-forest-labs",
-              "FLUX.2 [dev]: high quality, slower", steps_field="steps", steps_max=50, **_FLUX2),
+              "FLUX.2 [dev]: high quality, slower", steps_field="steps", steps_max=50,
+              default_steps=25, price=Price(tile_step=usd(0.00041), input_tile_step=usd(0.00021)),
+              **_FLUX2),
     ModelSpec("@cf/black-forest-labs/flux-2-klein-4b", ("flux-2-klein-4b", "klein-4b"),
               "black-forest-labs", "FLUX.2 [klein] 4B: fast, fixed 4 steps", steps_field=None,
-              **_FLUX2),
+              price=_KLEIN_4B, **_FLUX2),
     ModelSpec("@cf/black-forest-labs/flux-2-klein-9b", ("flux-2-klein-9b", "klein-9b"),
-              "black-forest-labs", "FLUX.2 [klein] 9B: fixed 4 steps", steps_field=None, **_FLUX2),
+              "black-forest-labs", "FLUX.2 [klein] 9B: fixed 4 steps", steps_field=None,
+              price=Price(_KLEIN_4B.tile, input_tile=_KLEIN_4B.input_tile, listed=False,
+                          note="not listed: assumed equal to klein-4b"), **_FLUX2),
     ModelSpec("@cf/leonardo/lucid-origin", ("lucid-origin",), "leonardo",
               "Leonardo Lucid Origin: prompt-faithful, sharp text",
               size=SizeRange(256, 2500, (1120, 1120)), steps_field="steps", steps_max=40,
-              seed=True, guidance=(0.0, 10.0)),
+              seed=True, guidance=(0.0, 10.0),
+              price=Price(tile=usd(0.007), step=usd(0.000132))),
     ModelSpec("@cf/leonardo/phoenix-1.0", ("phoenix-1.0", "phoenix"), "leonardo",
               "Leonardo Phoenix 1.0: good prompt adherence and text",
               size=SizeRange(256, 2048), steps_field="num_steps", steps_max=50, seed=True,
-              guidance=(2.0, 10.0), negative_prompt=True, response="binary"),
+              guidance=(2.0, 10.0), negative_prompt=True, response="binary", default_steps=25,
+              price=Price(tile=usd(0.0058), step=usd(0.00011))),
     ModelSpec("@cf/bytedance/stable-diffusion-xl-lightning", ("sdxl-lightning",), "bytedance",
-              "SDXL-Lightning: 1024px images in a few steps", **_SD),
+              "SDXL-Lightning: 1024px images in a few steps",
+              price=Price(note="listed at $0 in beta"), **_SD),
     ModelSpec("@cf/stabilityai/stable-diffusion-xl-base-1.0", ("sdxl-base", "sdxl"),
-              "stabilityai", "Stable Diffusion XL base 1.0", **_SD),
+              "stabilityai", "Stable Diffusion XL base 1.0", price=_SD_UNLISTED, **_SD),
     ModelSpec("@cf/lykon/dreamshaper-8-lcm", ("dreamshaper-8-lcm", "dreamshaper"), "lykon",
-              "DreamShaper 8 LCM: photorealistic SD 1.5 fine-tune", **_SD),
+              "DreamShaper 8 LCM: photorealistic SD 1.5 fine-tune", price=_SD_UNLISTED,
+              **_SD),
 )
+
+
+def cost_table(steps: int = 4, size: tuple[int, int] = (1024, 1024),
+               catalog: tuple[ModelSpec, ...] = CATALOG) -> str:
+    """The README's cost table: each model's price and what one image of `size` costs."""
+    width, height = size
+    rows = ["| model | price (neurons) | %dx%d at %d steps | at the paid rate | a day in the "
+            "free 10,000 |" % (width, height, steps), "|---|---|---|---|---|"]
+    for spec in catalog:
+        if spec.price is None:
+            continue
+        neurons = spec.estimate(width, height, steps) or 0.0
+        fixed = "" if spec.steps_field else " (fixed steps)"
+        assumed = f" ({spec.price.note})" if spec.price.note else ""
+        per_day = f"{int(FREE_DAILY_NEURONS // neurons):,}" if neurons else "unlimited"
+        rows.append(f"| `{spec.short_name}`{fixed} | {spec.price.formula()}{assumed} | "
+                    f"{neurons:,.1f} | ${neurons * USD_PER_NEURON:.5f} | {per_day} |")
+    return "\n".join(rows)
 
 
 class ModelRegistry:
     """The models this instance offers, looked up by id or alias."""
 
-    def __init__(self, offered: tuple[ModelSpec, ...], default: ModelSpec):
+    def __init__(self, offered: tuple[ModelSpec, ...], default: ModelSpec,
+                 gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES):
         self.models = offered
         self.default = default
         self._by_name: dict[str, ModelSpec] = {}
         for spec in offered:
             for name in (spec.id, *spec.aliases):
                 self._by_name[name.lower()] = spec
-        for name in OPENAI_ALIASES:
+        self._b64_names = frozenset(n.strip().lower() for n in gpt_image_names if n.strip())
+        for name in (*DALL_E_ALIASES, *sorted(self._b64_names)):
             self._by_name.setdefault(name, default)
 
     @classmethod
     def build(cls, names: tuple[str, ...], default_name: str,
-              catalog: tuple[ModelSpec, ...] = CATALOG) -> "ModelRegistry":
+              catalog: tuple[ModelSpec, ...] = CATALOG,
+              gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES) -> "ModelRegistry":
         """Pick the offered models by id or alias; raise ValueError naming an unknown one."""
-        everything = cls(catalog, catalog[0])
+        everything = cls(catalog, catalog[0], gpt_image_names)
         offered = tuple(dict.fromkeys(everything.find_known(n) for n in names)) if names else catalog
         default = everything.find_known(default_name)
         if default not in offered:
             offered = (default, *offered)
-        return cls(offered, default)
+        return cls(offered, default, gpt_image_names)
+
+    def default_response_format(self, name: str | None) -> str:
+        """The Images API answer form when the request names none: `url` or `b64_json`."""
+        if not name or not isinstance(name, str):
+            name = self.default.id
+        return B64_JSON if name.strip().lower() in self._b64_names else URL
 
     def find_known(self, name: str) -> ModelSpec:
         spec = self._by_name.get(name.strip().lower())

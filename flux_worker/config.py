@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from .accounts import Account, read_accounts
+from .budget import BudgetRules, parse_key_budgets, parse_neurons
+from .catalog import GPT_IMAGE_ALIASES
+
 DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"
 DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"
 # A current, cheap text model that Cloudflare keeps (llama-3.1-8b-instruct was deprecated
@@ -55,6 +59,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TRANSLATE_TIMEOUT", "20", "Seconds to wait for the translation LLM before falling back to the original prompt."),
     Variable("FLUX_MODEL", DEFAULT_FLUX_MODEL, "Default image model (id or alias)."),
     Variable("FLUX_NUM_STEPS", "4", "Diffusion steps sent to the model, clamped to the model's range."),
+    Variable("GPT_IMAGE_ALIASES", ",".join(GPT_IMAGE_ALIASES), "Comma-separated model names that mean `FLUX_MODEL` and, like OpenAI's GPT image models, answer the Images API with `b64_json` unless `response_format: \"url\"` is asked; empty for none. (`dall-e-2` and `dall-e-3` are always aliases and answer links.)"),
     Variable("IMAGE_MODELS", "", "Comma-separated model ids or aliases offered; empty offers the whole catalog."),
     Variable("IMAGE_BACKEND", "", "`cloudflare`, `openai` or `demo`; empty picks `cloudflare` when credentials are set, else `demo`."),
     Variable("IMAGE_API_BASE", "", "For `IMAGE_BACKEND=openai`: base URL of an OpenAI-compatible Images API."),
@@ -73,8 +78,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MAX_INFLIGHT", "0", "Generations one process runs at once before answering 503; 0: no cap."),
     Variable("MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 above it)."),
     Variable("LOG_LEVEL", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
+    Variable("CF_ACCOUNTS", "", "Several Cloudflare accounts, used in order: `account_id:token[@neurons],...` (optional daily budget per account), or the path of a file holding that list. Replaces `CF_ACCOUNT_ID` + `CF_API_TOKEN`."),
+    Variable("DAILY_NEURONS", "", "Daily budget of the whole service in Workers AI neurons (e.g. `10000`, the free allocation); empty: none. Resets 00:00 UTC."),
+    Variable("KEY_DAILY_NEURONS", "", "Default daily budget in neurons of each API key; empty: none."),
+    Variable("KEY_BUDGETS", "", "Daily budgets of single API keys: `sk-alice=3000,sk-bob=500` (neurons); they override `KEY_DAILY_NEURONS`."),
+    Variable("ADMIN_API_KEY", "", "Key for `GET /v1/usage` with every key's (by short hash) and every account's spend; not a client key."),
+    Variable("SHOW_COST", "false", "`true`: the chat answer ends with one line giving the neurons the image cost and its price at the paid rate."),
 )
-VARIABLE_NAMES = frozenset(v.name for v in VARIABLES)
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
 
 
@@ -97,6 +107,7 @@ class Config:
     translate_timeout: float = 20.0
     flux_model: str = DEFAULT_FLUX_MODEL
     flux_num_steps: int = 4
+    gpt_image_aliases: tuple[str, ...] = GPT_IMAGE_ALIASES
     image_models: tuple[str, ...] = ()
     image_backend: str = "demo"
     image_api_base: str = ""
@@ -115,6 +126,25 @@ class Config:
     max_inflight: int = 0
     max_body_bytes: int = 1 << 20
     log_level: str = "INFO"
+    cf_accounts: tuple[Account, ...] = ()
+    daily_neurons: float | None = None
+    key_daily_neurons: float | None = None
+    key_budgets: tuple[tuple[str, float], ...] = ()    # (short hash of the key, neurons)
+    admin_api_key: str = ""
+    show_cost: bool = False
+
+    @property
+    def cloudflare_accounts(self) -> tuple[Account, ...]:
+        """The Cloudflare accounts in order: CF_ACCOUNTS, or CF_ACCOUNT_ID + CF_API_TOKEN."""
+        if self.cf_accounts:
+            return self.cf_accounts
+        if self.cf_account_id and self.cf_api_token:
+            return (Account(self.cf_account_id, self.cf_api_token),)
+        return ()
+
+    def budget_rules(self) -> BudgetRules:
+        """The daily budgets as the books apply them."""
+        return BudgetRules(self.daily_neurons, self.key_daily_neurons, dict(self.key_budgets))
 
     @property
     def auth_required(self) -> bool:
@@ -124,19 +154,21 @@ class Config:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, so the log filter can redact them."""
         values = (*self.api_keys, self.cf_api_token, self.external_api_key,
-                  self.image_api_key, self.cf_ai_gateway_token)
+                  self.image_api_key, self.cf_ai_gateway_token, self.admin_api_key,
+                  *(a.token for a in self.cf_accounts))
         return tuple(v for v in values if v and len(v) >= 4)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Config":
         """Read and validate the configuration; raise ConfigError naming the bad variable."""
         env = _Reader(environ)
+        api_keys = tuple(k.strip() for k in env.text("API_KEY").split(",") if k.strip())
         translate_raw = environ.get("CF_IS_TRANSLATE")
         translate_name = "CF_IS_TRANSLATE"
         if translate_raw is None and environ.get("PROMPT_OPTIMIZATION") is not None:
             translate_name = "PROMPT_OPTIMIZATION"
         cfg = cls(
-            api_keys=tuple(k.strip() for k in env.text("API_KEY").split(",") if k.strip()),
+            api_keys=api_keys,
             cf_account_id=env.text("CF_ACCOUNT_ID"),
             cf_api_token=env.text("CF_API_TOKEN"),
             cf_api_base=env.url("CF_API_BASE").rstrip("/"),
@@ -151,6 +183,8 @@ class Config:
             translate_timeout=env.number("TRANSLATE_TIMEOUT", minimum=0.1, maximum=600),
             flux_model=env.text("FLUX_MODEL") or DEFAULT_FLUX_MODEL,
             flux_num_steps=env.integer("FLUX_NUM_STEPS", minimum=1, maximum=100),
+            gpt_image_aliases=_model_names("GPT_IMAGE_ALIASES",
+                                           env.text("GPT_IMAGE_ALIASES", keep_empty=True)),
             image_models=tuple(m.strip() for m in env.text("IMAGE_MODELS").split(",") if m.strip()),
             image_backend=_pick_backend(env),
             image_api_base=env.url("IMAGE_API_BASE", optional=True),
@@ -169,6 +203,12 @@ class Config:
             max_inflight=env.integer("MAX_INFLIGHT", minimum=0, maximum=100000),
             max_body_bytes=env.integer("MAX_BODY_BYTES", minimum=1024, maximum=1 << 30),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+            cf_accounts=_accounts(env.text("CF_ACCOUNTS")),
+            daily_neurons=env.neurons("DAILY_NEURONS"),
+            key_daily_neurons=env.neurons("KEY_DAILY_NEURONS"),
+            key_budgets=_key_budgets(env.text("KEY_BUDGETS"), api_keys),
+            admin_api_key=env.text("ADMIN_API_KEY"),
+            show_cost=env.boolean("SHOW_COST"),
         )
         _check_consistency(cfg)
         return cfg
@@ -206,6 +246,15 @@ class _Reader:
             raise ConfigError(f"{name} must be between {minimum:g} and {maximum:g}, got {raw}")
         return value
 
+    def neurons(self, name: str) -> float | None:
+        raw = self.text(name)
+        if not raw:
+            return None
+        try:
+            return parse_neurons(raw, name)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (a daily budget such as 10000)") from None
+
     def boolean(self, name: str) -> bool:
         raw = self.text(name).lower()
         if raw in TRUE_WORDS:
@@ -238,8 +287,24 @@ def _pick_backend(env: _Reader) -> str:
         if chosen not in BACKENDS:
             raise ConfigError(f"IMAGE_BACKEND must be one of {', '.join(BACKENDS)}, got {chosen!r}")
         return chosen
-    has_cf = bool(env.text("CF_ACCOUNT_ID") or env.text("CF_API_TOKEN"))
+    has_cf = bool(env.text("CF_ACCOUNT_ID") or env.text("CF_API_TOKEN") or env.text("CF_ACCOUNTS"))
     return "cloudflare" if has_cf else "demo"
+
+
+def _accounts(raw: str) -> tuple[Account, ...]:
+    if not raw:
+        return ()
+    try:
+        return read_accounts(raw)
+    except ValueError as exc:
+        raise ConfigError(f"CF_ACCOUNTS {exc}") from None
+
+
+def _key_budgets(raw: str, api_keys: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    try:
+        return tuple(parse_key_budgets(raw, api_keys).items())
+    except ValueError as exc:
+        raise ConfigError(f"KEY_BUDGETS {exc}") from None
 
 
 def _storage_url(url: str) -> str:
@@ -250,6 +315,14 @@ def _storage_url(url: str) -> str:
     if scheme == "disk" and not url[len("disk://"):]:
         raise ConfigError("STORAGE_URL disk:// needs a path, such as disk://data or disk:///var/lib/flux-worker")
     return url
+
+
+def _model_names(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    for item in names:
+        if not re.fullmatch(r"[a-z0-9@/._:-]+", item):
+            raise ConfigError(f"{name} must list model names such as gpt-image-1, got {item!r}")
+    return names
 
 
 def _proxies(raw: str) -> tuple[str, ...]:
@@ -276,7 +349,9 @@ def _rate_limit(raw: str) -> str:
 
 
 def _check_consistency(cfg: Config) -> None:
-    if cfg.image_backend == "cloudflare":
+    if cfg.cf_accounts and (cfg.cf_account_id or cfg.cf_api_token):
+        raise ConfigError("CF_ACCOUNTS replaces CF_ACCOUNT_ID and CF_API_TOKEN: set one form only")
+    if cfg.image_backend == "cloudflare" and not cfg.cf_accounts:
         if not (cfg.cf_account_id and cfg.cf_api_token):
             missing = "CF_API_TOKEN" if cfg.cf_account_id else "CF_ACCOUNT_ID"
             raise ConfigError(f"{missing} is required for the Cloudflare backend (set both CF_ACCOUNT_ID and CF_API_TOKEN)")
@@ -288,7 +363,7 @@ def _check_consistency(cfg: Config) -> None:
             "set API_KEY to one or more comma-separated client keys")
     if cfg.translate and cfg.external_api_base and not cfg.external_model:
         raise ConfigError("EXTERNAL_MODEL is required when EXTERNAL_API_BASE is set")
-    if cfg.translate and not cfg.external_api_base and not (cfg.cf_account_id and cfg.cf_api_token):
+    if cfg.translate and not cfg.external_api_base and not cfg.cloudflare_accounts:
         raise ConfigError(
             "CF_IS_TRANSLATE=true needs EXTERNAL_API_BASE and EXTERNAL_MODEL, or Cloudflare credentials "
             "(CF_ACCOUNT_ID and CF_API_TOKEN) to translate with a Workers AI text model")

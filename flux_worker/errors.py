@@ -17,6 +17,7 @@
     │   └── UpstreamTimeout       504 upstream_error
     ├── StorageError              503 storage_error
     │   └── StorageFull           507 storage_error
+    ├── Cancelled                 499 cancelled (the client left; never sent, only counted)
     └── ServerError               500 server_error (a bug: never for bad input)
 
 This module does not import Flask: views and logic raise these, `web.errors` turns them into
@@ -24,6 +25,13 @@ responses at the boundary.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .openai_format import error_body
+
+if TYPE_CHECKING:
+    import threading
 
 
 class APIError(Exception):
@@ -44,8 +52,7 @@ class APIError(Exception):
 
     def body(self) -> dict:
         """The JSON body: {"error": {message, type, param, code}}."""
-        return {"error": {"message": self.message, "type": self.type,
-                          "param": self.param, "code": self.code}}
+        return error_body(self.message, self.type, self.param, self.code)
 
     def headers(self) -> dict[str, str]:
         """Extra response headers (Retry-After where it applies)."""
@@ -165,6 +172,36 @@ class StorageFull(StorageError):
     """Image storage has no room (507)."""
 
     status = 507
+
+
+class Cancelled(APIError):
+    """The client went away, so the generation stopped early; nobody sees this answer (499)."""
+
+    # 499 is nginx's "client closed request": it only shows in metrics and logs.
+    status = 499
+    type = "cancelled"
+    code = "cancelled"
+
+
+def json_type_name(value: object) -> str:
+    """Name a JSON value's type the way the client wrote it, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
+def raise_if_cancelled(cancel: "threading.Event | None") -> None:
+    """Raise Cancelled when `cancel` is set: the client of this generation has gone."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("The client closed the connection; the generation was abandoned.")
 
 
 class ServerError(APIError):

@@ -1,16 +1,25 @@
-"""Builders for the OpenAI wire formats: chat completions, stream chunks, images, models, SSE.
+"""Builders for every answer in OpenAI's formats: completions, chunks, images, models, errors.
 
-Plain dictionaries and strings; no Flask. Usage numbers are estimates (see `estimate_tokens`),
-because no language model produces this text: clients only need plausible, stable counts.
+Plain dictionaries and strings; no Flask. Each answer validates against OpenAI's published
+schema of it (tests/test_conformance.py checks them all), so any OpenAI client can read it.
+Usage numbers are estimates (see `estimate_tokens`), because no language model produces this
+text: clients only need plausible, stable counts.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
+from typing import Any, Callable, Protocol
 
 DONE = "data: [DONE]\n\n"
+
+# The only `size` and `output_format` values OpenAI's ImagesResponse allows. Other sizes (this
+# service makes any WIDTHxHEIGHT) are left out of the answer rather than break strict clients.
+OPENAI_IMAGE_SIZES = frozenset({"1024x1024", "1024x1536", "1536x1024"})
+OPENAI_OUTPUT_FORMATS = frozenset({"png", "jpeg", "webp"})
 
 
 def completion_id() -> str:
@@ -23,14 +32,25 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text.encode("utf-8")) + 3) // 4) if text else 0
 
 
-def usage(prompt: str, completion: str) -> dict:
+def usage(prompt: str, completion: str) -> dict[str, int]:
     """Return an OpenAI `usage` object with estimated token counts."""
     p, c = estimate_tokens(prompt), estimate_tokens(completion)
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def chat_completion(cid: str, created: int, model: str, content: str, usage_obj: dict) -> dict:
-    """Return a non-stream `chat.completion` object."""
+def image_parts(urls: list[str]) -> list[dict[str, Any]]:
+    """Return OpenRouter's `images` list: one `image_url` part per image link."""
+    return [{"type": "image_url", "image_url": {"url": url}} for url in urls]
+
+
+def chat_completion(cid: str, created: int, model: str, content: str,
+                    usage_obj: dict[str, int], images: list[str] | None = None) -> dict[str, Any]:
+    """Return a non-stream `chat.completion` object; `images` adds `message.images`."""
+    # No `system_fingerprint`: OpenAI types it as a string, and there is no backend
+    # configuration to fingerprint; leaving it out is what the schema allows.
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if images:
+        message["images"] = image_parts(images)
     return {
         "id": cid,
         "object": "chat.completion",
@@ -38,12 +58,11 @@ def chat_completion(cid: str, created: int, model: str, content: str, usage_obj:
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": content},
+            "message": message,
             "logprobs": None,
             "finish_reason": "stop",
         }],
         "usage": usage_obj,
-        "system_fingerprint": None,
     }
 
 
@@ -52,50 +71,92 @@ class ChunkWriter:
 
     def __init__(self, cid: str, created: int, model: str, include_usage: bool):
         self.base = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                     "model": model, "system_fingerprint": None}
+                     "model": model}
         self.include_usage = include_usage
 
-    def _event(self, choices: list, usage_obj: dict | None = None) -> str:
+    def chunk(self, choices: list[dict[str, Any]],
+              usage_obj: dict[str, int] | None = None) -> dict[str, Any]:
+        """Return one `chat.completion.chunk` object."""
         chunk = dict(self.base, choices=choices)
         if self.include_usage:
             # OpenAI sends `usage: null` on every chunk but the last when usage was asked for.
             chunk["usage"] = usage_obj
-        return sse(chunk)
+        return chunk
 
     def role(self) -> str:
         """The first chunk: the assistant role with empty content."""
-        return self._event([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                             "logprobs": None, "finish_reason": None}])
+        return sse(self.chunk([_choice({"role": "assistant", "content": ""})]))
 
-    def content(self, text: str) -> str:
-        """A chunk carrying a piece of the answer."""
-        return self._event([{"index": 0, "delta": {"content": text}, "logprobs": None,
-                             "finish_reason": None}])
+    def content(self, text: str, images: list[str] | None = None) -> str:
+        """A chunk carrying a piece of the answer; `images` adds `delta.images`."""
+        delta: dict[str, Any] = {"content": text}
+        if images:
+            delta["images"] = image_parts(images)
+        return sse(self.chunk([_choice(delta)]))
 
     def finish(self, reason: str = "stop") -> str:
         """The chunk that closes the choice."""
-        return self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+        return sse(self.chunk([_choice({}, reason)]))
 
-    def usage(self, usage_obj: dict) -> str:
+    def usage(self, usage_obj: dict[str, int]) -> str:
         """The usage chunk (only when the request set stream_options.include_usage)."""
-        return self._event([], usage_obj)
+        return sse(self.chunk([], usage_obj))
 
 
-def sse(obj: dict) -> str:
+def _choice(delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+def sse(obj: dict[str, Any]) -> str:
     """Encode one SSE `data:` event."""
     return "data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n\n"
 
 
-def model_object(model_id: str, owned_by: str, created: int, **extra) -> dict:
+def model_object(model_id: str, owned_by: str, created: int, **extra: Any) -> dict[str, Any]:
     """Return an OpenAI `model` object; extra keys describe capabilities."""
     return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by, **extra}
 
 
-def model_list(models: list[dict]) -> dict:
+def model_list(models: list[dict[str, Any]]) -> dict[str, Any]:
     """Return the `/v1/models` list object."""
     return {"object": "list", "data": models}
 
 
-def images_response(items: list[dict], created: int | None = None, **extra) -> dict:
-    """Return an Images API answer `{created, data}`."""
-    return {"created": created or int(time.time()), "data": items, **extra}
+def images_response(items: list[dict[str, Any]], *, size: str | None = None,
+                    output_format: str | None = None,
+                    created: int | None = None) -> dict[str, Any]:
+    """Return an Images API answer `{created, data}`, with size and format where OpenAI has them."""
+    answer: dict[str, Any] = {"created": created or int(time.time()), "data": items}
+    if size in OPENAI_IMAGE_SIZES:
+        answer["size"] = size
+    if output_format in OPENAI_OUTPUT_FORMATS:
+        answer["output_format"] = output_format
+    return answer
+
+
+def error_body(message: str, type_: str, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """Return the error answer `{"error": {message, type, param, code}}`."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class _Image(Protocol):
+    key: str
+    data: bytes
+    seed: int | None
+
+
+def image_items(results: list[_Image], response_format: str, link: Callable[[str], str], *,
+                revised_prompt: str | None = None,
+                show_seed: bool = False) -> list[dict[str, Any]]:
+    """The `data` items of an Images answer: raw base64 (no `data:` prefix) or absolute links."""
+    items = []
+    for result in results:
+        item: dict[str, Any] = ({"b64_json": base64.b64encode(result.data).decode("ascii")}
+                      if response_format == "b64_json" else {"url": link(result.key)})
+        if revised_prompt is not None:
+            item["revised_prompt"] = revised_prompt
+        if show_seed and result.seed is not None:
+            item["seed"] = result.seed
+        items.append(item)
+    return items

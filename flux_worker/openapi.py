@@ -17,9 +17,12 @@ Two conventions worth knowing when reading it:
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
+from .openai_format import OPENAI_IMAGE_SIZES, OPENAI_OUTPUT_FORMATS
 from .version import __version__
+from .wire import ChatCompletionRequest, ImageGenerationRequest
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -29,6 +32,7 @@ ALIASES = {
     "/v1/images/generations": "/images/generations",
     "/v1/models": "/models",
     "/v1/models/{model_id}": "/models/{model_id}",
+    "/v1/usage": "/usage",
 }
 
 # Status -> (component name, what it means here). Every one answers with the Error schema.
@@ -42,9 +46,10 @@ ERROR_RESPONSES = {
     405: ("MethodNotAllowed", "The path exists, the method does not (`method_not_allowed`); "
                               "the `Allow` header lists the methods."),
     413: ("PayloadTooLarge", "The body is larger than MAX_BODY_BYTES (`payload_too_large`)."),
-    429: ("TooManyRequests", "A rate limit (`rate_limit_exceeded`, with `Retry-After`) or the "
-                             "upstream's daily allocation (`insufficient_quota`, resets 00:00 "
-                             "UTC)."),
+    429: ("TooManyRequests", "A rate limit (`rate_limit_exceeded`, with `Retry-After`), or "
+                             "`insufficient_quota`: a daily neuron budget (DAILY_NEURONS, the "
+                             "key's) or every Cloudflare account's allocation is used up; the "
+                             "message says which, and it resets 00:00 UTC."),
     500: ("ServerError", "A fault in this server (`server_error`): never caused by bad input; "
                          "the message carries a request id to report."),
     502: ("BadGateway", "The image provider failed or answered nonsense (`upstream_error`), or "
@@ -74,6 +79,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/v1/images/generations": {"post": _images_generations(max_images, max_body_bytes)},
         "/v1/models": {"get": _list_models()},
         "/v1/models/{model_id}": {"get": _get_model()},
+        "/v1/usage": {"get": _usage()},
         "/image/{key}": _image_path(),
         "/healthz": {"get": _healthz()},
         "/readyz": {"get": _readyz()},
@@ -139,8 +145,11 @@ describes one event (as OpenAPI 3.2's `itemSchema` would): the JSON of a \
 
 # --- small builders ---------------------------------------------------------------------------
 
+_SCHEMA_REF = "#/components/schemas/{model}"
+
+
 def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": _SCHEMA_REF.format(model=name)}
 
 
 def _nullable(schema: dict) -> dict:
@@ -246,7 +255,8 @@ def _chat_completions(max_body_bytes: int) -> dict:
         f"Bodies over {max_body_bytes} bytes are refused with 413.",
         {"200": _ok("The chat completion, or its stream of chunks.", {
             **_json(_ref("ChatCompletion")),
-            "text/event-stream": {"schema": _ref("ChatCompletionStreamEvent")}}),
+            "text/event-stream": {"schema": _ref("ChatCompletionStreamEvent")}},
+            {"X-Neurons": _header("X-Neurons")}),
          **_errors(*GENERATION_ERRORS)},
         secured=True,
         requestBody=_json_body("ChatCompletionRequest", "An OpenAI chat completion request.", {
@@ -267,10 +277,11 @@ def _images_generations(max_images: int, max_body_bytes: int) -> dict:
         f"`n` images (up to MAX_IMAGES, here {max_images}) for a prompt, as links to "
         "`/image/{key}` or as base64. An unknown `model` is 404 `model_not_found`. "
         f"Bodies over {max_body_bytes} bytes are refused with 413.",
-        {"200": _ok("The images.", _json(_ref("ImagesResponse"))),
+        {"200": _ok("The images.", _json(_ref("ImagesResponse")),
+                    {"X-Neurons": _header("X-Neurons")}),
          **_errors(*sorted((*GENERATION_ERRORS, 404)))},
         secured=True,
-        requestBody=_json_body("ImagesRequest", "An OpenAI Images API request.", {
+        requestBody=_json_body("ImageGenerationRequest", "An OpenAI Images API request.", {
             "url": {"model": "flux-1-schnell", "prompt": "a red fox in snow", "n": 2,
                     "size": "1024x576"},
             "b64_json": {"prompt": "a cute cat", "size": "16:9", "response_format": "b64_json",
@@ -344,6 +355,17 @@ def _image_path() -> dict:
     }
 
 
+def _usage() -> dict:
+    return _operation(
+        "getUsage", "models", "Neurons spent today against the daily budgets",
+        "With a client key: that key's spend today (by its short hash), its budget and what is "
+        "left, and the service's (DAILY_NEURONS). With ADMIN_API_KEY: every key (short hashes, "
+        "never a key) and every Cloudflare account (shortened ids, never a token). Days are UTC "
+        "days; budgets reset at 00:00 UTC.",
+        {"200": _ok("Today's usage.", _json(_ref("NeuronUsage"))), **_errors(401, 500)},
+        secured=True)
+
+
 def _healthz() -> dict:
     return _operation(
         "healthz", "service", "Liveness", "The process answers.",
@@ -353,7 +375,9 @@ def _healthz() -> dict:
 
 def _readyz() -> dict:
     checks = _obj({"config": _str(), "backend": _str(),
-                   "storage": _str("`ok`, or what is wrong with storage.")})
+                   "storage": _str("`ok`, or what is wrong with storage."),
+                   "accounts": {"type": "array", "items": _ref("AccountUsage"),
+                                "description": "Cloudflare backend: each account's state."}})
     return _operation(
         "readyz", "service", "Readiness",
         "Storage reachable and writable, configuration loaded. 503 while storage is down; the "
@@ -417,7 +441,34 @@ def _headers() -> dict:
         "Expires": header("When the image expires (HTTP date)."),
         "Last-Modified": header("When the image was stored (HTTP date)."),
         "Content-Disposition": header("`inline` with a file name from the key."),
+        "X-Neurons": header("Workers AI neurons the images cost: Cloudflare's figure when it "
+                            "reports one, else the estimate from the catalog's price. In a "
+                            "stream it is the estimate (headers precede the body). Absent for "
+                            "models without a Workers AI price.",
+                            {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}),
     }
+
+
+def _request_schemas(max_images: int) -> dict:
+    """The request bodies' schemas, generated from the wire models that validate them."""
+    schemas = copy.deepcopy(_model_schemas())
+    # MAX_IMAGES is configuration, so the model cannot state `n`'s upper bound itself.
+    n = schemas["ImageGenerationRequest"]["properties"]["n"]
+    for choice in n["anyOf"]:
+        if choice.get("type") == "integer":
+            choice["maximum"] = max_images
+    return schemas
+
+
+@functools.cache
+def _model_schemas() -> dict[str, Any]:
+    """The wire models' JSON Schemas and their parts' (made once: it takes about 8 ms)."""
+    schemas: dict[str, Any] = {}
+    for model in (ChatCompletionRequest, ImageGenerationRequest):
+        schema = model.model_json_schema(ref_template=_SCHEMA_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
 
 
 def _schemas(max_images: int) -> dict:
@@ -427,7 +478,9 @@ def _schemas(max_images: int) -> dict:
                  description="Token estimates (one per four UTF-8 bytes): no language model "
                              "writes this text.")
     created = _int("Unix time in seconds.")
+    num = {"type": "number"}
     return {
+        **_request_schemas(max_images),
         "Error": _obj({"error": _obj(
             {"message": _str("What went wrong and what to do."),
              "type": _str(examples=["invalid_request_error", "rate_limit_exceeded",
@@ -439,54 +492,34 @@ def _schemas(max_images: int) -> dict:
             ["message", "type", "param", "code"], additionalProperties=False)},
             ["error"], description="The one error shape of every 4xx and 5xx answer."),
 
-        "ChatMessage": _obj(
-            {"role": _str("`user`, `system`, `assistant`, ...; only the last `user` message "
-                          "is used.", examples=["user", "system", "assistant"]),
-             "content": {"description": "Text, or OpenAI content parts whose text parts are "
-                                        "joined (image parts are ignored).",
-                         "anyOf": [{"type": "string"},
-                                   {"type": "array", "items": {"anyOf": [
-                                       {"type": "string"},
-                                       _obj({"type": _str(examples=["text", "image_url"]),
-                                             "text": _str()}, ["type"])]}},
-                                   {"type": "null"}]}},
-            ["role"], description="One chat message; other fields (`name`, ...) are ignored."),
-        "ChatCompletionRequest": _obj(
-            {"messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage"),
-                          "description": "Must contain a user message with text."},
-             "model": _nullable(_str(
-                 "An offered model id or alias picks the image model; any other name (such as "
-                 "`gpt-4o`) uses FLUX_MODEL.", examples=["flux-1-schnell", "gpt-4o"])),
-             "stream": _nullable({"type": "boolean", "description": "Answer as server-sent "
-                                                                    "events."}),
-             "stream_options": _nullable(_obj(
-                 {"include_usage": _nullable({"type": "boolean"})},
-                 description="`include_usage: true` adds a usage chunk before `[DONE]`."))},
-            ["messages"],
-            description="Other OpenAI fields (`temperature`, `max_tokens`, ...) are accepted "
-                        "and ignored."),
         "Usage": usage,
+        "ImageParts": {"type": "array", "minItems": 1, "description": (
+            "Only when the request's `modalities` include `image`: the answer's image."),
+            "items": _obj({"type": {"const": "image_url"},
+                           "image_url": _obj({"url": _str(format="uri")}, ["url"])},
+                          ["type", "image_url"])},
         "ChatCompletion": _obj(
             {"id": _str(pattern="^chatcmpl-"), "object": {"const": "chat.completion"},
              "created": created, "model": _str("The image model used."),
              "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": _obj(
                  {"index": _int(minimum=0),
                   "message": _obj({"role": {"const": "assistant"},
-                                   "content": _str("Markdown with the image link.")},
-                                  ["role", "content"]),
+                                   "content": _str("Markdown with the image link."),
+                                   "refusal": {"type": "null"},
+                                   "images": _ref("ImageParts")},
+                                  ["role", "content", "refusal"]),
                   "logprobs": {"type": "null"},
                   "finish_reason": _str(enum=["stop", "length"])},
                  ["index", "message", "finish_reason"])},
-             "usage": _ref("Usage"),
-             "system_fingerprint": _nullable(_str())},
+             "usage": _ref("Usage")},
             ["id", "object", "created", "model", "choices", "usage"]),
         "ChatCompletionChunk": _obj(
             {"id": _str(pattern="^chatcmpl-"), "object": {"const": "chat.completion.chunk"},
              "created": created, "model": _str(),
-             "system_fingerprint": _nullable(_str()),
              "choices": {"type": "array", "maxItems": 1, "items": _obj(
                  {"index": _int(minimum=0),
-                  "delta": _obj({"role": {"const": "assistant"}, "content": _str()}),
+                  "delta": _obj({"role": {"const": "assistant"}, "content": _str(),
+                                 "images": _ref("ImageParts")}),
                   "logprobs": {"type": "null"},
                   "finish_reason": _nullable(_str(enum=["stop", "length"]))},
                  ["index", "delta", "finish_reason"]),
@@ -507,28 +540,6 @@ def _schemas(max_images: int) -> dict:
                                              "contentSchema": _ref("ChatCompletionChunk")}}},
         },
 
-        "ImagesRequest": _obj(
-            {"prompt": _str("What the image shows. Inline options such as `--seed 42` and a "
-                            "trailing ratio work here too.", minLength=1),
-             "model": _nullable(_str("An offered model id or alias (`dall-e-2`, `dall-e-3`, "
-                                     "`gpt-image-1` mean FLUX_MODEL); unknown names are 404.")),
-             "n": _nullable(_int("How many images (1 to MAX_IMAGES).", minimum=1,
-                                 maximum=max_images)),
-             "size": _nullable(_str("`WIDTHxHEIGHT` (each side 64 to 4096, scaled into the "
-                                    "model's limits), a ratio such as `16:9`, or `auto`.",
-                                    examples=["1024x576", "16:9", "auto"])),
-             "response_format": _nullable(_str(enum=["url", "b64_json"])),
-             "output_format": _nullable(_str("Case-insensitive.",
-                                             enum=["png", "jpeg", "jpg", "webp"])),
-             "seed": _nullable(_int("Where the model takes a seed.", minimum=0,
-                                    maximum=2**32 - 1)),
-             "steps": _nullable(_int("Clamped to the model's range.", minimum=1, maximum=100)),
-             "negative_prompt": _nullable(_str("Where the model takes one.")),
-             "guidance": _nullable({"type": "number", "minimum": 0, "maximum": 100,
-                                    "description": "Where the model takes it."}),
-             **{name: {"description": "Accepted and ignored (OpenAI compatibility)."}
-                for name in ("quality", "style", "user", "background", "moderation")}},
-            ["prompt"]),
         "ImageItem": _obj(
             {"url": _str("Absolute link to `/image/{key}`.", format="uri"),
              "b64_json": _str("The image bytes, base64 (no `data:` prefix)."),
@@ -538,9 +549,9 @@ def _schemas(max_images: int) -> dict:
         "ImagesResponse": _obj(
             {"created": created, "data": {"type": "array", "minItems": 1,
                                           "items": _ref("ImageItem")},
-             "size": _str("The size of every image, `WIDTHxHEIGHT`.",
-                          pattern="^[0-9]+x[0-9]+$"),
-             "output_format": _str(examples=["jpeg", "png", "webp"])},
+             "size": _str("The size of every image, present only when it is one of the "
+                          "sizes OpenAI's answer allows.", enum=sorted(OPENAI_IMAGE_SIZES)),
+             "output_format": _str(enum=sorted(OPENAI_OUTPUT_FORMATS))},
             ["created", "data"]),
 
         "Model": _obj(
@@ -556,7 +567,8 @@ def _schemas(max_images: int) -> dict:
              "size_control": {"type": "boolean"},
              "size_range": _obj({"min": _int(), "max": _int()}, ["min", "max"]),
              "default_size": _str(pattern="^[0-9]+x[0-9]+$"),
-             "steps": {"anyOf": [_obj({"field": _str(), "max": _int()}), {"type": "null"}]},
+             "steps": {"anyOf": [_obj({"field": _str(), "min": _int(), "max": _int()}),
+                                 {"type": "null"}]},
              "seed": {"type": "boolean"},
              "guidance": {"anyOf": [{"type": "array", "items": {"type": "number"},
                                      "minItems": 2, "maxItems": 2}, {"type": "null"}]},
@@ -565,8 +577,40 @@ def _schemas(max_images: int) -> dict:
              "max_prompt_chars": _nullable(_int())}),
         "ModelDetail": {"allOf": [_ref("Model"), _obj(
             {"aliases": {"type": "array", "items": _str()}, "description": _str(),
-             "capabilities": _ref("ModelCapabilities"), "default": {"type": "boolean"}},
-            ["aliases", "description", "capabilities", "default"])]},
+             "capabilities": _ref("ModelCapabilities"), "default": {"type": "boolean"},
+             "cost": _ref("ModelCost")},
+            ["aliases", "description", "capabilities", "default", "cost"])]},
+        "ModelCost": _obj(
+            {"price": _nullable(_obj(
+                {"per_tile": num, "per_step": num, "per_tile_step": num, "per_input_tile": num,
+                 "per_input_tile_step": num, "tile": _str(), "formula": _str(),
+                 "listed": {"type": "boolean", "description": "false: Cloudflare lists no "
+                                                              "price; the figure is assumed."},
+                 "usd_per_neuron": num, "note": _str()},
+                ["formula", "listed"], description="Neurons per image, by term.")),
+             "default_size": _str(), "estimate_neurons": _nullable(num),
+             "estimate_usd": _nullable(num)},
+            ["price", "default_size", "estimate_neurons", "estimate_usd"],
+            description="The price formula and the estimate for the default size at "
+                        "FLUX_NUM_STEPS."),
+        "UsageLine": _obj(
+            {"key": _str("The key's short hash (never the key)."), "spent_neurons": num,
+             "budget_neurons": _nullable(num), "left_neurons": _nullable(num),
+             "spent_usd": num},
+            ["spent_neurons", "budget_neurons", "left_neurons", "spent_usd"]),
+        "AccountUsage": _obj(
+            {"account": _str("The account id, shortened."),
+             "state": {"enum": ["ok", "allocation_used_up", "budget_reached", "token_rejected"]},
+             "spent_neurons": num, "allocation_neurons": num,
+             "budget_neurons": _nullable(num), "retry_in_seconds": _int(minimum=1)},
+            ["account", "state", "spent_neurons", "allocation_neurons", "budget_neurons"]),
+        "NeuronUsage": _obj(
+            {"object": {"const": "usage"}, "day": _str("The UTC day counted."),
+             "resets_at": _str("The next 00:00 UTC."), "resets_in_seconds": _int(minimum=1),
+             "service": _ref("UsageLine"), "key": _ref("UsageLine"),
+             "keys": {"type": "array", "items": _ref("UsageLine")},
+             "accounts": {"type": "array", "items": _ref("AccountUsage")}},
+            ["object", "day", "resets_at", "resets_in_seconds", "service"]),
 
         "ServiceStatus": _obj(
             {"service": {"const": "flux-worker"}, "status": {"const": "ok"},
@@ -575,6 +619,9 @@ def _schemas(max_images: int) -> dict:
              "auth_required": {"type": "boolean"},
              "translation": _nullable(_str("The translation model, or null when off.")),
              "default_model": _str(), "models": {"type": "array", "items": _str()},
-             "base_url": _str("The base URL to give an OpenAI client.")},
+             "base_url": _str("The base URL to give an OpenAI client."),
+             "budget": _obj({"service": _ref("UsageLine"), "resets_at": _str(),
+                             "resets_in_seconds": _int(minimum=1)}),
+             "accounts": {"type": "array", "items": _ref("AccountUsage")}},
             ["service", "status", "backend", "storage", "models", "base_url"]),
     }

@@ -1,27 +1,33 @@
 """One image generation: plan -> translate -> generate -> fit to size -> store.
 
-The steps are separate methods so the chat stream can report each as it completes. Nothing is
-stored unless every earlier step succeeded, so a failed generation leaves no trace.
+The steps are separate methods so the chat stream can report each as it completes, and
+`render_batch` runs the whole of an Images request. Nothing is stored unless every earlier step
+succeeded, so a failed generation leaves no trace. A `cancel` event, set when the client has gone,
+is checked before every step that costs something (translation, the upstream call, a retry,
+storing), so a generation nobody waits for stops as soon as it can.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import imaging, metrics
 from .backends.base import GenerationRequest, ImageBackend
-from .catalog import ModelSpec
-from .errors import InvalidRequest, UpstreamError
-from .prompt import ParsedPrompt, SizeSpec, resolve_size
+from .budget import Hold
+from .catalog import SEED_MAX, ModelSpec
+from .errors import InvalidRequest, StorageError, UpstreamError, raise_if_cancelled
+from .prompt import ParsedPrompt
+from .sizes import SizeSpec, resolve_size
 from .storage import ImageStore, new_key
 from .translate import TranslationFailed, Translator
 
-log = logging.getLogger("flux_worker.pipeline")
-
-MAX_SEED = 2**32 - 1
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,11 +46,17 @@ class ImageJob:
     guidance: float | None = None
     output_format: str | None = None
     ignored: tuple[str, ...] = ()  # options given that this model cannot take
+    clamped: tuple[str, ...] = ()  # options brought into the model's range: "--steps 50 → 8"
 
     @property
     def size(self) -> str:
         """The size as `WIDTHxHEIGHT`."""
         return f"{self.width}x{self.height}"
+
+    @property
+    def estimate(self) -> float | None:
+        """Neurons one image of this job costs, from the size really sent; None when unpriced."""
+        return self.model.estimate(self.width, self.height, self.steps)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,61 @@ class ImageResult:
     width: int = 0
     height: int = 0
     seed: int | None = None
+    neurons: float | None = None        # upstream's billed figure, else the estimate
+    account: str | None = None          # the Cloudflare account that made it
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The images of one request and the prompt they were drawn from."""
+
+    choice: PromptChoice
+    results: list[ImageResult]
+
+
+class StoreHealth:
+    """A cached answer to "can an image be stored now?", asked before every upstream call.
+
+    Paying for a generation that cannot be kept wastes the user's quota, so storage is checked
+    first; caching the answer keeps the check off the hot path (one ping per `ok_for` seconds),
+    and a failure is remembered for `failed_for` seconds so an outage costs no ping per request.
+    """
+
+    def __init__(self, store: ImageStore, *, ok_for: float = 5.0, failed_for: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.store = store
+        self.ok_for = ok_for
+        self.failed_for = failed_for
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked = float("-inf")
+        self._failure: StorageError | None = None
+
+    def check(self) -> None:
+        """Raise StorageError when storage is known to be, or now found to be, unusable."""
+        now = self._clock()
+        with self._lock:
+            failure, age = self._failure, now - self._checked
+        if failure is not None and age < self.failed_for:
+            raise failure
+        if failure is None and age < self.ok_for:
+            return
+        self.probe()
+
+    def probe(self) -> None:
+        """Ping storage now (no cache) and remember the answer; raise StorageError on failure."""
+        try:
+            self.store.ping()
+        except StorageError as exc:
+            self.failed(exc)
+            raise
+        with self._lock:
+            self._checked, self._failure = self._clock(), None
+
+    def failed(self, exc: StorageError) -> None:
+        """Remember that storage just failed (a write did), so the next requests skip upstream."""
+        with self._lock:
+            self._checked, self._failure = self._clock(), exc
 
 
 class Pipeline:
@@ -78,6 +145,11 @@ class Pipeline:
         self.translator = translator
         self.expiration = expiration
         self.default_steps = default_steps
+        self.health = StoreHealth(store)
+
+    def check_storage(self) -> None:
+        """Raise StorageError (503) at once when no image could be stored now."""
+        self.health.check()
 
     def plan(self, parsed: ParsedPrompt, original: str, model: ModelSpec, *,
              size: SizeSpec | None = None, seed: int | None = None, steps: int | None = None,
@@ -102,20 +174,25 @@ class Pipeline:
             ignored.append("--no")
         if model.seed and seed is None:
             # A seed the user can see lets them reproduce or vary an image they liked.
-            seed = secrets.randbelow(MAX_SEED + 1)
+            seed = secrets.randbelow(SEED_MAX + 1)
+        job_steps = model.clamp_steps(steps or self.default_steps) if model.steps_field else None
+        # Only what the user asked for is reported; FLUX_NUM_STEPS is clamped silently.
+        clamped = (f"--steps {steps} → {job_steps}",) if steps and job_steps not in (
+            None, steps) else ()
         return ImageJob(
             original=original, prompt=parsed.text, model=model,
             width=resolved.width, height=resolved.height, ratio=resolved.ratio_label,
-            steps=model.clamp_steps(steps or self.default_steps) if model.steps_field else None,
+            steps=job_steps,
             seed=seed if model.seed else None,
             negative=negative if model.negative_prompt else None,
             guidance=_clamp_guidance(model, guidance),
-            output_format=output_format, ignored=tuple(ignored))
+            output_format=output_format, ignored=tuple(ignored), clamped=clamped)
 
-    def choose_prompt(self, job: ImageJob) -> PromptChoice:
+    def choose_prompt(self, job: ImageJob, cancel: threading.Event | None = None) -> PromptChoice:
         """Translate the prompt when a translator is set; fall back to the original on failure."""
         if self.translator is None:
             return PromptChoice(job.prompt)
+        raise_if_cancelled(cancel)
         try:
             result = self.translator.translate(job.prompt, job.ratio)
         except TranslationFailed as exc:
@@ -127,17 +204,29 @@ class Pipeline:
             text = text[: job.model.max_prompt].rsplit(" ", 1)[0]
         return PromptChoice(text, model=result.model)
 
-    def render(self, job: ImageJob, prompt: str, *, seed: int | None = None) -> ImageResult:
-        """Generate, fit to the job's exact size and store; return the stored image."""
+    def render(self, job: ImageJob, prompt: str, *, seed: int | None = None,
+               cancel: threading.Event | None = None, hold: Hold | None = None) -> ImageResult:
+        """Generate, fit to the job's exact size and store; return the stored image.
+
+        The image's neurons (Cloudflare's figure, else the estimate) are settled on `hold`.
+
+        :raises StorageError: before any upstream call when storage is down.
+        :raises Cancelled: when `cancel` is set before the image is stored.
+        """
         seed = job.seed if seed is None else seed
+        raise_if_cancelled(cancel)
+        self.check_storage()
         request = GenerationRequest(
             prompt=prompt, model=job.model, width=job.width, height=job.height,
-            steps=job.steps, seed=seed, negative_prompt=job.negative, guidance=job.guidance)
+            steps=job.steps, seed=seed, negative_prompt=job.negative, guidance=job.guidance,
+            cancel=cancel)
         started = time.monotonic()
         # The fit is inside: bytes that are not an image are the model's failure, not a success.
         with metrics.track_generation(job.model.id) as generation:
             generated = self.backend.generate(request)
             generation.upstream_done()
+            # Fitting and storing cost this server's time and storage: not for a client that left.
+            raise_if_cancelled(cancel)
             try:
                 fitted = imaging.fit(generated.data, job.width, job.height, job.output_format)
             except imaging.NotAnImage as exc:
@@ -145,20 +234,64 @@ class Pipeline:
                     f"The image model {job.model.short_name} returned bytes that are not an "
                     "image. Try again; if it persists, pick another model.") from exc
         key = new_key()
-        self.store.put(key, fitted.data, fitted.content_type, self.expiration)
+        try:
+            self.store.put(key, fitted.data, fitted.content_type, self.expiration)
+        except StorageError as exc:
+            self.health.failed(exc)
+            raise
         metrics.observe_stored(len(fitted.data))
         log.debug("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
+        neurons = generated.neurons if generated.neurons is not None else job.estimate
+        if hold is not None and neurons is not None:
+            hold.settle(neurons, estimate=job.estimate or 0.0, model=job.model.id,
+                        account=generated.account)
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
-                           width=fitted.width, height=fitted.height, seed=seed)
+                           width=fitted.width, height=fitted.height, seed=seed,
+                           neurons=neurons, account=generated.account)
+
+    def render_batch(self, job: ImageJob, n: int, cancel: threading.Event | None = None,
+                     hold: Hold | None = None) -> Batch:
+        """Translate once, then render `n` images in parallel; keep all of them or none.
+
+        Each image gets its own seed (see `variant_seed`), so a batch holds different pictures.
+        """
+        choice = self.choose_prompt(job, cancel)
+        seeds = [self.variant_seed(job, i) for i in range(n)]
+        if n == 1:
+            return Batch(choice, [self.render(job, choice.prompt, seed=seeds[0], cancel=cancel,
+                                              hold=hold)])
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="batch") as pool:
+            futures = [pool.submit(self.render, job, choice.prompt, seed=s, cancel=cancel,
+                                   hold=hold) for s in seeds]
+            outcomes: list[ImageResult | BaseException] = []
+            for future in futures:
+                try:
+                    outcomes.append(future.result())
+                except Exception as exc:  # remembered, re-raised once the others are undone
+                    outcomes.append(exc)
+        results = [o for o in outcomes if isinstance(o, ImageResult)]
+        failures = [o for o in outcomes if not isinstance(o, ImageResult)]
+        if failures:
+            for done in results:
+                self._discard(done.key)
+            raise failures[0]
+        return Batch(choice, results)
+
+    def _discard(self, key: str) -> None:
+        """Delete an image of a failed batch; a storage failure here must not hide the cause."""
+        try:
+            self.store.delete(key)
+        except StorageError:
+            log.warning("could not delete image %s of a failed batch", key[:6])
 
     def variant_seed(self, job: ImageJob, index: int) -> int | None:
-        """The seed of the index-th image of a batch: distinct images, reproducible from the first."""
+        """The seed of the index-th image of a batch: distinct, reproducible from the first."""
         if job.seed is None:
             # Models without a seed vary by themselves; the index still tells a local
             # backend (demo) to draw a different image.
             return index or None
-        return (job.seed + index) % (MAX_SEED + 1)
+        return (job.seed + index) % (SEED_MAX + 1)
 
 
 def _clamp_guidance(model: ModelSpec, guidance: float | None) -> float | None:

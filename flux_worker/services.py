@@ -7,11 +7,14 @@ threads: one pooled HTTP session, one store, one backend, one translator (or Non
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
+from .accounts import AccountPool
+from .admission import Admission
 from .backends.base import ImageBackend
+from .budget import Books, BudgetRules, MemoryLedger, ledger_from_location
 from .catalog import ModelRegistry
 from .config import Config, ConfigError
 from .http import make_session
@@ -20,7 +23,7 @@ from .storage import ImageStore, storage_from_url
 from .throttle import InflightGate, RateLimiter
 from .translate import ChatTranslator, Translator
 
-log = logging.getLogger("flux_worker")
+log = logging.getLogger(__name__)
 
 # Each gunicorn thread may hold one upstream connection (plus a translation call).
 DEFAULT_POOL = 128
@@ -37,12 +40,14 @@ class Services:
     translator: Translator | None
     pipeline: Pipeline
     session: requests.Session | None = None
-    limiter: RateLimiter | None = None
-    gate: InflightGate = InflightGate(0)
+    admission: Admission = field(default_factory=lambda: Admission(None, InflightGate(0)))
+    books: Books = field(default_factory=lambda: Books(MemoryLedger(), BudgetRules()))
+    accounts: AccountPool | None = None       # the Cloudflare backend's accounts
 
     def close(self) -> None:
         """Release connections and files."""
         self.store.close()
+        self.books.ledger.close()
         if self.session is not None:
             self.session.close()
 
@@ -51,7 +56,11 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
     """Create store, backend, translator and pipeline; raise ConfigError for bad settings."""
     models = build_models(config)
     session = make_session(pool_size)
-    backend = build_backend(config, session)
+    # The budgets count where the rate limits count, so every instance sees the same spend.
+    books = Books(ledger_from_location(config.storage_url), config.budget_rules())
+    accounts = (AccountPool(config.cloudflare_accounts, books)
+                if config.image_backend == "cloudflare" else None)
+    backend = build_backend(config, session, accounts)
     translator = build_translator(config, session)
     try:
         store = storage_from_url(config.storage_url, max_bytes=config.storage_max_bytes)
@@ -62,7 +71,8 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
     limiter = RateLimiter(config.rate_limit, config.storage_url) if config.rate_limit else None
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, session=session,
-                    limiter=limiter, gate=InflightGate(config.max_inflight))
+                    admission=Admission(limiter, InflightGate(config.max_inflight), books),
+                    books=books, accounts=accounts)
 
 
 def build_models(config: Config) -> ModelRegistry:
@@ -72,22 +82,25 @@ def build_models(config: Config) -> ModelRegistry:
         names = config.image_models or ("dall-e-3",)
         catalog = tuple(generic_model(n) for n in names)
         default = config.flux_model if config.flux_model in names else names[0]
-        return ModelRegistry.build(names, default, catalog)
+        return ModelRegistry.build(names, default, catalog,
+                                   gpt_image_names=config.gpt_image_aliases)
     try:
-        return ModelRegistry.build(config.image_models, config.flux_model)
+        return ModelRegistry.build(config.image_models, config.flux_model,
+                                   gpt_image_names=config.gpt_image_aliases)
     except ValueError as exc:
         raise ConfigError(f"IMAGE_MODELS / FLUX_MODEL: {exc}") from None
 
 
-def build_backend(config: Config, session: requests.Session) -> ImageBackend:
+def build_backend(config: Config, session: requests.Session,
+                  accounts: AccountPool | None = None) -> ImageBackend:
     """The image backend named by the configuration."""
     if config.image_backend == "cloudflare":
         from .backends.cloudflare import CloudflareBackend
         return CloudflareBackend(
-            account_id=config.cf_account_id, api_token=config.cf_api_token, session=session,
-            api_base=config.cf_api_base, timeout=config.upstream_timeout,
+            session=session, api_base=config.cf_api_base, timeout=config.upstream_timeout,
             retries=config.upstream_retries, gateway_url=config.cf_ai_gateway,
-            gateway_token=config.cf_ai_gateway_token)
+            gateway_token=config.cf_ai_gateway_token,
+            accounts=accounts or AccountPool(config.cloudflare_accounts))
     if config.image_backend == "openai":
         from .backends.openai_images import OpenAIImagesBackend
         return OpenAIImagesBackend(api_base=config.image_api_base, api_key=config.image_api_key,
@@ -105,8 +118,9 @@ def build_translator(config: Config, session: requests.Session) -> Translator | 
                               api_key=config.external_api_key, session=session,
                               timeout=config.translate_timeout,
                               system_message=config.system_message)
-    # No second provider: Cloudflare's own OpenAI-compatible chat endpoint, same account.
-    base = f"{config.cf_api_base}/accounts/{config.cf_account_id}/ai/v1"
+    # No second provider: Cloudflare's own OpenAI-compatible chat endpoint, first account.
+    first = config.cloudflare_accounts[0]
+    base = f"{config.cf_api_base}/accounts/{first.id}/ai/v1"
     return ChatTranslator(api_base=base, model=config.translate_model,
-                          api_key=config.cf_api_token, session=session,
+                          api_key=first.token, session=session,
                           timeout=config.translate_timeout, system_message=config.system_message)

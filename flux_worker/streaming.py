@@ -1,46 +1,68 @@
-"""Keep a slow generator's consumer busy: run it in a thread and report heartbeats meanwhile.
+"""Run a slow generator in a thread of its own and keep its consumer busy with heartbeats.
 
 A generation can take longer than a proxy's or a platform's idle timeout; a stream that sends
 nothing for a minute gets cut. Callers turn HEARTBEAT into an empty content chunk rather than an
 SSE comment, because hand-rolled client parsers choke on comment lines.
+
+The thread starts at once and owns the generation until it really ends, whatever the consumer
+does: a consumer that stops early (the client left) sets the `cancel` event, and the generation
+stops at its next step. Whatever the source holds (an in-flight slot) is released by the source
+itself, in the thread, when it ends, never earlier.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 HEARTBEAT = object()
 _END = object()
 
 
-def with_heartbeat(source: Iterator[T], interval: float) -> Iterator[object]:
-    """Yield the items of `source`, and HEARTBEAT whenever `interval` seconds pass without one.
+class Background(Generic[T]):
+    """Items of `source`, produced by a background thread, with HEARTBEAT after silences."""
 
-    Exceptions raised by `source` are re-raised here, in the consumer's thread.
-    """
-    items: queue.Queue = queue.Queue()
+    def __init__(self, source: Iterator[T], interval: float, cancel: threading.Event):
+        self.interval = interval
+        self.cancel = cancel
+        self._items: queue.SimpleQueue[tuple[object, BaseException | None]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._pump, args=(source,), name="generation",
+                                        daemon=True)
+        self._thread.start()
 
-    def pump():
+    def _pump(self, source: Iterator[T]) -> None:
         try:
             for item in source:
-                items.put((item, None))
+                self._items.put((item, None))
         except BaseException as exc:  # handed to the consumer, which decides
-            items.put((_END, exc))
+            self._items.put((_END, exc))
             return
-        items.put((_END, None))
+        self._items.put((_END, None))
 
-    threading.Thread(target=pump, name="generation", daemon=True).start()
-    while True:
+    def __iter__(self) -> Iterator[object]:
+        """Yield the items, and HEARTBEAT whenever `interval` seconds pass without one.
+
+        Exceptions raised by the source are re-raised here, in the consumer's thread.
+        """
         try:
-            item, error = items.get(timeout=interval)
-        except queue.Empty:
-            yield HEARTBEAT
-            continue
-        if item is _END:
-            if error is not None:
-                raise error
-            return
-        yield item
+            while True:
+                try:
+                    item, error = self._items.get(timeout=self.interval)
+                except queue.Empty:
+                    yield HEARTBEAT
+                    continue
+                if item is _END:
+                    if error is not None:
+                        raise error
+                    return
+                yield item
+        finally:
+            # Finished, failed or abandoned: either way nobody reads on, so the source may stop.
+            self.cancel.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the generation to end; return whether it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()

@@ -21,9 +21,12 @@ from limits import parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from .errors import Overloaded, RateLimited
+from .errors import Overloaded, RateLimited, StorageError
 
-log = logging.getLogger("flux_worker.throttle")
+log = logging.getLogger(__name__)
+
+# Seconds a caller is asked to wait while the counter store is unreachable.
+COUNTERS_RETRY_AFTER = 5
 
 
 class DiskcacheStorage(Storage):
@@ -83,56 +86,93 @@ def limits_storage_url(storage_url: str) -> str:
 
 
 class RateLimiter:
-    """Per-identity limits such as `30/minute;500/day`, answered with RateLimited."""
+    """Per-identity limits such as `30/minute;500/day`, counted in images (RateLimited past them).
+
+    When the counter store is unreachable the limiter fails closed (503 storage_error): counts
+    that cannot be kept protect nothing, and an open door would let any caller spend the
+    upstream quota while Redis is down.
+    """
 
     def __init__(self, spec: str, storage_url: str):
         self.items = parse_many(spec.replace(";", ","))
         self.storage = storage_from_string(limits_storage_url(storage_url))
         self.strategy = FixedWindowRateLimiter(self.storage)
 
-    def hit(self, identity: str) -> None:
-        """Count one request for `identity`; raise RateLimited when a limit is exceeded."""
-        # The key itself never reaches the storage, only a digest of it.
-        ident = hashlib.sha256(identity.encode()).hexdigest()[:24]
+    def test(self, identity: str) -> None:
+        """Raise RateLimited when `identity` could not take one more image now; count nothing."""
+        ident = _digest(identity)
         for item in self.items:
-            try:
-                allowed = self.strategy.hit(item, "flux-worker", ident)
-                reset = self.strategy.get_window_stats(item, "flux-worker", ident).reset_time
-            except Exception as exc:  # counting must not take the service down with it
-                log.warning("rate limit storage unavailable, not limiting: %s", type(exc).__name__)
-                return
+            with _counters_reachable():
+                allowed = self.strategy.test(item, "flux-worker", ident)
             if not allowed:
-                retry = max(1, math.ceil(reset - time.time()))
-                raise RateLimited(
-                    f"Rate limit reached for this API key: {item}. Try again in {retry} seconds.",
-                    retry_after=retry)
+                raise self._refusal(item, ident)
+
+    def hit(self, identity: str, cost: int = 1) -> None:
+        """Count `cost` images for `identity`; raise RateLimited when a limit would be exceeded."""
+        ident = _digest(identity)
+        for item in self.items:
+            with _counters_reachable():
+                allowed = self.strategy.hit(item, "flux-worker", ident, cost=cost)
+            if not allowed:
+                raise self._refusal(item, ident)
+
+    def _refusal(self, item, ident: str) -> RateLimited:
+        with _counters_reachable():
+            reset = self.strategy.get_window_stats(item, "flux-worker", ident).reset_time
+        retry = max(1, math.ceil(reset - time.time()))
+        return RateLimited(
+            f"Rate limit reached for this API key: {item}. Try again in {retry} seconds.",
+            retry_after=retry)
+
+
+def _digest(identity: str) -> str:
+    # The key itself never reaches the storage, only a digest of it.
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+@contextmanager
+def _counters_reachable() -> Iterator[None]:
+    """Turn any failure of the counter store into a 503 that names no address."""
+    try:
+        yield
+    except RateLimited:
+        raise
+    except Exception as exc:  # redis, sqlite and OS errors alike: the store is not usable
+        log.warning("rate limit counters unavailable, refusing generations: %s",
+                    type(exc).__name__)
+        raise StorageError(
+            "The rate-limit counters are unreachable, so no generation can be counted. "
+            "Try again in a few seconds.", retry_after=COUNTERS_RETRY_AFTER) from exc
 
 
 class InflightGate:
-    """At most `limit` generations at once in this process; 0 means no cap."""
+    """At most `limit` images generated at once in this process; 0 means no cap."""
 
     def __init__(self, limit: int, retry_after: int = 5):
         self.limit = limit
         self.retry_after = retry_after
-        self._slots = threading.BoundedSemaphore(limit) if limit else None
+        self._used = 0
+        self._lock = threading.Lock()
 
-    def acquire(self) -> None:
-        """Take a slot or raise Overloaded (503) at once: queueing without bound helps nobody."""
-        if self._slots is not None and not self._slots.acquire(blocking=False):
-            raise Overloaded(
-                f"This server is already running its maximum of {self.limit} generations. "
-                f"Try again in {self.retry_after} seconds.", retry_after=self.retry_after)
+    @property
+    def in_use(self) -> int:
+        """Slots taken now."""
+        return self._used
 
-    def release(self) -> None:
-        """Give a slot back."""
-        if self._slots is not None:
-            self._slots.release()
+    def acquire(self, count: int = 1) -> None:
+        """Take `count` slots or raise Overloaded (503) at once: an unbounded queue helps nobody."""
+        with self._lock:
+            if self.limit and self._used + count > self.limit:
+                if count > self.limit:
+                    message = (f"This server generates at most {self.limit} images at once; ask "
+                               f"for {self.limit} or fewer (n).")
+                else:
+                    message = (f"This server is already running its maximum of {self.limit} "
+                               f"generations. Try again in {self.retry_after} seconds.")
+                raise Overloaded(message, retry_after=self.retry_after)
+            self._used += count
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold a slot for the duration of the block."""
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
+    def release(self, count: int = 1) -> None:
+        """Give `count` slots back."""
+        with self._lock:
+            self._used = max(0, self._used - count)

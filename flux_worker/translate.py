@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-log = logging.getLogger("flux_worker.translate")
+log = logging.getLogger(__name__)
 
 SYSTEM_MESSAGE = """You write prompts for a text-to-image model.
 Turn the user's request, in whatever language it is written, into one English image prompt.

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from flux_worker import create_app
-from flux_worker.config import Config
+from tests.helpers import AUTH, app_with
 from tests.redis_server import redis_server, redis_url  # noqa: F401  (fixtures for all tests)
-
-TEST_KEY = "sk-test-key-123456"
-
-
-def make_config(**overrides) -> Config:
-    """A configuration for tests: demo backend, memory storage, one API key."""
-    env = {"API_KEY": TEST_KEY, "STORAGE_URL": "memory://", "IMAGE_EXPIRATION": "600"}
-    env.update({k: str(v) for k, v in overrides.items()})
-    return Config.from_env(env)
 
 
 @pytest.fixture
 def app():
     """The app on the demo backend with memory storage."""
-    application = create_app(make_config())
-    application.config["TESTING"] = True
-    yield application
-    application.extensions["flux_worker"].close()
+    with app_with() as (application, _services):
+        yield application
 
 
 @pytest.fixture
@@ -36,4 +24,4 @@ def client(app):
 @pytest.fixture
 def auth():
     """Headers that pass authentication."""
-    return {"Authorization": f"Bearer {TEST_KEY}"}
+    return dict(AUTH)

@@ -21,6 +21,8 @@ import time
 
 import pytest
 
+from tests.helpers import free_port
+
 CANDIDATES = ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
 START_TIMEOUT = 10.0
 
@@ -35,13 +37,6 @@ def redis_server_binary() -> str:
     if os.environ.get("FLUX_REQUIRE_REDIS") == "1":
         pytest.fail(f"FLUX_REQUIRE_REDIS=1 but {message}", pytrace=False)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:

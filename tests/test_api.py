@@ -12,9 +12,9 @@ import responses
 from PIL import Image
 
 from flux_worker import create_app
-from flux_worker.prompt import PRESETS
+from flux_worker.sizes import PRESETS
 
-from .conftest import TEST_KEY, make_config
+from .helpers import TEST_KEY, make_config
 
 LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")
 

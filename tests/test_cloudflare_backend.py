@@ -231,19 +231,22 @@ def test_prompt_too_long_is_raised_before_any_http_call(rsps, make):
 
 def test_json_base64_image(rsps, make):
     rsps.post(run_url(SCHNELL.id), json=envelope_ok(JPEG))
-    assert make().generate(req(SCHNELL)) == GeneratedImage(JPEG, content_type=None)
+    assert make().generate(req(SCHNELL)) == GeneratedImage(JPEG, content_type=None,
+                                                           account=ACCOUNT)
 
 
 def test_json_base64_image_with_data_url_prefix(rsps, make):
     rsps.post(run_url(SCHNELL.id), json=envelope_ok(JPEG, prefix="data:image/jpeg;base64,"))
-    assert make().generate(req(SCHNELL)) == GeneratedImage(JPEG, content_type="image/jpeg")
+    assert make().generate(req(SCHNELL)) == GeneratedImage(JPEG, content_type="image/jpeg",
+                                                           account=ACCOUNT)
 
 
 @pytest.mark.parametrize("model,data,ctype", [(SDXL, PNG, "image/png"),
                                               (PHOENIX, JPEG, "image/jpeg")])
 def test_raw_image_bytes(rsps, make, model, data, ctype):
     rsps.post(run_url(model.id), body=data, content_type=ctype)
-    assert make().generate(req(model)) == GeneratedImage(data, content_type=ctype)
+    assert make().generate(req(model)) == GeneratedImage(data, content_type=ctype,
+                                                      account=ACCOUNT)
 
 
 def test_branches_on_content_type_not_on_model(rsps, make):
@@ -254,7 +257,8 @@ def test_branches_on_content_type_not_on_model(rsps, make):
 
 def test_undeclared_binary_is_passed_on_for_the_pipeline_to_sniff(rsps, make):
     rsps.post(run_url(SDXL.id), body=PNG, content_type="application/octet-stream")
-    assert make().generate(req(SDXL)) == GeneratedImage(PNG, content_type=None)
+    assert make().generate(req(SDXL)) == GeneratedImage(PNG, content_type=None,
+                                                        account=ACCOUNT)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -657,7 +661,7 @@ def test_gateway_multipart_model(rsps, make):
 # -- logging ----------------------------------------------------------------------------------
 
 def test_logs_one_line_per_attempt_without_secrets(rsps, make, caplog):
-    caplog.set_level(logging.DEBUG, logger="flux_worker.cloudflare")
+    caplog.set_level(logging.DEBUG, logger="flux_worker.backends.cloudflare")
     rsps.post(run_url(SCHNELL.id), status=429, json=CAPACITY)
     rsps.post(run_url(SCHNELL.id), body=requests.ConnectionError(f"boom {TOKEN}"))
     rsps.post(run_url(SCHNELL.id), json=envelope_ok())
@@ -666,7 +670,7 @@ def test_logs_one_line_per_attempt_without_secrets(rsps, make, caplog):
     make().generate(req(SCHNELL))
     with pytest.raises(UpstreamAuthFailed):
         make(gateway_url=GATEWAY, gateway_token=GW_TOKEN).generate(req(SCHNELL))
-    lines = [r.getMessage() for r in caplog.records if r.name == "flux_worker.cloudflare"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "flux_worker.backends.cloudflare"]
     assert len(lines) == 4
     assert all(SCHNELL.id in line for line in lines)
     assert "attempt 1/3: HTTP 429 code 3040" in lines[0]

@@ -20,7 +20,7 @@ from flux_worker import create_app
 from flux_worker.errors import StorageError, StorageFull
 from flux_worker.services import build_services
 
-from .conftest import TEST_KEY, make_config
+from .helpers import TEST_KEY, make_config
 
 CF_BASE = "http://cf.invalid/client/v4"
 CF_TOKEN = "cf-secret-token-abcdef"

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flux_worker import housekeeping, logs, prompt, translate
+from flux_worker import housekeeping, logs, prompt, sizes, translate
 from flux_worker.backends import cloudflare
 from flux_worker.config import Config
+from flux_worker.errors import InvalidRequest
 
 MAX_BODY = Config().max_body_bytes
 BOUND = 2.0  # seconds; generous on purpose (a shared, slow CI machine must not flake)
@@ -46,8 +47,8 @@ PATTERNS: dict[str, re.Pattern] = {
 # Patterns the code only ever anchors with .match at one position (a field's start, the end of
 # an option's name): searching with them at every position is not how they run.
 ANCHORED: dict[str, re.Pattern] = {
-    "prompt.ratio_value": prompt._RATIO_VALUE,
-    "prompt.wxh_value": prompt._WXH_VALUE,
+    "sizes.ratio_value": sizes._RATIO_VALUE,
+    "sizes.wxh_value": sizes._WXH_VALUE,
     "prompt.int_value": prompt._INT_VALUE,
     "prompt.ar_value": prompt._AR_VALUE,
 }
@@ -103,8 +104,8 @@ def _functions(text: str) -> float:
     housekeeping.detect(messages, text)
     prompt.parse_prompt(text)
     try:
-        prompt.parse_size_param(text)
-    except prompt.InvalidRequest:
+        sizes.parse_size_param(text)
+    except InvalidRequest:
         pass
     translate.clean_reply(text)
     return time.perf_counter() - started

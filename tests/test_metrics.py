@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from flux_worker import create_app
 from flux_worker.services import build_services
 
-from .conftest import TEST_KEY, make_config
+from .helpers import TEST_KEY, make_config
 
 CF_BASE = "http://cf.invalid/client/v4"
 CF_TOKEN = "cf-secret-token-metrics"

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
 import pytest
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate
 
 from flux_worker import create_app
 from flux_worker.openapi import openapi_spec
+from flux_worker.wire import (
+    ChatCompletionRequest,
+    ImageGenerationRequest,
+    parse_chat_completion,
+    parse_image_generation,
+)
 
-from .conftest import make_config
+from .helpers import make_config
 
 SPEC = openapi_spec()
 LINK = re.compile(r"\]\((?P<url>[^)]+)\)")
@@ -54,9 +62,37 @@ def test_api_routes_need_the_bearer_key_and_the_others_do_not():
         for method, op in item.items():
             if method == "parameters":
                 continue
-            api = path.startswith(("/v1/", "/chat/", "/images/", "/models"))
+            api = path.startswith(("/v1/", "/chat/", "/images/", "/models", "/usage"))
             assert op["security"] == ([{"bearerAuth": []}] if api else []), (path, method)
             assert ("401" in op["responses"]) == api, (path, method)
+
+
+# --- kept true by construction: request schemas are the wire models' --------------------------
+
+def test_request_schemas_are_generated_from_the_wire_models():
+    schemas = openapi_spec(max_images=7)["components"]["schemas"]
+    for model in (ChatCompletionRequest, ImageGenerationRequest):
+        generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, part in generated.pop("$defs", {}).items():
+            assert schemas[name] == part, name
+        documented = schemas[model.__name__]
+        if model is ImageGenerationRequest:
+            # The one addition: MAX_IMAGES, which is configuration, bounds `n`.
+            documented = copy.deepcopy(documented)
+            integer = next(choice for choice in documented["properties"]["n"]["anyOf"]
+                           if choice.get("type") == "integer")
+            assert integer.pop("maximum") == 7
+        assert documented == generated
+
+
+def test_request_examples_are_accepted_by_the_wire_models():
+    parsers = {"/v1/chat/completions": parse_chat_completion,
+               "/v1/images/generations": lambda body: parse_image_generation(body, 4)}
+    for path, parse in parsers.items():
+        body = SPEC["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["examples"]
+        for example in body["examples"].values():
+            parse(example["value"])
 
 
 # --- kept true by a test: routes and paths match --------------------------------------------
@@ -138,7 +174,7 @@ def _assert_events_conform(text: str, event_schema: dict):
 
 def test_schema_checks_catch_a_wrong_body():
     bad = {"error": {"message": "x", "type": "y", "param": None}}  # no code
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         _schema_validator({"$ref": "#/components/schemas/Error"}).validate(bad)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from flux_worker import create_app
 
-from .conftest import make_config
+from .helpers import make_config
 
 HTML = {"Accept": "text/html"}
 
@@ -63,9 +63,14 @@ def test_page_config_block_feeds_the_playground(client):
     page = client.get("/", headers=HTML).get_data(as_text=True)
     block = re.search(r'<script type="application/json" id="flux-config">(.*?)</script>', page, re.S)
     config = json.loads(block.group(1))
+    steps = config.pop("steps")
     assert config == {"auth_required": True, "image_expiration": 600,
                       "default_model": "@cf/black-forest-labs/flux-1-schnell",
                       "chat_url": "/v1/chat/completions"}
+    # The steps input's range per model, as /v1/models/<id> states it.
+    assert steps["@cf/black-forest-labs/flux-1-schnell"] == {"field": "steps", "min": 1, "max": 8}
+    assert steps["@cf/leonardo/phoenix-1.0"] == {"field": "num_steps", "min": 1, "max": 50}
+    assert steps["@cf/black-forest-labs/flux-2-klein-4b"] is None
 
 
 def test_page_lists_models_ratios_and_status(client):

@@ -1,4 +1,4 @@
-"""Tests for flux_worker.prompt: message text, prompt parsing, size resolution, the size field."""
+"""Tests for flux_worker.prompt: prompt parsing, size resolution, the size field."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from hypothesis import strategies as st
 
 from flux_worker.catalog import CATALOG, ModelSpec, SizeRange
 from flux_worker.errors import InvalidRequest
-from flux_worker.prompt import (
-    DEFAULT_SIZE, PRESETS, ParsedPrompt, ResolvedSize, SizeSpec, last_user_text, parse_prompt,
-    parse_size_param, resolve_size,
+from flux_worker.prompt import ParsedPrompt, parse_prompt
+from flux_worker.sizes import (
+    DEFAULT_SIZE,
+    PRESETS,
+    ResolvedSize,
+    SizeSpec,
+    parse_size_param,
+    resolve_size,
 )
 
 MODELS = {spec.short_name: spec for spec in CATALOG}
@@ -26,64 +31,6 @@ FAST = settings(max_examples=200, deadline=None)
 
 def ratio_of(parsed: ParsedPrompt) -> tuple[int, int] | None:
     return parsed.size.ratio if parsed.size else None
-
-
-# --- last_user_text --------------------------------------------------------------------------
-
-def test_last_user_text_takes_the_last_user_message_only():
-    messages = [
-        {"role": "system", "content": "be nice"},
-        {"role": "user", "content": "a dog 3:2"},
-        {"role": "assistant", "content": "![img](x)"},
-        {"role": "user", "content": "  a cute cat 16:9  "},
-        {"role": "assistant", "content": "thinking"},
-    ]
-    assert last_user_text(messages) == "a cute cat 16:9"
-
-
-def test_last_user_text_joins_text_parts_and_ignores_images():
-    content = [
-        {"type": "text", "text": "a cute cat"},
-        {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}},
-        "wearing a hat",
-        {"type": "input_audio", "input_audio": {}},
-        {"type": "text", "text": "16:9"},
-    ]
-    assert last_user_text([{"role": "user", "content": content}]) == "a cute cat\nwearing a hat\n16:9"
-
-
-@pytest.mark.parametrize("messages, words", [
-    (None, "non-empty list"),
-    ([], "non-empty list"),
-    ({"role": "user", "content": "x"}, "non-empty list"),
-    (["a cat"], "messages[0] must be an object"),
-    ([{"role": "user", "content": "a"}, 3], "messages[1] must be an object"),
-    ([{"role": "system", "content": "a cat"}], 'no message with role "user"'),
-    ([{"role": "user", "content": 42}], "must be a string or a list"),
-    ([{"role": "user"}], "must be a string or a list"),
-    ([{"role": "user", "content": {"text": "a cat"}}], "must be a string or a list"),
-    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], "text part"),
-    ([{"role": "user", "content": [None]}], "must be a string or a list"),
-    ([{"role": "user", "content": ""}], "is empty"),
-    ([{"role": "user", "content": " \n\t "}], "is empty"),
-    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
-     "is empty"),
-])
-def test_last_user_text_errors_say_what_to_send(messages, words):
-    with pytest.raises(InvalidRequest) as caught:
-        last_user_text(messages)
-    assert caught.value.param == "messages"
-    assert words in caught.value.message
-    assert caught.value.status == 400
-    # Every message shows what a good request looks like.
-    assert "a cute cat 16:9" in caught.value.message
-
-
-def test_last_user_text_empty_message_wording():
-    with pytest.raises(InvalidRequest) as caught:
-        last_user_text([{"role": "user", "content": "   "}])
-    assert caught.value.message == ("The last user message is empty: send a description of the "
-                                    "image you want, such as `a cute cat 16:9`.")
 
 
 # --- parse_prompt: ratios at the end ---------------------------------------------------------
@@ -364,7 +311,7 @@ def test_presets_give_the_worker_sizes(model, preset):
     resolved = resolve_size(parse_prompt(f"a cat {preset}").size, model)
     assert (resolved.width, resolved.height) == PRESETS[preset]
     assert resolved.ratio_label == preset
-    assert resolved.dimensions == "%dx%d" % PRESETS[preset]
+    assert (resolved.width, resolved.height) == PRESETS[preset]
 
 
 def test_preset_scaled_when_it_does_not_fit():

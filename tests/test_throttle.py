@@ -12,7 +12,7 @@ from flux_worker.errors import Overloaded, RateLimited
 from flux_worker.services import build_services
 from flux_worker.throttle import InflightGate, RateLimiter, limits_storage_url
 
-from .conftest import TEST_KEY, make_config
+from .helpers import TEST_KEY, make_config
 
 
 @pytest.fixture(params=["memory", "disk", "redis"])
@@ -62,8 +62,8 @@ def test_inflight_gate():
         gate.acquire()
     assert info.value.status == 503 and info.value.retry_after
     gate.release()
-    with gate.slot():
-        pass
+    gate.acquire()
+    assert gate.in_use == 1
     unlimited = InflightGate(0)
     for _ in range(100):
         unlimited.acquire()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,8 @@ class GenerationRequest:
     seed: int | None = None
     negative_prompt: str | None = None
     guidance: float | None = None
+    # Set when the client has gone: a backend checks it before any retry.
+    cancel: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class GeneratedImage:
 
     data: bytes
     content_type: str | None = None     # as declared upstream; the pipeline sniffs the bytes anyway
+    neurons: float | None = None        # what the upstream says it billed, when it says so
+    account: str | None = None          # the Cloudflare account id that made it
 
 
 class ImageBackend(Protocol):

@@ -27,22 +27,25 @@ import logging
 import math
 import random
 import re
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import orjson
 import pybase64
 import requests
 
-from ..catalog import ModelSpec, SizeRange
+from ..accounts import Account, AccountPool
+from ..catalog import ModelSpec
 from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
-                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout)
+                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout,
+                      raise_if_cancelled)
 from .base import GeneratedImage, GenerationRequest
 
-log = logging.getLogger("flux_worker.cloudflare")
+log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 CONNECT_TIMEOUT = 10.0
@@ -77,13 +80,6 @@ def _b64decode(encoded: bytes) -> bytes:
         return pybase64.b64decode(encoded.translate(None, _WHITESPACE), validate=True)
 
 
-def _fit_side(value: int, limits: SizeRange) -> int:
-    """Round a side to the nearest multiple of 8 inside the model's limits."""
-    lo = -(-limits.min // 8) * 8
-    hi = limits.max // 8 * 8
-    return max(lo, min(hi, (int(value) + 4) // 8 * 8))
-
-
 def build_request(model: ModelSpec, request: GenerationRequest
                   ) -> tuple[dict[str, Any] | None, dict[str, tuple[None, str]] | None]:
     """Build the body as (json, None) or (None, multipart files) from accepted fields only."""
@@ -92,8 +88,7 @@ def build_request(model: ModelSpec, request: GenerationRequest
         fields[model.steps_field] = model.clamp_steps(request.steps)
     if model.size is not None:
         # The pipeline crops/scales the output to the exact requested size, so rounding is fine.
-        fields["width"] = _fit_side(request.width, model.size)
-        fields["height"] = _fit_side(request.height, model.size)
+        fields["width"], fields["height"] = model.upstream_size(request.width, request.height)
     if model.seed and request.seed is not None:
         fields["seed"] = int(request.seed)
     if model.guidance is not None and request.guidance is not None:
@@ -134,6 +129,16 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
+def billed_neurons(headers: Mapping[str, str]) -> float | None:
+    """The neurons Cloudflare reports in `cf-ai-neurons` (third parties saw it), else None."""
+    raw = headers.get("cf-ai-neurons")
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
 class _Malformed(Exception):
     """A 2xx answer that carries no usable image."""
 
@@ -162,17 +167,19 @@ class CloudflareBackend:
 
     name = "cloudflare"
 
-    def __init__(self, *, account_id: str, api_token: str, session: requests.Session,
+    def __init__(self, *, account_id: str = "", api_token: str = "", session: requests.Session,
                  api_base: str = DEFAULT_API_BASE, timeout: float = 120.0, retries: int = 2,
                  gateway_url: str = "", gateway_token: str = "",
                  sleep: Callable[[float], None] = time.sleep,
-                 rng: Callable[[], float] = random.random):
-        self.account_id = account_id
+                 rng: Callable[[], float] = random.random,
+                 accounts: AccountPool | None = None):
+        # CF_ACCOUNTS gives a pool; CF_ACCOUNT_ID + CF_API_TOKEN is a pool of one.
+        self.accounts = accounts or AccountPool((Account(account_id, api_token),))
+        self.account_id = self.accounts.accounts[0].id
         self.api_base = api_base.rstrip("/")
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.gateway_url = gateway_url.rstrip("/")
-        self._api_token = api_token
         self._gateway_token = gateway_token
         self._session = session
         self._sleep = sleep
@@ -188,23 +195,35 @@ class CloudflareBackend:
 
     # -- URLs and headers ---------------------------------------------------------------------
 
-    def url_for(self, model: ModelSpec, *, run_path: bool | None = None) -> str:
+    def url_for(self, model: ModelSpec, *, run_path: bool | None = None,
+                account: Account | None = None) -> str:
         """Return the endpoint for `model`, keeping the id's slashes and `@` literally."""
-        if not self.gateway_url:
-            return f"{self.api_base}/accounts/{self.account_id}/ai/run/{model.id}"
+        account = account or self.accounts.accounts[0]
+        if not self._gateway_for(account):
+            return f"{self.api_base}/accounts/{account.id}/ai/run/{model.id}"
         use_run = self._gateway_run_path if run_path is None else run_path
         return f"{self.gateway_url}/workers-ai/{'run/' if use_run else ''}{model.id}"
 
-    def _headers(self) -> dict[str, str]:
+    def _gateway_for(self, account: Account) -> bool:
+        """Whether calls for `account` go through CF_AI_GATEWAY.
+
+        A gateway belongs to one account (its id is in the gateway URL); with several accounts
+        the others are called directly.
+        """
+        if not self.gateway_url:
+            return False
+        return self.accounts.single or f"/{account.id}/" in self.gateway_url + "/"
+
+    def _headers(self, account: Account) -> dict[str, str]:
         """Return the auth headers (kept out of every log line and message)."""
-        headers = {"Authorization": f"Bearer {self._api_token}"}
-        if self.gateway_url and self._gateway_token:
+        headers = {"Authorization": f"Bearer {account.token}"}
+        if self._gateway_for(account) and self._gateway_token:
             headers["cf-aig-authorization"] = f"Bearer {self._gateway_token}"
         return headers
 
     def _redact(self, text: str) -> str:
         """Remove the tokens from text quoted from upstream or from an exception."""
-        for secret in (self._api_token, self._gateway_token):
+        for secret in (*self.accounts.tokens(), self._gateway_token):
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -212,19 +231,44 @@ class CloudflareBackend:
     # -- generation ---------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest) -> GeneratedImage:
-        """Generate one image, retrying only failures that a retry can fix."""
+        """Generate one image on the first usable account, moving on when one is out."""
         model = request.model
         model.check_prompt(request.prompt)
         json_body, files = build_request(model, request)
+        # -- accounts (CF_ACCOUNTS): which account this attempt uses, and moving on ---------
+        estimate = model.estimate(request.width, request.height, request.steps) or 0.0
+        last: APIError | None = None
+        for index, account in enumerate(self.accounts.choose(estimate)):
+            if index:
+                raise_if_cancelled(request.cancel)   # the next account bills again
+            try:
+                image = self._generate_on(account, model, json_body, files, request.cancel)
+            except QuotaExceeded as exc:       # 4006/3036: this account's allocation is gone
+                self.accounts.exhausted(account)
+                last = exc
+                continue
+            except UpstreamAuthFailed as exc:  # its token or id was refused
+                self.accounts.rejected(account, exc.message)
+                last = exc
+                continue
+            return replace(image, account=account.id)
+        raise self.accounts.out_of_accounts(last, estimate)
+        # -- end of the account part ---------------------------------------------------------
+
+    def _generate_on(self, account: Account, model: ModelSpec, json_body: dict | None,
+                     files: dict | None, cancel: threading.Event | None) -> GeneratedImage:
+        """Generate on one account, retrying only failures that a retry can fix."""
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
-            outcome = self._attempt(model, json_body, files, attempt, attempts)
+            outcome = self._attempt(model, json_body, files, attempt, attempts, account)
             if isinstance(outcome, GeneratedImage):
                 return outcome
             wait = self._wait_before_retry(outcome, attempt)
             if attempt == attempts or wait is None:
                 raise outcome.error from outcome.cause
             self._sleep(wait)
+            # A retry is a second bill: not for a client that has gone meanwhile.
+            raise_if_cancelled(cancel)
         raise AssertionError("unreachable")  # the loop always returns or raises
 
     def _wait_before_retry(self, failure: _Failure, attempt: int) -> float | None:
@@ -238,14 +282,16 @@ class CloudflareBackend:
         return self._rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
 
     def _attempt(self, model: ModelSpec, json_body: dict | None, files: dict | None,
-                 attempt: int, attempts: int) -> GeneratedImage | _Failure:
+                 attempt: int, attempts: int, account: Account) -> GeneratedImage | _Failure:
         """Make one attempt (two requests when the gateway path must be discovered)."""
+        via_gateway = self._gateway_for(account)
         try:
-            resp = self._post(model, self.url_for(model), json_body, files, attempt, attempts)
-            if self.gateway_url and not self._gateway_run_path and self._is_7003(resp):
+            resp = self._post(model, self.url_for(model, account=account), json_body, files,
+                              attempt, attempts, account)
+            if via_gateway and not self._gateway_run_path and self._is_7003(resp):
                 # Reference §7: one 3P gateway answered 7003 without `/run/`; try that form once.
-                run_resp = self._post(model, self.url_for(model, run_path=True), json_body,
-                                      files, attempt, attempts)
+                run_resp = self._post(model, self.url_for(model, run_path=True, account=account),
+                                      json_body, files, attempt, attempts, account)
                 if run_resp.status_code < 400:  # remembered only once it has really worked
                     self._gateway_run_path = True
                     log.info("cloudflare gateway answers on /workers-ai/run/{model}; using it")
@@ -254,7 +300,7 @@ class CloudflareBackend:
             return self._transport_failure(model, exc, attempts)
         if resp.status_code < 400:
             try:
-                return self._read_image(resp)
+                return replace(self._read_image(resp), neurons=billed_neurons(resp.headers))
             except _Malformed as exc:
                 cf = self._error_from(resp)
                 if cf.code is not None:
@@ -264,11 +310,12 @@ class CloudflareBackend:
         return self._classify(model, self._error_from(resp), resp, attempts)
 
     def _post(self, model: ModelSpec, url: str, json_body: dict | None, files: dict | None,
-              attempt: int, attempts: int) -> requests.Response:
+              attempt: int, attempts: int, account: Account) -> requests.Response:
         """POST once and log one line: model, status, duration, attempt (never headers)."""
         started = time.monotonic()
         try:
-            resp = self._session.post(url, json=json_body, files=files, headers=self._headers(),
+            resp = self._session.post(url, json=json_body, files=files,
+                                      headers=self._headers(account),
                                       timeout=(CONNECT_TIMEOUT, self.timeout))
         except requests.RequestException as exc:
             log.info("cloudflare %s attempt %d/%d: %s after %d ms", model.id, attempt, attempts,
@@ -281,9 +328,10 @@ class CloudflareBackend:
         # Successes are DEBUG: the access line already reports them, and a log line per
         # upstream call costs measurable CPU at a hundred generations a second.
         log.log(logging.INFO if resp.status_code >= 400 else logging.DEBUG,
-                "cloudflare %s attempt %d/%d: HTTP %d%s in %d ms%s", model.id, attempt, attempts,
-                resp.status_code, code, (time.monotonic() - started) * 1000,
-                " via gateway" if self.gateway_url else "")
+                "cloudflare %s attempt %d/%d: HTTP %d%s in %d ms%s%s", model.id, attempt,
+                attempts, resp.status_code, code, (time.monotonic() - started) * 1000,
+                " via gateway" if self._gateway_for(account) else "",
+                "" if self.accounts.single else f" account {account.label}")
         return resp
 
     # -- answers ------------------------------------------------------------------------------

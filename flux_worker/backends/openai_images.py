@@ -19,7 +19,7 @@ from ..errors import (ContentPolicy, QuotaExceeded, RateLimited, UpstreamAuthFai
 from ..translate import chat_completions_url
 from .base import GeneratedImage, GenerationRequest
 
-log = logging.getLogger("flux_worker.openai_images")
+log = logging.getLogger(__name__)
 
 
 def generic_model(name: str) -> ModelSpec:

@@ -49,15 +49,73 @@
     return text;
   }
 
+  // The service's messages quote values in markdown backticks (`a cute cat 16:9`): show those
+  // as code. Every piece goes in as text, so nothing in a message can become markup.
+  function setInlineText(element, text) {
+    const parts = String(text).split(/`([^`\n]+)`/);
+    element.replaceChildren(...parts.map((part, i) => {
+      if (i % 2 === 0) return document.createTextNode(part);
+      const code = document.createElement("code");
+      code.textContent = part;
+      return code;
+    }));
+  }
+
   function showError(message) {
-    errorBox.textContent = message;
+    setInlineText(errorBox, message);
     errorBox.hidden = false;
   }
 
   function addProgress(line) {
     const item = document.createElement("li");
-    item.textContent = line;
+    setInlineText(item, line);
     progress.append(item);
+  }
+
+  // On a phone the result lies below the form: bring it into view once it is there.
+  function bringIntoView(element) {
+    const box = element.getBoundingClientRect();
+    if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+    const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
+    element.scrollIntoView({ behavior: still ? "auto" : "smooth",
+                             block: box.height > window.innerHeight ? "start" : "nearest" });
+  }
+
+  // ---- steps: the chosen model's range (from the page's JSON block, as /v1/models states it) ----
+
+  const modelSelect = $("model");
+  const stepsInput = $("steps");
+  const stepsHint = $("steps-hint");
+
+  function modelName() {
+    const option = modelSelect.selectedOptions[0];
+    return option ? option.textContent.split(" · ")[0].trim() : modelSelect.value;
+  }
+
+  // Follow the model's range; bring a value outside it in and say so (the server clamps too).
+  function fitSteps() {
+    const range = (config.steps || {})[modelSelect.value] || null;
+    if (!range) {
+      stepsInput.value = "";
+      stepsInput.disabled = true;
+      stepsInput.placeholder = "fixed";
+      stepsHint.textContent = `${modelName()} always uses its own fixed number of steps.`;
+      return;
+    }
+    stepsInput.disabled = false;
+    stepsInput.min = String(range.min);
+    stepsInput.max = String(range.max);
+    stepsInput.placeholder = "default";
+    const raw = stepsInput.value.trim();
+    const value = Number(raw);
+    const fitted = Math.min(range.max, Math.max(range.min, Math.round(value)));
+    if (raw && Number.isFinite(value) && fitted !== value) {
+      stepsInput.value = String(fitted);
+      stepsHint.textContent =
+        `Steps set to ${fitted}: ${modelName()} takes ${range.min}–${range.max}.`;
+      return;
+    }
+    stepsHint.textContent = `${modelName()} takes ${range.min}–${range.max}.`;
   }
 
   // Turn an HTTP error into words: the service's JSON error.message, labelled by its kind.
@@ -114,7 +172,7 @@
     if (keyInput && !key) { showError("Enter your API key first."); keyInput.focus(); return; }
     if (!promptInput.value.trim()) { showError("Write a prompt first."); promptInput.focus(); return; }
     const prompt = buildPrompt();
-    const model = $("model").value;
+    const model = modelSelect.value;
     errorBox.hidden = true;
     progress.replaceChildren();
     result.hidden = true;
@@ -188,6 +246,7 @@
     const ok = await loaded;
     const size = ok ? `${img.naturalWidth}×${img.naturalHeight}` : $("result-size").textContent;
     $("result-size").textContent = size;
+    if (ok) bringIntoView(result);
     remember({ prompt: promptInput.value.trim(), model, size, url, expires });
     if (!ok) {
       throw new Error(`The image was made but this browser could not load ${url}. ` +
@@ -281,6 +340,8 @@
       form.requestSubmit();
     }
   });
+  modelSelect.addEventListener("change", fitSteps);
+  stepsInput.addEventListener("change", fitSteps);
   $("gallery-clear").addEventListener("click", () => {
     save(GALLERY_STORE, []);
     renderGallery();
@@ -299,6 +360,7 @@
       setTimeout(() => { copy.textContent = "Copy"; }, 2000);
     });
   }
+  fitSteps();
   renderGallery();
   setInterval(tick, 1000);
 })();

@@ -6,24 +6,24 @@ base URL they are given already ends in /v1.
 
 from __future__ import annotations
 
-import base64
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from .. import housekeeping, openai_format
-from ..answer import chat_answer
-from ..api_requests import ChatRequest, ImagesRequest
-from ..errors import APIError
-from ..messages import Phrasebook
-from ..prompt import last_user_text, parse_prompt
-from ..streaming import HEARTBEAT, with_heartbeat
-from .common import (admit_generation, image_link, json_body, public_base_url, require_api_key,
-                     services)
+from ..answer import ImageLinks, chat_answer, holding, sse_events
+from ..phrases import Phrasebook
+from ..prompt import parse_prompt
+from ..streaming import Background
+from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
+from .auth import caller_identity, caller_key, require_api_key
+from .body import json_body
+from .context import services
+from .links import image_link, public_base_url
 
-log = logging.getLogger("flux_worker.api")
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 # Seconds of silence after which a stream gets an empty chunk, under common idle cut-offs (60 s).
@@ -39,78 +39,70 @@ def authenticate():
 @bp.post("/chat/completions")
 def chat_completions():
     """Turn the last user message into an image; answer as a chat completion."""
-    chat = ChatRequest.from_json(json_body())
-    text = last_user_text(chat.messages)
-    words = Phrasebook(services().config.language)
-    model_name, pieces, release = _answer_source(chat, text, words)
-    g.model = model_name
-    cid, created = openai_format.completion_id(), int(time.time())
-    if chat.stream:
-        stream = _sse(pieces, openai_format.ChunkWriter(cid, created, model_name,
-                                                         chat.include_usage), text, words, release)
-        return Response(stream_with_context(stream), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    try:
-        content = "".join(pieces)
-    finally:
-        release()
-    return jsonify(openai_format.chat_completion(
-        cid, created, model_name, content, openai_format.usage(text, content)))
-
-
-def _answer_source(chat: ChatRequest, text: str, words: Phrasebook):
-    """(model name, pieces of the answer, slot release) for a chat request.
-
-    A client's background request gets a short text; anything else is validated, admitted
-    (rate limit, in-flight slot) and becomes a generation whose pieces arrive as they are known.
-    """
     svc = services()
-    chore = housekeeping.detect(chat.messages, text)
-    if chore is not None:
-        log.info("answered %s %s request without an image", chore.client, chore.kind)
-        reply = chore.reply or words("housekeeping")
-        return chat.model or svc.models.default.id, iter([reply]), _nothing
+    chat = parse_chat_completion(json_body())
+    text = chat.prompt
+    words = Phrasebook(svc.config.language)
+    identity = caller_identity()
+    # A caller over its limit is refused before any pattern runs over its text.
+    svc.admission.check(identity)
+    cid, created = openai_format.completion_id(), int(time.time())
+    # Housekeeping reads the messages as the client sent them (plain JSON).
+    task = housekeeping.detect(chat.model_dump()["messages"], text)
+    if task is not None:
+        # A client's background request (title, tags) gets a short text, not an image.
+        log.info("answered %s %s request without an image", task.client, task.kind)
+        model_name = chat.model or svc.models.default.id
+        reply = task.reply or words("housekeeping")
+        return _chat_reply(chat, cid, created, model_name, text, iter([reply]))
     model = svc.models.for_chat(chat.model)
+    g.model = model.id
     job = svc.pipeline.plan(parse_prompt(text), text, model)
+    svc.pipeline.check_storage()
     base = public_base_url()
-    admit_generation()
-    pieces = chat_answer(job, svc.pipeline, words, lambda key: image_link(base, key))
-    return model.id, pieces, svc.gate.release
+    ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
+    hold = ticket.hold
+    cancel = threading.Event()
+    links = ImageLinks(lambda key: image_link(base, key))
+    pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel, hold,
+                                 svc.config.show_cost), ticket)
+    images = links if chat.wants_images else None
+    if not chat.stream:
+        response = _chat_reply(chat, cid, created, model.id, text, pieces, images)
+        _tell_neurons(response, hold.neurons if hold else None)
+        return response
+    # The generation runs in its own thread from now on and holds its slot until it ends.
+    running = Background(pieces, HEARTBEAT_SECONDS, cancel)
+    response = _stream(chat, cid, created, model.id, text, running, words, images)
+    # Headers go before the body, so a stream can only tell the estimate (README: Costs).
+    _tell_neurons(response, hold.estimate if hold else None)
+    # Also for a stream the server closes before it was read at all: stop the generation.
+    response.call_on_close(cancel.set)
+    return response
 
 
-def _nothing() -> None:
-    return None
+def _tell_neurons(response: Response, neurons: float | None) -> None:
+    if neurons is not None:
+        response.headers["X-Neurons"] = f"{neurons:.3f}".rstrip("0").rstrip(".")
 
 
-def _sse(pieces, writer: openai_format.ChunkWriter, prompt: str, words: Phrasebook, release):
-    """The SSE events of one streamed answer; a failure becomes the last content chunk."""
-    try:
-        yield from _sse_events(pieces, writer, prompt, words)
-    finally:
-        release()
+def _chat_reply(chat: ChatCompletionRequest, cid: str, created: int, model_name: str,
+                prompt: str, pieces, images: ImageLinks | None = None) -> Response:
+    if chat.stream:
+        return _stream(chat, cid, created, model_name, prompt, pieces,
+                       Phrasebook(services().config.language))
+    content = "".join(pieces)
+    return jsonify(openai_format.chat_completion(
+        cid, created, model_name, content, openai_format.usage(prompt, content),
+        images=images.urls if images is not None else None))
 
 
-def _sse_events(pieces, writer, prompt, words):
-    yield writer.role()
-    sent = []
-    try:
-        for piece in with_heartbeat(pieces, HEARTBEAT_SECONDS):
-            if piece is HEARTBEAT:
-                yield writer.content("")
-                continue
-            sent.append(piece)
-            yield writer.content(piece)
-    except APIError as exc:
-        log.warning("stream failed after %d pieces: %s %s", len(sent), exc.code, exc.message)
-        yield writer.content(("\n" if sent else "") + words("failed", exc.message))
-    except Exception:
-        log.exception("stream failed unexpectedly")
-        yield writer.content(("\n" if sent else "") + words(
-            "failed", "the server hit an unexpected error; try again."))
-    yield writer.finish("stop")
-    if writer.include_usage:
-        yield writer.usage(openai_format.usage(prompt, "".join(sent)))
-    yield openai_format.DONE
+def _stream(chat: ChatCompletionRequest, cid: str, created: int, model_name: str, prompt: str,
+            pieces, words: Phrasebook, images: ImageLinks | None = None) -> Response:
+    writer = openai_format.ChunkWriter(cid, created, model_name, chat.include_usage)
+    return Response(stream_with_context(sse_events(pieces, writer, prompt, words, images)),
+                    mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @bp.post("/v1/images/generations")
@@ -118,53 +110,28 @@ def _sse_events(pieces, writer, prompt, words):
 def images_generations():
     """OpenAI Images API: `n` images for a prompt, as links or base64."""
     svc = services()
-    req = ImagesRequest.from_json(json_body(), svc.config.max_images)
+    req = parse_image_generation(json_body(), svc.config.max_images)
     model = svc.models.require(req.model)
     g.model = model.id
-    parsed = parse_prompt(req.prompt)
-    job = svc.pipeline.plan(parsed, req.prompt, model, size=req.size, seed=req.seed,
-                            steps=req.steps, negative=req.negative_prompt, guidance=req.guidance,
-                            output_format=req.output_format)
-    admit_generation()
-    try:
-        choice = svc.pipeline.choose_prompt(job)
-        seeds = [svc.pipeline.variant_seed(job, i) for i in range(req.n)]
-        results = _render_all(svc.pipeline, job, choice.prompt, seeds)
-    finally:
-        svc.gate.release()
+    job = svc.pipeline.plan(parse_prompt(req.prompt), req.prompt, model, size=req.size,
+                            seed=req.seed, steps=req.steps, negative=req.negative_prompt,
+                            guidance=req.guidance, output_format=req.output_format)
+    svc.pipeline.check_storage()
+    with svc.admission.admit(caller_identity(), req.n, key=caller_key(),
+                             estimate=job.estimate) as ticket:
+        batch = svc.pipeline.render_batch(job, req.n, hold=ticket.hold)
+    neurons = ticket.hold.neurons if ticket.hold else None
     base = public_base_url()
-    items = []
-    for result in results:
-        item = ({"b64_json": base64.b64encode(result.data).decode("ascii")}
-                if req.response_format == "b64_json" else {"url": image_link(base, result.key)})
-        if choice.model:
-            item["revised_prompt"] = choice.prompt
-        if result.seed is not None and model.seed:
-            item["seed"] = result.seed
-        items.append(item)
-    return jsonify(openai_format.images_response(
-        items, size=job.size, output_format=results[0].content_type.split("/")[-1]))
-
-
-def _render_all(pipeline, job, prompt, seeds):
-    """Render every image of a batch in parallel; on any failure keep none of them."""
-    if len(seeds) == 1:
-        return [pipeline.render(job, prompt, seed=seeds[0])]
-    with ThreadPoolExecutor(max_workers=len(seeds)) as pool:
-        futures = [pool.submit(pipeline.render, job, prompt, seed=s) for s in seeds]
-        outcomes = []
-        for future in futures:
-            try:
-                outcomes.append(future.result())
-            except Exception as exc:  # remembered, re-raised after cleanup
-                outcomes.append(exc)
-    failures = [o for o in outcomes if isinstance(o, Exception)]
-    if failures:
-        for done in outcomes:
-            if not isinstance(done, Exception):
-                pipeline.store.delete(done.key)
-        raise failures[0]
-    return outcomes
+    # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
+    response_format = req.response_format or svc.models.default_response_format(req.model)
+    items = openai_format.image_items(
+        batch.results, response_format, lambda key: image_link(base, key),
+        revised_prompt=batch.choice.prompt if batch.choice.model else None,
+        show_seed=model.seed)
+    response = jsonify(openai_format.images_response(
+        items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1]))
+    _tell_neurons(response, neurons)
+    return response
 
 
 @bp.get("/v1/models")
@@ -172,7 +139,8 @@ def _render_all(pipeline, job, prompt, seeds):
 def list_models():
     """The image models offered, in OpenAI's list format."""
     svc = services()
-    return jsonify(openai_format.model_list([_model_object(svc, spec) for spec in svc.models.models]))
+    return jsonify(openai_format.model_list(
+        [_model_object(svc, spec) for spec in svc.models.models]))
 
 
 @bp.get("/v1/models/<path:model_id>")
@@ -183,7 +151,8 @@ def get_model(model_id: str):
     spec = svc.models.require(model_id)
     return jsonify(_model_object(svc, spec, aliases=list(spec.aliases),
                                  description=spec.description, capabilities=spec.capabilities(),
-                                 default=spec is svc.models.default))
+                                 default=spec is svc.models.default,
+                                 cost=spec.cost_info(svc.config.flux_num_steps)))
 
 
 def _model_object(svc, spec, **extra) -> dict:

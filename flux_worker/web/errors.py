@@ -12,10 +12,16 @@ import logging
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import (APIError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
-                      ServerError)
+from ..errors import (
+    APIError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+)
 
-log = logging.getLogger("flux_worker.web")
+log = logging.getLogger(__name__)
 
 
 def error_response(exc: APIError):

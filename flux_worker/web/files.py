@@ -18,7 +18,8 @@ from werkzeug.http import is_resource_modified
 
 from ..errors import NotFound, StorageError
 from ..storage import ImageFile, is_valid_key
-from .common import common_headers, request_done, request_id, services
+from .context import services
+from .hooks import common_headers, request_done, request_id
 
 bp = Blueprint("files", __name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from ..openapi import openapi_spec
-from .common import services
+from .context import services
 
 bp = Blueprint("openapi", __name__)
 

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, jsonify, make_response, render_template, request
 
 from ..errors import StorageError
-from .common import public_base_url, services
+from .context import services
+from .links import public_base_url
 
 bp = Blueprint("pages", __name__)
 
@@ -29,7 +30,15 @@ def status() -> dict:
         "default_model": svc.models.default.id,
         "models": [m.id for m in svc.models.models],
         "base_url": public_base_url() + "/v1",
+        **spend(svc),
     }
+
+
+def spend(svc) -> dict:
+    """Today's spend: the service's against DAILY_NEURONS, and each account's (no tokens)."""
+    spent = svc.books.spent()
+    return {"budget": {"service": svc.books.usage_of_service(spent), **svc.books.resets()},
+            "accounts": svc.accounts.status() if svc.accounts else []}
 
 
 # The playground's aspect-ratio picker: the ratios whose sizes the README promises.
@@ -46,7 +55,10 @@ def index():
     # What the playground script needs, rendered into a JSON block (CSP forbids inline code).
     page = {"auth_required": info["auth_required"], "image_expiration": info["image_expiration"],
             "default_model": info["default_model"],
-            "chat_url": request.script_root + "/v1/chat/completions"}
+            "chat_url": request.script_root + "/v1/chat/completions",
+            # Each model's steps range ({field, min, max}, or null for fixed steps), so the
+            # steps input follows the chosen model.
+            "steps": {m.id: m.capabilities()["steps"] for m in svc.models.models}}
     response = make_response(render_template("index.html", info=info, models=svc.models.models,
                                              page=page, ratios=RATIOS))
     response.headers["Content-Security-Policy"] = page_csp(svc.config.public_base_url)
@@ -82,9 +94,13 @@ def healthz():
 def readyz():
     """Readiness: storage reachable and writable, configuration loaded."""
     svc = services()
-    checks = {"config": "ok", "backend": svc.backend.name}
+    checks: dict = {"config": "ok", "backend": svc.backend.name}
+    if svc.accounts is not None:
+        # Detail only: a rejected token is logged loudly, and a restart would not fix it.
+        checks["accounts"] = svc.accounts.status()
     try:
-        svc.store.ping()
+        # A real ping, which also tells generations at once that storage is back (or gone).
+        svc.pipeline.health.probe()
         checks["storage"] = "ok"
     except StorageError as exc:
         checks["storage"] = exc.message

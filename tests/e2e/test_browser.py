@@ -13,7 +13,7 @@ import pathlib
 
 import pytest
 
-from .conftest import start_service
+from .service import start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -105,5 +105,100 @@ def test_playground_generates_streams_and_keeps_a_gallery(browser, demo_with_key
 
         # The strict CSP held: nothing on the page needed an inline script or style.
         assert not [m for m in console if "Content Security Policy" in m], console
+    finally:
+        context.close()
+
+
+def _generated(page) -> None:
+    page.wait_for_function(
+        "() => { const i = document.getElementById('result-img');"
+        " return !document.getElementById('result').hidden && i.complete && i.naturalWidth > 0; }")
+
+
+def test_phone_view_brings_the_finished_image_into_view(browser, demo_with_key):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  has_touch=True, device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(demo_with_key.url + "/")
+        page.fill("#api-key", KEY)
+        page.fill("#prompt", "a tall lighthouse")
+        page.click("label.chip:has-text('9:16')")
+        # On a phone the output lies below the form: the image would end below the screen.
+        # Measured before the click: a fast generation may scroll before a later measurement.
+        scrolled = page.evaluate("scrollY")
+        bottom = page.eval_on_selector("#output", "o => o.getBoundingClientRect().top") + 600
+        assert bottom > page.evaluate("innerHeight"), "the test needs the output below the fold"
+        page.click("#generate")
+        _generated(page)
+        page.wait_for_function(
+            "() => { const r = document.getElementById('result-img').getBoundingClientRect();"
+            " return r.top >= 0 && r.bottom <= innerHeight && r.height > 100; }")
+        assert page.evaluate("scrollY") > scrolled
+        assert page.eval_on_selector("#result-img", "i => [i.naturalWidth, i.naturalHeight]") \
+            == [576, 1024]
+        # The gallery thumbnail shows the whole tall picture, not its top square.
+        thumb = page.locator("#gallery .thumb img").first
+        thumb.wait_for()
+        assert thumb.evaluate("i => getComputedStyle(i).objectFit") == "contain"
+    finally:
+        context.close()
+
+
+def test_error_text_shows_code_not_backticks(browser, demo_with_key):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(demo_with_key.url + "/")
+        page.fill("#api-key", KEY)
+        # Only options, no description: the service answers 400 with an example in backticks.
+        page.fill("#prompt", "--seed 5")
+        page.click("#generate")
+        page.wait_for_selector("#error:not([hidden])")
+        text = page.text_content("#error")
+        assert "The prompt is empty" in text and "`" not in text, text
+        assert page.locator("#error code").all_text_contents() == ["a cute cat 16:9"]
+        # Markup inside a message stays text: the message is split, never parsed as HTML.
+        assert page.locator("#error *").evaluate_all("els => els.map(e => e.tagName)") == ["CODE"]
+    finally:
+        context.close()
+
+
+def test_steps_input_follows_the_models_range(browser, demo_with_key):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(demo_with_key.url + "/")
+        page.select_option("#model", "@cf/black-forest-labs/flux-1-schnell")
+        assert page.get_attribute("#steps", "max") == "8"
+        assert "takes 1–8" in page.text_content("#steps-hint")
+        page.fill("#steps", "50")
+        page.press("#steps", "Tab")  # change fires when the field is left
+        assert page.input_value("#steps") == "8"
+        assert "Steps set to 8" in page.text_content("#steps-hint")
+        page.select_option("#model", "@cf/leonardo/phoenix-1.0")
+        assert page.get_attribute("#steps", "max") == "50" and page.input_value("#steps") == "8"
+        page.fill("#steps", "50")
+        page.press("#steps", "Tab")
+        assert page.input_value("#steps") == "50"
+        # Back to a smaller range: the value is brought in, and the page says so.
+        page.select_option("#model", "@cf/black-forest-labs/flux-1-schnell")
+        assert page.input_value("#steps") == "8" and "Steps set to 8" in page.text_content(
+            "#steps-hint")
+        page.select_option("#model", "@cf/black-forest-labs/flux-2-klein-4b")
+        assert page.is_disabled("#steps") and page.input_value("#steps") == ""
+        assert "fixed" in page.text_content("#steps-hint")
+        # Steps typed into the prompt reach the server, which clamps them and says so.
+        page.select_option("#model", "@cf/black-forest-labs/flux-1-schnell")
+        page.fill("#api-key", KEY)
+        page.fill("#steps", "")
+        page.fill("#prompt", "a fox --steps 50")
+        page.click("#generate")
+        _generated(page)
+        lines = page.locator("#progress li").all_text_contents()
+        assert "ℹ️ Adjusted to what flux-1-schnell accepts: --steps 50 → 8" in lines, lines
     finally:
         context.close()

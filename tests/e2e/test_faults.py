@@ -12,7 +12,9 @@ import diskcache
 import pytest
 import requests
 
-from .conftest import API_KEY, LLM_KEY, cloudflare_env, free_port, start_service
+from tests.helpers import free_port
+
+from .service import API_KEY, LLM_KEY, cloudflare_env, start_service
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                response_schema_conformance,
                                                status_code_conformance)
 
-from .conftest import start_service
+from .service import start_service
 
 pytestmark = pytest.mark.e2e
 

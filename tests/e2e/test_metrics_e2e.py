@@ -15,7 +15,7 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 from tests.test_metrics import value
 
-from .conftest import start_service
+from .service import start_service
 
 pytestmark = pytest.mark.e2e
 KEY = "k-metrics-1234"

@@ -17,7 +17,7 @@ from PIL import Image
 
 from flux_worker.catalog import CATALOG
 
-from .conftest import API_KEY, LLM_KEY, cloudflare_env, start_service
+from .service import API_KEY, LLM_KEY, cloudflare_env, start_service
 
 pytestmark = pytest.mark.e2e
 LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")
@@ -106,7 +106,7 @@ def test_models_endpoint_tells_the_truth(cf_service):
     assert ids == {m.id for m in CATALOG}
     described = client.models.retrieve("@cf/black-forest-labs/flux-1-schnell").model_dump()
     assert described["capabilities"]["size_control"] is False
-    assert described["capabilities"]["steps"] == {"field": "steps", "max": 8}
+    assert described["capabilities"]["steps"] == {"field": "steps", "min": 1, "max": 8}
 
 
 def test_image_models_setting_limits_the_offer(fake_cf, tmp_path):

@@ -9,7 +9,7 @@ import requests
 
 from tests.redis_server import RedisServer, redis_server_binary
 
-from .conftest import API_KEY, start_service
+from .service import API_KEY, start_service
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -12,9 +12,9 @@ import pytest
 import requests
 from PIL import Image
 
-from flux_worker.prompt import PRESETS
+from flux_worker.sizes import PRESETS
 
-from .conftest import API_KEY, CF_TOKEN, LLM_KEY, ROOT, cloudflare_env, start_service
+from .service import API_KEY, CF_TOKEN, LLM_KEY, ROOT, cloudflare_env, start_service
 
 pytestmark = pytest.mark.e2e
 LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")

@@ -464,6 +464,11 @@ class FakeState:
     images: ImageMaker = field(default_factory=ImageMaker)
     record_limit: int = 10000
     fail_rate: float = 0.0
+    # -- several accounts (cost control): more account_id -> token pairs, accounts whose daily
+    # allocation is used up (answered 4006), and the `cf-ai-neurons` figure to report, if any.
+    more_accounts: dict = field(default_factory=dict)
+    exhausted: set = field(default_factory=set)
+    neurons_header: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: collections.deque = field(default_factory=collections.deque)
     llm_faults: collections.deque = field(default_factory=collections.deque)
@@ -505,6 +510,7 @@ class FakeState:
             self.recorded.clear()
             self.files.clear()
             self.llm_reply = DEFAULT_LLM_REPLY
+            self.exhausted = set()
 
     def store_file(self, data: bytes) -> str:
         file_id = uuid.uuid4().hex
@@ -703,20 +709,25 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
              llm_key: str = DEFAULT_LLM_KEY, latency: float = 0.0, image_kb: int | None = None,
              llm_latency: float = 0.0, fault_sleep: float = DEFAULT_FAULT_SLEEP,
              gateway_token: str | None = None, gateway_run_only: bool = False,
-             record_limit: int = 10000, fail_rate: float = 0.0) -> Flask:
+             record_limit: int = 10000, fail_rate: float = 0.0,
+             more_accounts: dict[str, str] | None = None,
+             neurons_header: str | None = None) -> Flask:
     """Build the fake's Flask app.
 
     gateway_token: when set, gateway routes demand `cf-aig-authorization: Bearer <it>` (§7).
     gateway_run_only: the documented `/workers-ai/{model}` form answers 7003, as one 3P gateway
     did (§7), so a client's fallback to `/workers-ai/run/{model}` can be tested.
     fail_rate: the share of generations (0..1) answered with a random fault from RANDOM_FAULTS.
+    more_accounts: further {account_id: token} accounts the run routes accept (each its token).
+    neurons_header: a `cf-ai-neurons` value sent with JSON successes (reported by 3P, §8).
     """
     app = Flask(__name__)
     state = FakeState(account_id=account_id, api_token=api_token, llm_key=llm_key,
                       gateway_token=gateway_token, gateway_run_only=gateway_run_only,
                       latency=float(latency), llm_latency=float(llm_latency),
                       fault_sleep=float(fault_sleep), images=ImageMaker(image_kb),
-                      record_limit=record_limit, fail_rate=float(fail_rate))
+                      record_limit=record_limit, fail_rate=float(fail_rate),
+                      more_accounts=dict(more_accounts or {}), neurons_header=neurons_header)
     app.extensions["fake_cloudflare"] = state
 
     # -- Workers AI text-to-image ---------------------------------------------------------------
@@ -822,6 +833,15 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
             return _json({"error": str(exc)}, 400)
         return _json({"reply": st.llm_reply, "pending": list(st.llm_faults)})
 
+    @app.post("/_fake/accounts")
+    def configure_accounts():
+        """{"exhausted": [account ids]}: those answer 4006 until changed ([] to clear)."""
+        body = request.get_json(silent=True) or {}
+        st = _state()
+        with st.lock:
+            st.exhausted = set(body.get("exhausted") or [])
+        return _json({"exhausted": sorted(st.exhausted)})
+
     @app.get("/_fake/health")
     def health():
         return _json({"ok": True})
@@ -838,10 +858,14 @@ def _run(account: str, model: str, *, route: str, gateway: str | None = None) ->
         if _bearer(request.headers.get("cf-aig-authorization")) != st.gateway_token:
             # 3P-observed (§7): authenticated gateways answer 401 with code 2009.
             return _finish(entry, cf_error(401, 2009, "Unauthorized"))
-    if _bearer(request.headers.get("Authorization")) != st.api_token:
+    tokens = {st.account_id: st.api_token, **st.more_accounts}
+    bearer = _bearer(request.headers.get("Authorization"))
+    if bearer not in tokens.values():
         return _finish(entry, _auth_error())
-    if account != st.account_id or (route == "gateway" and st.gateway_run_only):
+    if account not in tokens or (route == "gateway" and st.gateway_run_only):
         return _finish(entry, _could_not_route(request.path))
+    if tokens[account] != bearer:            # a real token of another account
+        return _finish(entry, _auth_error())
     schema = MODELS.get(model)
     if schema is None:
         return _finish(entry, cf_error(400, 5007, f"No such model {model} or task"))
@@ -852,6 +876,9 @@ def _run(account: str, model: str, *, route: str, gateway: str | None = None) ->
     except Flagged as exc:
         return _finish(entry, cf_error(400, 3030, str(exc), result={}))
 
+    if account in st.exhausted:                # this account's daily allocation is used up
+        entry["fault"] = "4006"
+        return _finish(entry, _daily_allocation(4006))
     fault = st.pop_fault()
     if fault is not None:
         entry["fault"] = fault["kind"]
@@ -867,7 +894,8 @@ def _run(account: str, model: str, *, route: str, gateway: str | None = None) ->
         body = st.images.image(schema.id, width, height, schema.image_format)
         return _finish(entry, Response(body, mimetype=schema.mimetype))
     body = st.images.envelope(schema.id, width, height, schema.image_format)
-    return _finish(entry, Response(body, mimetype="application/json"))
+    headers = {"cf-ai-neurons": st.neurons_header} if st.neurons_header else None
+    return _finish(entry, Response(body, mimetype="application/json", headers=headers))
 
 
 def _validated_fields(schema: ModelSchema) -> dict[str, Any]:
@@ -1122,6 +1150,11 @@ class FakeServer:
 
     def reset(self) -> None:
         self.state.reset()
+
+    def exhaust(self, *account_ids: str) -> None:
+        """Answer 4006 (daily allocation used up) for these accounts; none to clear."""
+        with self.state.lock:
+            self.state.exhausted = set(account_ids)
 
     def set_llm_reply(self, text: str) -> None:
         self.state.llm_reply = text

@@ -6,9 +6,7 @@ the original Worker, so clients and users who knew it see the same answer.
 
 from __future__ import annotations
 
-from string import Formatter
-
-MESSAGES: dict[str, dict[str, str]] = {
+PHRASES: dict[str, dict[str, str]] = {
     "en": {
         "original": "🎨 Original prompt: {}",
         "prompt_model": "💬 Prompt model: {}",
@@ -17,12 +15,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "size": "📐 Image size: {}",
         "seed": "🌱 Seed: {}",
         "ignored": "ℹ️ Ignored options (not supported by {model}): {options}",
+        "clamped": "ℹ️ Adjusted to what {model} accepts: {options}",
         "skipped": "⚠️ Translation was skipped ({reason}); the original prompt was used.",
         "success": "🌟 Image generated successfully!",
         "result": "Here is the result:",
         "alt": "Generated image",
         "images": "🖼️ Images: {}",
         "failed": "❌ Image generation failed: {}",
+        "cost": "💰 Cost: {neurons} neurons ({usd} at the Workers AI paid rate)",
         "housekeeping": "This is an image generation model: send a description of the picture you want, such as `a cute cat 16:9`.",
     },
     "de": {
@@ -33,12 +33,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "size": "📐 Bildgröße: {}",
         "seed": "🌱 Seed: {}",
         "ignored": "ℹ️ Ignorierte Optionen (von {model} nicht unterstützt): {options}",
+        "clamped": "ℹ️ Angepasst an das, was {model} annimmt: {options}",
         "skipped": "⚠️ Die Übersetzung wurde übersprungen ({reason}); der ursprüngliche Prompt wurde verwendet.",
         "success": "🌟 Bild erfolgreich erstellt!",
         "result": "Hier ist das Ergebnis:",
         "alt": "Erstelltes Bild",
         "images": "🖼️ Bilder: {}",
         "failed": "❌ Bilderstellung fehlgeschlagen: {}",
+        "cost": "💰 Kosten: {neurons} Neuronen ({usd} zum bezahlten Workers-AI-Tarif)",
         "housekeeping": "Dies ist ein Bildgenerierungsmodell: Beschreiben Sie das gewünschte Bild, zum Beispiel `a cute cat 16:9`.",
     },
     "zh-cn": {
@@ -49,12 +51,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "size": "📐 图像尺寸：{}",
         "seed": "🌱 种子：{}",
         "ignored": "ℹ️ 已忽略的选项（{model} 不支持）：{options}",
+        "clamped": "ℹ️ 已调整为 {model} 支持的范围：{options}",
         "skipped": "⚠️ 已跳过翻译（{reason}），使用了原始提示词。",
         "success": "🌟 图像生成成功！",
         "result": "结果如下：",
         "alt": "生成的图像",
         "images": "🖼️ 图像：{}",
         "failed": "❌ 图像生成失败：{}",
+        "cost": "💰 费用：{neurons} 神经元（按 Workers AI 付费价格约 {usd}）",
         "housekeeping": "这是一个图像生成模型：请描述你想要的图片，例如 `一只可爱的猫 16:9`。",
     },
     "zh-hant": {
@@ -65,12 +69,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "size": "📐 圖像尺寸：{}",
         "seed": "🌱 種子：{}",
         "ignored": "ℹ️ 已忽略的選項（{model} 不支援）：{options}",
+        "clamped": "ℹ️ 已調整為 {model} 支援的範圍：{options}",
         "skipped": "⚠️ 已略過翻譯（{reason}），使用了原始提示詞。",
         "success": "🌟 圖像生成成功！",
         "result": "結果如下：",
         "alt": "生成的圖像",
         "images": "🖼️ 圖像：{}",
         "failed": "❌ 圖像生成失敗：{}",
+        "cost": "💰 費用：{neurons} 神經元（按 Workers AI 付費價格約 {usd}）",
         "housekeeping": "這是一個圖像生成模型：請描述你想要的圖片，例如 `一隻可愛的貓 16:9`。",
     },
     "ja": {
@@ -81,12 +87,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "size": "📐 画像サイズ：{}",
         "seed": "🌱 シード：{}",
         "ignored": "ℹ️ 無視されたオプション（{model} は非対応）：{options}",
+        "clamped": "ℹ️ {model} が受け付ける範囲に調整しました：{options}",
         "skipped": "⚠️ 翻訳はスキップされました（{reason}）。元のプロンプトを使用しました。",
         "success": "🌟 画像の生成に成功しました！",
         "result": "結果はこちらです：",
         "alt": "生成された画像",
         "images": "🖼️ 画像：{}",
         "failed": "❌ 画像の生成に失敗しました：{}",
+        "cost": "💰 コスト：{neurons} ニューロン（Workers AI 有料料金で {usd}）",
         "housekeeping": "これは画像生成モデルです。欲しい画像を説明してください（例：`a cute cat 16:9`）。",
     },
     "es": {
@@ -97,12 +105,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "size": "📐 Tamaño de imagen: {}",
         "seed": "🌱 Semilla: {}",
         "ignored": "ℹ️ Opciones ignoradas ({model} no las admite): {options}",
+        "clamped": "ℹ️ Ajustado a lo que admite {model}: {options}",
         "skipped": "⚠️ Se omitió la traducción ({reason}); se usó el prompt original.",
         "success": "🌟 ¡Imagen generada con éxito!",
         "result": "Aquí está el resultado:",
         "alt": "Imagen generada",
         "images": "🖼️ Imágenes: {}",
         "failed": "❌ La generación de la imagen falló: {}",
+        "cost": "💰 Coste: {neurons} neuronas ({usd} con la tarifa de pago de Workers AI)",
         "housekeeping": "Este es un modelo de generación de imágenes: describe la imagen que quieres, por ejemplo `a cute cat 16:9`.",
     },
     "fr": {
@@ -113,12 +123,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "size": "📐 Taille de l'image : {}",
         "seed": "🌱 Graine : {}",
         "ignored": "ℹ️ Options ignorées (non prises en charge par {model}) : {options}",
+        "clamped": "ℹ️ Ajusté à ce que {model} accepte : {options}",
         "skipped": "⚠️ La traduction a été ignorée ({reason}) ; le prompt original a été utilisé.",
         "success": "🌟 Image générée avec succès !",
         "result": "Voici le résultat :",
         "alt": "Image générée",
         "images": "🖼️ Images : {}",
         "failed": "❌ La génération de l'image a échoué : {}",
+        "cost": "💰 Coût : {neurons} neurones ({usd} au tarif payant de Workers AI)",
         "housekeeping": "Ceci est un modèle de génération d'images : décrivez l'image souhaitée, par exemple `a cute cat 16:9`.",
     },
     "ru": {
@@ -129,20 +141,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "size": "📐 Размер изображения: {}",
         "seed": "🌱 Сид: {}",
         "ignored": "ℹ️ Пропущенные параметры ({model} их не поддерживает): {options}",
+        "clamped": "ℹ️ Изменено под допустимые для {model} значения: {options}",
         "skipped": "⚠️ Перевод пропущен ({reason}); использован исходный запрос.",
         "success": "🌟 Изображение успешно создано!",
         "result": "Вот результат:",
         "alt": "Созданное изображение",
         "images": "🖼️ Изображения: {}",
         "failed": "❌ Не удалось создать изображение: {}",
+        "cost": "💰 Стоимость: {neurons} нейронов ({usd} по платному тарифу Workers AI)",
         "housekeeping": "Это модель для создания изображений: опишите нужную картинку, например `a cute cat 16:9`.",
     },
 }
-
-
-def fields_of(template: str) -> list[str | None]:
-    """The placeholder names of a template (for the consistency test)."""
-    return [name for _, name, _, _ in Formatter().parse(template) if name is not None]
 
 
 class Phrasebook:
@@ -150,7 +159,7 @@ class Phrasebook:
 
     def __init__(self, language: str):
         self.language = language
-        self._words = MESSAGES.get(language, MESSAGES["en"])
+        self._words = PHRASES.get(language, PHRASES["en"])
 
     def __call__(self, key: str, *args, **kwargs) -> str:
         return self._words[key].format(*args, **kwargs)

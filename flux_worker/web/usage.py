@@ -1,0 +1,44 @@
+"""GET /v1/usage: what a key has spent today against its budget, and the service's.
+
+A client key sees its own line (by the key's short hash) and the service's. `ADMIN_API_KEY`
+sees every key (short hashes only, never a key) and every Cloudflare account (shortened ids,
+never a token). The numbers come from the budget ledger every instance shares.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+
+from ..auth import key_matches
+from .auth import require_api_key
+from .context import services
+
+bp = Blueprint("usage", __name__)
+
+
+@bp.get("/v1/usage")
+@bp.get("/usage")
+def usage():
+    """Today's spend in neurons: the caller's key and the service; everything for the admin."""
+    svc = services()
+    admin = _is_admin(svc.config.admin_api_key)
+    if not admin:
+        require_api_key()
+    books = svc.books
+    spent = books.spent()
+    body: dict = {"object": "usage", "day": books.today(), **books.resets(),
+                  "service": books.usage_of_service(spent)}
+    key = getattr(g, "api_key", None)
+    if not admin and svc.config.api_keys and key:
+        body["key"] = books.usage_of_key(key, spent)
+    if admin:
+        body["keys"] = books.all_keys(svc.config.api_keys, spent)
+        body["accounts"] = svc.accounts.status() if svc.accounts else []
+    return jsonify(body)
+
+
+def _is_admin(admin_key: str) -> bool:
+    """Whether the request carries ADMIN_API_KEY (anything else is checked as a client key)."""
+    auth = request.authorization
+    token = auth.token if auth is not None and auth.type == "bearer" else None
+    return bool(admin_key and token) and key_matches((admin_key,), (token or "").strip())

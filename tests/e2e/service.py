@@ -1,0 +1,99 @@
+"""Start the real service under gunicorn on 127.0.0.1, for end-to-end tests and their fixtures."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import requests
+
+from tests.helpers import free_port
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+API_KEY = "sk-e2e-client-key-0001"
+CF_ACCOUNT = "test-account"
+CF_TOKEN = "test-cf-token"
+LLM_KEY = "test-llm-key"
+
+
+@dataclass
+class Service:
+    """A running gunicorn with the app; `url` is its base, `log` its captured output."""
+
+    url: str
+    proc: subprocess.Popen
+    log_path: pathlib.Path
+
+    @property
+    def api(self) -> str:
+        return self.url + "/v1"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int | None = 2,
+                  wait: bool = True) -> Service:
+    """Start `gunicorn -c gunicorn.conf.py -b 127.0.0.1:<port> app:app` with `env`.
+
+    `workers=None` leaves WEB_CONCURRENCY unset, so gunicorn.conf.py picks the number.
+    """
+    port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+                "LANG": "C.UTF-8", "GUNICORN_THREADS": "16",
+                "STORAGE_URL": f"disk://{tmp_path / 'images'}", "LOG_LEVEL": "DEBUG"}
+    if workers is not None:
+        full_env["WEB_CONCURRENCY"] = str(workers)
+    full_env.update(env)
+    log_path = tmp_path / f"gunicorn-{port}.log"
+    out = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
+         "app:app"], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    service = Service(f"http://127.0.0.1:{port}", proc, log_path)
+    if wait:
+        try:
+            _wait_healthy(service)
+        except BaseException:
+            service.stop()  # never leave a server behind, whatever went wrong
+            raise
+    return service
+
+
+def _wait_healthy(service: Service, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if service.proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited ({service.proc.returncode}):\n{service.log()}")
+        try:
+            if requests.get(service.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or busy starting
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gunicorn did not become healthy:\n{service.log()}")
+
+
+def cloudflare_env(fake, **extra) -> dict[str, str]:
+    """Service variables that point the Cloudflare backend at `fake`."""
+    env = {"API_KEY": API_KEY, "CF_ACCOUNT_ID": CF_ACCOUNT, "CF_API_TOKEN": CF_TOKEN,
+           "CF_API_BASE": fake.url + "/client/v4", "UPSTREAM_RETRIES": "1",
+           "UPSTREAM_TIMEOUT": "10"}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env

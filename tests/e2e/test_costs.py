@@ -1,0 +1,209 @@
+"""Cost control end to end: two accounts (one used up), budgets on a shared Redis, /v1/usage.
+
+The real service runs under gunicorn against the fake Cloudflare, which here knows two accounts
+and answers 4006 (daily allocation used up) for the first one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import openai
+import pytest
+import requests
+
+from tests.fakes import cloudflare
+from tests.redis_server import RedisServer, redis_server_binary
+
+from .service import start_service
+
+pytestmark = pytest.mark.e2e
+
+FREE_ID, FREE_TOKEN = "free0000aaaabbbbccccdddd", "cf-FREE-token-SECRET-1"
+PAID_ID, PAID_TOKEN = "paid1111aaaabbbbccccdddd", "cf-PAID-token-SECRET-2"
+ALICE, BOB = "sk-alice-e2e-SECRET-000001", "sk-bob-e2e-SECRET-000002"
+ADMIN = "sk-admin-e2e-SECRET-999999"
+SCHNELL_1024 = 57.6
+
+
+@pytest.fixture(scope="module")
+def fake():
+    server = cloudflare.start(account_id=FREE_ID, api_token=FREE_TOKEN,
+                              more_accounts={PAID_ID: PAID_TOKEN})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cf(fake):
+    fake.reset()
+    yield fake
+    fake.reset()
+
+
+def env_for(fake, **extra) -> dict[str, str]:
+    env = {"API_KEY": f"{ALICE},{BOB}", "ADMIN_API_KEY": ADMIN,
+           "CF_ACCOUNTS": f"{FREE_ID}:{FREE_TOKEN},{PAID_ID}:{PAID_TOKEN}",
+           "CF_API_BASE": fake.url + "/client/v4", "UPSTREAM_RETRIES": "0",
+           "UPSTREAM_TIMEOUT": "10"}
+    env.update(extra)
+    return env
+
+
+def sdk(service, key=ALICE) -> openai.OpenAI:
+    return openai.OpenAI(base_url=service.api, api_key=key, max_retries=0, timeout=30)
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def runs(fake) -> list[str]:
+    return [r["account"] for r in fake.requests() if r["kind"] == "run"]
+
+
+def assert_no_secret_logged(service) -> None:
+    log = service.log()
+    for secret in (FREE_TOKEN, PAID_TOKEN, ALICE, BOB, ADMIN):
+        assert secret not in log, "a token or a full key reached the log"
+
+
+@pytest.fixture
+def two_accounts(cf, tmp_path):
+    service = start_service(tmp_path, env_for(cf, SHOW_COST="true"), workers=1)
+    yield service
+    service.stop()
+
+
+def test_used_up_account_moves_to_the_next_within_one_request(two_accounts, cf):
+    cf.exhaust(FREE_ID)
+    raw = sdk(two_accounts).chat.completions.with_raw_response.create(
+        model="flux", messages=[{"role": "user", "content": "a cute cat"}])
+    answer = raw.parse().choices[0].message.content
+    assert "/image/" in answer and "57.6 neurons" in answer
+    assert raw.headers["X-Neurons"] == "57.6"
+    assert runs(cf) == [FREE_ID, PAID_ID]          # one request, two accounts
+    # The used-up account is skipped from now on (until 00:00 UTC).
+    assert sdk(two_accounts).chat.completions.create(
+        model="flux", messages=[{"role": "user", "content": "a dog"}]).choices
+    assert runs(cf) == [FREE_ID, PAID_ID, PAID_ID]
+    info = requests.get(two_accounts.url + "/", headers={"Accept": "application/json"},
+                        timeout=10).json()
+    assert [a["state"] for a in info["accounts"]] == ["allocation_used_up", "ok"]
+    assert info["accounts"][1]["spent_neurons"] == pytest.approx(2 * SCHNELL_1024)
+    assert_no_secret_logged(two_accounts)
+
+
+def test_cloudflares_neurons_header_is_the_figure_used(two_accounts, cf):
+    cf.state.neurons_header = "172.8"
+    try:
+        resp = requests.post(two_accounts.api + "/images/generations", headers=bearer(BOB),
+                             json={"prompt": "a cat"}, timeout=30)
+    finally:
+        cf.state.neurons_header = None
+    assert resp.status_code == 200 and resp.headers["X-Neurons"] == "172.8"
+    mine = requests.get(two_accounts.api + "/usage", headers=bearer(BOB), timeout=10).json()
+    assert mine["key"]["spent_neurons"] == pytest.approx(172.8)
+    metrics = requests.get(two_accounts.url + "/metrics", timeout=10).text
+    assert any(line.startswith("flux_worker_neurons_total")
+               and f'account="{FREE_ID[:8]}…"' in line and line.endswith(" 172.8")
+               for line in metrics.splitlines())
+
+
+def test_stream_moves_to_the_next_account_without_an_error(two_accounts, cf):
+    cf.exhaust(FREE_ID)
+    resp = requests.post(two_accounts.api + "/chat/completions", headers=bearer(ALICE),
+                         json={"model": "flux", "stream": True,
+                               "messages": [{"role": "user", "content": "a lighthouse 16:9"}]},
+                         stream=True, timeout=30)
+    assert resp.status_code == 200 and resp.headers["X-Neurons"] == "57.6"   # the estimate
+    events = [line[6:] for line in resp.iter_lines(decode_unicode=True)
+              if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                   for e in events[:-1] if json.loads(e)["choices"])
+    assert "/image/" in text and "❌" not in text
+    assert runs(cf) == [FREE_ID, PAID_ID]
+    # the openai SDK reads the same stream
+    chunks = list(sdk(two_accounts).chat.completions.create(
+        model="flux", stream=True, messages=[{"role": "user", "content": "a fox"}]))
+    assert "/image/" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert_no_secret_logged(two_accounts)
+
+
+def test_all_accounts_used_up_is_429_naming_the_reset(two_accounts, cf):
+    cf.exhaust(FREE_ID, PAID_ID)
+    with pytest.raises(openai.RateLimitError) as info:
+        sdk(two_accounts).images.generate(model="flux", prompt="a cat")
+    body = info.value.response.json()["error"]
+    assert body["code"] == "insufficient_quota" and "00:00 UTC" in body["message"]
+    assert runs(cf) == [FREE_ID, PAID_ID]
+    # the next request is refused without calling Cloudflare at all
+    assert requests.post(two_accounts.api + "/images/generations", headers=bearer(ALICE),
+                         json={"prompt": "a cat"}, timeout=30).status_code == 429
+    assert runs(cf) == [FREE_ID, PAID_ID]
+
+
+def test_rejected_token_is_skipped_and_reported_on_readyz(cf, tmp_path):
+    env = env_for(cf, CF_ACCOUNTS=f"{FREE_ID}:cf-WRONG-token-SECRET,{PAID_ID}:{PAID_TOKEN}")
+    service = start_service(tmp_path, env, workers=1)
+    try:
+        resp = requests.post(service.api + "/images/generations", headers=bearer(ALICE),
+                             json={"prompt": "a cat", "n": 2}, timeout=30)
+        assert resp.status_code == 200 and float(resp.headers["X-Neurons"]) == 115.2
+        ready = requests.get(service.url + "/readyz", timeout=10).json()
+        states = {a["account"]: a["state"] for a in ready["checks"]["accounts"]}
+        assert states == {FREE_ID[:8] + "…": "token_rejected", PAID_ID[:8] + "…": "ok"}
+        log = service.log()
+        assert "REJECTED" in log and "cf-WRONG-token-SECRET" not in log
+        assert_no_secret_logged(service)
+    finally:
+        service.stop()
+
+
+def test_usage_for_a_key_and_for_the_admin(two_accounts, cf):
+    requests.post(two_accounts.api + "/images/generations", headers=bearer(ALICE),
+                  json={"prompt": "a cat", "n": 2}, timeout=30).raise_for_status()
+    mine = requests.get(two_accounts.api + "/usage", headers=bearer(ALICE), timeout=10).json()
+    short = hashlib.sha256(ALICE.encode()).hexdigest()[:12]
+    assert mine["key"]["key"] == short
+    assert mine["key"]["spent_neurons"] == pytest.approx(2 * SCHNELL_1024)
+    assert "keys" not in mine and "accounts" not in mine
+    admin = requests.get(two_accounts.api + "/usage", headers=bearer(ADMIN), timeout=10)
+    body = admin.json()
+    assert {line["key"] for line in body["keys"]} >= {short}
+    assert [a["account"] for a in body["accounts"]] == [FREE_ID[:8] + "…", PAID_ID[:8] + "…"]
+    assert body["accounts"][0]["spent_neurons"] == pytest.approx(2 * SCHNELL_1024)
+    for secret in (ALICE, BOB, ADMIN, FREE_TOKEN, PAID_TOKEN):
+        assert secret not in admin.text
+    assert requests.get(two_accounts.api + "/usage", timeout=10).status_code == 401
+    assert_no_secret_logged(two_accounts)
+
+
+def test_key_budgets_hold_across_two_instances_sharing_redis(cf, tmp_path):
+    redis_server_binary()
+    with RedisServer() as redis:
+        env = env_for(cf, STORAGE_URL=redis.url, KEY_BUDGETS=f"{ALICE}=100",
+                      KEY_DAILY_NEURONS="1000")
+        first = start_service(tmp_path / "a", env, workers=2)
+        second = start_service(tmp_path / "b", env, workers=2)
+        try:
+            assert sdk(first).images.generate(model="flux", prompt="a cat").data
+            # 57.6 spent on the first instance; the second knows, and 57.6 more would pass 100
+            with pytest.raises(openai.RateLimitError) as info:
+                sdk(second).images.generate(model="flux", prompt="a cat")
+            message = info.value.response.json()["error"]["message"]
+            assert "API key's daily budget of 100.0 neurons" in message
+            assert "42.4 left" in message and "00:00 UTC" in message
+            assert len(runs(cf)) == 1                   # nothing was sent upstream
+            # Bob has the default budget, counted on both instances alike
+            assert sdk(second, BOB).images.generate(model="flux", prompt="a dog").data
+            usage = requests.get(first.api + "/usage", headers=bearer(BOB), timeout=10).json()
+            assert usage["key"]["spent_neurons"] == pytest.approx(SCHNELL_1024)
+            assert usage["service"]["spent_neurons"] == pytest.approx(2 * SCHNELL_1024)
+            for service in (first, second):
+                assert_no_secret_logged(service)
+        finally:
+            first.stop()
+            second.stop()

@@ -1,0 +1,200 @@
+"""Daily neuron budgets: reserve, settle, release, the UTC day boundary, every ledger kind."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from flux_worker.budget import (
+    Books,
+    BudgetRules,
+    DiskLedger,
+    MemoryLedger,
+    RedisLedger,
+    human_duration,
+    ledger_from_location,
+    next_reset,
+    parse_key_budgets,
+    short_hash,
+    utc_day,
+)
+from flux_worker.errors import QuotaExceeded
+
+ALICE, BOB, CAROL = "sk-alice-0001", "sk-bob-0002", "sk-carol-0003"
+
+
+class Clock:
+    """A settable clock (UTC)."""
+
+    def __init__(self, when: datetime):
+        self.now = when
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock():
+    return Clock(datetime(2026, 11, 20, 23, 58, 0, tzinfo=timezone.utc))
+
+
+@pytest.fixture(params=["memory", "disk", "redis"])
+def ledger(request, tmp_path):
+    if request.param == "memory":
+        made = MemoryLedger()
+    elif request.param == "disk":
+        made = DiskLedger(str(tmp_path / "budgets"))
+    else:
+        made = RedisLedger(request.getfixturevalue("redis_server").url)
+    yield made
+    made.close()
+
+
+def books(ledger, clock, **rules) -> Books:
+    return Books(ledger, BudgetRules(**rules), clock)
+
+
+def test_day_and_reset_helpers():
+    late = datetime(2026, 11, 20, 23, 59, 30, tzinfo=timezone.utc)
+    assert utc_day(late) == "2026-11-20"
+    assert next_reset(late) == datetime(2026, 11, 21, tzinfo=timezone.utc)
+    # a clock in another zone still counts in UTC days
+    tokyo = late.astimezone(timezone(timedelta(hours=9)))
+    assert utc_day(tokyo) == "2026-11-20"
+    assert human_duration(30) == "1 min" and human_duration(5 * 3600 + 720) == "5 h 12 min"
+
+
+def test_reserve_and_settle_with_the_real_figure(ledger, clock):
+    b = books(ledger, clock, service=1000)
+    hold = b.reserve(ALICE, 57.6)
+    assert b.spent()["service"] == pytest.approx(57.6)
+    hold.settle(172.8, estimate=57.6, model="m", account="acc-1")
+    hold.close()
+    spent = b.spent()
+    assert spent["service"] == pytest.approx(172.8)
+    assert spent["key:" + short_hash(ALICE)] == pytest.approx(172.8)
+    assert spent["account:acc-1"] == pytest.approx(172.8)
+    assert hold.neurons == pytest.approx(172.8)
+
+
+def test_failed_generation_costs_nothing(ledger, clock):
+    b = books(ledger, clock, service=1000)
+    with b.reserve(ALICE, 57.6):
+        pass                                   # the generation failed: nothing settled
+    assert b.spent().get("service", 0) == 0
+    assert b.spent().get("key:" + short_hash(ALICE), 0) == 0
+
+
+def test_batch_settles_what_was_made_and_releases_the_rest(ledger, clock):
+    b = books(ledger, clock)
+    hold = b.reserve(ALICE, 3 * 100.0)
+    hold.settle(100.0, estimate=100.0, model="m")
+    hold.settle(90.0, estimate=100.0, model="m")
+    hold.close()
+    hold.close()                               # idempotent
+    assert b.spent()["service"] == pytest.approx(190.0)
+
+
+def test_service_budget_refuses_with_which_budget_what_is_left_and_when(ledger, clock):
+    b = books(ledger, clock, service=100)
+    b.reserve(ALICE, 57.6).settle(57.6, estimate=57.6, model="m")
+    with pytest.raises(QuotaExceeded) as info:
+        b.reserve(BOB, 57.6)
+    err = info.value
+    assert err.status == 429 and err.code == "insufficient_quota"
+    assert "DAILY_NEURONS" in err.message and "100.0 neurons" in err.message
+    assert "42.4 left" in err.message and "00:00 UTC (in 2 min)" in err.message
+    assert err.retry_after == 120
+    # the refused request reserved nothing
+    assert b.spent()["service"] == pytest.approx(57.6)
+
+
+def test_key_budgets_default_and_per_key(ledger, clock):
+    rules = dict(key_default=200, keys=parse_key_budgets(f"{ALICE}=100,{BOB}=500"))
+    b = books(ledger, clock, **rules)
+    b.reserve(ALICE, 60).close()
+    b.reserve(ALICE, 60).settle(60, estimate=60, model="m")
+    with pytest.raises(QuotaExceeded) as info:
+        b.reserve(ALICE, 60.0)                  # 60 + 60 > 100
+    assert "API key's daily budget of 100.0" in info.value.message
+    assert "40.0 left" in info.value.message
+    b.reserve(BOB, 450).settle(450, estimate=450, model="m")      # Bob's own 500
+    b.reserve(CAROL, 190).settle(190, estimate=190, model="m")    # the default 200
+    with pytest.raises(QuotaExceeded):
+        b.reserve(CAROL, 20)
+    # no key is stored in full
+    assert not any(k in name for name in b.spent() for k in (ALICE, BOB, CAROL))
+
+
+def test_budgets_reset_at_utc_midnight(ledger, clock):
+    b = books(ledger, clock, service=100)
+    b.reserve(None, 90).settle(90, estimate=90, model="m")
+    with pytest.raises(QuotaExceeded):
+        b.reserve(None, 20)
+    clock.advance(minutes=2, seconds=1)        # 00:00:01 the next day
+    assert b.today() == "2026-11-21"
+    b.reserve(None, 20).settle(20, estimate=20, model="m")
+    assert b.spent()["service"] == pytest.approx(20)
+    assert b.spent("2026-11-20")["service"] == pytest.approx(90)
+
+
+def test_a_hold_settles_on_the_day_it_was_reserved(ledger, clock):
+    b = books(ledger, clock, service=100)
+    hold = b.reserve(None, 50)
+    clock.advance(minutes=5)                    # the generation ends after midnight
+    hold.settle(60, estimate=50, model="m")
+    assert b.spent("2026-11-20")["service"] == pytest.approx(60)
+    assert b.spent().get("service", 0) == 0
+
+
+def test_usage_lines(ledger, clock):
+    b = books(ledger, clock, service=1000, key_default=300)
+    b.reserve(ALICE, 57.6).settle(57.6, estimate=57.6, model="m")
+    line = b.usage_of_key(ALICE)
+    assert line == {"key": short_hash(ALICE), "spent_neurons": 57.6, "budget_neurons": 300,
+                    "left_neurons": 242.4, "spent_usd": pytest.approx(0.000634, abs=1e-6)}
+    assert b.usage_of_service()["left_neurons"] == pytest.approx(942.4)
+    everyone = b.all_keys([ALICE, BOB])
+    assert [line["key"] for line in everyone] == [short_hash(ALICE), short_hash(BOB)]
+
+
+def test_parse_key_budgets_never_echoes_a_key():
+    with pytest.raises(ValueError) as info:
+        parse_key_budgets("sk-secret-one=abc")
+    assert "sk-secret" not in str(info.value) and "entry 1" in str(info.value)
+    with pytest.raises(ValueError) as info:
+        parse_key_budgets("sk-secret-one=10", known_keys=["sk-other"])
+    assert "sk-secret" not in str(info.value) and "not one of API_KEY" in str(info.value)
+    with pytest.raises(ValueError):
+        parse_key_budgets("sk-x=-5")
+    assert parse_key_budgets(" sk-a = 3000 , sk-b=500 ,") == {short_hash("sk-a"): 3000.0,
+                                                              short_hash("sk-b"): 500.0}
+
+
+def test_ledger_from_location(tmp_path):
+    assert isinstance(ledger_from_location("memory://"), MemoryLedger)
+    disk = ledger_from_location(f"disk://{tmp_path}")
+    assert isinstance(disk, DiskLedger)
+    assert (tmp_path / "budgets").is_dir()
+    disk.close()
+
+
+def test_disk_ledger_is_shared_by_two_openers(tmp_path, clock):
+    first = Books(DiskLedger(str(tmp_path)), BudgetRules(service=100), clock)
+    second = Books(DiskLedger(str(tmp_path)), BudgetRules(service=100), clock)
+    first.reserve(None, 60).settle(60, estimate=60, model="m")
+    with pytest.raises(QuotaExceeded):
+        second.reserve(None, 60)
+
+
+def test_an_unreachable_ledger_does_not_stop_generation(redis_server, clock, caplog):
+    b = Books(RedisLedger(redis_server.url), BudgetRules(service=100), clock)
+    redis_server.stop()
+    hold = b.reserve(ALICE, 50)                 # counted as nothing, logged
+    hold.settle(50, estimate=50, model="m")
+    assert "budget ledger unavailable" in caplog.text
+    assert ALICE not in caplog.text
