@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import urlsplit
 
@@ -9,7 +10,10 @@ from flask import Blueprint, jsonify, make_response, render_template, request
 
 from ..errors import StorageError
 from .context import services
+from .errors import public
 from .links import public_base_url
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("pages", __name__)
 
@@ -103,8 +107,10 @@ def readyz():
         svc.pipeline.health.probe()
         checks["storage"] = "ok"
     except StorageError as exc:
-        checks["storage"] = exc.message
-        body = exc.body()
+        # An open route: the cause (host, port, path) goes to the log, not to the caller.
+        log.warning("readiness: storage unavailable: %s", exc.message)
+        checks["storage"] = "unavailable"
+        body = public(exc).body()
         body["status"] = "unavailable"
         body["checks"] = checks
         response = jsonify(body)
