@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .http import MAX_UPSTREAM_BYTES, UpstreamProblem, call
+
 log = logging.getLogger(__name__)
 
 SYSTEM_MESSAGE = """You write prompts for a text-to-image model.
@@ -139,10 +141,14 @@ class ChatTranslator:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         started = time.monotonic()
         try:
-            resp = self._session.post(self.url, json=body, headers=headers,
-                                      timeout=(min(10.0, self._timeout), self._timeout))
+            # TRANSLATE_TIMEOUT bounds the whole call: an LLM trickling its answer is cut too.
+            resp = call(self._session, "POST", self.url, json=body, headers=headers,
+                        timeout=self._timeout, max_bytes=MAX_UPSTREAM_BYTES // 8)
+        except UpstreamProblem as exc:
+            raise TranslationFailed(str(exc)) from exc
         except requests.RequestException as exc:
-            raise TranslationFailed(f"{type(exc).__name__} after {time.monotonic() - started:.1f}s") from exc
+            took = time.monotonic() - started
+            raise TranslationFailed(f"{type(exc).__name__} after {took:.1f}s") from exc
         if resp.status_code != 200:
             raise TranslationFailed(f"HTTP {resp.status_code}")
         try:

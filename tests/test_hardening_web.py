@@ -1,4 +1,4 @@
-"""Strange input and hostile headers at the HTTP boundary (issue 10), through Flask's test client."""
+"""Strange input and hostile headers at the HTTP boundary (issue 10), through a test client."""
 
 from __future__ import annotations
 

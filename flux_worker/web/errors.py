@@ -52,7 +52,8 @@ def _from_http(exc: HTTPException) -> APIError:
                         "GET / describes the service.")
     if exc.code == 405:
         allowed = ", ".join(sorted(exc.valid_methods or [])) if hasattr(exc, "valid_methods") else ""
-        return MethodNotAllowed(f"{request.method} is not allowed on {printable(request.path, 200)}"
+        where = printable(request.path, 200)
+        return MethodNotAllowed(f"{request.method} is not allowed on {where}"
                                 + (f"; use {allowed}." if allowed else "."))
     if exc.code == 413:
         return too_large()

@@ -13,11 +13,11 @@ import re
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-
 # Last value of each header (ProxyFix takes one hop), as it must look to be believed.
 _VALID = {
     "HTTP_X_FORWARDED_PROTO": re.compile(r"(?i)https?"),
-    "HTTP_X_FORWARDED_HOST": re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?"),
+    "HTTP_X_FORWARDED_HOST": re.compile(
+        r"([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?"),
     "HTTP_X_FORWARDED_PORT": re.compile(r"[0-9]{1,5}"),
     "HTTP_X_FORWARDED_PREFIX": re.compile(r"(/[A-Za-z0-9._~-]*){1,16}"),
 }
