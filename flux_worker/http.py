@@ -167,7 +167,7 @@ def retry_after_seconds(value: str | None, cap: int = RETRY_AFTER_MAX) -> float 
 
     The one reader of upstream Retry-After headers: a 309-digit value must not reach a client.
     """
-    if not value or len(value) > 64:
+    if not value:
         return None
     try:
         seconds = float(value)
