@@ -18,7 +18,9 @@ if _METRICS_DIR_OWNED:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flux-worker-metrics-")
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
-worker_class = "gthread"
+# gthread, with each request read whole in the main loop before a thread takes it: a client
+# trickling its headers or body holds a buffer, not a thread (flux_worker/server.py).
+worker_class = "flux_worker.server.BufferedThreadWorker"
 # memory:// keeps images inside one process, so it gets one worker unless told otherwise.
 _ONE_PROCESS_STORE = os.environ.get("STORAGE_URL", "").startswith("memory://")
 

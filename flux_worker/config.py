@@ -75,7 +75,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("UPSTREAM_TIMEOUT", "120", "Seconds to wait for one image generation upstream."),
     Variable("UPSTREAM_RETRIES", "2", "Retries of a capacity error (3040), 5xx or connection failure, with backoff and jitter."),
     Variable("RATE_LIMIT", "", "Per API key limits such as `30/minute;500/day`; empty: none."),
-    Variable("MAX_INFLIGHT", "0", "Generations one process runs at once before answering 503; 0: no cap."),
+    Variable("MAX_INFLIGHT", "auto", "Images one process generates at once before answering 503 with `Retry-After`; `auto`: `GUNICORN_THREADS` less an eighth (at least 2), so health probes and refusals always find a free thread; 0: no cap."),
     Variable("MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 above it)."),
     Variable("LOG_LEVEL", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
     Variable("CF_ACCOUNTS", "", "Several Cloudflare accounts, used in order: `account_id:token[@neurons],...` (optional daily budget per account), or the path of a file holding that list. Replaces `CF_ACCOUNT_ID` + `CF_API_TOKEN`."),
@@ -200,7 +200,7 @@ class Config:
             upstream_timeout=env.number("UPSTREAM_TIMEOUT", minimum=1, maximum=3600),
             upstream_retries=env.integer("UPSTREAM_RETRIES", minimum=0, maximum=10),
             rate_limit=_rate_limit(env.text("RATE_LIMIT")),
-            max_inflight=env.integer("MAX_INFLIGHT", minimum=0, maximum=100000),
+            max_inflight=_max_inflight(env),
             max_body_bytes=env.integer("MAX_BODY_BYTES", minimum=1024, maximum=1 << 30),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
             cf_accounts=_accounts(env.text("CF_ACCOUNTS")),
@@ -279,6 +279,19 @@ class _Reader:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name} must be an http(s) URL such as https://host/path, got {raw!r}")
         return raw
+
+
+def _max_inflight(env: _Reader) -> int:
+    """MAX_INFLIGHT, or for `auto` the threads of a process less a reserve for cheap requests.
+
+    Each generation holds one of gunicorn's threads while it runs; with every thread busy,
+    /healthz would queue behind them and probes would kill a healthy process.
+    """
+    if env.text("MAX_INFLIGHT").lower() != "auto":
+        return env.integer("MAX_INFLIGHT", minimum=0, maximum=100000)
+    raw = env.environ.get("GUNICORN_THREADS", "256").strip()
+    threads = int(raw) if raw.isdigit() and int(raw) > 0 else 256
+    return max(1, threads - max(2, threads // 8))
 
 
 def _pick_backend(env: _Reader) -> str:
