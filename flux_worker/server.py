@@ -153,6 +153,23 @@ class DeadlineSocket:
         self.sock.settimeout(value)
 
 
+def client_gone(sock: socket.socket | None) -> bool:
+    """Tell whether the client of a streamed answer has closed its connection.
+
+    Peeks without consuming: end of file or a reset means gone; bytes (a pipelined request)
+    or nothing yet mean still there. A client that half-closes its sending side after the
+    request counts as gone (no HTTP client of this API does that).
+    """
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
 class BufferedThreadWorker(ThreadWorker):
     """gthread, with each request read whole in the main loop before a thread takes it."""
 

@@ -14,19 +14,26 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Generic, Iterator, TypeVar
+import time
+from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 HEARTBEAT = object()
 _END = object()
+# How often a waiting consumer asks whether its client is still there.
+GONE_CHECK_SECONDS = 0.25
 
 
 class Background(Generic[T]):
     """Items of `source`, produced by a background thread, with HEARTBEAT after silences."""
 
-    def __init__(self, source: Iterator[T], interval: float, cancel: threading.Event):
+    def __init__(self, source: Iterator[T], interval: float, cancel: threading.Event,
+                 gone: Callable[[], bool] | None = None):
         self.interval = interval
         self.cancel = cancel
+        # Asked while nothing is to be written: a stream learns that its client hung up only
+        # when a write fails, which may be after the image was made and stored for nobody.
+        self.gone = gone
         self._items: queue.SimpleQueue[tuple[object, BaseException | None]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._pump, args=(source,), name="generation",
                                         daemon=True)
@@ -47,12 +54,19 @@ class Background(Generic[T]):
         Exceptions raised by the source are re-raised here, in the consumer's thread.
         """
         try:
+            quiet_since = time.monotonic()
             while True:
+                wait = self.interval if self.gone is None else GONE_CHECK_SECONDS
                 try:
-                    item, error = self._items.get(timeout=self.interval)
+                    item, error = self._items.get(timeout=wait)
                 except queue.Empty:
-                    yield HEARTBEAT
+                    if self.gone is not None and self.gone():
+                        return      # the finally below cancels the generation
+                    if time.monotonic() - quiet_since >= self.interval:
+                        quiet_since = time.monotonic()
+                        yield HEARTBEAT
                     continue
+                quiet_since = time.monotonic()
                 if item is _END:
                     if error is not None:
                         raise error

@@ -10,12 +10,13 @@ import logging
 import threading
 import time
 
-from flask import Blueprint, Response, g, jsonify, stream_with_context
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from .. import housekeeping, openai_format
 from ..answer import ImageLinks, chat_answer, holding, sse_events
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
+from ..server import client_gone
 from ..streaming import Background
 from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
 from .auth import caller_identity, caller_key, require_api_key
@@ -72,7 +73,8 @@ def chat_completions():
         _tell_neurons(response, hold.neurons if hold else None)
         return response
     # The generation runs in its own thread from now on and holds its slot until it ends.
-    running = Background(pieces, HEARTBEAT_SECONDS, cancel)
+    sock = request.environ.get("gunicorn.socket")
+    running = Background(pieces, HEARTBEAT_SECONDS, cancel, gone=lambda: client_gone(sock))
     response = _stream(chat, cid, created, model.id, text, running, words, images)
     # Headers go before the body, so a stream can only tell the estimate (README: Costs).
     _tell_neurons(response, hold.estimate if hold else None)
