@@ -135,7 +135,7 @@ def regex_freeze(service: Service, fake, count: int = 4) -> Outcome:
         time.sleep(0.3)
         health = healthz_ok(service)
         fresh = generation(service)
-        answered = []
+        answered: list[int | None] = []
         for future in futures:
             try:
                 answered.append(future.result().status_code)
@@ -256,7 +256,7 @@ def storage_outage(service: Service, fake, redis: RedisServer, count: int = 30) 
     started = time.monotonic()
     before = upstream_calls(fake)
     redis.stop()
-    answers = []
+    answers: list[tuple[int | None, float]] = []
     try:
         for _ in range(count):
             t0 = time.monotonic()
@@ -285,13 +285,9 @@ def trickling_upstream(service: Service, fake, timeout: float) -> Outcome:
     """An upstream and an LLM sending one byte a second: cut at their deadlines."""
     started = time.monotonic()
     fake.add_faults("trickle")
-    t0 = time.monotonic()
     first = generation(service, timeout=timeout * 4 + 10)
-    image_took = time.monotonic() - t0
     fake.add_llm_faults("trickle")
-    t0 = time.monotonic()
     translated = generation(service, timeout=timeout * 4 + 10)
-    llm_took = time.monotonic() - t0
     health = healthz_ok(service)
     took = time.monotonic() - started
     return Outcome("trickling upstream", health, translated, None,
@@ -314,7 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="run one scenario (e.g. slowloris)")
     args = parser.parse_args(argv)
-    wanted = (lambda name: args.only in (None, name.replace(" ", "_"), name))
+
+    def wanted(name: str) -> bool:
+        return args.only in (None, name.replace(" ", "_"), name)
     fake = cloudflare.start(account_id="test-account", api_token="test-cf-token",
                             llm_key=LLM_KEY)
     outcomes: list[Outcome] = []

@@ -52,9 +52,9 @@ def configure(level: str, secrets: tuple[str, ...]) -> None:
             "%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     redact = RedactSecrets(secrets)
-    for handler in root.handlers + logging.getLogger("gunicorn.error").handlers:
-        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
-            handler.addFilter(redact)
+    for each in root.handlers + logging.getLogger("gunicorn.error").handlers:
+        if not any(isinstance(f, RedactSecrets) for f in each.filters):
+            each.addFilter(redact)
     logging.getLogger("flux_worker").setLevel(level)
     if root.level == logging.NOTSET or root.level > logging.getLevelName(level):
         root.setLevel(level)

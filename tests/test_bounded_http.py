@@ -20,8 +20,14 @@ from flux_worker.backends.cloudflare import CloudflareBackend
 from flux_worker.backends.openai_images import OpenAIImagesBackend, generic_model
 from flux_worker.catalog import CATALOG
 from flux_worker.errors import RateLimited, UpstreamError
-from flux_worker.http import (RETRY_AFTER_MAX, BodyTooLarge, Redirected, call, make_session,
-                              retry_after_seconds)
+from flux_worker.http import (
+    RETRY_AFTER_MAX,
+    BodyTooLarge,
+    Redirected,
+    call,
+    make_session,
+    retry_after_seconds,
+)
 from flux_worker.translate import ChatTranslator, TranslationFailed
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -30,6 +36,7 @@ GW_TOKEN = "cfgw_SECRET-gateway-token-77b1"
 GATEWAY = f"https://gateway.ai.cloudflare.com/v1/{ACCOUNT}/my-gateway"
 SCHNELL = next(m for m in CATALOG if m.id.endswith("flux-1-schnell"))
 IMAGE_KEY = "sk-image-SECRET-key-0042"
+RUN_URL = f"https://api.cloudflare.com/client/v4/accounts/{ACCOUNT}/ai/run/{SCHNELL.id}"
 
 
 def _png(width: int, height: int) -> bytes:
@@ -85,7 +92,7 @@ def test_gateway_token_never_follows_a_redirect(rsps):
 
 
 def test_cloudflare_answer_over_32_mb_is_a_502_that_says_why(rsps):
-    rsps.post(f"https://api.cloudflare.com/client/v4/accounts/{ACCOUNT}/ai/run/{SCHNELL.id}",
+    rsps.post(RUN_URL,
               body=b"x" * 100, headers={"Content-Length": str(100 * 1024 * 1024)},
               content_type="application/json", auto_calculate_content_length=False)
     with pytest.raises(UpstreamError) as caught:
@@ -95,7 +102,7 @@ def test_cloudflare_answer_over_32_mb_is_a_502_that_says_why(rsps):
 
 def test_cloudflare_image_declaring_9400_pixels_is_refused_undecoded(rsps):
     image = base64.b64encode(_png(9400, 9400)).decode()
-    rsps.post(f"https://api.cloudflare.com/client/v4/accounts/{ACCOUNT}/ai/run/{SCHNELL.id}",
+    rsps.post(RUN_URL,
               json={"result": {"image": image}, "success": True, "errors": [], "messages": []})
     with pytest.raises(UpstreamError) as caught:
         _cloudflare().generate(_req())
@@ -103,7 +110,8 @@ def test_cloudflare_image_declaring_9400_pixels_is_refused_undecoded(rsps):
 
 
 @pytest.mark.parametrize("header,expected", [
-    ("7", 7.0), ("1" * 309, float(RETRY_AFTER_MAX)), ("1" * 400, float(RETRY_AFTER_MAX)), ("nan", None),
+    ("7", 7.0), ("1" * 309, float(RETRY_AFTER_MAX)), ("1" * 400, float(RETRY_AFTER_MAX)),
+    ("nan", None),
     ("-5", 0.0), ("inf", float(RETRY_AFTER_MAX)), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
     ("soon", None), (None, None),
 ])
@@ -112,7 +120,7 @@ def test_retry_after_is_read_and_capped_in_one_place(header, expected):
 
 
 def test_a_309_digit_retry_after_does_not_reach_the_client(rsps):
-    rsps.post(f"https://api.cloudflare.com/client/v4/accounts/{ACCOUNT}/ai/run/{SCHNELL.id}",
+    rsps.post(RUN_URL,
               status=429, headers={"Retry-After": "9" * 309},
               json={"success": False, "errors": [{"code": 971, "message": "slow down"}]})
     with pytest.raises(RateLimited) as caught:

@@ -1,4 +1,4 @@
-"""A backend for any OpenAI-compatible Images API (OpenAI, Together, a local Stable Diffusion server).
+"""A backend for any OpenAI-compatible Images API (OpenAI, Together, a local Stable Diffusion).
 
 The same storage, sizing and answers apply: this backend asks for the nearest size such servers
 commonly accept (multiples of 64) and the pipeline crops and scales to the exact size asked for.
