@@ -5,7 +5,7 @@ on 127.0.0.1, bounded in count and time, and reports whether `/healthz` answered
 second during the attack, whether a fresh generation was still answered, and how many upstream
 calls (billed generations) were made for nobody:
 
-    regex freeze        chat requests of "generate" and 60 KB of spaces
+    regex freeze        chat requests of "generate", 60 KB of spaces and a word
     slowloris           300 connections trickling headers or a body
     full load           300 open streams against a 60 s upstream
     dropped streams     200 streams dropped by their clients, MAX_INFLIGHT=4, 2 s upstream
@@ -125,12 +125,12 @@ def upstream_calls(fake) -> int:
 # --- scenarios --------------------------------------------------------------------------------
 
 def regex_freeze(service: Service, fake, count: int = 4) -> Outcome:
-    """Chat requests of "generate" and 60 KB of spaces, which froze a worker for minutes."""
+    """Chat requests of "generate", 60 KB of spaces and a word, which froze a worker for minutes."""
     started = time.monotonic()
-    text = "generate" + " " * 60_000
+    text = "generate" + " " * 60_000 + "x"
     with concurrent.futures.ThreadPoolExecutor(count) as pool:
         futures = [pool.submit(requests.post, service.api + "/chat/completions", headers=AUTH,
-                               timeout=120, json={"model": "flux", "messages": [
+                               timeout=30, json={"model": "flux", "messages": [
                                    {"role": "user", "content": text}]}) for _ in range(count)]
         time.sleep(0.3)
         health = healthz_ok(service)
