@@ -21,8 +21,20 @@ bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
 # gthread, with each request read whole in the main loop before a thread takes it: a client
 # trickling its headers or body holds a buffer, not a thread (flux_worker/server.py).
 worker_class = "flux_worker.server.BufferedThreadWorker"
+
+
+def _storage_scheme() -> str:
+    """The scheme of STORAGE_URL as the service parses it ("" when the configuration is bad)."""
+    from flux_worker.config import Config, ConfigError
+
+    try:
+        return Config.from_env(os.environ).storage.scheme
+    except ConfigError:
+        return ""  # on_starting stops the start with a message naming the variable
+
+
 # memory:// keeps images inside one process, so it gets one worker unless told otherwise.
-_ONE_PROCESS_STORE = os.environ.get("STORAGE_URL", "").startswith("memory://")
+_ONE_PROCESS_STORE = _storage_scheme() == "memory"
 
 
 def _env_int(name: str, default: str) -> int:
@@ -64,11 +76,19 @@ def on_starting(server):
     except ConfigError as exc:
         print(f"flux-worker: configuration error: {exc}", file=sys.stderr)
         sys.exit(4)
-    if config.storage_url.startswith("memory://") and server.cfg.workers > 1:
+    if config.storage.scheme == "memory" and server.cfg.workers > 1:
         server.log.warning(
             "STORAGE_URL=memory:// keeps images inside each process, but %d worker processes "
             "run: an image made by one is not found by the others. Use disk:// or redis://, "
             "or run one worker (WEB_CONCURRENCY=1).", server.cfg.workers)
+    from flux_worker.storage.checks import startup_problems
+
+    # Once, in the master: names what is wrong with the storage before any request meets it.
+    for level, message in startup_problems(config):
+        if level == "error":
+            server.log.error(message)
+        else:
+            server.log.warning(message)
 
 
 def _reset_metrics_dir(server):

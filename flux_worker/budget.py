@@ -27,6 +27,8 @@ from typing import Callable, Iterable, Mapping, Protocol
 from . import metrics
 from .catalog import USD_PER_NEURON
 from .errors import QuotaExceeded
+from .storage.counters import directory, redis_client
+from .storage.location import DISK, REDIS, CountersLocation
 
 log = logging.getLogger("flux_worker.budget")
 
@@ -222,7 +224,8 @@ class RedisLedger:
     def __init__(self, url: str):
         import redis
 
-        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        # The counters' client: short timeouts, so a hung Redis cannot hold a generation.
+        self.client: redis.Redis = redis_client(CountersLocation.parse(url))
         self._charge = self.client.register_script(_CHARGE_SCRIPT)
 
     def charge(self, day: str, amounts: Mapping[str, int],
@@ -264,18 +267,15 @@ def _added(counts: Mapping[str, int], amounts: Mapping[str, int]) -> dict[str, i
     return result
 
 
-def ledger_from_location(location: str) -> Ledger:
-    """The ledger for a counters location: `redis[s]://…`, `unix://…`, `disk://<dir>` or memory.
+def ledger_from_location(location: CountersLocation) -> Ledger:
+    """The ledger where COUNTERS_URL (or its default) keeps counters: Redis, disk or memory.
 
-    A disk location is the images' directory; the ledger lives in its `budgets` subdirectory.
+    On disk the ledger has a diskcache of its own, `budgets`, inside the counters' directory.
     """
-    scheme, _, rest = location.partition("://")
-    scheme = scheme.lower()
-    if scheme in ("redis", "rediss", "unix"):
-        return RedisLedger(location)
-    if scheme == "disk":
-        path = rest if rest.startswith("/") else os.path.join(os.getcwd(), rest)
-        return DiskLedger(os.path.join(path, "budgets"))
+    if location.scheme == REDIS:
+        return RedisLedger(location.url)
+    if location.scheme == DISK:
+        return DiskLedger(os.path.join(directory(location), "budgets"))
     return MemoryLedger()
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from .storage.location import S3, CountersLocation, S3Options, StorageLocation
 from .accounts import Account, read_accounts
 from .budget import BudgetRules, parse_key_budgets, parse_neurons
 from .catalog import GPT_IMAGE_ALIASES
@@ -24,6 +25,8 @@ DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"
 DEFAULT_TRANSLATE_MODEL = "@cf/meta/llama-3.1-8b-instruct-fast"
 LANGUAGES = ("en", "de", "zh-cn", "zh-hant", "ja", "es", "fr", "ru")
 BACKENDS = ("cloudflare", "demo", "openai")
+# How answers link to images: through this service, straight to a public bucket, or presigned.
+IMAGE_LINK_MODES = ("service", "direct", "presigned")
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -65,9 +68,35 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("IMAGE_API_BASE", "", "For `IMAGE_BACKEND=openai`: base URL of an OpenAI-compatible Images API."),
     Variable("IMAGE_API_KEY", "", "For `IMAGE_BACKEND=openai`: its API key."),
     Variable("MAX_IMAGES", "4", "Largest `n` accepted by the Images API."),
-    Variable("IMAGE_EXPIRATION", "1800", "Seconds an image is kept and served."),
-    Variable("STORAGE_URL", "disk://data", "`memory://`, `disk://<relative path>`, `disk:///<absolute path>` or `redis://[:password@]host:port/db` (`rediss://` for TLS)."),
+    Variable("IMAGE_EXPIRATION", "1800",
+             "Seconds an image is kept and served; `0` keeps images for ever (bounded by "
+             "`STORAGE_MAX_BYTES`, Redis's maxmemory or the bucket)."),
+    Variable("STORAGE_URL", "disk://data",
+             "`memory://`, `disk://<relative path>`, `disk:///<absolute path>`, "
+             "`redis://[:password@]host:port/db` (`rediss://` for TLS) or "
+             "`s3://bucket/optional/prefix` (S3, R2, MinIO)."),
     Variable("STORAGE_MAX_BYTES", "1073741824", "Upper bound of the bytes kept by `memory://` and `disk://` storage (oldest go first)."),
+    Variable("COUNTERS_URL", "",
+             "Where rate-limit and budget counters live: `redis://…`, `rediss://…`, a "
+             "directory (`disk://…` or a path) or `memory://`. Empty: beside the images for "
+             "memory, disk and Redis "
+             "storage; `./data/counters` for S3 (start-up warns that hosts do not share counts)."),
+    Variable("IMAGE_LINKS", "service",
+             "Image links in answers: `service` (`/image/<key>` through this service), `direct` "
+             "(`S3_PUBLIC_BASE_URL/<object key>`) or `presigned` (presigned S3 GET, at most 7 "
+             "days)."),
+    Variable("S3_ENDPOINT_URL", "",
+             "S3 API endpoint for `s3://` storage: `https://<account>.r2.cloudflarestorage.com` "
+             "for R2, a MinIO address; empty: AWS S3."),
+    Variable("S3_PUBLIC_BASE_URL", "",
+             "For `IMAGE_LINKS=direct`: public base URL of the bucket (an R2 public bucket, "
+             "custom domain or CDN); links are `<base>/<prefix><key>`."),
+    Variable("AWS_REGION", "",
+             "Region of the bucket for `s3://` storage (`auto` for R2); empty: boto3's default."),
+    Variable("AWS_ACCESS_KEY_ID", "",
+             "Access key id for `s3://` storage; empty: boto3's usual credential chain (instance"
+             " role, ~/.aws)."),
+    Variable("AWS_SECRET_ACCESS_KEY", "", "Secret access key for `s3://` storage."),
     Variable("PUBLIC_BASE_URL", "", "Base of image links (`https://img.example.com`); empty derives it from the request."),
     Variable("TRUSTED_PROXIES", "127.0.0.1,::1", "Comma-separated addresses/networks whose `X-Forwarded-Proto`/`-Host`/`-For` are believed; `*` trusts all, empty none."),
     Variable("LANGUAGE", "en", "Language of the chat answer: en, de, zh-cn, zh-hant, ja, es, fr, ru."),
@@ -114,8 +143,18 @@ class Config:
     image_api_key: str = ""
     max_images: int = 4
     image_expiration: int = 1800
-    storage_url: str = "disk://data"
+    storage: StorageLocation = field(
+        default_factory=lambda: StorageLocation.parse(_DEFAULTS["STORAGE_URL"]))
     storage_max_bytes: int = 1 << 30
+    counters: CountersLocation = field(
+        default_factory=lambda: CountersLocation.following(
+            StorageLocation.parse(_DEFAULTS["STORAGE_URL"])))
+    image_links: str = "service"
+    s3_endpoint_url: str = ""
+    s3_public_base_url: str = ""
+    aws_region: str = ""
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = field(default="", repr=False)
     public_base_url: str = ""
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     language: str = "en"
@@ -151,11 +190,19 @@ class Config:
         """Whether requests must carry one of the API keys."""
         return bool(self.api_keys)
 
+    @property
+    def s3(self) -> S3Options:
+        """How to reach the S3-compatible store of `s3://` storage."""
+        return S3Options(region=self.aws_region, endpoint_url=self.s3_endpoint_url,
+                         access_key_id=self.aws_access_key_id,
+                         secret_access_key=self.aws_secret_access_key)
+
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, so the log filter can redact them."""
         values = (*self.api_keys, self.cf_api_token, self.external_api_key,
                   self.image_api_key, self.cf_ai_gateway_token, self.admin_api_key,
-                  *(a.token for a in self.cf_accounts))
+                  *(a.token for a in self.cf_accounts), self.aws_secret_access_key,
+                  _password(self.storage.url), _password(self.counters.url))
         return tuple(v for v in values if v and len(v) >= 4)
 
     @classmethod
@@ -167,6 +214,7 @@ class Config:
         translate_name = "CF_IS_TRANSLATE"
         if translate_raw is None and environ.get("PROMPT_OPTIMIZATION") is not None:
             translate_name = "PROMPT_OPTIMIZATION"
+        storage = _storage(env.text("STORAGE_URL"))
         cfg = cls(
             api_keys=api_keys,
             cf_account_id=env.text("CF_ACCOUNT_ID"),
@@ -190,9 +238,16 @@ class Config:
             image_api_base=env.url("IMAGE_API_BASE", optional=True),
             image_api_key=env.text("IMAGE_API_KEY"),
             max_images=env.integer("MAX_IMAGES", minimum=1, maximum=10),
-            image_expiration=env.integer("IMAGE_EXPIRATION", minimum=1, maximum=366 * 86400),
-            storage_url=_storage_url(env.text("STORAGE_URL") or "disk://data"),
+            image_expiration=env.integer("IMAGE_EXPIRATION", minimum=0, maximum=366 * 86400),
+            storage=storage,
             storage_max_bytes=env.integer("STORAGE_MAX_BYTES", minimum=1 << 20, maximum=1 << 50),
+            counters=_counters(env.text("COUNTERS_URL"), storage),
+            image_links=env.choice("IMAGE_LINKS", IMAGE_LINK_MODES, lower=True),
+            s3_endpoint_url=env.url("S3_ENDPOINT_URL", optional=True).rstrip("/"),
+            s3_public_base_url=env.url("S3_PUBLIC_BASE_URL", optional=True).rstrip("/"),
+            aws_region=env.text("AWS_REGION"),
+            aws_access_key_id=env.text("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=env.text("AWS_SECRET_ACCESS_KEY"),
             public_base_url=env.url("PUBLIC_BASE_URL", optional=True).rstrip("/"),
             trusted_proxies=_proxies(env.text("TRUSTED_PROXIES", keep_empty=True)),
             language=env.choice("LANGUAGE", LANGUAGES, lower=True),
@@ -304,6 +359,29 @@ def _pick_backend(env: _Reader) -> str:
     return "cloudflare" if has_cf else "demo"
 
 
+def _storage(url: str) -> StorageLocation:
+    try:
+        return StorageLocation.parse(url)
+    except ValueError as exc:
+        raise ConfigError(f"STORAGE_URL: {exc}") from None
+
+
+def _counters(url: str, storage: StorageLocation) -> CountersLocation:
+    if not url:
+        return CountersLocation.following(storage)
+    try:
+        return CountersLocation.parse(url)
+    except ValueError as exc:
+        raise ConfigError(f"COUNTERS_URL: {exc}") from None
+
+
+def _password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
 def _accounts(raw: str) -> tuple[Account, ...]:
     if not raw:
         return ()
@@ -318,16 +396,6 @@ def _key_budgets(raw: str, api_keys: tuple[str, ...]) -> tuple[tuple[str, float]
         return tuple(parse_key_budgets(raw, api_keys).items())
     except ValueError as exc:
         raise ConfigError(f"KEY_BUDGETS {exc}") from None
-
-
-def _storage_url(url: str) -> str:
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in ("memory", "disk", "redis", "rediss", "unix"):
-        raise ConfigError(
-            f"STORAGE_URL must start with memory://, disk://, redis:// or rediss://, got {url!r}")
-    if scheme == "disk" and not url[len("disk://"):]:
-        raise ConfigError("STORAGE_URL disk:// needs a path, such as disk://data or disk:///var/lib/flux-worker")
-    return url
 
 
 def _model_names(name: str, raw: str) -> tuple[str, ...]:
@@ -374,6 +442,14 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(
             "API_KEY is required when a real image backend is configured: "
             "set API_KEY to one or more comma-separated client keys")
+    if cfg.image_links != "service" and cfg.storage.scheme != S3:
+        raise ConfigError(
+            f"IMAGE_LINKS={cfg.image_links} needs object storage (STORAGE_URL=s3://bucket/...); "
+            "with other storage, links go through this service (IMAGE_LINKS=service)")
+    if cfg.image_links == "direct" and not cfg.s3_public_base_url:
+        raise ConfigError(
+            "S3_PUBLIC_BASE_URL is required when IMAGE_LINKS=direct: set it to the bucket's "
+            "public URL (an R2 public bucket, a custom domain or a CDN)")
     if cfg.translate and cfg.external_api_base and not cfg.external_model:
         raise ConfigError("EXTERNAL_MODEL is required when EXTERNAL_API_BASE is set")
     if cfg.translate and not cfg.external_api_base and not cfg.cloudflare_accounts:

@@ -615,7 +615,7 @@ def _schemas(max_images: int) -> dict:
         "ServiceStatus": _obj(
             {"service": {"const": "flux-worker"}, "status": {"const": "ok"},
              "backend": _str(), "demo": {"type": "boolean"}, "storage": _str(),
-             "image_expiration": _int("Seconds an image is kept."),
+             "image_expiration": _int("Seconds an image is kept; 0: kept for ever."),
              "auth_required": {"type": "boolean"},
              "translation": _nullable(_str("The translation model, or null when off.")),
              "default_model": _str(), "models": {"type": "array", "items": _str()},

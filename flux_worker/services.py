@@ -19,7 +19,8 @@ from .catalog import ModelRegistry
 from .config import Config, ConfigError
 from .http import make_session
 from .pipeline import Pipeline
-from .storage import ImageStore, storage_from_url
+from .storage import ImageStore, open_store
+from .storage.links import ImageLinks, image_links
 from .throttle import InflightGate, RateLimiter
 from .translate import ChatTranslator, Translator
 
@@ -41,6 +42,7 @@ class Services:
     pipeline: Pipeline
     session: requests.Session | None = None
     admission: Admission = field(default_factory=lambda: Admission(None, InflightGate(0)))
+    links: ImageLinks = field(default_factory=ImageLinks)  # IMAGE_LINKS: how answers link images
     books: Books = field(default_factory=lambda: Books(MemoryLedger(), BudgetRules()))
     accounts: AccountPool | None = None       # the Cloudflare backend's accounts
 
@@ -57,22 +59,22 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
     models = build_models(config)
     session = make_session(pool_size)
     # The budgets count where the rate limits count, so every instance sees the same spend.
-    books = Books(ledger_from_location(config.storage_url), config.budget_rules())
+    books = Books(ledger_from_location(config.counters), config.budget_rules())
     accounts = (AccountPool(config.cloudflare_accounts, books)
                 if config.image_backend == "cloudflare" else None)
     backend = build_backend(config, session, accounts)
     translator = build_translator(config, session)
     try:
-        store = storage_from_url(config.storage_url, max_bytes=config.storage_max_bytes)
+        store = open_store(config.storage, max_bytes=config.storage_max_bytes, s3=config.s3)
     except ValueError as exc:
         raise ConfigError(f"STORAGE_URL: {exc}") from None
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
                         expiration=config.image_expiration, default_steps=config.flux_num_steps)
-    limiter = RateLimiter(config.rate_limit, config.storage_url) if config.rate_limit else None
+    limiter = RateLimiter(config.rate_limit, config.counters) if config.rate_limit else None
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, session=session,
                     admission=Admission(limiter, InflightGate(config.max_inflight), books),
-                    books=books, accounts=accounts)
+                    books=books, accounts=accounts, links=image_links(config, store))
 
 
 def build_models(config: Config) -> ModelRegistry:

@@ -1,9 +1,10 @@
 """Rate limits per API key (shared by all processes and hosts) and a per-process in-flight cap.
 
-Counting is done by the `limits` library in the storage the images use, so every gunicorn process
-and every host behind a load balancer agrees: `memory://` (one process), `redis://` (limits' own
-Redis storage) and `disk://`, for which `limits` has no storage, so a small one on diskcache is
-registered here (diskcache's transactions make the count atomic across processes).
+Counting is done by the `limits` library in the counter store (COUNTERS_URL, by default beside
+the images), so every gunicorn process and every host behind a load balancer agrees: `memory://`
+(one process), `redis://` (limits' own Redis storage) and disk, for which `limits` has no storage,
+so a small one on diskcache is registered here (diskcache's transactions make the count atomic
+across processes).
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from limits import parse_many
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from .errors import Overloaded, RateLimited, StorageError
+from .storage.counters import directory, redis_client
+from .storage.location import DISK, REDIS, CountersLocation
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +76,17 @@ class DiskcacheStorage(Storage):
         self.cache.delete(key + ":expires")
 
 
-def limits_storage_url(storage_url: str) -> str:
-    """The `limits` storage URL that shares counts the way STORAGE_URL shares images."""
-    scheme, _, rest = storage_url.partition("://")
-    if scheme == "disk":
-        path = rest if rest.startswith("/") else os.path.join(os.getcwd(), rest)
-        return "flux+disk://" + os.path.join(path, "rate-limits")
-    if scheme in ("redis", "rediss", "unix"):
-        return storage_url
-    return "memory://"
+def limits_storage(counters: CountersLocation) -> Storage:
+    """The `limits` storage for COUNTERS_URL (by default beside the images: see location.py)."""
+    if counters.scheme == REDIS:
+        from limits.storage import RedisStorage
+
+        # The pool of counters.redis_client, so the limiter gets its short timeouts.
+        return RedisStorage(counters.url,
+                            connection_pool=redis_client(counters).connection_pool)
+    if counters.scheme == DISK:
+        return DiskcacheStorage("flux+disk://" + directory(counters))
+    return MemoryStorage()
 
 
 class RateLimiter:
@@ -93,9 +97,9 @@ class RateLimiter:
     upstream quota while Redis is down.
     """
 
-    def __init__(self, spec: str, storage_url: str):
+    def __init__(self, spec: str, counters: CountersLocation):
         self.items = parse_many(spec.replace(";", ","))
-        self.storage = storage_from_string(limits_storage_url(storage_url))
+        self.storage = limits_storage(counters)
         self.strategy = FixedWindowRateLimiter(self.storage)
 
     def test(self, identity: str) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from tests.helpers import AUTH, app_with
 from tests.redis_server import redis_server, redis_url  # noqa: F401  (fixtures for all tests)
+from tests.s3_server import s3_location, s3_server  # noqa: F401  (fixtures for all tests)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from flux_worker.admission import Admission, Ticket
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.errors import Overloaded, RateLimited, StorageError
 from flux_worker.services import build_services
+from flux_worker.storage import CountersLocation
 from flux_worker.throttle import InflightGate, RateLimiter
 
 from .helpers import TEST_KEY, make_config
@@ -29,7 +30,8 @@ def test_ticket_releases_exactly_once():
 
 
 def test_admit_counts_images_in_slots_and_in_the_limit():
-    admission = Admission(RateLimiter("5/minute", "memory://"), InflightGate(4))
+    limiter = RateLimiter("5/minute", CountersLocation.parse("memory://"))
+    admission = Admission(limiter, InflightGate(4))
     ticket = admission.admit("key", 4)
     assert admission.gate.in_use == 4
     with pytest.raises(Overloaded):
@@ -58,7 +60,7 @@ class _BrokenStorage:
 
 
 def test_the_limiter_fails_closed_without_naming_the_address():
-    limiter = RateLimiter("5/minute", "memory://")
+    limiter = RateLimiter("5/minute", CountersLocation.parse("memory://"))
     limiter.strategy.storage = _BrokenStorage()
     for call in (lambda: limiter.hit("k"), lambda: limiter.test("k")):
         with pytest.raises(StorageError) as info:

@@ -20,6 +20,7 @@ from flux_worker.budget import (
     utc_day,
 )
 from flux_worker.errors import QuotaExceeded
+from flux_worker.storage import CountersLocation
 
 ALICE, BOB, CAROL = "sk-alice-0001", "sk-bob-0002", "sk-carol-0003"
 
@@ -175,12 +176,17 @@ def test_parse_key_budgets_never_echoes_a_key():
                                                               short_hash("sk-b"): 500.0}
 
 
-def test_ledger_from_location(tmp_path):
-    assert isinstance(ledger_from_location("memory://"), MemoryLedger)
-    disk = ledger_from_location(f"disk://{tmp_path}")
+def test_ledger_from_location(tmp_path, redis_url):
+    assert isinstance(ledger_from_location(CountersLocation.parse("memory://")), MemoryLedger)
+    disk = ledger_from_location(CountersLocation.parse(f"disk://{tmp_path}"))
     assert isinstance(disk, DiskLedger)
     assert (tmp_path / "budgets").is_dir()
     disk.close()
+    remote = ledger_from_location(CountersLocation.parse(redis_url))
+    assert isinstance(remote, RedisLedger)
+    # The counters' client: a hung Redis costs a generation two seconds, not a hang.
+    assert remote.client.connection_pool.connection_kwargs["socket_timeout"] == 2.0
+    remote.close()
 
 
 def test_disk_ledger_is_shared_by_two_openers(tmp_path, clock):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 
@@ -18,7 +19,7 @@ def test_defaults_match_the_worker():
     assert cfg.flux_num_steps == 4 and cfg.image_expiration == 1800
     assert cfg.flux_model == "@cf/black-forest-labs/flux-1-schnell"
     assert cfg.translate is False and cfg.language == "en"
-    assert cfg.storage_url == "disk://data"
+    assert cfg.storage.scheme == "disk" and cfg.storage.path == os.path.abspath("data")
     assert cfg.cf_api_base == "https://api.cloudflare.com/client/v4"
 
 

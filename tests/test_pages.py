@@ -9,7 +9,7 @@ import pytest
 
 from flux_worker import create_app
 
-from .helpers import make_config
+from .helpers import app_with, make_config
 
 HTML = {"Accept": "text/html"}
 
@@ -123,3 +123,9 @@ def test_csp_only_on_the_page(client, auth):
     assert "Content-Security-Policy" not in client.get("/healthz").headers
     resp = client.get("/v1/models", headers=auth)
     assert "Content-Security-Policy" not in resp.headers
+
+
+def test_page_says_images_are_kept_for_ever_with_image_expiration_0():
+    with app_with(IMAGE_EXPIRATION=0) as (app, _services):
+        page = app.test_client().get("/", headers=HTML).get_data(as_text=True)
+    assert "images kept <strong>for ever</strong></li>" in page

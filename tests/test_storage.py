@@ -1,4 +1,5 @@
-"""One contract suite for every image store (memory, disk, a real Redis), plus each one's failures.
+"""One contract suite for every image store (memory, disk, a real Redis, S3 on a moto server),
+plus each one's failures.
 
 Expiry is tested with a fake clock, never with sleep; failures the test machine cannot produce
 (a full disk, a read-only database while running as root) are injected with mocks.
@@ -25,11 +26,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flux_worker.errors import StorageError, StorageFull
-from flux_worker.storage import (ImageStore, StoredImage, is_valid_key, new_key,
-                                 storage_from_url)
+from flux_worker.storage import (
+    KEEP_FOREVER,
+    ImageStore,
+    StoredImage,
+    is_valid_key,
+    new_key,
+    storage_from_url,
+)
+from flux_worker.storage.base import FOREVER_TTL
 from flux_worker.storage.disk import DiskStore
 from flux_worker.storage.memory import MemoryStore
 from flux_worker.storage.redis import RedisStore
+from flux_worker.storage.s3 import S3Store
 from tests.redis_server import RedisServer
 
 MAX_BYTES = 1 << 20
@@ -62,10 +71,14 @@ def make_store(kind: str, request, clock, tmp_path) -> ImageStore:
         return MemoryStore(max_bytes=MAX_BYTES, clock=clock)
     if kind == "disk":
         return DiskStore(tmp_path / "images", max_bytes=MAX_BYTES, clock=clock)
+    if kind == "s3":
+        location = request.getfixturevalue("s3_location")
+        server = request.getfixturevalue("s3_server")
+        return S3Store(location.bucket, location.prefix, server.options, clock=clock)
     return RedisStore(request.getfixturevalue("redis_url"), clock=clock)
 
 
-@pytest.fixture(params=["memory", "disk", "redis"])
+@pytest.fixture(params=["memory", "disk", "redis", "s3"])
 def store(request, clock, tmp_path):
     """Each backend in turn, with the fake clock."""
     built = make_store(request.param, request, clock, tmp_path)
@@ -85,7 +98,7 @@ def bounded_store(request, clock, tmp_path):
 
 def test_store_satisfies_the_protocol(store):
     assert isinstance(store, ImageStore)
-    assert store.kind in ("memory", "disk", "redis")
+    assert store.kind in ("memory", "disk", "redis", "s3")
 
 
 @pytest.mark.parametrize("size", [0, 1000, 100_000])
@@ -149,9 +162,21 @@ def test_ping_passes_on_a_working_store(store):
     store.ping()
 
 
-def test_put_rejects_a_non_positive_ttl(store):
+def test_put_rejects_a_negative_ttl(store):
     with pytest.raises(ValueError):
-        store.put(new_key(), JPEG, "image/jpeg", 0)
+        store.put(new_key(), JPEG, "image/jpeg", -1)
+
+
+def test_a_ttl_of_zero_keeps_the_image_for_ever(store, clock):
+    key = new_key()
+    stored = store.put(key, JPEG, "image/jpeg", KEEP_FOREVER)
+    assert stored.forever
+    clock.advance(20 * 365 * 86400)
+    found = store.get(key)
+    assert found == stored and found.forever and found.ttl(clock()) == FOREVER_TTL
+    opened = store.open(key)
+    with opened.file:
+        assert opened.forever and opened.file.read() == JPEG
 
 
 def test_many_threads_put_and_get_without_mixing_entries(store):
@@ -196,6 +221,17 @@ def test_the_byte_bound_evicts_the_oldest_images(bounded_store):
     assert bounded_store.get(keys[0]) is None
     assert bounded_store.get(keys[-1]).data == bytes([47]) * size
     # disk's bound is soft (it counts the SQLite file and culls after the write).
+    assert 0 < len(kept) * size <= MAX_BYTES + size
+
+
+def test_images_kept_for_ever_are_still_bounded_oldest_first(bounded_store):
+    size = 64 << 10
+    keys = [new_key() for _ in range(48)]
+    for i, key in enumerate(keys):
+        bounded_store.put(key, bytes([i]) * size, "image/jpeg", KEEP_FOREVER)
+    assert bounded_store.get(keys[0]) is None
+    assert bounded_store.get(keys[-1]).data == bytes([47]) * size
+    kept = [key for key in keys if bounded_store.get(key) is not None]
     assert 0 < len(kept) * size <= MAX_BYTES + size
 
 
@@ -416,6 +452,16 @@ def test_redis_out_of_memory_is_storage_full(redis_server):
         admin.config_set("maxmemory", "0")
         admin.close()
     store.ping()
+
+
+def test_redis_entry_kept_for_ever_has_no_ttl(redis_url):
+    store = RedisStore(redis_url)
+    key = new_key()
+    store.put(key, JPEG, "image/jpeg", KEEP_FOREVER)
+    admin = redis_py.Redis.from_url(redis_url)
+    assert admin.ttl(f"flux-worker:image:{key}") == -1  # exists, no expiry
+    admin.close()
+    store.close()
 
 
 def test_redis_entry_has_native_expiry_and_one_hash(redis_url, clock):

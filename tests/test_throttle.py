@@ -10,22 +10,23 @@ from flux_worker import create_app
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.errors import Overloaded, RateLimited
 from flux_worker.services import build_services
-from flux_worker.throttle import InflightGate, RateLimiter, limits_storage_url
+from flux_worker.storage import CountersLocation
+from flux_worker.throttle import InflightGate, RateLimiter
 
 from .helpers import TEST_KEY, make_config
 
 
 @pytest.fixture(params=["memory", "disk", "redis"])
-def storage_url(request, tmp_path):
+def counters(request, tmp_path):
     if request.param == "memory":
-        return "memory://"
+        return CountersLocation.parse("memory://")
     if request.param == "disk":
-        return f"disk://{tmp_path}"
-    return request.getfixturevalue("redis_url")
+        return CountersLocation.parse(f"disk://{tmp_path}")
+    return CountersLocation.parse(request.getfixturevalue("redis_url"))
 
 
-def test_limit_then_429_with_retry_after(storage_url):
-    limiter = RateLimiter("2/minute;100/day", storage_url)
+def test_limit_then_429_with_retry_after(counters):
+    limiter = RateLimiter("2/minute;100/day", counters)
     limiter.hit("key-a")
     limiter.hit("key-a")
     with pytest.raises(RateLimited) as info:
@@ -39,20 +40,15 @@ def test_limit_then_429_with_retry_after(storage_url):
 @pytest.mark.parametrize("kind", ["disk", "redis"])
 def test_disk_and_redis_counts_are_shared_between_instances(kind, tmp_path, request):
     # memory:// counts are per process by design, so it is not in this test.
-    storage_url = f"disk://{tmp_path}" if kind == "disk" else request.getfixturevalue("redis_url")
-    first, second = RateLimiter("3/minute", storage_url), RateLimiter("3/minute", storage_url)
+    url = f"disk://{tmp_path}" if kind == "disk" else request.getfixturevalue("redis_url")
+    counters = CountersLocation.parse(url)
+    first, second = RateLimiter("3/minute", counters), RateLimiter("3/minute", counters)
     first.hit("shared")
     second.hit("shared")
     first.hit("shared")
     with pytest.raises(RateLimited):
         second.hit("shared")
     first.storage.reset()
-
-
-def test_limits_storage_follows_image_storage(tmp_path):
-    assert limits_storage_url("memory://") == "memory://"
-    assert limits_storage_url("redis://h:6379/1") == "redis://h:6379/1"
-    assert limits_storage_url("disk:///var/x") == "flux+disk:///var/x/rate-limits"
 
 
 def test_inflight_gate():

@@ -11,6 +11,7 @@
   const GALLERY_MAX = 12;
   // Expired entries stay (marked) for a day so people see what happened, then they go.
   const EXPIRED_KEEP_MS = 24 * 3600 * 1000;
+  const NEVER = Number.MAX_SAFE_INTEGER;   // the "expires" of an image kept for ever
   // A ratio, a WxH size or --ar already in the prompt wins over the picker (the server
   // reads only the last ratio, so appending another would turn the first into prompt text).
   const HAS_SIZE = /(?:^|\s)(?:\d+\s*:\s*\d+|\d+\s*[x×]\s*\d+)\s*$|--ar\s/i;
@@ -230,7 +231,9 @@
     if (!url) throw new Error("The answer ended without an image link; see the progress above.");
 
     const stated = answer.match(/📐[^\n]*?(\d+)\s*[x×]\s*(\d+)/);
-    const expires = Date.now() + config.image_expiration * 1000;
+    // IMAGE_EXPIRATION=0 keeps images for ever: a date no countdown reaches (JSON-safe).
+    const expires = config.image_expiration ? Date.now() + config.image_expiration * 1000
+      : NEVER;
     const loaded = new Promise((resolve) => {
       img.onload = () => resolve(true);
       img.onerror = () => resolve(false);
@@ -318,6 +321,7 @@
       const shot = el.closest(".shot, .result");
       if (shot) shot.classList.toggle("expired", left <= 0);
       if (left <= 0) { el.textContent = "expired"; continue; }
+      if (Number(el.dataset.expires) >= NEVER) { el.textContent = "kept for ever"; continue; }
       const h = Math.floor(left / 3600);
       const m = Math.floor((left % 3600) / 60);
       const s = String(left % 60).padStart(2, "0");

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -13,6 +14,19 @@ from ..errors import StorageFull
 # 16 random bytes = 128 bits, URL-safe base64 without padding: 22 characters.
 KEY_BYTES = 16
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+# A ttl of 0 (IMAGE_EXPIRATION=0) keeps an image for ever: its `expires` is infinite and only the
+# store's own bound (STORAGE_MAX_BYTES, Redis's maxmemory, the bucket's lifecycle) removes it.
+KEEP_FOREVER = 0
+NEVER = math.inf
+# What `ttl` reports for an image kept for ever: a year, the longest lifetime HTTP caches honour.
+FOREVER_TTL = 365 * 86400
+
+
+def seconds_left(expires: float, now: float) -> int:
+    """Whole seconds from `now` until `expires` (never negative; FOREVER_TTL for NEVER)."""
+    if expires == NEVER:
+        return FOREVER_TTL
+    return max(0, int(expires - now))
 
 
 def new_key() -> str:
@@ -32,28 +46,35 @@ class StoredImage:
     data: bytes
     content_type: str
     created: float   # unix time it was stored
-    expires: float   # unix time it stops being served
+    expires: float   # unix time it stops being served (NEVER when kept for ever)
+
+    @property
+    def forever(self) -> bool:
+        """Whether the image is kept for ever (IMAGE_EXPIRATION=0)."""
+        return self.expires == NEVER
 
     def ttl(self, now: float) -> int:
-        """Whole seconds left to live at `now` (never negative)."""
-        return max(0, int(self.expires - now))
+        """Whole seconds left to live at `now` (never negative; FOREVER_TTL when kept for ever)."""
+        return seconds_left(self.expires, now)
 
 
 def new_entry(data: bytes, content_type: str, ttl: int, now: float,
               max_bytes: int | None = None) -> StoredImage:
     """Check what `put` was given and build the entry to keep.
 
-    :raises ValueError: for a ttl that is not positive (a caller's bug, not the client's).
+    `ttl` is in seconds; KEEP_FOREVER (0) keeps the image until the store's bound removes it.
+
+    :raises ValueError: for a negative ttl (a caller's bug, not the client's).
     :raises StorageFull: when the image alone is larger than the whole store.
     """
-    if ttl <= 0:
-        raise ValueError(f"ttl must be positive, got {ttl}")
+    if ttl < 0:
+        raise ValueError(f"ttl must be positive, or 0 for ever, got {ttl}")
     if max_bytes is not None and len(data) > max_bytes:
         raise StorageFull(
             f"Image storage is full: the image ({len(data)} bytes) is larger than "
             f"STORAGE_MAX_BYTES ({max_bytes}); raise STORAGE_MAX_BYTES.")
     # bytes(...) because a bytearray or memoryview would be pickled or aliased, not kept raw.
-    return StoredImage(bytes(data), content_type, now, now + ttl)
+    return StoredImage(bytes(data), content_type, now, NEVER if ttl == KEEP_FOREVER else now + ttl)
 
 
 @dataclass(frozen=True)
@@ -76,13 +97,22 @@ class ImageFile:
         return cls(io.BytesIO(item.data), len(item.data), item.content_type, item.created,
                    item.expires)
 
+    @property
+    def forever(self) -> bool:
+        """Whether the image is kept for ever (IMAGE_EXPIRATION=0)."""
+        return self.expires == NEVER
+
     def ttl(self, now: float) -> int:
-        """Whole seconds left to live at `now` (never negative)."""
-        return max(0, int(self.expires - now))
+        """Whole seconds left to live at `now` (never negative; FOREVER_TTL when kept for ever)."""
+        return seconds_left(self.expires, now)
 
 
 class OpensFromMemory:
     """For stores that hold images as bytes: `open` wraps what `get` returns."""
+
+    def get(self, key: str) -> StoredImage | None:  # pragma: no cover - every store defines it
+        """Return the entry, or None when it is missing or expired."""
+        raise NotImplementedError
 
     def open(self, key: str) -> ImageFile | None:
         """Return the entry wrapped as a file, or None when it is missing or expired."""
@@ -98,10 +128,10 @@ class ImageStore(Protocol):
     written entry, and raise `errors.StorageError` (or `StorageFull`) when they cannot work.
     """
 
-    kind: str  # "memory", "disk", "redis": shown on the welcome page and /readyz
+    kind: str  # "memory", "disk", "redis", "s3": shown on the welcome page and /readyz
 
     def put(self, key: str, data: bytes, content_type: str, ttl: int) -> StoredImage:
-        """Store `data` under `key` for `ttl` seconds."""
+        """Store `data` under `key` for `ttl` seconds (KEEP_FOREVER: until the bound evicts it)."""
 
     def get(self, key: str) -> StoredImage | None:
         """Return the entry, or None when it is missing or expired."""

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 import diskcache
 
 from ..errors import StorageError, StorageFull
-from .base import ImageFile, StoredImage, new_entry
+from .base import KEEP_FOREVER, ImageFile, StoredImage, new_entry
 
 FULL_MESSAGE = "Image storage is full: free disk space or lower STORAGE_MAX_BYTES."
 # How long a write waits for another process's SQLite write lock. diskcache's default, 60 s,
@@ -97,7 +97,7 @@ class DiskStore:
                 eviction_policy="least-recently-stored")
 
     def put(self, key: str, data: bytes, content_type: str, ttl: int) -> StoredImage:
-        """Store `data` under `key` for `ttl` seconds.
+        """Store `data` under `key` for `ttl` seconds (KEEP_FOREVER: until the bound evicts it).
 
         :raises StorageFull: when the disk (or quota) is full or the image exceeds the bound.
         :raises StorageError: when the directory is not writable or is locked too long.
@@ -108,7 +108,7 @@ class DiskStore:
             # `expire` lets diskcache drop the entry by itself (judged by its wall clock);
             # `get` judges the tag's `expires` by our clock, so a fake clock works in tests.
             # bytes(...) because a bytearray or memoryview would be pickled, not kept raw.
-            self._cache.set(key, item.data, expire=ttl, tag=tag)
+            self._cache.set(key, item.data, expire=None if ttl == KEEP_FOREVER else ttl, tag=tag)
         return item
 
     def get(self, key: str) -> StoredImage | None:

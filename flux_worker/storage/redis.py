@@ -21,8 +21,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from ..errors import StorageError, StorageFull
-from . import redact
-from .base import OpensFromMemory, StoredImage, new_entry
+from .base import KEEP_FOREVER, OpensFromMemory, StoredImage, new_entry
+from .location import redact
 
 PREFIX = "flux-worker:image:"
 PING_KEY = "flux-worker:ping"
@@ -52,10 +52,11 @@ class RedisStore(OpensFromMemory):
                 # default (10 retries, up to 1 s apart) would hold a request ~10 s in an outage.
                 retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.05), retries=1))
         except ValueError as exc:
-            raise ValueError(f"invalid Redis URL {redact(url, url)!r}: {redact(str(exc), url)}") from None
+            raise ValueError(
+                f"invalid Redis URL {redact(url, url)!r}: {redact(str(exc), url)}") from None
 
     def put(self, key: str, data: bytes, content_type: str, ttl: int) -> StoredImage:
-        """Store `data` under `key` for `ttl` seconds.
+        """Store `data` under `key` for `ttl` seconds (KEEP_FOREVER: no expiry at all).
 
         :raises StorageFull: when Redis is out of memory (maxmemory reached).
         :raises StorageError: when Redis is unreachable or refuses the write.
@@ -70,7 +71,8 @@ class RedisStore(OpensFromMemory):
                 pipe.hset(name, mapping={"data": item.data, "type": content_type,
                                          "created": repr(item.created),
                                          "expires": repr(item.expires)})
-                pipe.expire(name, ttl)
+                if ttl != KEEP_FOREVER:  # for ever: only maxmemory (with an LRU policy) evicts
+                    pipe.expire(name, ttl)
                 pipe.execute()
         return item
 
@@ -80,7 +82,7 @@ class RedisStore(OpensFromMemory):
         :raises StorageError: when Redis is unreachable.
         """
         with self._errors():
-            fields = self._client.hgetall(PREFIX + key)
+            fields: dict[bytes, bytes] = self._client.hgetall(PREFIX + key)  # type: ignore[assignment]
         if not all(name in fields for name in FIELDS):
             return None
         try:

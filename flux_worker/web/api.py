@@ -22,7 +22,7 @@ from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_gen
 from .auth import caller_identity, caller_key, require_api_key
 from .body import json_body
 from .context import services
-from .links import image_link, public_base_url
+from .links import image_linker, public_base_url
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
@@ -64,7 +64,7 @@ def chat_completions():
     ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
     hold = ticket.hold
     cancel = threading.Event()
-    links = ImageLinks(lambda key: image_link(base, key))
+    links = ImageLinks(image_linker(base))
     pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel, hold,
                                  svc.config.show_cost), ticket)
     images = links if chat.wants_images else None
@@ -127,7 +127,7 @@ def images_generations():
     # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
     response_format = req.response_format or svc.models.default_response_format(req.model)
     items = openai_format.image_items(
-        batch.results, response_format, lambda key: image_link(base, key),
+        batch.results, response_format, image_linker(base),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=model.seed)
     response = jsonify(openai_format.images_response(

@@ -65,18 +65,20 @@ def index():
             "steps": {m.id: m.capabilities()["steps"] for m in svc.models.models}}
     response = make_response(render_template("index.html", info=info, models=svc.models.models,
                                              page=page, ratios=RATIOS))
-    response.headers["Content-Security-Policy"] = page_csp(svc.config.public_base_url)
+    response.headers["Content-Security-Policy"] = page_csp(svc.config.public_base_url,
+                                                           svc.links.foreign_origin())
     return response
 
 
-def page_csp(public_base: str) -> str:
+def page_csp(public_base: str, image_origin: str | None = None) -> str:
     """The welcome page's Content-Security-Policy: only this service's own files and API.
 
-    Images may also come from PUBLIC_BASE_URL's origin when links point elsewhere.
+    Images may also come from PUBLIC_BASE_URL's origin when links point elsewhere, and from
+    the bucket's (`image_origin`) when IMAGE_LINKS sends them straight there.
     """
     images = ["'self'", "data:", "blob:"]
-    if public_base:
-        parts = urlsplit(public_base)
+    for base in filter(None, (public_base, image_origin)):
+        parts = urlsplit(base)
         origin = f"{parts.scheme}://{parts.netloc}"
         # Only a plain host[:port] goes into the header, so no value can inject a directive.
         plain = re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", parts.netloc) is not None

@@ -47,12 +47,13 @@ class Service:
 
 
 def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int | None = 2,
-                  wait: bool = True) -> Service:
+                  wait: bool = True, port: int | None = None) -> Service:
     """Start `gunicorn -c gunicorn.conf.py -b 127.0.0.1:<port> app:app` with `env`.
 
-    `workers=None` leaves WEB_CONCURRENCY unset, so gunicorn.conf.py picks the number.
+    `workers=None` leaves WEB_CONCURRENCY unset, so gunicorn.conf.py picks the number; `port`
+    restarts a service where it was, so links it gave keep their address.
     """
-    port = free_port()
+    port = port or free_port()
     tmp_path.mkdir(parents=True, exist_ok=True)
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
                 "LANG": "C.UTF-8", "GUNICORN_THREADS": "16",

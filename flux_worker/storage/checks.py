@@ -1,0 +1,82 @@
+"""The start-up check of storage and counters: problems named once, in the log, before traffic.
+
+Nothing here stops the start: a bucket or Redis that is down now may be up in a minute, and
+/readyz answers 503 meanwhile. Configuration that cannot work is refused earlier, by Config.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import StorageError
+from . import open_store
+from .counters import redis_client
+from .links import MAX_PRESIGN_SECONDS, PRESIGNED
+from .location import MEMORY, REDIS, S3
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+ERROR, WARNING = "error", "warning"
+
+
+def startup_problems(config: "Config") -> list[tuple[str, str]]:
+    """(level, message) for each problem of the storage configuration, checking the store live."""
+    problems = [(WARNING, message) for message in advice(config)]
+    try:
+        store = open_store(config.storage, max_bytes=config.storage_max_bytes, s3=config.s3)
+    except (ValueError, StorageError) as exc:
+        return problems + [(ERROR, f"STORAGE_URL={config.storage}: {exc}")]
+    try:
+        store.ping()
+    except StorageError as exc:
+        problems.append((ERROR, f"STORAGE_URL={config.storage}: {exc.message} Until this is "
+                                "fixed, /readyz answers 503 and generations answer 503."))
+    finally:
+        store.close()
+    if config.counters.scheme == REDIS:
+        problems += _counters_problems(config)
+    return problems
+
+
+def _counters_problems(config: "Config") -> list[tuple[str, str]]:
+    """Whether the Redis that holds the counters answers now."""
+    import redis
+
+    client = redis_client(config.counters)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = "refused the credentials" if isinstance(exc, redis.AuthenticationError) \
+            else f"is unreachable ({type(exc).__name__})"
+        return [(ERROR, f"COUNTERS_URL={config.counters}: Redis {reason}. Until this is fixed, "
+                        "rate-limited generations answer 503.")]
+    finally:
+        client.close()
+    return []
+
+
+def advice(config: "Config") -> list[str]:
+    """Warnings about settings that work but may not do what the operator expects."""
+    found = []
+    if config.storage.scheme == S3 and config.counters.defaulted:
+        found.append(
+            f"Rate-limit counters are kept on this host's disk ({config.counters.path}) because "
+            "object storage cannot count: several hosts will not share counts. Set "
+            "COUNTERS_URL=redis://... to share them.")
+    if config.image_links == PRESIGNED and (
+            config.image_expiration == 0 or config.image_expiration > MAX_PRESIGN_SECONDS):
+        kept = "for ever" if config.image_expiration == 0 else f"{config.image_expiration} s"
+        found.append(
+            f"IMAGE_LINKS=presigned: images are kept {kept}, but a presigned link is valid for at "
+            "most 7 days (the limit of S3's SigV4 signatures), so links stop working after 7 "
+            "days. Use IMAGE_LINKS=direct with S3_PUBLIC_BASE_URL, or IMAGE_LINKS=service, for "
+            "links that last as long as the images.")
+    if config.image_expiration == 0 and config.storage.scheme == REDIS:
+        found.append(
+            "IMAGE_EXPIRATION=0 with Redis storage: images never expire and fill Redis's memory. "
+            "Set maxmemory with maxmemory-policy allkeys-lru, or use disk:// or s3:// storage.")
+    if config.image_expiration == 0 and config.storage.scheme == MEMORY:
+        found.append("IMAGE_EXPIRATION=0 with memory:// storage: images are still lost when the "
+                     "process restarts.")
+    return found
