@@ -8,6 +8,7 @@ unexpected exception becomes a 500 that reveals nothing but a request id.
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -24,10 +25,14 @@ from ..logs import printable
 from .body import too_large
 from .context import services
 
-# What a caller without a key learns when storage fails: that it failed, not where it lives
-# (a Redis error names host and port, a disk error may name a path).
-STORAGE_UNAVAILABLE = ("Image storage is unavailable right now. Try again in a few seconds; "
-                       "the operator finds the cause in the server log.")
+# What a caller without a key learns when storage fails: what failed, not where it lives (a
+# Redis error names host and port, an S3 one its endpoint, a disk one may name a path).
+_ADDRESSES = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*+://\S++"                    # URLs
+    r"|\[[0-9A-Fa-f:.]++\](?::[0-9]++)?+"                   # [IPv6]:port
+    r"|\b[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]++)?+"       # IPv4[:port]
+    r"|\b[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)*+:[0-9]{2,5}\b"  # host:port
+    r"|(?<![\w.])/[\w.~-]++(?:/[\w.~-]*+)++")              # absolute paths
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +67,19 @@ def _from_http(exc: HTTPException) -> APIError:
     return ServerError("The server could not complete the request.")
 
 
+def without_addresses(text: str) -> str:
+    """Text with URLs, IP addresses, host:port pairs and absolute paths replaced."""
+    return _ADDRESSES.sub("<address>", text)
+
+
 def public(exc: APIError) -> APIError:
-    """The error as a caller may see it: storage details only behind a key (open routes: none)."""
+    """The error as a caller may see it: storage errors on open routes name no address."""
     if not isinstance(exc, StorageError):
         return exc
     behind_key = request.blueprint == "api" and services().config.auth_required
     if behind_key:
         return exc
-    hidden = type(exc)(STORAGE_UNAVAILABLE, retry_after=exc.retry_after)
+    hidden = type(exc)(without_addresses(exc.message), retry_after=exc.retry_after)
     hidden.status = exc.status
     return hidden
 

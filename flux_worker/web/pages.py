@@ -109,10 +109,11 @@ def readyz():
         svc.pipeline.health.probe()
         checks["storage"] = "ok"
     except StorageError as exc:
-        # An open route: the cause (host, port, path) goes to the log, not to the caller.
+        # An open route: the cause is told, its addresses (host, port, path) only in the log.
         log.warning("readiness: storage unavailable: %s", exc.message)
-        checks["storage"] = "unavailable"
-        body = public(exc).body()
+        shown = public(exc)
+        checks["storage"] = shown.message
+        body = shown.body()
         body["status"] = "unavailable"
         body["checks"] = checks
         response = jsonify(body)
