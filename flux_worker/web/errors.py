@@ -56,7 +56,8 @@ def _from_http(exc: HTTPException) -> APIError:
                         "The API lives under /v1 (chat/completions, images/generations, models); "
                         "GET / describes the service.")
     if exc.code == 405:
-        allowed = ", ".join(sorted(exc.valid_methods or [])) if hasattr(exc, "valid_methods") else ""
+        methods = getattr(exc, "valid_methods", None) or []
+        allowed = ", ".join(sorted(methods))
         where = printable(request.path, 200)
         return MethodNotAllowed(f"{request.method} is not allowed on {where}"
                                 + (f"; use {allowed}." if allowed else "."))
