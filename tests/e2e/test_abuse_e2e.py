@@ -115,3 +115,24 @@ def test_storage_outage_buys_no_generation(fake_cf, cf, tmp_path):
             assert outcome.generation.startswith("200"), outcome   # back once Redis is
         finally:
             svc.stop()
+
+
+def test_strange_bodies_are_refused_before_any_upstream_call(service, cf):
+    """Through gunicorn: a chunked body over MAX_BODY_BYTES is 413, lone surrogates and deep
+    nesting are 400, and the counting fake sees no generation for any of them."""
+    url = service.api + "/chat/completions"
+
+    def chunks():
+        for _ in range(2048):
+            yield b"a" * 1024                        # 2 MB, over the 1 MB default
+    too_big = requests.post(url, headers=abuse.AUTH, data=chunks(), timeout=30)
+    assert too_big.status_code == 413, too_big.text
+    for raw in (b'{"model": "flux", "stream": true, "messages": '
+                b'[{"role": "user", "content": "a cat \\ud83d"}]}',
+                b'{"model": "flux", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
+        refused = requests.post(url, data=raw, timeout=30, headers={
+            **abuse.AUTH, "Content-Type": "application/json"})
+        assert refused.status_code == 400, refused.text
+        assert refused.headers["Content-Type"].startswith("application/json")
+    assert abuse.upstream_calls(cf) == 0
+    _healthy_after(service)
