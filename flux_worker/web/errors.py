@@ -98,8 +98,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException):
         response = error_response(_from_http(exc))
-        if exc.code == 405 and getattr(exc, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        methods = getattr(exc, "valid_methods", None)
+        if exc.code == 405 and methods:
+            response.headers["Allow"] = ", ".join(methods)
         return response
 
     @app.errorhandler(Exception)
