@@ -48,6 +48,15 @@ def chat_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
         lines.append(words("clamped", model=job.model.short_name, options=", ".join(job.clamped)))
     yield "\n".join(lines) + "\n"
     result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel, hold=hold)
+    yield from image_pieces(result, words, image_url, show_cost)
+
+
+def image_pieces(result: ImageResult, words: Phrasebook, image_url: Callable[[str], str],
+                 show_cost: bool = False) -> Iterator[str]:
+    """Yield the image piece of a chat answer (and, with show_cost, what it cost).
+
+    The end of every chat answer that made an image: a new picture's and an edit's.
+    """
     yield (f"{words('success')}\n{words('result')}\n\n"
            f"![{words('alt')}]({image_url(result.key)})")
     if show_cost and result.neurons is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import ModelNotFound, PromptTooLong
+from .errors import InvalidRequest, ModelNotFound, PromptTooLong
 
 # --- OpenAI name aliases (issue 13) ---
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
@@ -131,6 +131,13 @@ class ModelSpec:
     created: int = 1735689600
     price: Price | None = None             # None: no Workers AI price (another provider's model)
     default_steps: int = 4                 # what the model runs when no steps are sent
+    # --- image input (issue 11) ---------------------------------------------------------------
+    reference_images: int = 0              # FLUX.2: up to N references as input_image_0..N-1
+    source_image: bool = False             # img2img: one source image (image_b64)
+    mask: bool = False                     # inpainting: a mask beside the source image
+    strength: bool = False                 # how far the result may move from the source, 0..1
+    needs_image: bool = False              # refuses a text-only request (img2img, inpainting)
+    # --- end image input ----------------------------------------------------------------------
 
     @property
     def short_name(self) -> str:
@@ -147,6 +154,32 @@ class ModelSpec:
             raise PromptTooLong(
                 f"The prompt has {len(prompt)} characters; {self.short_name} accepts at most "
                 f"{self.max_prompt}. Shorten the prompt and try again.", param="prompt")
+
+    # --- image input (issue 11) ---------------------------------------------------------------
+    @property
+    def max_images(self) -> int:
+        """How many input images the model takes (0: none)."""
+        return self.reference_images or (1 if self.source_image else 0)
+
+    def image_capabilities(self) -> dict:
+        """The image-input part of /v1/models/<id>."""
+        return {
+            "reference_images": self.reference_images,
+            "source_image": self.source_image,
+            "max_images": self.max_images,
+            "mask": self.mask,
+            "strength": self.strength,
+            "requires_image": self.needs_image,
+        }
+
+    def check_text_only(self) -> None:
+        """Raise InvalidRequest when the model cannot draw without an input image."""
+        if self.needs_image:
+            raise InvalidRequest(
+                f"{self.short_name} changes an existing picture and needs an input image: use "
+                "POST /v1/images/edits (or attach an image in chat), or pick a text-to-image "
+                "model.", param="model", code="image_required")
+    # --- end image input ----------------------------------------------------------------------
 
     def output_limits(self) -> tuple[int, int]:
         """The smallest and largest side an answer may state for this model."""
@@ -196,33 +229,49 @@ class ModelSpec:
             "negative_prompt": self.negative_prompt,
             "response": self.response,
             "max_prompt_chars": self.max_prompt,
+            "image_input": self.image_capabilities(),
         }
 
 
-_SD = dict(size=SizeRange(256, 2048), steps_field="num_steps", steps_max=20, seed=True,
-           guidance=(0.0, 30.0), negative_prompt=True, response="binary", default_steps=20)
 _KLEIN_4B = Price(tile=usd(0.000287), input_tile=usd(0.000059))
 # The SD family is in beta at $0 (sdxl-lightning is listed so; the others are not listed).
 _SD_UNLISTED = Price(listed=False, note="not listed: assumed $0 like sdxl-lightning")
-_FLUX2 = dict(encoding="multipart", size=SizeRange(256, 1920, (1024, 768)), seed=True,
-              guidance=(0.0, 20.0))
+
+
+def _stable_diffusion(id: str, aliases: tuple[str, ...], owned_by: str, description: str, *,
+                      price: Price, source_image: bool = False, mask: bool = False) -> ModelSpec:
+    """A Stable Diffusion family entry: JSON in, raw PNG out, num_steps <= 20 (one schema)."""
+    return ModelSpec(id, aliases, owned_by, description, size=SizeRange(256, 2048),
+                     steps_field="num_steps", steps_max=20, seed=True, guidance=(0.0, 30.0),
+                     negative_prompt=True, response="binary", default_steps=20, price=price,
+                     source_image=source_image, mask=mask, strength=source_image,
+                     needs_image=source_image)
+
+
+def _flux2(id: str, aliases: tuple[str, ...], description: str, *, price: Price,
+           steps_field: str | None = None, steps_max: int = 8, default_steps: int = 4
+           ) -> ModelSpec:
+    """A FLUX.2 entry: multipart only, 256-1920 px, seed, guidance, 4 reference images."""
+    return ModelSpec(id, aliases, "black-forest-labs", description, encoding="multipart",
+                     size=SizeRange(256, 1920, (1024, 768)), seed=True, guidance=(0.0, 20.0),
+                     reference_images=4, price=price, steps_field=steps_field,
+                     steps_max=steps_max, default_steps=default_steps)
+
 
 CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec("@cf/black-forest-labs/flux-1-schnell", ("flux-1-schnell", "flux-schnell", "flux"),
               "black-forest-labs", "FLUX.1 [schnell]: fast, 1-8 steps, fixed 1024x1024 output",
               steps_field="steps", steps_max=8, max_prompt=2048,
               price=Price(tile=4.8, step=9.6)),
-    ModelSpec("@cf/black-forest-labs/flux-2-dev", ("flux-2-dev",), "black-forest-labs",
-              "FLUX.2 [dev]: high quality, slower", steps_field="steps", steps_max=50,
-              default_steps=25, price=Price(tile_step=usd(0.00041), input_tile_step=usd(0.00021)),
-              **_FLUX2),
-    ModelSpec("@cf/black-forest-labs/flux-2-klein-4b", ("flux-2-klein-4b", "klein-4b"),
-              "black-forest-labs", "FLUX.2 [klein] 4B: fast, fixed 4 steps", steps_field=None,
-              price=_KLEIN_4B, **_FLUX2),
-    ModelSpec("@cf/black-forest-labs/flux-2-klein-9b", ("flux-2-klein-9b", "klein-9b"),
-              "black-forest-labs", "FLUX.2 [klein] 9B: fixed 4 steps", steps_field=None,
-              price=Price(_KLEIN_4B.tile, input_tile=_KLEIN_4B.input_tile, listed=False,
-                          note="not listed: assumed equal to klein-4b"), **_FLUX2),
+    _flux2("@cf/black-forest-labs/flux-2-dev", ("flux-2-dev",),
+           "FLUX.2 [dev]: high quality, slower", steps_field="steps", steps_max=50,
+           default_steps=25, price=Price(tile_step=usd(0.00041), input_tile_step=usd(0.00021))),
+    _flux2("@cf/black-forest-labs/flux-2-klein-4b", ("flux-2-klein-4b", "klein-4b"),
+           "FLUX.2 [klein] 4B: fast, fixed 4 steps", price=_KLEIN_4B),
+    _flux2("@cf/black-forest-labs/flux-2-klein-9b", ("flux-2-klein-9b", "klein-9b"),
+           "FLUX.2 [klein] 9B: fixed 4 steps",
+           price=Price(_KLEIN_4B.tile, input_tile=_KLEIN_4B.input_tile, listed=False,
+                       note="not listed: assumed equal to klein-4b")),
     ModelSpec("@cf/leonardo/lucid-origin", ("lucid-origin",), "leonardo",
               "Leonardo Lucid Origin: prompt-faithful, sharp text",
               size=SizeRange(256, 2500, (1120, 1120)), steps_field="steps", steps_max=40,
@@ -233,14 +282,24 @@ CATALOG: tuple[ModelSpec, ...] = (
               size=SizeRange(256, 2048), steps_field="num_steps", steps_max=50, seed=True,
               guidance=(2.0, 10.0), negative_prompt=True, response="binary", default_steps=25,
               price=Price(tile=usd(0.0058), step=usd(0.00011))),
-    ModelSpec("@cf/bytedance/stable-diffusion-xl-lightning", ("sdxl-lightning",), "bytedance",
-              "SDXL-Lightning: 1024px images in a few steps",
-              price=Price(note="listed at $0 in beta"), **_SD),
-    ModelSpec("@cf/stabilityai/stable-diffusion-xl-base-1.0", ("sdxl-base", "sdxl"),
-              "stabilityai", "Stable Diffusion XL base 1.0", price=_SD_UNLISTED, **_SD),
-    ModelSpec("@cf/lykon/dreamshaper-8-lcm", ("dreamshaper-8-lcm", "dreamshaper"), "lykon",
-              "DreamShaper 8 LCM: photorealistic SD 1.5 fine-tune", price=_SD_UNLISTED,
-              **_SD),
+    _stable_diffusion("@cf/bytedance/stable-diffusion-xl-lightning", ("sdxl-lightning",),
+                      "bytedance", "SDXL-Lightning: 1024px images in a few steps",
+                      price=Price(note="listed at $0 in beta")),
+    _stable_diffusion("@cf/stabilityai/stable-diffusion-xl-base-1.0", ("sdxl-base", "sdxl"),
+                      "stabilityai", "Stable Diffusion XL base 1.0", price=_SD_UNLISTED),
+    _stable_diffusion("@cf/lykon/dreamshaper-8-lcm", ("dreamshaper-8-lcm", "dreamshaper"),
+                      "lykon", "DreamShaper 8 LCM: photorealistic SD 1.5 fine-tune",
+                      price=_SD_UNLISTED),
+    # img2img and inpainting change a source image: they refuse text-only requests.
+    _stable_diffusion("@cf/runwayml/stable-diffusion-v1-5-img2img",
+                      ("stable-diffusion-v1-5-img2img", "sd15-img2img", "img2img"), "runwayml",
+                      "Stable Diffusion 1.5 img2img: redraws a source image after a prompt",
+                      price=_SD_UNLISTED, source_image=True),
+    _stable_diffusion("@cf/runwayml/stable-diffusion-v1-5-inpainting",
+                      ("stable-diffusion-v1-5-inpainting", "sd15-inpainting", "inpainting"),
+                      "runwayml",
+                      "Stable Diffusion 1.5 inpainting: repaints the masked area of a source "
+                      "image", price=_SD_UNLISTED, source_image=True, mask=True),
 )
 
 
@@ -266,9 +325,11 @@ class ModelRegistry:
     """The models this instance offers, looked up by id or alias."""
 
     def __init__(self, offered: tuple[ModelSpec, ...], default: ModelSpec,
-                 gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES):
+                 gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES,
+                 edit_model: ModelSpec | None = None):
         self.models = offered
         self.default = default
+        self.edit_model = edit_model   # EDIT_MODEL: draws image requests for models without input
         self._by_name: dict[str, ModelSpec] = {}
         for spec in offered:
             for name in (spec.id, *spec.aliases):
@@ -280,14 +341,21 @@ class ModelRegistry:
     @classmethod
     def build(cls, names: tuple[str, ...], default_name: str,
               catalog: tuple[ModelSpec, ...] = CATALOG,
-              gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES) -> "ModelRegistry":
+              gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES,
+              edit_name: str = "") -> "ModelRegistry":
         """Pick the offered models by id or alias; raise ValueError naming an unknown one."""
         everything = cls(catalog, catalog[0], gpt_image_names)
         offered = tuple(dict.fromkeys(everything.find_known(n) for n in names)) if names else catalog
         default = everything.find_known(default_name)
         if default not in offered:
             offered = (default, *offered)
-        return cls(offered, default, gpt_image_names)
+        edit_model = everything.find_known(edit_name) if edit_name else None
+        if edit_model is not None and edit_model.max_images == 0:
+            raise ValueError(f"EDIT_MODEL {edit_name!r} takes no input images; pick one that "
+                             "does, such as flux-2-klein-4b")
+        if edit_model is not None and edit_model not in offered:
+            offered = (*offered, edit_model)
+        return cls(offered, default, gpt_image_names, edit_model)
 
     def default_response_format(self, name: str | None) -> str:
         """The Images API answer form when the request names none: `url` or `b64_json`."""
@@ -322,3 +390,35 @@ class ModelRegistry:
     def for_chat(self, name: str | None) -> ModelSpec:
         """The model named in a chat request, falling back to the default for any other name."""
         return self.get(name) or self.default
+
+
+# --- image input (issue 11) ----------------------------------------------------------------------
+
+def model_for_images(requested: ModelSpec, count: int, has_mask: bool,
+                     edit_model: ModelSpec | None) -> ModelSpec:
+    """The model that draws a request bringing `count` images; raise InvalidRequest if none can.
+
+    A model that takes no images is replaced by EDIT_MODEL (the answer says which model drew);
+    a model that takes images but fewer than sent, or no mask, is an error the client can fix.
+    """
+    model = requested
+    if requested.max_images == 0:
+        if edit_model is None or edit_model.max_images == 0:
+            raise InvalidRequest(
+                f"{requested.short_name} cannot take input images, and no EDIT_MODEL is set to "
+                "draw edits instead. Pick a model that takes images (GET /v1/models/<id> lists "
+                "`image_input`), such as flux-2-klein-4b.", param="model",
+                code="model_cannot_take_images")
+        model = edit_model
+    if count > model.max_images:
+        raise InvalidRequest(
+            f"{model.short_name} takes at most {model.max_images} input image"
+            f"{'s' if model.max_images != 1 else ''}; {count} were sent. Send fewer images.",
+            param="image", code="too_many_images")
+    if has_mask and not model.mask:
+        raise InvalidRequest(
+            f"{model.short_name} does not take a mask. Leave the mask out, or use a model that "
+            "takes one, such as stable-diffusion-v1-5-inpainting.", param="mask",
+            code="mask_not_supported")
+    return model
+# --- end image input -----------------------------------------------------------------------------

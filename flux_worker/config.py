@@ -113,6 +113,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KEY_BUDGETS", "", "Daily budgets of single API keys: `sk-alice=3000,sk-bob=500` (neurons); they override `KEY_DAILY_NEURONS`."),
     Variable("ADMIN_API_KEY", "", "Key for `GET /v1/usage` with every key's (by short hash) and every account's spend; not a client key."),
     Variable("SHOW_COST", "false", "`true`: the chat answer ends with one line giving the neurons the image cost and its price at the paid rate."),
+    # --- image input (issue 11) -------------------------------------------------------------------
+    Variable("EDIT_MODEL", "flux-2-klein-4b", "Model that draws a request bringing images when the named model takes none; empty: such a request is a 400."),
+    Variable("CHAT_EDITS", "explicit", "`explicit`: a chat message edits only with attached images or `--edit`; `auto`: the translation LLM also decides whether a follow-up edits the last image (without an LLM, as `explicit`)."),
+    Variable("FETCH_REMOTE_IMAGES", "false", "`true`: image links to other sites are downloaded (public addresses only, short timeout); off, only uploads, `data:` URLs and this service's own links are read."),
+    Variable("MAX_INPUT_IMAGE_BYTES", "10485760", "Largest single input image (upload, `data:` URL or download), in bytes."),
+    Variable("MAX_UPLOAD_BYTES", "20971520", "Largest multipart body of `/v1/images/edits` and `/v1/images/variations` (413 above it); JSON bodies keep `MAX_BODY_BYTES`."),
+    # --- end image input --------------------------------------------------------------------------
 )
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
 
@@ -165,6 +172,13 @@ class Config:
     max_inflight: int = 0
     max_body_bytes: int = 1 << 20
     log_level: str = "INFO"
+    # --- image input (issue 11) -------------------------------------------------------------------
+    edit_model: str = "flux-2-klein-4b"
+    chat_edits: str = "explicit"
+    fetch_remote_images: bool = False
+    max_input_image_bytes: int = 10 << 20
+    max_upload_bytes: int = 20 << 20
+    # --- end image input --------------------------------------------------------------------------
     cf_accounts: tuple[Account, ...] = ()
     daily_neurons: float | None = None
     key_daily_neurons: float | None = None
@@ -264,6 +278,13 @@ class Config:
             key_budgets=_key_budgets(env.text("KEY_BUDGETS"), api_keys),
             admin_api_key=env.text("ADMIN_API_KEY"),
             show_cost=env.boolean("SHOW_COST"),
+            # image input (issue 11)
+            edit_model=env.text("EDIT_MODEL", keep_empty=True),
+            chat_edits=env.choice("CHAT_EDITS", ("explicit", "auto"), lower=True),
+            fetch_remote_images=env.boolean("FETCH_REMOTE_IMAGES"),
+            max_input_image_bytes=env.integer("MAX_INPUT_IMAGE_BYTES", minimum=1024,
+                                              maximum=1 << 30),
+            max_upload_bytes=env.integer("MAX_UPLOAD_BYTES", minimum=1024, maximum=1 << 31),
         )
         _check_consistency(cfg)
         return cfg

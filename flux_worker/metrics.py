@@ -18,8 +18,16 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
-                               Histogram, generate_latest, multiprocess)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from .errors import APIError
 
@@ -104,7 +112,7 @@ def track_generation(model_id: str) -> Iterator[Generation]:
         IN_FLIGHT.dec()
         # A failed call still spent that long upstream (a timeout shows in the top bucket).
         generation.upstream_done()
-        UPSTREAM_LATENCY.labels(model_id).observe(generation.upstream_seconds)
+        UPSTREAM_LATENCY.labels(model_id).observe(generation.upstream_seconds or 0.0)
         GENERATIONS.labels(model_id, outcome).inc()
 
 

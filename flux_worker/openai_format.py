@@ -12,7 +12,7 @@ import base64
 import json
 import secrets
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 DONE = "data: [DONE]\n\n"
 
@@ -141,12 +141,18 @@ def error_body(message: str, type_: str, param: str | None = None,
 
 
 class _Image(Protocol):
-    key: str
-    data: bytes
-    seed: int | None
+    # Read-only, so frozen dataclasses (the pipeline's ImageResult) satisfy it.
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def seed(self) -> int | None: ...
 
 
-def image_items(results: list[_Image], response_format: str, link: Callable[[str], str], *,
+def image_items(results: Sequence[_Image], response_format: str, link: Callable[[str], str], *,
                 revised_prompt: str | None = None,
                 show_seed: bool = False) -> list[dict[str, Any]]:
     """The `data` items of an Images answer: raw base64 (no `data:` prefix) or absolute links."""

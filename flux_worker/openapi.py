@@ -30,6 +30,8 @@ OPENAPI_VERSION = "3.1.0"
 ALIASES = {
     "/v1/chat/completions": "/chat/completions",
     "/v1/images/generations": "/images/generations",
+    "/v1/images/edits": "/images/edits",
+    "/v1/images/variations": "/images/variations",
     "/v1/models": "/models",
     "/v1/models/{model_id}": "/models/{model_id}",
     "/v1/usage": "/usage",
@@ -77,6 +79,8 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/": {"get": _index()},
         "/v1/chat/completions": {"post": _chat_completions(max_body_bytes)},
         "/v1/images/generations": {"post": _images_generations(max_images, max_body_bytes)},
+        "/v1/images/edits": {"post": _images_edits(max_images)},
+        "/v1/images/variations": {"post": _images_variations(max_images)},
         "/v1/models": {"get": _list_models()},
         "/v1/models/{model_id}": {"get": _get_model()},
         "/v1/usage": {"get": _usage()},
@@ -289,6 +293,74 @@ def _images_generations(max_images: int, max_body_bytes: int) -> dict:
             "options": {"model": "sdxl-lightning", "prompt": "a castle", "seed": 42, "steps": 4,
                         "negative_prompt": "blurry", "guidance": 7.5},
         }))
+
+
+# --- image input (issue 11) ----------------------------------------------------------------------
+
+def _images_edits(max_images: int) -> dict:
+    return _operation(
+        "createImageEdit", "images", "Edit images (OpenAI Images API)",
+        "1 to 4 images changed after a prompt: a multipart form with `image` or `image[]` files "
+        "(PNG, JPEG, WebP or GIF) and an optional `mask` (fully transparent where the image "
+        "should change), or JSON with `images: [{\"image_url\": ...}]` (`data:` URLs, this "
+        "service's own `/image/{key}` links, other links only with FETCH_REMOTE_IMAGES). A "
+        "model that takes no images is replaced by EDIT_MODEL (`requested_model` then names the "
+        "one asked for). Uploads over MAX_UPLOAD_BYTES are refused with 413. Answers like "
+        "`/v1/images/generations`.",
+        {"200": _ok("The images.", _json(_ref("ImagesResponse"))),
+         **_errors(*sorted((*GENERATION_ERRORS, 404)))},
+        secured=True,
+        requestBody={"required": True, "content": {
+            "multipart/form-data": {"schema": _ref("ImageEditForm")},
+            **_json(_ref("ImageEditJson"), examples={"data_url": {
+                "summary": "data URL", "value": {
+                    "prompt": "make it blue",
+                    "images": [{"image_url": "data:image/png;base64,iVBORw0KGgo="}]}}}),
+        }})
+
+
+def _images_variations(max_images: int) -> dict:
+    return _operation(
+        "createImageVariation", "images", "Variations of an image (OpenAI Images API)",
+        "`n` new takes on one image, each with its own seed. Answers like "
+        "`/v1/images/generations`.",
+        {"200": _ok("The images.", _json(_ref("ImagesResponse"))),
+         **_errors(*sorted((*GENERATION_ERRORS, 404)))},
+        secured=True,
+        requestBody={"required": True, "content": {
+            "multipart/form-data": {"schema": _ref("ImageVariationForm")}}})
+
+
+def _edit_schemas(max_images: int) -> dict:
+    binary = {"type": "string", "format": "binary"}
+    common = {
+        "model": _str("An offered model id or alias; one that takes no images means "
+                      "EDIT_MODEL."),
+        "n": _int("How many images (1 to MAX_IMAGES).", minimum=1, maximum=max_images),
+        "size": _str("`WIDTHxHEIGHT`, a ratio such as `16:9`, or `auto` (the input's "
+                     "proportions)."),
+        "response_format": _str(enum=["url", "b64_json"]),
+        "output_format": _str(enum=["png", "jpeg", "jpg", "webp"]),
+        "seed": _int(minimum=0, maximum=2**32 - 1),
+    }
+    edit = {
+        **common, "prompt": _str("The change to make, such as `make it blue`.", minLength=1),
+        "steps": _int(minimum=1, maximum=100), "negative_prompt": _str(),
+        "strength": {"type": "number", "minimum": 0, "maximum": 1},
+        "guidance": {"type": "number", "minimum": 0, "maximum": 100},
+    }
+    ref = _obj({"image_url": {"anyOf": [_str(), _obj({"url": _str()}, ["url"])]}},
+               ["image_url"])
+    return {
+        "ImageEditForm": _obj({**edit, "image": binary,
+                               "image[]": {"type": "array", "items": binary, "maxItems": 4},
+                               "mask": binary}, ["prompt"]),
+        "ImageEditJson": _obj({**edit, "images": {"type": "array", "items": ref,
+                                                  "minItems": 1, "maxItems": 4},
+                               "mask": ref}, ["prompt", "images"]),
+        "ImageVariationForm": _obj({**common, "image": binary}, ["image"]),
+    }
+# --- end image input -----------------------------------------------------------------------------
 
 
 def _list_models() -> dict:
@@ -551,8 +623,11 @@ def _schemas(max_images: int) -> dict:
                                           "items": _ref("ImageItem")},
              "size": _str("The size of every image, present only when it is one of the "
                           "sizes OpenAI's answer allows.", enum=sorted(OPENAI_IMAGE_SIZES)),
-             "output_format": _str(enum=sorted(OPENAI_OUTPUT_FORMATS))},
+             "output_format": _str(enum=sorted(OPENAI_OUTPUT_FORMATS)),
+             "model": _str("The model that drew (edits and variations)."),
+             "requested_model": _str("The model asked for, when EDIT_MODEL drew instead.")},
             ["created", "data"]),
+        **_edit_schemas(max_images),
 
         "Model": _obj(
             {"id": _str(examples=["@cf/black-forest-labs/flux-1-schnell"]),
@@ -574,7 +649,11 @@ def _schemas(max_images: int) -> dict:
                                      "minItems": 2, "maxItems": 2}, {"type": "null"}]},
              "negative_prompt": {"type": "boolean"},
              "response": _str(enum=["json", "binary"]),
-             "max_prompt_chars": _nullable(_int())}),
+             "max_prompt_chars": _nullable(_int()),
+             "image_input": _obj({"reference_images": _int(), "source_image": {"type": "boolean"},
+                                  "max_images": _int(), "mask": {"type": "boolean"},
+                                  "strength": {"type": "boolean"},
+                                  "requires_image": {"type": "boolean"}})}),
         "ModelDetail": {"allOf": [_ref("Model"), _obj(
             {"aliases": {"type": "array", "items": _str()}, "description": _str(),
              "capabilities": _ref("ModelCapabilities"), "default": {"type": "boolean"},

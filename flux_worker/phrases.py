@@ -24,6 +24,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ Image generation failed: {}",
         "cost": "💰 Cost: {neurons} neurons ({usd} at the Workers AI paid rate)",
         "housekeeping": "This is an image generation model: send a description of the picture you want, such as `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Reference: {}",
+        "attached": "attached image {n} ({size})",
+        "instruction": "✏️ Instruction: {}",
+        "model": "🤖 Model: {}",
+        "model_instead": "🤖 Model: {model} ({requested} takes no images; EDIT_MODEL drew this edit)",
     },
     "de": {
         "original": "🎨 Ursprünglicher Prompt: {}",
@@ -42,6 +48,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ Bilderstellung fehlgeschlagen: {}",
         "cost": "💰 Kosten: {neurons} Neuronen ({usd} zum bezahlten Workers-AI-Tarif)",
         "housekeeping": "Dies ist ein Bildgenerierungsmodell: Beschreiben Sie das gewünschte Bild, zum Beispiel `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Vorlage: {}",
+        "attached": "angehängtes Bild {n} ({size})",
+        "instruction": "✏️ Anweisung: {}",
+        "model": "🤖 Modell: {}",
+        "model_instead": "🤖 Modell: {model} ({requested} nimmt keine Bilder; EDIT_MODEL hat diese Bearbeitung erstellt)",
     },
     "zh-cn": {
         "original": "🎨 原始提示词：{}",
@@ -60,6 +72,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ 图像生成失败：{}",
         "cost": "💰 费用：{neurons} 神经元（按 Workers AI 付费价格约 {usd}）",
         "housekeeping": "这是一个图像生成模型：请描述你想要的图片，例如 `一只可爱的猫 16:9`。",
+        # image input (issue 11)
+        "references": "🖼️ 参考图：{}",
+        "attached": "附加图像 {n}（{size}）",
+        "instruction": "✏️ 编辑指令：{}",
+        "model": "🤖 模型：{}",
+        "model_instead": "🤖 模型：{model}（{requested} 不接受图像；由 EDIT_MODEL 完成此编辑）",
     },
     "zh-hant": {
         "original": "🎨 原始提示詞：{}",
@@ -78,6 +96,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ 圖像生成失敗：{}",
         "cost": "💰 費用：{neurons} 神經元（按 Workers AI 付費價格約 {usd}）",
         "housekeeping": "這是一個圖像生成模型：請描述你想要的圖片，例如 `一隻可愛的貓 16:9`。",
+        # image input (issue 11)
+        "references": "🖼️ 參考圖：{}",
+        "attached": "附加圖像 {n}（{size}）",
+        "instruction": "✏️ 編輯指令：{}",
+        "model": "🤖 模型：{}",
+        "model_instead": "🤖 模型：{model}（{requested} 不接受圖像；由 EDIT_MODEL 完成此編輯）",
     },
     "ja": {
         "original": "🎨 元のプロンプト：{}",
@@ -96,6 +120,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ 画像の生成に失敗しました：{}",
         "cost": "💰 コスト：{neurons} ニューロン（Workers AI 有料料金で {usd}）",
         "housekeeping": "これは画像生成モデルです。欲しい画像を説明してください（例：`a cute cat 16:9`）。",
+        # image input (issue 11)
+        "references": "🖼️ 参照画像：{}",
+        "attached": "添付画像 {n}（{size}）",
+        "instruction": "✏️ 指示：{}",
+        "model": "🤖 モデル：{}",
+        "model_instead": "🤖 モデル：{model}（{requested} は画像を受け付けないため EDIT_MODEL が編集しました）",
     },
     "es": {
         "original": "🎨 Prompt original: {}",
@@ -114,6 +144,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ La generación de la imagen falló: {}",
         "cost": "💰 Coste: {neurons} neuronas ({usd} con la tarifa de pago de Workers AI)",
         "housekeeping": "Este es un modelo de generación de imágenes: describe la imagen que quieres, por ejemplo `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Referencia: {}",
+        "attached": "imagen adjunta {n} ({size})",
+        "instruction": "✏️ Instrucción: {}",
+        "model": "🤖 Modelo: {}",
+        "model_instead": "🤖 Modelo: {model} ({requested} no acepta imágenes; EDIT_MODEL hizo esta edición)",
     },
     "fr": {
         "original": "🎨 Prompt original : {}",
@@ -132,6 +168,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ La génération de l'image a échoué : {}",
         "cost": "💰 Coût : {neurons} neurones ({usd} au tarif payant de Workers AI)",
         "housekeeping": "Ceci est un modèle de génération d'images : décrivez l'image souhaitée, par exemple `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Référence : {}",
+        "attached": "image jointe {n} ({size})",
+        "instruction": "✏️ Instruction : {}",
+        "model": "🤖 Modèle : {}",
+        "model_instead": "🤖 Modèle : {model} ({requested} ne prend pas d'images ; EDIT_MODEL a fait cette retouche)",
     },
     "ru": {
         "original": "🎨 Исходный запрос: {}",
@@ -150,6 +192,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ Не удалось создать изображение: {}",
         "cost": "💰 Стоимость: {neurons} нейронов ({usd} по платному тарифу Workers AI)",
         "housekeeping": "Это модель для создания изображений: опишите нужную картинку, например `a cute cat 16:9`.",
+        # image input (issue 11)
+        "references": "🖼️ Исходное изображение: {}",
+        "attached": "вложенное изображение {n} ({size})",
+        "instruction": "✏️ Инструкция: {}",
+        "model": "🤖 Модель: {}",
+        "model_instead": "🤖 Модель: {model} ({requested} не принимает изображения; правку выполнила EDIT_MODEL)",
     },
 }
 

@@ -22,6 +22,7 @@ from .backends.base import GenerationRequest, ImageBackend
 from .budget import Hold
 from .catalog import SEED_MAX, ModelSpec
 from .errors import InvalidRequest, StorageError, UpstreamError, raise_if_cancelled
+from .intake import InputImage
 from .prompt import ParsedPrompt
 from .sizes import SizeSpec, resolve_size
 from .storage import ImageStore, new_key
@@ -47,6 +48,13 @@ class ImageJob:
     output_format: str | None = None
     ignored: tuple[str, ...] = ()  # options given that this model cannot take
     clamped: tuple[str, ...] = ()  # options brought into the model's range: "--steps 50 → 8"
+    # --- image input (issue 11) ---------------------------------------------------------------
+    images: tuple[InputImage, ...] = ()  # references / source image, checked by the intake
+    mask: bytes | None = None            # SD mask PNG (white repaint) at the first image's size
+    strength: float | None = None
+    variation: bool = False              # images/variations: no user prompt, never translated
+    requested: ModelSpec | None = None   # the model asked for, when EDIT_MODEL drew instead
+    # --- end image input ----------------------------------------------------------------------
 
     @property
     def size(self) -> str:
@@ -56,7 +64,9 @@ class ImageJob:
     @property
     def estimate(self) -> float | None:
         """Neurons one image of this job costs, from the size really sent; None when unpriced."""
-        return self.model.estimate(self.width, self.height, self.steps)
+        # image input (issue 11): each FLUX.2 reference goes under 512x512, one input tile.
+        references = len(self.images) if self.model.reference_images else 0
+        return self.model.estimate(self.width, self.height, self.steps, references)
 
 
 @dataclass(frozen=True)
@@ -154,12 +164,16 @@ class Pipeline:
     def plan(self, parsed: ParsedPrompt, original: str, model: ModelSpec, *,
              size: SizeSpec | None = None, seed: int | None = None, steps: int | None = None,
              negative: str | None = None, guidance: float | None = None,
-             output_format: str | None = None) -> ImageJob:
+             output_format: str | None = None, images: tuple[InputImage, ...] = (),
+             mask: bytes | None = None, strength: float | None = None,
+             variation: bool = False, requested: ModelSpec | None = None) -> ImageJob:
         """Resolve size, steps and options for `model`; raise InvalidRequest for a bad prompt."""
         if not parsed.text.strip():
             raise InvalidRequest(
                 "The prompt is empty: describe the image you want, such as `a cute cat 16:9`.",
                 param="prompt")
+        if not images:
+            model.check_text_only()   # img2img / inpainting cannot draw from text alone
         model.check_prompt(parsed.text)
         resolved = resolve_size(size or parsed.size, model)
         seed = seed if seed is not None else parsed.seed
@@ -186,15 +200,22 @@ class Pipeline:
             seed=seed if model.seed else None,
             negative=negative if model.negative_prompt else None,
             guidance=_clamp_guidance(model, guidance),
-            output_format=output_format, ignored=tuple(ignored), clamped=clamped)
+            output_format=output_format, ignored=tuple(ignored), clamped=clamped,
+            images=images, mask=mask if model.mask else None,
+            strength=strength if model.strength else None, variation=variation,
+            requested=requested if requested is not model else None)
 
     def choose_prompt(self, job: ImageJob, cancel: threading.Event | None = None) -> PromptChoice:
         """Translate the prompt when a translator is set; fall back to the original on failure."""
-        if self.translator is None:
+        if self.translator is None or job.variation:
             return PromptChoice(job.prompt)
         raise_if_cancelled(cancel)
         try:
-            result = self.translator.translate(job.prompt, job.ratio)
+            if job.images:
+                # An edit's text is an instruction ("make it blue"), not a scene to describe.
+                result = self.translator.translate(job.prompt, job.ratio, edit=True)
+            else:
+                result = self.translator.translate(job.prompt, job.ratio)
         except TranslationFailed as exc:
             log.warning("translation skipped: %s", exc)
             return PromptChoice(job.prompt, skipped=str(exc) or "translation failed")
@@ -219,6 +240,7 @@ class Pipeline:
         request = GenerationRequest(
             prompt=prompt, model=job.model, width=job.width, height=job.height,
             steps=job.steps, seed=seed, negative_prompt=job.negative, guidance=job.guidance,
+            images=job.images, mask=job.mask, strength=job.strength, variation=job.variation,
             cancel=cancel)
         started = time.monotonic()
         # The fit is inside: bytes that are not an image are the model's failure, not a success.

@@ -88,9 +88,10 @@ def build_models(config: Config) -> ModelRegistry:
                                    gpt_image_names=config.gpt_image_aliases)
     try:
         return ModelRegistry.build(config.image_models, config.flux_model,
-                                   gpt_image_names=config.gpt_image_aliases)
+                                   gpt_image_names=config.gpt_image_aliases,
+                                   edit_name=config.edit_model)
     except ValueError as exc:
-        raise ConfigError(f"IMAGE_MODELS / FLUX_MODEL: {exc}") from None
+        raise ConfigError(f"IMAGE_MODELS / FLUX_MODEL / EDIT_MODEL: {exc}") from None
 
 
 def build_backend(config: Config, session: requests.Session,

@@ -38,6 +38,23 @@ MAX_TRANSLATION_CHARS = 2000
 _VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.I)
 
 
+# image input (issue 11): an edit's text is an instruction about a picture the model also gets.
+EDIT_SYSTEM_MESSAGE = """\
+You write instructions for an image-editing model that gets the user's picture.
+Turn the user's request, in whatever language, into one short English editing instruction.
+Keep it an instruction about the given picture ("make the cat wear a red hat", "turn the sky
+pink"): do not describe a new scene and do not invent changes the user did not ask for.
+Answer with the instruction only: no preamble, quotes, explanations or markdown; at most
+60 words."""
+
+
+# CHAT_EDITS=auto: the LLM tells a follow-up that changes the last picture from a new picture.
+DECIDE_SYSTEM_MESSAGE = """\
+The user already has a picture from an image generator and sends a message.
+Answer EDIT if the message asks to change that picture (e.g. "make it blue", "add a hat",
+"now at night"), or NEW if it describes a different, new picture. Answer with the one word only."""
+
+
 class TranslationFailed(Exception):
     """The LLM could not deliver a usable prompt (timeout, HTTP error, empty answer)."""
 
@@ -55,8 +72,11 @@ class Translator(Protocol):
 
     model: str
 
-    def translate(self, prompt: str, ratio: str) -> Translation:
-        """Return the translated prompt; raise TranslationFailed on any failure."""
+    def translate(self, prompt: str, ratio: str, *, edit: bool = False) -> Translation:
+        """Return the translated prompt (an instruction when `edit`); raise TranslationFailed."""
+
+    def decide_edit(self, message: str) -> bool:
+        """Whether a follow-up message edits the previous image (CHAT_EDITS=auto)."""
 
 
 def chat_completions_url(base: str) -> str:
@@ -125,13 +145,35 @@ class ChatTranslator:
         self._timeout = timeout
         self._system = system_message or SYSTEM_MESSAGE
 
-    def translate(self, prompt: str, ratio: str) -> Translation:
+    def translate(self, prompt: str, ratio: str, *, edit: bool = False) -> Translation:
         """Ask the LLM for an English prompt; raise TranslationFailed on any failure."""
+        started = time.monotonic()
+        if edit:
+            text = self._ask(EDIT_SYSTEM_MESSAGE, prompt)
+        else:
+            text = self._ask(self._system, f"{prompt}\n\nAspect ratio: {ratio}")
+        log.info("translated prompt with %s in %.0f ms", self._model_id,
+                 (time.monotonic() - started) * 1000)
+        return Translation(prompt=text, model=self.model)
+
+    # --- image input (issue 11) ---------------------------------------------------------------
+    def decide_edit(self, message: str) -> bool:
+        """Ask whether a follow-up message edits the previous image (False on any failure)."""
+        try:
+            answer = self._ask(DECIDE_SYSTEM_MESSAGE, message)
+        except TranslationFailed as exc:
+            log.warning("edit decision skipped (%s): a new picture", exc)
+            return False
+        return answer.strip().upper().startswith("EDIT")
+    # --- end image input ----------------------------------------------------------------------
+
+    def _ask(self, system: str, user: str) -> str:
+        """Send one system and one user message; return the cleaned reply."""
         body = {
             "model": self._model_id,
             "messages": [
-                {"role": "system", "content": self._system},
-                {"role": "user", "content": f"{prompt}\n\nAspect ratio: {ratio}"},
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
             ],
             "temperature": 0.6,
             # Reasoning models spend tokens on <think>; leave room for the prompt itself.
@@ -158,6 +200,4 @@ class ChatTranslator:
         text = limit_length(clean_reply(content if isinstance(content, str) else ""))
         if not text:
             raise TranslationFailed("empty answer")
-        log.info("translated prompt with %s in %.0f ms", self._model_id,
-                 (time.monotonic() - started) * 1000)
-        return Translation(prompt=text, model=self.model)
+        return text

@@ -83,8 +83,8 @@ def test_only_last_user_message_counts_and_parts_are_joined(client, auth):
     body = client.post("/v1/chat/completions", headers=auth, json={"messages": [
         {"role": "user", "content": "an old request 9:16"},
         {"role": "assistant", "content": "done"},
+        # (a message with image_url parts is an edit: tests/test_edits_api.py)
         {"role": "user", "content": [{"type": "text", "text": "a lighthouse"},
-                                     {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
                                      {"type": "text", "text": "at dusk 16:9"}]},
     ]}).get_json()
     content = body["choices"][0]["message"]["content"]

@@ -128,6 +128,9 @@ EXPECTED = {
     "@cf/bytedance/stable-diffusion-xl-lightning": ("json", _SD_SENT),
     "@cf/stabilityai/stable-diffusion-xl-base-1.0": ("json", _SD_SENT),
     "@cf/lykon/dreamshaper-8-lcm": ("json", _SD_SENT),
+    # Image models: the text fields here; their images are tested in test_image_encoding.py.
+    "@cf/runwayml/stable-diffusion-v1-5-img2img": ("json", _SD_SENT),
+    "@cf/runwayml/stable-diffusion-v1-5-inpainting": ("json", _SD_SENT),
 }
 
 

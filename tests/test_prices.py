@@ -64,6 +64,8 @@ CASES = [
     ("sdxl-lightning", 1024, 1024, 20, 0, 0.0),
     ("sdxl-base", 1024, 1024, 20, 0, 0.0),
     ("dreamshaper-8-lcm", 1024, 1024, 8, 0, 0.0),
+    ("stable-diffusion-v1-5-img2img", 512, 512, 20, 1, 0.0),
+    ("stable-diffusion-v1-5-inpainting", 512, 512, 20, 1, 0.0),
 ]
 
 

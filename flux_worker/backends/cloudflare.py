@@ -37,7 +37,7 @@ import orjson
 import pybase64
 import requests
 
-from .. import imaging
+from .. import imaging, intake
 from ..accounts import Account, AccountPool
 from ..catalog import ModelSpec
 from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
@@ -82,7 +82,7 @@ def _b64decode(encoded: bytes) -> bytes:
 
 
 def build_request(model: ModelSpec, request: GenerationRequest
-                  ) -> tuple[dict[str, Any] | None, dict[str, tuple[None, str]] | None]:
+                  ) -> tuple[dict[str, Any] | None, dict[str, tuple] | None]:
     """Build the body as (json, None) or (None, multipart files) from accepted fields only."""
     fields: dict[str, Any] = {"prompt": request.prompt}
     if model.steps_field and request.steps is not None:
@@ -100,8 +100,43 @@ def build_request(model: ModelSpec, request: GenerationRequest
     if model.encoding == "multipart":
         # flux-2-* take only multipart/form-data, "even if you just have a prompt" (reference §2);
         # (None, value) makes a plain form field, and requests writes the boundary.
-        return None, {name: (None, str(value)) for name, value in fields.items()}
+        form: dict[str, tuple] = {name: (None, str(value)) for name, value in fields.items()}
+        form.update(_reference_files(model, request))
+        return None, form
+    fields.update(_source_fields(model, request, fields))
     return fields, None
+
+
+# --- image input (issue 11) ----------------------------------------------------------------------
+
+def _reference_files(model: ModelSpec, request: GenerationRequest) -> dict[str, tuple]:
+    """FLUX.2 reference images as files input_image_0..3, each scaled under 512x512."""
+    if not request.images or not model.reference_images:
+        return {}
+    return {f"input_image_{index}": (f"input_image_{index}.jpg", intake.reference_copy(image),
+                                     "image/jpeg")
+            for index, image in enumerate(request.images[:model.reference_images])}
+
+
+def _source_fields(model: ModelSpec, request: GenerationRequest,
+                   fields: dict[str, Any]) -> dict[str, Any]:
+    """SD 1.5 img2img/inpainting: the source as image_b64 and the mask as uint8 bytes.
+
+    Both are cropped and scaled to the output size sent, so the mask always matches the image
+    (Cloudflare wants them the same size) and the model needs no resizing of its own.
+    """
+    if not request.images or not model.source_image:
+        return {}
+    width = fields.get("width", request.width)
+    height = fields.get("height", request.height)
+    source = imaging.fit(request.images[0].data, width, height, "png").data
+    extra: dict[str, Any] = {"image_b64": pybase64.b64encode(source).decode("ascii")}
+    if model.mask and request.mask is not None:
+        extra["mask"] = list(imaging.fit(request.mask, width, height, "png").data)
+    if model.strength and request.strength is not None:
+        extra["strength"] = float(max(0.0, min(1.0, request.strength)))
+    return extra
+# --- end image input -----------------------------------------------------------------------------
 
 
 def seconds_until_utc_midnight(now: datetime | None = None) -> int:
@@ -169,6 +204,10 @@ class CloudflareBackend:
         # CF documents `/workers-ai/{model}`, some gateways only answer `/workers-ai/run/{model}`
         # (reference §7); flipped once the `/run/` form is seen to work.
         self._gateway_run_path = False
+        # FLUX.2 multipart calls fail through AI Gateway (HTTP 500, code 7000; reference §8):
+        # flipped on the first such failure, after which every multipart call goes direct.
+        self._multipart_direct = False
+        self._said_direct = False
 
     def __repr__(self) -> str:
         # Never the tokens: a repr can end up in a log line or a traceback.
@@ -178,10 +217,10 @@ class CloudflareBackend:
     # -- URLs and headers ---------------------------------------------------------------------
 
     def url_for(self, model: ModelSpec, *, run_path: bool | None = None,
-                account: Account | None = None) -> str:
+                account: Account | None = None, direct: bool = False) -> str:
         """Return the endpoint for `model`, keeping the id's slashes and `@` literally."""
         account = account or self.accounts.accounts[0]
-        if not self._gateway_for(account):
+        if direct or not self._gateway_for(account):
             return f"{self.api_base}/accounts/{account.id}/ai/run/{model.id}"
         use_run = self._gateway_run_path if run_path is None else run_path
         return f"{self.gateway_url}/workers-ai/{'run/' if use_run else ''}{model.id}"
@@ -196,10 +235,10 @@ class CloudflareBackend:
             return False
         return self.accounts.single or f"/{account.id}/" in self.gateway_url + "/"
 
-    def _headers(self, account: Account) -> dict[str, str]:
+    def _headers(self, account: Account, direct: bool = False) -> dict[str, str]:
         """Return the auth headers (kept out of every log line and message)."""
         headers = {"Authorization": f"Bearer {account.token}"}
-        if self._gateway_for(account) and self._gateway_token:
+        if self._gateway_for(account) and not direct and self._gateway_token:
             headers["cf-aig-authorization"] = f"Bearer {self._gateway_token}"
         return headers
 
@@ -217,6 +256,7 @@ class CloudflareBackend:
         model = request.model
         model.check_prompt(request.prompt)
         json_body, files = build_request(model, request)
+        direct = self._goes_direct(model, bool(request.images))   # image input (issue 11)
         # -- accounts (CF_ACCOUNTS): which account this attempt uses, and moving on ---------
         estimate = model.estimate(request.width, request.height, request.steps) or 0.0
         last: APIError | None = None
@@ -224,7 +264,8 @@ class CloudflareBackend:
             if index:
                 raise_if_cancelled(request.cancel)   # the next account bills again
             try:
-                image = self._generate_on(account, model, json_body, files, request.cancel)
+                image = self._generate_on(account, model, json_body, files, request.cancel,
+                                          direct)
             except QuotaExceeded as exc:       # 4006/3036: this account's allocation is gone
                 self.accounts.exhausted(account)
                 last = exc
@@ -238,11 +279,12 @@ class CloudflareBackend:
         # -- end of the account part ---------------------------------------------------------
 
     def _generate_on(self, account: Account, model: ModelSpec, json_body: dict | None,
-                     files: dict | None, cancel: threading.Event | None) -> GeneratedImage:
+                     files: dict | None, cancel: threading.Event | None,
+                     direct: bool = False) -> GeneratedImage:
         """Generate on one account, retrying only failures that a retry can fix."""
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
-            outcome = self._attempt(model, json_body, files, attempt, attempts, account)
+            outcome = self._attempt(model, json_body, files, attempt, attempts, account, direct)
             if isinstance(outcome, GeneratedImage):
                 return outcome
             wait = self._wait_before_retry(outcome, attempt)
@@ -263,13 +305,42 @@ class CloudflareBackend:
             return failure.retry_after if failure.retry_after <= RETRY_AFTER_CAP else None
         return self._rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
 
+    # --- image input (issue 11) ---------------------------------------------------------------
+    def _goes_direct(self, model: ModelSpec, has_images: bool) -> bool:
+        """Whether a multipart call skips the gateway (reference §8), saying so once in the log."""
+        if not self.gateway_url or model.encoding != "multipart":
+            return False
+        if not (has_images or self._multipart_direct):
+            return False
+        self._say_direct("multipart calls with images")
+        return True
+
+    def _say_direct(self, what: str) -> None:
+        if not self._said_direct:
+            self._said_direct = True
+            log.warning("cloudflare: %s go to the direct route, not through CF_AI_GATEWAY "
+                        "(AI Gateway fails FLUX.2 multipart calls: HTTP 500, code 7000)", what)
+
+    def _is_gateway_7000(self, model: ModelSpec, resp: Answer) -> bool:
+        return (model.encoding == "multipart" and resp.status_code == 500
+                and self._error_from(resp).code == 7000)
+    # --- end image input ----------------------------------------------------------------------
+
     def _attempt(self, model: ModelSpec, json_body: dict | None, files: dict | None,
-                 attempt: int, attempts: int, account: Account) -> GeneratedImage | _Failure:
+                 attempt: int, attempts: int, account: Account,
+                 direct: bool = False) -> GeneratedImage | _Failure:
         """Make one attempt (two requests when the gateway path must be discovered)."""
-        via_gateway = self._gateway_for(account)
+        via_gateway = self._gateway_for(account) and not direct
         try:
-            resp = self._post(model, self.url_for(model, account=account), json_body, files,
-                              attempt, attempts, account)
+            resp = self._post(model, self.url_for(model, account=account, direct=direct),
+                              json_body, files, attempt, attempts, account, direct)
+            if via_gateway and self._is_gateway_7000(model, resp):
+                # image input (issue 11): fall back to the direct route, and stay there.
+                self._multipart_direct = True
+                self._say_direct("multipart calls")
+                via_gateway = False
+                resp = self._post(model, self.url_for(model, account=account, direct=True),
+                                  json_body, files, attempt, attempts, account, True)
             if via_gateway and not self._gateway_run_path and self._is_7003(resp):
                 # Reference §7: one 3P gateway answered 7003 without `/run/`; try that form once.
                 run_resp = self._post(model, self.url_for(model, run_path=True, account=account),
@@ -300,14 +371,15 @@ class CloudflareBackend:
         return self._classify(model, self._error_from(resp), resp, attempts)
 
     def _post(self, model: ModelSpec, url: str, json_body: dict | None, files: dict | None,
-              attempt: int, attempts: int, account: Account) -> Answer:
+              attempt: int, attempts: int, account: Account,
+              direct: bool = False) -> Answer:
         """POST once and log one line: model, status, duration, attempt (never headers)."""
         started = time.monotonic()
         try:
             # One bounded call: UPSTREAM_TIMEOUT is the deadline of the whole answer, the body
             # is capped and no redirect is followed (the tokens must not go to another host).
             resp = call(self._session, "POST", url, json=json_body, files=files,
-                        headers=self._headers(account), timeout=self.timeout,
+                        headers=self._headers(account, direct), timeout=self.timeout,
                         connect_timeout=CONNECT_TIMEOUT)
         except requests.RequestException as exc:
             log.info("cloudflare %s attempt %d/%d: %s after %d ms", model.id, attempt, attempts,
@@ -322,7 +394,7 @@ class CloudflareBackend:
         log.log(logging.INFO if resp.status_code >= 400 else logging.DEBUG,
                 "cloudflare %s attempt %d/%d: HTTP %d%s in %d ms%s%s", model.id, attempt,
                 attempts, resp.status_code, code, (time.monotonic() - started) * 1000,
-                " via gateway" if self._gateway_for(account) else "",
+                " via gateway" if self._gateway_for(account) and not direct else "",
                 "" if self.accounts.single else f" account {account.label}")
         return resp
 

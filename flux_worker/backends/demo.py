@@ -16,7 +16,7 @@ import colorsys
 import hashlib
 import io
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .base import GeneratedImage, GenerationRequest
 
@@ -34,9 +34,14 @@ class DemoBackend:
     name = "demo"
 
     def generate(self, request: GenerationRequest) -> GeneratedImage:
-        """Draw the request's prompt on a gradient of exactly the requested size."""
-        image = render(request.prompt, request.width, request.height,
-                       model=request.model.short_name, seed=request.seed)
+        """Draw the request's prompt on a gradient (or its input image) of the requested size."""
+        if request.images:
+            image = render_edit(request.images[0].data, request.prompt, request.width,
+                                request.height, model=request.model.short_name,
+                                seed=request.seed, mask=request.mask)
+        else:
+            image = render(request.prompt, request.width, request.height,
+                           model=request.model.short_name, seed=request.seed)
         out = io.BytesIO()
         image.save(out, "JPEG", quality=JPEG_QUALITY)
         return GeneratedImage(data=out.getvalue(), content_type="image/jpeg")
@@ -79,13 +84,54 @@ def render(prompt: str, width: int, height: int, *, model: str, seed: int | None
     return image
 
 
+# --- image input (issue 11) ----------------------------------------------------------------------
+
+def render_edit(source: bytes, prompt: str, width: int, height: int, *, model: str,
+                seed: int | None, mask: bytes | None = None) -> Image.Image:
+    """Return the input picture, tinted per prompt and seed, with DEMO and the prompt on it.
+
+    The result visibly derives from the input (its shapes stay), differs per seed (the tint),
+    and has exactly the requested size. With a mask only the area to repaint is tinted.
+    """
+    prompt = prompt.encode("utf-8", "replace").decode("utf-8")
+    digest = hashlib.sha256(f"edit\x00{prompt}\x00{seed}".encode()).digest()
+    with Image.open(io.BytesIO(source)) as opened:
+        base = ImageOps.fit(opened.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+    dark = _colour(digest[0] / 255, digest[1], 40)
+    light = _colour(digest[0] / 255 + 0.5, digest[2], 255)
+    tinted = ImageOps.colorize(ImageOps.grayscale(base), dark, light).convert("RGB")
+    if mask is not None:
+        area = ImageOps.fit(Image.open(io.BytesIO(mask)).convert("L"), (width, height))
+        image = Image.composite(tinted, base, area)
+    else:
+        image = Image.blend(base, tinted, 0.6)
+    draw = ImageDraw.Draw(image)
+    short = min(width, height)
+    mark_size = max(6, round(short * 0.18))
+    draw.text((width / 2, height * 0.2), "DEMO", font=ImageFont.load_default(size=mark_size),
+              anchor="mm", fill=_WHITE, stroke_width=max(1, mark_size // 24), stroke_fill=_INK)
+    text_size = max(6, round(short / 26))
+    text = ImageFont.load_default(size=text_size)
+    margin = max(2, round(short * 0.06))
+    lines = _wrap(prompt or "variation", text, width - 2 * margin, 3)  # type: ignore[arg-type]
+    seed_text = "no seed" if seed is None else f"seed {seed}"
+    lines.append(f"{width}x{height} · {model} · {seed_text}")
+    line_height = round(text_size * 1.25)
+    top = height - margin / 2 - line_height * len(lines)
+    for index, line in enumerate(lines):
+        draw.text((width / 2, top + index * line_height), line, font=text, anchor="ma",
+                  fill=_WHITE, stroke_width=max(1, text_size // 16), stroke_fill=_INK)
+    return image
+# --- end image input -----------------------------------------------------------------------------
+
+
 def _gradient(width: int, height: int, digest: bytes) -> Image.Image:
     """A smooth diagonal gradient between two colours taken from the digest."""
     hue = digest[0] / 255
     first = _colour(hue, digest[1], digest[2])
     # A hue a quarter to a half turn away keeps the two ends clearly different.
     second = _colour(hue + 0.25 + digest[3] / 1020, digest[4], digest[5])
-    middle = tuple((a + b) // 2 for a, b in zip(first, second))
+    middle = tuple((a + b) // 2 for a, b in zip(first, second, strict=True))
     corners = Image.new("RGB", (2, 2))
     corners.putpixel((0, 0), first)
     corners.putpixel((1, 0), middle)
@@ -103,7 +149,11 @@ def _colour(hue: float, saturation: int, value: int) -> tuple[int, int, int]:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float, max_lines: int) -> list[str]:
+# load_default(size=...) gives a FreeTypeFont, or the bitmap ImageFont without FreeType.
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+def _wrap(text: str, font: _Font, max_width: float, max_lines: int) -> list[str]:
     """Break text into at most max_lines lines no wider than max_width, ending in … if cut."""
     text = " ".join(text.split())
     cut = len(text) > _MAX_PROMPT_CHARS
@@ -136,7 +186,7 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float, max_lines: 
     return lines
 
 
-def _fitting_prefix(word: str, font: ImageFont.FreeTypeFont, max_width: float) -> int:
+def _fitting_prefix(word: str, font: _Font, max_width: float) -> int:
     """The length of the longest prefix of word that fits max_width (at least 1)."""
     low, high = 1, len(word)
     while low < high:

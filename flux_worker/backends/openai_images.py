@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import logging
 import math
 import re
@@ -15,6 +16,7 @@ import time
 from urllib.parse import urlsplit
 
 import requests
+from PIL import Image
 
 from .. import imaging
 from ..catalog import ModelSpec, SizeRange
@@ -36,13 +38,17 @@ log = logging.getLogger(__name__)
 
 def generic_model(name: str) -> ModelSpec:
     """A catalog entry for a model behind an OpenAI-compatible Images API."""
+    # Edits and variations are forwarded to the upstream's own endpoints, which take images
+    # and a mask; 4 is what this service's /v1/images/edits accepts.
     return ModelSpec(name, (), "openai-compatible", f"{name} through IMAGE_API_BASE",
-                     size=SizeRange(256, 2048), steps_field=None)
+                     size=SizeRange(256, 2048), steps_field=None, reference_images=4,
+                     mask=True)
 
 
-def images_url(base: str) -> str:
-    """The images/generations URL for a base given with or without `/v1`."""
-    return chat_completions_url(base).removesuffix("/chat/completions") + "/images/generations"
+def images_url(base: str, endpoint: str = "generations") -> str:
+    """The images/<endpoint> URL for a base given with or without `/v1`."""
+    return (chat_completions_url(base).removesuffix("/chat/completions")
+            + f"/images/{endpoint}")
 
 
 class OpenAIImagesBackend:
@@ -53,12 +59,16 @@ class OpenAIImagesBackend:
     def __init__(self, *, api_base: str, api_key: str, session: requests.Session,
                  timeout: float = 120.0):
         self.url = images_url(api_base)
+        self.edits_url = images_url(api_base, "edits")
+        self.variations_url = images_url(api_base, "variations")
         self._key = api_key
         self._session = session
         self._timeout = timeout
 
     def generate(self, request: GenerationRequest) -> GeneratedImage:
         """Ask the upstream for one image; map its errors to ours."""
+        if request.images:
+            return self._with_images(request)
         body = {"model": request.model.id, "prompt": request.prompt, "n": 1,
                 "size": f"{_round64(request.width)}x{_round64(request.height)}",
                 "response_format": "b64_json"}
@@ -69,6 +79,55 @@ class OpenAIImagesBackend:
             # gpt-image models refuse response_format (they always answer in base64).
             body.pop("response_format")
             resp = self._post(body, deadline)
+        return self._image_from(resp, deadline)
+
+    # --- image input (issue 11) ---------------------------------------------------------------
+    def _with_images(self, request: GenerationRequest) -> GeneratedImage:
+        """Forward an edit to /images/edits, a variation to /images/variations (multipart)."""
+        size = f"{_round64(request.width)}x{_round64(request.height)}"
+        form = {"model": request.model.id, "n": "1", "size": size,
+                "response_format": "b64_json"}
+        files: list[tuple[str, tuple]] = []
+        if request.variation:
+            url = self.variations_url
+            files.append(("image", ("image.png", request.images[0].data, "image/png")))
+        else:
+            url = self.edits_url
+            form["prompt"] = request.prompt
+            name = "image[]" if len(request.images) > 1 else "image"
+            files += [(name, (f"image_{i}.png", image.data, "image/png"))
+                      for i, image in enumerate(request.images)]
+            if request.mask is not None:
+                files.append(("mask", ("mask.png", _openai_mask(request.mask), "image/png")))
+        deadline = time.monotonic() + self._timeout
+        resp = self._post_form(url, form, files, request.model.id, deadline)
+        if resp.status_code == 400 and "response_format" in resp.text:
+            form.pop("response_format")
+            resp = self._post_form(url, form, files, request.model.id, deadline)
+        return self._image_from(resp, deadline)
+
+    def _post_form(self, url: str, form: dict, files: list, model: str,
+                   deadline: float) -> Answer:
+        started = time.monotonic()
+        try:
+            resp = call(self._session, "POST", url, data=form, files=files,
+                        timeout=_left(deadline, self._timeout),
+                        headers={"Authorization": f"Bearer {self._key}"})
+        except requests.Timeout as exc:
+            raise UpstreamTimeout(
+                f"The image API did not answer within {self._timeout:g} s.") from exc
+        except UpstreamProblem as exc:
+            raise UpstreamError(f"The image API's answer was refused: {exc}.") from exc
+        except requests.RequestException as exc:
+            raise UpstreamError(
+                f"Could not reach the image API ({type(exc).__name__}).") from exc
+        log.info("images api %s %s -> %d in %.0f ms", url.rsplit("/", 1)[-1], model,
+                 resp.status_code, (time.monotonic() - started) * 1000)
+        return resp
+    # --- end image input ----------------------------------------------------------------------
+
+    def _image_from(self, resp: Answer, deadline: float) -> GeneratedImage:
+        """The image of an Images API answer (b64_json or url); map errors to ours."""
         if resp.status_code != 200:
             raise _error(resp, self._key)
         try:
@@ -136,6 +195,17 @@ class OpenAIImagesBackend:
 def _left(deadline: float, timeout: float) -> float:
     """Seconds left before `deadline` (a little at least, so the call fails as a timeout)."""
     return max(0.001, min(timeout, deadline - time.monotonic()))
+
+
+def _openai_mask(sd_mask: bytes) -> bytes:
+    """Turn an SD mask (white repaint) back into OpenAI's (transparent = change)."""
+    with Image.open(io.BytesIO(sd_mask)) as img:
+        grey = img.convert("L")
+    rgba = Image.new("RGBA", grey.size, (0, 0, 0, 255))
+    rgba.putalpha(grey.point(lambda v: 0 if v >= 128 else 255))
+    out = io.BytesIO()
+    rgba.save(out, "PNG")
+    return out.getvalue()
 
 
 def _round64(side: int) -> int:

@@ -201,9 +201,13 @@
   async function run(prompt, model, key) {
     const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
     if (key) headers.Authorization = `Bearer ${key}`;
+    // With an image to edit, the message carries it as an image_url part: the service edits it.
+    const content = attachment
+      ? [{ type: "text", text: prompt }, { type: "image_url", image_url: { url: attachment.url } }]
+      : prompt;
     const response = await fetch(config.chat_url, {
       method: "POST", headers,
-      body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: prompt }] }),
+      body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content }] }),
     });
     if (!response.ok) throw new Error(await httpError(response));
 
@@ -302,6 +306,18 @@
     const text = document.createElement("p");
     text.className = "shot-prompt";
     text.textContent = entry.prompt;
+    let edit = null;
+    if (entry.expires > Date.now()) {
+      // image input (issue 11): edit this image (the service reads its own link from storage).
+      edit = document.createElement("button");
+      edit.type = "button";
+      edit.className = "ghost small shot-edit";
+      edit.textContent = "Edit";
+      edit.addEventListener("click", () => {
+        attach({ url: safeUrl(entry.url), label: `recent: ${entry.prompt}` });
+        promptInput.focus();
+      });
+    }
     const meta = document.createElement("p");
     meta.className = "shot-meta";
     meta.textContent = `${String(entry.model).replace(/^@cf\/[^/]+\//, "")} · ${entry.size} · `;
@@ -310,6 +326,7 @@
     expiry.dataset.expires = String(entry.expires);
     meta.append(expiry);
     item.append(link, text, meta);
+    if (edit) item.append(edit);
     return item;
   }
 
@@ -328,6 +345,81 @@
       el.textContent = h ? `expires in ${h} h ${m} min` : `expires in ${m}:${s}`;
     }
   }
+
+  // ---- image input (issue 11): the image to edit ----
+
+  // Photos are scaled down in the browser first: the chat request is a JSON body under the
+  // server's MAX_BODY_BYTES, and the models work on about a megapixel anyway.
+  const ATTACH_MAX_SIDE = 1536;
+  let attachment = null; // { url: data: URL or this service's link, label }
+
+  function attach(next) {
+    attachment = next && next.url ? next : null;
+    // An edit keeps the input's proportions unless a ratio is picked afterwards, so no chip
+    // stays checked; removing the image brings back the first one (1:1).
+    const chips = form.querySelectorAll("input[name=ratio]");
+    if (attachment) chips.forEach((chip) => { chip.checked = false; });
+    else if (chips.length && !form.querySelector("input[name=ratio]:checked")) chips[0].checked = true;
+    $("edit-preview").hidden = !attachment;
+    if (attachment) {
+      $("edit-img").src = attachment.url;
+      $("edit-label").textContent = attachment.label;
+    } else {
+      $("edit-img").removeAttribute("src");
+      $("edit-file").value = "";
+    }
+  }
+
+  function shrink(file) {
+    return new Promise((resolve, reject) => {
+      const url = URL.createObjectURL(file);
+      const picture = new Image();
+      picture.onload = () => {
+        const scale = Math.min(1, ATTACH_MAX_SIDE / Math.max(picture.width, picture.height));
+        const canvas = document.createElement("canvas");
+        canvas.width = Math.max(1, Math.round(picture.width * scale));
+        canvas.height = Math.max(1, Math.round(picture.height * scale));
+        canvas.getContext("2d").drawImage(picture, 0, 0, canvas.width, canvas.height);
+        URL.revokeObjectURL(url);
+        resolve(canvas.toDataURL("image/jpeg", 0.9));
+      };
+      picture.onerror = () => {
+        URL.revokeObjectURL(url);
+        reject(new Error(`${file.name} is not an image this browser can read.`));
+      };
+      picture.src = url;
+    });
+  }
+
+  async function attachFile(file) {
+    if (!file) return;
+    errorBox.hidden = true;
+    try {
+      attach({ url: await shrink(file), label: file.name });
+    } catch (err) {
+      attach(null);
+      showError(err.message);
+    }
+  }
+
+  $("edit-file").addEventListener("change", (event) => attachFile(event.target.files[0]));
+  $("edit-clear").addEventListener("click", () => attach(null));
+  const drop = $("edit-drop");
+  for (const name of ["dragenter", "dragover"]) {
+    form.addEventListener(name, (event) => {
+      event.preventDefault();
+      drop.classList.add("dragging");
+    });
+  }
+  form.addEventListener("dragleave", () => drop.classList.remove("dragging"));
+  form.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("dragging");
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) attachFile(file);
+  });
+
+  // ---- end image input ----
 
   // ---- wiring ----
 

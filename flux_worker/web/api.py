@@ -14,6 +14,7 @@ from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from .. import housekeeping, openai_format
 from ..answer import ImageLinks, chat_answer, holding, sse_events
+from ..image_edits import edit_answer
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
 from ..server import client_gone
@@ -22,6 +23,8 @@ from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_gen
 from .auth import caller_identity, caller_key, require_api_key
 from .body import json_body
 from .context import services
+from .edits import chat_edit_job
+from .images import render_images, tell_neurons
 from .links import image_linker, public_base_url
 
 log = logging.getLogger(__name__)
@@ -56,36 +59,35 @@ def chat_completions():
         model_name = chat.model or svc.models.default.id
         reply = task.reply or words("housekeeping")
         return _chat_reply(chat, cid, created, model_name, text, iter([reply]))
-    model = svc.models.for_chat(chat.model)
+    # Image input (issue 11): attached images or `--edit` make the message an edit.
+    job = chat_edit_job(chat.model_dump()["messages"], text, chat.model)
+    answer = chat_answer if job is None else edit_answer
+    if job is None:
+        job = svc.pipeline.plan(parse_prompt(text), text, svc.models.for_chat(chat.model))
+    model = job.model
     g.model = model.id
-    job = svc.pipeline.plan(parse_prompt(text), text, model)
     svc.pipeline.check_storage()
     base = public_base_url()
     ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
     hold = ticket.hold
     cancel = threading.Event()
     links = ImageLinks(image_linker(base))
-    pieces = holding(chat_answer(job, svc.pipeline, words, links, cancel, hold,
-                                 svc.config.show_cost), ticket)
+    pieces = holding(answer(job, svc.pipeline, words, links, cancel, hold,
+                            svc.config.show_cost), ticket)
     images = links if chat.wants_images else None
     if not chat.stream:
         response = _chat_reply(chat, cid, created, model.id, text, pieces, images)
-        _tell_neurons(response, hold.neurons if hold else None)
+        tell_neurons(response, hold.neurons if hold else None)
         return response
     # The generation runs in its own thread from now on and holds its slot until it ends.
     sock = request.environ.get("gunicorn.socket")
     running = Background(pieces, HEARTBEAT_SECONDS, cancel, gone=lambda: client_gone(sock))
     response = _stream(chat, cid, created, model.id, text, running, words, images)
     # Headers go before the body, so a stream can only tell the estimate (README: Costs).
-    _tell_neurons(response, hold.estimate if hold else None)
+    tell_neurons(response, hold.estimate if hold else None)
     # Also for a stream the server closes before it was read at all: stop the generation.
     response.call_on_close(cancel.set)
     return response
-
-
-def _tell_neurons(response: Response, neurons: float | None) -> None:
-    if neurons is not None:
-        response.headers["X-Neurons"] = f"{neurons:.3f}".rstrip("0").rstrip(".")
 
 
 def _chat_reply(chat: ChatCompletionRequest, cid: str, created: int, model_name: str,
@@ -118,22 +120,7 @@ def images_generations():
     job = svc.pipeline.plan(parse_prompt(req.prompt), req.prompt, model, size=req.size,
                             seed=req.seed, steps=req.steps, negative=req.negative_prompt,
                             guidance=req.guidance, output_format=req.output_format)
-    svc.pipeline.check_storage()
-    with svc.admission.admit(caller_identity(), req.n, key=caller_key(),
-                             estimate=job.estimate) as ticket:
-        batch = svc.pipeline.render_batch(job, req.n, hold=ticket.hold)
-    neurons = ticket.hold.neurons if ticket.hold else None
-    base = public_base_url()
-    # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
-    response_format = req.response_format or svc.models.default_response_format(req.model)
-    items = openai_format.image_items(
-        batch.results, response_format, image_linker(base),
-        revised_prompt=batch.choice.prompt if batch.choice.model else None,
-        show_seed=model.seed)
-    response = jsonify(openai_format.images_response(
-        items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1]))
-    _tell_neurons(response, neurons)
-    return response
+    return render_images(job, req.n, req.response_format, req.model)
 
 
 @bp.get("/v1/models")

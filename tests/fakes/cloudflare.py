@@ -164,6 +164,56 @@ _SCHEMAS = (
     ModelSchema("@cf/lykon/dreamshaper-8-lcm", "json", dict(_SD),
                 "binary", "PNG", (1024, 1024), sized=True),
 )
+# --- image input (issue 11): SD 1.5 img2img and inpainting (reference §1, §2, §8) -------------
+# Same schema as the SD family, but these models change a source image: img2img needs `image`
+# or `image_b64`, inpainting also a `mask` the size of the image (checked by _check_sources).
+_SD15_IMG2IMG = "@cf/runwayml/stable-diffusion-v1-5-img2img"
+_SD15_INPAINTING = "@cf/runwayml/stable-diffusion-v1-5-inpainting"
+_SCHEMAS += (
+    ModelSchema(_SD15_IMG2IMG, "json", dict(_SD), "binary", "PNG", (512, 512), sized=True),
+    ModelSchema(_SD15_INPAINTING, "json", dict(_SD), "binary", "PNG", (512, 512), sized=True),
+)
+_NEEDS_SOURCE = {_SD15_IMG2IMG: False, _SD15_INPAINTING: True}   # model -> needs a mask too
+
+
+def _decode_input(name: str, data: bytes) -> tuple[int, int]:
+    """The size of an input image; an undecodable one is 3030, as Cloudflare answers (§4)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.size
+    except Exception as exc:  # any decoder failure
+        raise Flagged(f"AiError: 3030: Input image '/{name}' could not be decoded") from exc
+
+
+def _check_sources(schema_id: str, fields: dict[str, Any]) -> None:
+    """Enforce the image inputs of the SD 1.5 image models: present, decodable, same size."""
+    if schema_id not in _NEEDS_SOURCE:
+        return
+    given = [n for n in ("image", "image_b64") if n in fields]
+    if not given:
+        raise BadInput("Error: Missing required properties '/image' or '/image_b64' at '/'")
+    if len(given) > 1:
+        raise BadInput("Error: oneOf at '/' not met: send either '/image' or '/image_b64'")
+    if given[0] == "image_b64":
+        try:
+            source = base64.b64decode(fields["image_b64"], validate=True)
+        except ValueError:
+            raise BadInput("Error: '/image_b64' is not valid base64") from None
+    else:
+        source = bytes(fields["image"])
+    size = _decode_input(given[0], source)
+    if _NEEDS_SOURCE[schema_id]:
+        if "mask" not in fields:
+            raise BadInput("Error: Missing required properties '/mask' at '/'")
+        mask_size = _decode_input("mask", bytes(fields["mask"]))
+        if mask_size != size:
+            raise BadInput(f"Error: '/mask' must be the size of the image ({size[0]}x{size[1]}), "
+                           f"got {mask_size[0]}x{mask_size[1]}")
+    elif "mask" in fields:
+        raise BadInput("Additional or unevaluated properties '/mask' at '/' not allowed")
+# --- end image input -----------------------------------------------------------------------------
+
 MODELS: dict[str, ModelSchema] = {m.id: m for m in _SCHEMAS}
 
 
@@ -304,7 +354,7 @@ def _check_reference_image(name: str, upload: FileStorage) -> dict[str, Any]:
             size = img.size
     except Exception as exc:  # any decoder failure: 3030 covers undecodable input images (§4)
         raise Flagged("AiError: 3030: Input image could not be decoded") from exc
-    if size[0] > 512 or size[1] > 512:
+    if size[0] >= 512 or size[1] >= 512:   # "smaller than 512x512": 512 itself is too big
         # The limit is documented; the error code for it is not. 5006 is the natural guess.
         raise BadInput(f"Error: '/{name}' must be smaller than 512x512, got {size[0]}x{size[1]}")
     return {"filename": upload.filename, "size": len(data), "width": size[0], "height": size[1]}
@@ -737,7 +787,8 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
              gateway_token: str | None = None, gateway_run_only: bool = False,
              record_limit: int = 10000, fail_rate: float = 0.0,
              more_accounts: dict[str, str] | None = None,
-             neurons_header: str | None = None) -> Flask:
+             neurons_header: str | None = None,
+             gateway_multipart_7000: bool = False) -> Flask:
     """Build the fake's Flask app.
 
     gateway_token: when set, gateway routes demand `cf-aig-authorization: Bearer <it>` (§7).
@@ -746,8 +797,11 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
     fail_rate: the share of generations (0..1) answered with a random fault from RANDOM_FAULTS.
     more_accounts: further {account_id: token} accounts the run routes accept (each its token).
     neurons_header: a `cf-ai-neurons` value sent with JSON successes (reported by 3P, §8).
+    gateway_multipart_7000: gateway routes answer multipart calls with HTTP 500, code 7000, as
+    AI Gateway does for FLUX.2 (§8), so a client's fallback to the direct route can be tested.
     """
     app = Flask(__name__)
+    app.config["FAKE_GATEWAY_MULTIPART_7000"] = gateway_multipart_7000
     state = FakeState(account_id=account_id, api_token=api_token, llm_key=llm_key,
                       gateway_token=gateway_token, gateway_run_only=gateway_run_only,
                       latency=float(latency), llm_latency=float(llm_latency),
@@ -791,6 +845,15 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
     @app.post("/v1/images/generations")
     def images_generations():
         return _images()
+
+    # image input (issue 11): OpenAI's edits and variations, multipart only.
+    @app.post("/v1/images/edits")
+    def images_edits():
+        return _images_with_input("edits")
+
+    @app.post("/v1/images/variations")
+    def images_variations():
+        return _images_with_input("variations")
 
     @app.get("/_fake/files/<file_id>.png")
     def fake_file(file_id: str):
@@ -892,6 +955,11 @@ def _run(account: str, model: str, *, route: str, gateway: str | None = None) ->
         return _finish(entry, _could_not_route(request.path))
     if tokens[account] != bearer:            # a real token of another account
         return _finish(entry, _auth_error())
+    # image input (issue 11): AI Gateway fails FLUX.2 multipart calls with 500 / 7000 (§8).
+    if (gateway is not None and current_app.config.get("FAKE_GATEWAY_MULTIPART_7000")
+            and (request.content_type or "").startswith("multipart/")):
+        return _finish(entry, cf_error(500, 7000, "AiError: AI Gateway does not support "
+                                                  "ReadableStreams yet"))
     schema = MODELS.get(model)
     if schema is None:
         return _finish(entry, cf_error(400, 5007, f"No such model {model} or task"))
@@ -937,7 +1005,9 @@ def _validated_fields(schema: ModelSchema) -> dict[str, Any]:
     parsed, body = _parse_json_body()
     if not parsed:
         raise BadInput("Type mismatch of '/', 'string' not in 'object'")
-    return validate_json(schema, body)
+    fields = validate_json(schema, body)
+    _check_sources(schema.id, fields)   # image input (issue 11)
+    return fields
 
 
 def _output_size(schema: ModelSchema, fields: dict[str, Any]) -> tuple[int, int]:
@@ -1114,6 +1184,40 @@ def _images() -> Response:
         data = [{"url": f"{base}/_fake/files/{st.store_file(png)}.png", "revised_prompt": prompt}
                 for _ in range(n)]
     return _finish(entry, _json({"created": int(time.time()), "data": data}))
+
+
+# --- image input (issue 11): OpenAI's /images/edits and /images/variations ----------------------
+
+def _images_with_input(kind: str) -> Response:
+    """Multipart edits (image or image[] up to 16, mask, prompt) and variations (one image)."""
+    st = _state()
+    entry = _record("images", f"openai_{kind}", request.form.get("model"), st.llm_key)
+    if _bearer(request.headers.get("Authorization")) != st.llm_key:
+        return _finish(entry, _openai_error(401, "Incorrect API key provided.",
+                                            code="invalid_api_key"))
+    if not (request.content_type or "").startswith("multipart/form-data"):
+        return _finish(entry, _openai_error(400, "Send multipart/form-data."))
+    images = request.files.getlist("image") + request.files.getlist("image[]")
+    if kind == "variations":
+        if len(images) != 1 or "prompt" in request.form:
+            return _finish(entry, _openai_error(400, "Send exactly one 'image' and no prompt.",
+                                                param="image"))
+    elif not images or len(images) > 16 or not request.form.get("prompt", "").strip():
+        return _finish(entry, _openai_error(400, "'image' (1-16) and 'prompt' are required.",
+                                            param="image"))
+    for upload in images + request.files.getlist("mask"):
+        try:
+            with Image.open(io.BytesIO(upload.read())) as img:
+                img.load()
+        except Exception:  # any decoder failure
+            return _finish(entry, _openai_error(400, "Invalid image file.", param="image"))
+    match = _SIZE.match(request.form.get("size", "1024x1024"))
+    if not match:
+        return _finish(entry, _openai_error(400, "'size' must be 'WxH'.", param="size"))
+    png = st.images.image(f"openai-{kind}", int(match.group(1)), int(match.group(2)), "PNG")
+    return _finish(entry, _json({"created": int(time.time()),
+                                 "data": [{"b64_json": base64.b64encode(png).decode()}]}))
+# --- end image input -----------------------------------------------------------------------------
 
 
 def _images_fault(kind: str) -> Response:
