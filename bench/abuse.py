@@ -10,6 +10,7 @@ calls (billed generations) were made for nobody:
     full load           300 open streams against a 60 s upstream
     dropped streams     200 streams dropped by their clients, MAX_INFLIGHT=4, 2 s upstream
     storage outage      generations while Redis is stopped (counting the upstream calls)
+    storage hang        generations while Redis is frozen with SIGSTOP
     trickling upstream  an upstream answering one byte a second, and a trickling LLM
 
     python -m bench.abuse                 # all scenarios, a table in markdown
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import signal
 import socket
 import sys
 import tempfile
@@ -281,6 +283,38 @@ def storage_outage(service: Service, fake, redis: RedisServer, count: int = 30) 
                    f"{slowest:.2f} s", took)
 
 
+def storage_hang(service: Service, fake, redis: RedisServer, count: int = 5) -> Outcome:
+    """Generations while Redis is hung (SIGSTOP): answered within a short socket timeout."""
+    started = time.monotonic()
+    before = upstream_calls(fake)
+    process = redis._process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)
+    answers: list[tuple[int | None, float]] = []
+    try:
+        for _ in range(count):
+            t0 = time.monotonic()
+            try:
+                resp = requests.post(service.api + "/chat/completions", headers=AUTH, timeout=30,
+                                     json={"model": "flux", "messages": [
+                                         {"role": "user", "content": "a cat"}]})
+                answers.append((resp.status_code, time.monotonic() - t0))
+            except requests.RequestException:
+                answers.append((None, time.monotonic() - t0))
+        health = healthz_ok(service)
+    finally:
+        process.send_signal(signal.SIGCONT)
+    calls = upstream_calls(fake) - before
+    slowest = max(t for _, t in answers)
+    codes = {str(c): [a for a, _ in answers].count(c) for c in {a for a, _ in answers}}
+    time.sleep(1.5)
+    fresh = generation(service)
+    took = time.monotonic() - started
+    return Outcome("storage hang", health, fresh, calls,
+                   f"{count} generations while Redis was stopped with SIGSTOP: {codes}, slowest "
+                   f"{slowest:.2f} s", took)
+
+
 def trickling_upstream(service: Service, fake, timeout: float) -> Outcome:
     """An upstream and an LLM sending one byte a second: cut at their deadlines."""
     started = time.monotonic()
@@ -339,12 +373,15 @@ def main(argv: list[str] | None = None) -> None:
                                                 stored=_stored(tmp / "dropped" / "images")))
             finally:
                 service.stop()
-        if wanted("storage outage"):
+        if wanted("storage outage") or wanted("storage hang"):
             with RedisServer() as redis:
                 service = start_service(tmp / "redis", {**env, "STORAGE_URL": redis.url,
                                                         "RATE_LIMIT": "1000/minute"}, workers=1)
                 try:
-                    outcomes.append(storage_outage(service, fake, redis))
+                    if wanted("storage outage"):
+                        outcomes.append(storage_outage(service, fake, redis))
+                    if wanted("storage hang"):
+                        outcomes.append(storage_hang(service, fake, redis))
                 finally:
                     service.stop()
         if wanted("trickling upstream"):

@@ -103,7 +103,8 @@ def test_dropped_streams_leave_nothing_running_billed_or_stored(fake_cf, cf, tmp
 
 
 def test_storage_outage_buys_no_generation(fake_cf, cf, tmp_path):
-    """Redis stopped: every generation is a quick 503, and the counting fake sees no call."""
+    """Redis stopped, then hung (SIGSTOP): every generation is a quick 503, and the counting
+    fake sees no upstream call."""
     with RedisServer() as redis:
         svc = start_service(tmp_path, cloudflare_env(fake_cf, STORAGE_URL=redis.url,
                                                      RATE_LIMIT="1000/minute"), workers=1)
@@ -113,6 +114,10 @@ def test_storage_outage_buys_no_generation(fake_cf, cf, tmp_path):
             assert "{'503': 20}" in outcome.detail, outcome
             assert outcome.healthz, outcome
             assert outcome.generation.startswith("200"), outcome   # back once Redis is
+            hung = abuse.storage_hang(svc, cf, redis, count=3)
+            assert hung.for_nobody == 0 and "{'503': 3}" in hung.detail, hung
+            assert float(hung.detail.rsplit("slowest ", 1)[1].split()[0]) < 5, hung
+            assert hung.generation.startswith("200"), hung
         finally:
             svc.stop()
 
