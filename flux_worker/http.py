@@ -12,6 +12,7 @@ import json
 import math
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +21,8 @@ from typing import Any, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
@@ -44,6 +47,10 @@ def make_session(pool_size: int) -> requests.Session:
     # POST behind the client's back (that could bill one image twice).
     adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size,
                           max_retries=Retry(total=0, read=False))
+    # Pools whose connections end a status line and headers that trickle in at the deadline of
+    # the `call` that waits for them (see _DeadlineConnection).
+    adapter.poolmanager.pool_classes_by_scheme = {"http": _DeadlinePool,
+                                                   "https": _DeadlineTLSPool}
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = user_agent()
@@ -52,6 +59,56 @@ def make_session(pool_size: int) -> requests.Session:
     session.trust_env = any(os.environ.get(name) or os.environ.get(name.lower())
                             for name in ENVIRONMENT_SETTINGS)
     return session
+
+
+# --- deadlines while the status line and headers arrive ---------------------------------------
+#
+# http.client reads them with a timeout per read, so a peer sending one byte per read timeout
+# would hold the call far beyond it. The call's deadline is kept per thread, and the connection
+# arms a timer that shuts its socket at that deadline while it waits for them.
+
+_current = threading.local()
+
+
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: the wait has ended anyway
+
+
+class _DeadlineMixin:
+    """Shut the socket when the current call's deadline passes during getresponse()."""
+
+    sock: socket.socket | None
+
+    def getresponse(self):
+        deadline = getattr(_current, "deadline", None)
+        if deadline is None or self.sock is None:
+            return super().getresponse()
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (self.sock,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return super().getresponse()
+        finally:
+            timer.cancel()
+
+
+class _DeadlineConnection(_DeadlineMixin, HTTPConnection):
+    """An HTTP connection whose wait for headers ends at the call's deadline."""
+
+
+class _DeadlineTLSConnection(_DeadlineMixin, HTTPSConnection):
+    """An HTTPS connection whose wait for headers ends at the call's deadline."""
+
+
+class _DeadlinePool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineConnection
+
+
+class _DeadlineTLSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineTLSConnection
 
 
 # --- one bounded call -------------------------------------------------------------------------
@@ -115,8 +172,16 @@ def call(session: requests.Session, method: str, url: str, *, timeout: float,
     headers = dict(kwargs.pop("headers", None) or {})
     # Compressed bodies would make the byte cap a cap on compressed bytes only.
     headers.setdefault("Accept-Encoding", "identity")
-    resp = session.request(method, url, headers=headers, stream=True, allow_redirects=False,
-                           timeout=(min(connect_timeout, timeout), timeout), **kwargs)
+    _current.deadline = deadline
+    try:
+        resp = session.request(method, url, headers=headers, stream=True, allow_redirects=False,
+                               timeout=(min(connect_timeout, timeout), timeout), **kwargs)
+    except requests.ConnectionError as exc:
+        if not isinstance(exc, requests.ConnectTimeout) and time.monotonic() >= deadline:
+            raise Deadline("the answer's headers did not arrive within the deadline") from exc
+        raise
+    finally:
+        _current.deadline = None
     try:
         if 300 <= resp.status_code < 400:
             raise Redirected(f"the upstream answered HTTP {resp.status_code} (a redirect), "

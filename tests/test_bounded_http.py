@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
+import threading
+import time
 import zlib
 
 import pytest
@@ -23,6 +26,7 @@ from flux_worker.errors import RateLimited, UpstreamError
 from flux_worker.http import (
     RETRY_AFTER_MAX,
     BodyTooLarge,
+    Deadline,
     Redirected,
     call,
     make_session,
@@ -186,3 +190,45 @@ def test_connection_errors_stay_requests_errors(rsps):
     rsps.get("https://up.example/x", body=requests.ConnectionError("refused"))
     with pytest.raises(requests.ConnectionError):
         call(make_session(1), "GET", "https://up.example/x", timeout=5)
+
+
+class _Trickler:
+    """A local server that answers `head` one byte per `pause` seconds, then closes."""
+
+    def __init__(self, head: bytes, pause: float = 0.2):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        self.head, self.pause = head, pause
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                for byte in self.head:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(self.pause)
+            except OSError:
+                pass  # the client hung up: what the test wants
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("head", [
+    # Headers that trickle in: each byte well within the read timeout, the whole far beyond.
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 100,
+    # Headers at once, then a body that trickles.
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b" " * 100,
+])
+def test_call_ends_at_its_deadline_whatever_trickles(head):
+    server = _Trickler(head)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Deadline):
+            call(make_session(1), "GET", server.url, timeout=1.0)
+        assert time.monotonic() - started < 5   # 100 bytes at 0.2 s would take 20 s
+    finally:
+        server.close()
