@@ -18,23 +18,25 @@ if _METRICS_DIR_OWNED:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flux-worker-metrics-")
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
-# gthread, with each request read whole in the main loop before a thread takes it: a client
-# trickling its headers or body holds a buffer, not a thread (flux_worker/server.py).
-worker_class = "flux_worker.server.BufferedThreadWorker"
+# gthread, except that a request is gathered before a thread serves it, within
+# REQUEST_READ_TIMEOUT: clients sending slowly hold no thread (see flux_worker/server.py).
+worker_class = "flux_worker.server.GatheringWorker"
 
 
-def _storage_scheme() -> str:
-    """The scheme of STORAGE_URL as the service parses it ("" when the configuration is bad)."""
+def _typed_config():
+    """The service's configuration, or None when it is bad (on_starting then stops the start
+    with a message naming the variable)."""
     from flux_worker.config import Config, ConfigError
 
     try:
-        return Config.from_env(os.environ).storage.scheme
+        return Config.from_env(os.environ)
     except ConfigError:
-        return ""  # on_starting stops the start with a message naming the variable
+        return None
 
 
+_CONFIG = _typed_config()
 # memory:// keeps images inside one process, so it gets one worker unless told otherwise.
-_ONE_PROCESS_STORE = _storage_scheme() == "memory"
+_ONE_PROCESS_STORE = _CONFIG is not None and _CONFIG.storage.scheme == "memory"
 
 
 def _env_int(name: str, default: str) -> int:
@@ -47,7 +49,8 @@ def _env_int(name: str, default: str) -> int:
 
 
 workers = _env_int("WEB_CONCURRENCY", "1" if _ONE_PROCESS_STORE else "2")
-threads = _env_int("GUNICORN_THREADS", "256")
+# config.py owns GUNICORN_THREADS, so that MAX_INFLIGHT's default can stay below it.
+threads = _CONFIG.gunicorn_threads if _CONFIG is not None else 1
 # gthread workers heartbeat from their main loop, so a long generation in a thread does not
 # trip this; it only catches a worker that is truly stuck.
 timeout = 60

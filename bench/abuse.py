@@ -1,406 +1,390 @@
 """Abuse scenarios: can a request, a client or an upstream freeze, exhaust or bill the service?
 
-Each scenario runs against the real service under gunicorn and the local fake Cloudflare, both
-on 127.0.0.1, bounded in count and time, and reports whether `/healthz` answered within a
-second during the attack, whether a fresh generation was still answered, and how many upstream
-calls (billed generations) were made for nobody:
+    python -m bench.abuse [--only slowloris,full-load] [--clients 300]
 
-    regex freeze        chat requests of "generate", 60 KB of spaces and a word
-    slowloris           300 connections trickling headers or a body
-    full load           300 open streams against a 60 s upstream
-    dropped streams     200 streams dropped by their clients, MAX_INFLIGHT=4, 2 s upstream
-    storage outage      generations while Redis is stopped (counting the upstream calls)
-    storage hang        generations while Redis is frozen with SIGSTOP
-    trickling upstream  an upstream answering one byte a second, and a trickling LLM
+Each scenario starts the real service (`gunicorn -c gunicorn.conf.py`, two workers) against the
+fake Cloudflare on 127.0.0.1, runs one attack for a bounded time, and meanwhile checks whether
+`/healthz` and a fresh generation still answer (within 5 s; the time is printed). It then prints
+how many upstream calls were made for nobody (for a client that had left, was refused, or whose
+image could not be kept). Scenarios:
 
-    python -m bench.abuse                 # all scenarios, a table in markdown
-    python -m bench.abuse --only slowloris
+- regex-freeze: chat requests of 60 KB ("generate" then spaces) that once froze a worker;
+- slowloris: `--clients` connections trickling their headers or body a byte a second;
+- full-load: `--clients` streams against a 10 s upstream, GUNICORN_THREADS=64;
+- dropped-streams: 200 streams dropped at once, MAX_INFLIGHT=4, a 3 s upstream;
+- storage-outage: redis-server as STORAGE_URL, stopped for 8 s under steady traffic;
+- trickling-upstream: an upstream that sends its answer a byte at a time (when the fake can).
 
-tests/e2e/test_abuse_e2e.py runs the same functions, smaller, and asserts on their outcomes.
+Loopback only, every loop bounded (about three minutes in all). Needs redis-server for one
+scenario (skipped without it).
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import signal
+import shutil
 import socket
-import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
+import diskcache
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.e2e.service import API_KEY, LLM_KEY, Service, cloudflare_env, start_service  # noqa: E402
-from tests.fakes import cloudflare  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.e2e.service import (
+    API_KEY,
+    CF_ACCOUNT,
+    CF_TOKEN,
+    LLM_KEY,
+    Service,
+    cloudflare_env,
+    start_service,
+)
+from tests.fakes import cloudflare
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-PROBE_SECONDS = 1.0
+PROBE_TIMEOUT = 5.0
 
 
 @dataclass
-class Outcome:
-    """What one scenario showed."""
+class Report:
+    """What one scenario found."""
 
-    scenario: str
-    healthz: bool                   # /healthz answered within a second during the attack
-    generation: str                 # how a fresh generation was answered ("200 in 0.1 s", ...)
-    for_nobody: int | None          # upstream calls made for clients that were gone or refused
-    detail: str
-    seconds: float
+    name: str
+    health_ms: list[float | None] = field(default_factory=list)     # None: no answer in time
+    generation: list[tuple[int | None, float]] = field(default_factory=list)
+    for_nobody: int | str = 0
+    notes: str = ""
 
-    def row(self) -> str:
-        nobody = "-" if self.for_nobody is None else str(self.for_nobody)
-        return (f"| {self.scenario} | {'yes' if self.healthz else 'NO'} | {self.generation} | "
-                f"{nobody} | {self.detail} | {self.seconds:.1f} |")
+    def line(self) -> str:
+        answered = [ms for ms in self.health_ms if ms is not None]
+        health = (f"{len(answered)}/{len(self.health_ms)} answered, max "
+                  f"{max(answered):.0f} ms" if answered else f"0/{len(self.health_ms)} answered")
+        gens = ", ".join(f"{status or 'none'} in {ms:.0f} ms" for status, ms in self.generation)
+        return (f"| {self.name} | {health} | {gens or '-'} | {self.for_nobody} | {self.notes} |")
 
 
-# --- small clients ----------------------------------------------------------------------------
+def probe(service: Service, report: Report, *, generate: bool = True) -> None:
+    """Ask /healthz and (optionally) for a fresh generation; record the answers and times."""
+    start = time.monotonic()
+    try:
+        ok = requests.get(service.url + "/healthz", timeout=PROBE_TIMEOUT).status_code == 200
+        report.health_ms.append((time.monotonic() - start) * 1000 if ok else None)
+    except requests.RequestException:
+        report.health_ms.append(None)
+    if not generate:
+        return
+    start = time.monotonic()
+    try:
+        resp = requests.post(service.api + "/chat/completions", headers=AUTH,
+                             timeout=PROBE_TIMEOUT, json={
+                                 "model": "flux-1-schnell",
+                                 "messages": [{"role": "user", "content": "a lighthouse"}]})
+        report.generation.append((resp.status_code, (time.monotonic() - start) * 1000))
+    except requests.RequestException:
+        report.generation.append((None, (time.monotonic() - start) * 1000))
 
-def _address(service: Service) -> tuple[str, int]:
+
+def image_calls(fake) -> int:
+    return sum(1 for r in fake.requests() if r.get("kind") == "run")
+
+
+def fake(latency: float = 0.0) -> cloudflare.FakeServer:
+    return cloudflare.start(account_id=CF_ACCOUNT, api_token=CF_TOKEN, llm_key=LLM_KEY,
+                            latency=latency)
+
+
+def address(service: Service) -> tuple[str, int]:
     parts = urlsplit(service.url)
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-def chat_request(content: str, *, stream: bool = False, host: str = "127.0.0.1") -> bytes:
-    """The bytes of one chat completion request."""
-    body = json.dumps({"model": "flux", "stream": stream,
-                       "messages": [{"role": "user", "content": content}]}).encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
-            f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
-    return head + body
+def raw_chat(body: bytes) -> bytes:
+    return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+            f"{API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"\r\n").encode() + body
 
 
-def read_status(sock: socket.socket, timeout: float) -> int | None:
-    """The status code of the answer on sock, or None when none came within timeout."""
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while b"\r\n" not in data:
-            piece = sock.recv(4096)
-            if not piece:
-                break
-            data += piece
-    except OSError:
-        return None
-    try:
-        return int(data.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        return None
+# ---- scenarios ------------------------------------------------------------------------------
 
+def regex_freeze(work: Path, clients: int) -> Report:
+    report = Report("regex freeze (4 × 60 KB chat bodies: spaces, newlines)")
+    with fake() as cf:
+        service = start_service(work, cloudflare_env(cf))
+        try:
+            statuses: list[str] = []
 
-def healthz_ok(service: Service, path: str = "/healthz") -> bool:
-    """Whether `path` answers 200 within PROBE_SECONDS."""
-    try:
-        return requests.get(service.url + path, timeout=PROBE_SECONDS).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def generation(service: Service, timeout: float = 10.0) -> str:
-    """A fresh chat generation: "200 in 0.4 s", "503 in 0.0 s" or "no answer"."""
-    started = time.monotonic()
-    try:
-        resp = requests.post(service.api + "/chat/completions", headers=AUTH, timeout=timeout,
-                             json={"model": "flux", "messages": [
-                                 {"role": "user", "content": "a lighthouse at dusk 16:9"}]})
-    except requests.RequestException:
-        return "no answer"
-    return f"{resp.status_code} in {time.monotonic() - started:.1f} s"
-
-
-def upstream_calls(fake) -> int:
-    """Image generations the fake has been asked for so far."""
-    return sum(1 for r in fake.requests() if r["kind"] in ("run", "images"))
-
-
-# --- scenarios --------------------------------------------------------------------------------
-
-def regex_freeze(service: Service, fake, count: int = 4) -> Outcome:
-    """Chat requests of "generate", 60 KB of spaces and a word, which froze a worker for minutes."""
-    started = time.monotonic()
-    text = "generate" + " " * 60_000 + "x"
-    with concurrent.futures.ThreadPoolExecutor(count) as pool:
-        futures = [pool.submit(requests.post, service.api + "/chat/completions", headers=AUTH,
-                               timeout=30, json={"model": "flux", "messages": [
-                                   {"role": "user", "content": text}]}) for _ in range(count)]
-        time.sleep(0.3)
-        health = healthz_ok(service)
-        fresh = generation(service)
-        answered: list[int | None] = []
-        for future in futures:
-            try:
-                answered.append(future.result().status_code)
-            except requests.RequestException:
-                answered.append(None)
-    took = time.monotonic() - started
-    return Outcome("regex freeze", health, fresh, None,
-                   f"{count} requests answered {sorted(set(map(str, answered)))} in {took:.1f} s",
-                   took)
-
-
-def slowloris(service: Service, fake, count: int = 300, hold: float = 3.0) -> Outcome:
-    """Connections that send their head or body a byte at a time and never finish."""
-    started = time.monotonic()
-    host, port = _address(service)
-    socks = []
-    whole = chat_request("a cat")
-    head_end = whole.index(b"\r\n\r\n") + 4
-    try:
-        for i in range(count):
-            sock = socket.create_connection((host, port), timeout=5)
-            # Half trickle the head, half send the head and trickle the body.
-            sock.sendall(whole[:20] if i % 2 == 0 else whole[:head_end + 5])
-            socks.append((sock, 20 if i % 2 == 0 else head_end + 5))
-        deadline = time.monotonic() + hold
-        health = True
-        fresh = ""
-        while time.monotonic() < deadline:
-            for index, (sock, sent) in enumerate(socks):
+            def attack(filler: str) -> None:
+                body: dict[str, Any] = {"model": "flux-1-schnell", "messages": [
+                    {"role": "user", "content": "generate" + filler * 60_000}]}
+                start = time.monotonic()
                 try:
-                    sock.send(whole[sent:sent + 1])
-                    socks[index] = (sock, sent + 1)
-                except OSError:
-                    pass
-            health = healthz_ok(service) and health
-            fresh = fresh or generation(service, timeout=PROBE_SECONDS)
+                    resp = requests.post(service.api + "/chat/completions", headers=AUTH,
+                                         json=body, timeout=30)
+                    statuses.append(f"{resp.status_code} in {time.monotonic() - start:.1f} s")
+                except requests.RequestException:
+                    statuses.append(f"none in {time.monotonic() - start:.1f} s")
+
+            # Spaces and newlines, two of each: the runs that made the title patterns quadratic.
+            attackers = [threading.Thread(target=attack, args=(filler,))
+                         for filler in (" ", "\n", " ", "\n")]
+            for t in attackers:
+                t.start()
             time.sleep(0.5)
-    finally:
-        for sock, _ in socks:
-            sock.close()
-    took = time.monotonic() - started
-    return Outcome("slowloris", health, fresh, None,
-                   f"{count} connections trickling heads and bodies for {hold:.0f} s", took)
+            before = image_calls(cf)
+            for _ in range(3):
+                probe(service, report)
+                time.sleep(0.5)
+            for t in attackers:
+                t.join(40)
+            probes = sum(1 for s, _ in report.generation if s == 200)
+            report.for_nobody = max(0, image_calls(cf) - before - probes)
+            report.notes = "attack answers: " + ", ".join(sorted(statuses))
+        finally:
+            service.stop()
+    return report
 
 
-def full_load(service: Service, fake, count: int = 300, latency: float = 60.0) -> Outcome:
-    """Open streams against a slow upstream: probes must answer, every client must get a status."""
-    started = time.monotonic()
-    host, port = _address(service)
-    before = upstream_calls(fake)
-    old_latency, fake.state.latency = fake.state.latency, latency
-    socks: list[socket.socket] = []
-    try:
-        request = chat_request("a lighthouse at dusk", stream=True)
-        for _ in range(count):
-            sock = socket.create_connection((host, port), timeout=5)
-            sock.sendall(request)
-            socks.append(sock)
-        time.sleep(0.5)
-        health = healthz_ok(service) and healthz_ok(service, "/readyz")
-        fresh = generation(service, timeout=5)
-        statuses = [read_status(sock, 10.0) for sock in socks]
-    finally:
-        fake.state.latency = old_latency
-        for sock in socks:
-            sock.close()
-    nothing = statuses.count(None)
-    counts = {str(s): statuses.count(s) for s in sorted(set(statuses), key=str)}
-    took = time.monotonic() - started
-    return Outcome("full load", health and nothing == 0, fresh,
-                   None, f"{count} streams: {counts}; {nothing} got nothing; "
-                         f"{upstream_calls(fake) - before} upstream calls", took)
+def slowloris(work: Path, clients: int) -> Report:
+    report = Report(f"slowloris ({clients} trickling connections)")
+    with fake() as cf:
+        service = start_service(work, cloudflare_env(cf, REQUEST_READ_TIMEOUT="8"))
+        request = raw_chat(b'{"model": "flux-1-schnell", "messages": '
+                           b'[{"role": "user", "content": "a cat"}]}')
+        header_end = request.index(b"\r\n\r\n") + 4
+        socks, offsets, cut = [], [], 0
+        try:
+            for i in range(clients):
+                sock = socket.create_connection(address(service), timeout=5)
+                if i % 2:
+                    sock.sendall(request[:header_end])        # headers at once, body trickled
+                socks.append(sock)
+                offsets.append(header_end if i % 2 else 0)
+            for second in range(12):
+                for i, sock in enumerate(socks):
+                    end = min(offsets[i] + 1, len(request) - 1)
+                    try:
+                        sock.sendall(request[offsets[i]:end])
+                    except OSError:
+                        pass
+                    offsets[i] = end
+                if second in (2, 4, 6):
+                    probe(service, report)
+                time.sleep(1)
+            for sock in socks:
+                sock.settimeout(0.2)
+                try:
+                    cut += sock.recv(1) == b""
+                except TimeoutError:
+                    pass
+                except OSError:
+                    cut += 1
+            report.notes = (f"{cut}/{clients} trickling connections closed by the server "
+                            f"after REQUEST_READ_TIMEOUT=8 s")
+            # Only the probes' generations reach the upstream; a trickled request never does.
+            report.for_nobody = image_calls(cf) - len(report.generation)
+        finally:
+            for sock in socks:
+                sock.close()
+            service.stop()
+    return report
 
 
-def dropped_streams(service: Service, fake, count: int = 200, latency: float = 2.0,
-                    stored=None) -> Outcome:
-    """Streams whose clients hang up at once: generations for nobody must stop and not be kept.
+def full_load(work: Path, clients: int) -> Report:
+    report = Report(f"full load ({clients} streams, 10 s upstream, 64 threads × 2)")
+    with fake(latency=10) as cf:
+        service = start_service(work, cloudflare_env(cf, UPSTREAM_TIMEOUT="30",
+                                                     GUNICORN_THREADS="64"))
+        statuses: list[int | None] = []
 
-    `stored()` counts the images kept; none may be kept for the dropped clients.
-    """
-    started = time.monotonic()
-    host, port = _address(service)
-    before = upstream_calls(fake)
-    kept_before = stored() if stored else 0
-    old_latency, fake.state.latency = fake.state.latency, latency
-    statuses = []
-    try:
-        request = chat_request("a red fox in snow", stream=True)
-
-        def drop() -> int | None:
-            with socket.create_connection((host, port), timeout=5) as sock:
-                sock.sendall(request)
-                status = read_status(sock, 10.0)
-                # Hang up with the answer unread: the kernel sends a reset.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00"
-                                b"\x00\x00\x00\x00")
-                return status
-
-        with concurrent.futures.ThreadPoolExecutor(50) as pool:
-            statuses = list(pool.map(lambda _: drop(), range(count)))
-        # Let every admitted generation run to its end (one upstream latency and a margin).
-        time.sleep(latency + 3.0)
-        health = healthz_ok(service)
-    finally:
-        fake.state.latency = old_latency
-    calls = upstream_calls(fake) - before
-    kept = (stored() - kept_before) if stored else 0
-    fresh = generation(service)
-    took = time.monotonic() - started
-    admitted = statuses.count(200)
-    return Outcome("dropped streams", health, fresh, calls,
-                   f"{count} dropped: {admitted} admitted, {statuses.count(503)} got 503; "
-                   f"{kept} images kept for nobody", took)
-
-
-def storage_outage(service: Service, fake, redis: RedisServer, count: int = 30) -> Outcome:
-    """Generations while Redis (images and rate-limit counters) is stopped."""
-    started = time.monotonic()
-    before = upstream_calls(fake)
-    redis.stop()
-    answers: list[tuple[int | None, float]] = []
-    try:
-        for _ in range(count):
-            t0 = time.monotonic()
+        def stream() -> None:
             try:
-                resp = requests.post(service.api + "/chat/completions", headers=AUTH, timeout=15,
-                                     json={"model": "flux", "messages": [
-                                         {"role": "user", "content": "a cat"}]})
-                answers.append((resp.status_code, time.monotonic() - t0))
+                with requests.post(service.api + "/chat/completions", headers=AUTH, stream=True,
+                                   timeout=(10, 40), json={
+                                       "model": "flux-1-schnell", "stream": True,
+                                       "messages": [{"role": "user", "content": "a cat"}]}) as r:
+                    b"".join(r.iter_content(None))
+                    statuses.append(r.status_code)
             except requests.RequestException:
-                answers.append((None, time.monotonic() - t0))
-        health = healthz_ok(service)
-    finally:
-        redis.start()
-    calls = upstream_calls(fake) - before
-    slowest = max(t for _, t in answers)
-    codes = {str(c): [a for a, _ in answers].count(c) for c in {a for a, _ in answers}}
-    time.sleep(1.5)   # the cached storage probe notices Redis is back
-    fresh = generation(service)
-    took = time.monotonic() - started
-    return Outcome("storage outage", health, fresh, calls,
-                   f"{count} generations while Redis was stopped: {codes}, slowest "
-                   f"{slowest:.2f} s", took)
+                statuses.append(None)
+
+        try:
+            with ThreadPoolExecutor(clients) as pool:
+                for _ in range(clients):
+                    pool.submit(stream)
+                time.sleep(3)
+                readyz = []
+                for _ in range(3):
+                    probe(service, report)
+                    ready = time.monotonic()
+                    try:
+                        requests.get(service.url + "/readyz", timeout=PROBE_TIMEOUT)
+                        readyz.append(f"{1000 * (time.monotonic() - ready):.0f}")
+                    except requests.RequestException:
+                        readyz.append("none")
+                    time.sleep(1)
+                report.notes = f"/readyz ms: {', '.join(readyz)}; "
+            report.notes += (f"{statuses.count(200)} streams served, {statuses.count(503)} "
+                             f"refused 503, {statuses.count(None)} got nothing")
+            report.for_nobody = 0
+        finally:
+            service.stop()
+    return report
 
 
-def storage_hang(service: Service, fake, redis: RedisServer, count: int = 5) -> Outcome:
-    """Generations while Redis is hung (SIGSTOP): answered within a short socket timeout."""
-    started = time.monotonic()
-    before = upstream_calls(fake)
-    process = redis._process
-    assert process is not None
-    process.send_signal(signal.SIGSTOP)
-    answers: list[tuple[int | None, float]] = []
+def dropped_streams(work: Path, clients: int) -> Report:
+    report = Report("dropped streams (200, MAX_INFLIGHT=4, 3 s upstream, 1 worker)")
+    with fake(latency=3) as cf:
+        service = start_service(work, cloudflare_env(cf, MAX_INFLIGHT="4"), workers=1)
+        host, port = address(service)
+        statuses: list[int] = []
+
+        def drop() -> None:
+            with socket.create_connection((host, port), timeout=10) as sock:
+                sock.sendall(raw_chat(b'{"model": "flux-1-schnell", "stream": true, '
+                                      b'"messages": [{"role": "user", "content": "a cat"}]}'))
+                line = sock.recv(64).split(b" ", 2)
+                statuses.append(int(line[1]) if len(line) > 1 else 0)
+
+        try:
+            with ThreadPoolExecutor(20) as pool:
+                for _ in range(200):
+                    pool.submit(drop)
+            time.sleep(5)                             # the abandoned generations end
+            calls_for_dropped = image_calls(cf)
+            probe(service, report)
+            with diskcache.Cache(str(work / "images")) as cache:
+                kept = len(cache) - sum(1 for s, _ in report.generation if s == 200)
+            report.for_nobody = calls_for_dropped
+            report.notes = (f"{statuses.count(200)} admitted then dropped, "
+                            f"{statuses.count(503)} refused; images stored for them: {kept}")
+        finally:
+            service.stop()
+    return report
+
+
+def storage_outage(work: Path, clients: int) -> Report:
+    from tests.redis_server import RedisServer
+    report = Report("storage outage (redis stopped 8 s, 4 clients)")
     try:
-        for _ in range(count):
-            t0 = time.monotonic()
-            try:
-                resp = requests.post(service.api + "/chat/completions", headers=AUTH, timeout=30,
-                                     json={"model": "flux", "messages": [
-                                         {"role": "user", "content": "a cat"}]})
-                answers.append((resp.status_code, time.monotonic() - t0))
-            except requests.RequestException:
-                answers.append((None, time.monotonic() - t0))
-        health = healthz_ok(service)
+        redis = RedisServer()
+    except BaseException as exc:      # pytest.skip without the binary
+        report.notes = f"skipped: {exc}"
+        report.for_nobody = "-"
+        return report
+    with redis, fake() as cf:
+        service = start_service(work, cloudflare_env(cf, STORAGE_URL=redis.url))
+        stop = threading.Event()
+        refused = [0]
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    resp = requests.post(service.api + "/chat/completions", headers=AUTH,
+                                         timeout=10, json={"model": "flux-1-schnell", "messages": [
+                                             {"role": "user", "content": "a cat"}]})
+                    refused[0] += resp.status_code == 503
+                except requests.RequestException:
+                    pass
+
+        try:
+            threads = [threading.Thread(target=client) for _ in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(2)
+            redis.stop()
+            before = image_calls(cf)
+            time.sleep(1)
+            probe(service, report)
+            time.sleep(7)
+            during = image_calls(cf) - before
+            redis.start()
+            time.sleep(3)
+            probe(service, report)
+            stop.set()
+            for t in threads:
+                t.join(15)
+            report.for_nobody = during
+            report.notes = f"{refused[0]} answered 503 while storage was down"
+        finally:
+            stop.set()
+            service.stop()
+    return report
+
+
+def trickling_upstream(work: Path, clients: int) -> Report:
+    report = Report("trickling upstream")
+    if "trickle" not in cloudflare.IMAGE_FAULTS:
+        report.notes = "skipped: the fake Cloudflare has no trickle fault yet"
+        report.for_nobody = "-"
+        return report
+    with fake() as cf:
+        service = start_service(work, cloudflare_env(cf, UPSTREAM_TIMEOUT="5"))
+        try:
+            cf.add_faults(*[{"kind": "trickle"}] * 4)
+            with ThreadPoolExecutor(4) as pool:
+                futures = [pool.submit(requests.post, service.api + "/chat/completions",
+                                       headers=AUTH, timeout=60, json={
+                                           "model": "flux-1-schnell", "messages": [
+                                               {"role": "user", "content": "a cat"}]})
+                           for _ in range(4)]
+                time.sleep(1)
+                probe(service, report)
+                started = time.monotonic()
+                answers = [f.result().status_code for f in futures]
+            report.notes = (f"trickled calls answered {answers} within "
+                            f"{time.monotonic() - started + 1:.0f} s (UPSTREAM_TIMEOUT=5)")
+        finally:
+            service.stop()
+    return report
+
+
+SCENARIOS: dict[str, Callable[[Path, int], Report]] = {
+    "regex-freeze": regex_freeze, "slowloris": slowloris, "full-load": full_load,
+    "dropped-streams": dropped_streams, "storage-outage": storage_outage,
+    "trickling-upstream": trickling_upstream,
+}
+
+
+def run(names: list[str], clients: int) -> Iterator[Report]:
+    """Run the scenarios in order, each against a fresh service in its own folder."""
+    root = Path(tempfile.mkdtemp(prefix="flux-abuse-"))
+    try:
+        for name in names:
+            started = time.monotonic()
+            report = SCENARIOS[name](root / name, clients)
+            report.notes += f" ({time.monotonic() - started:.0f} s)"
+            yield report
     finally:
-        process.send_signal(signal.SIGCONT)
-    calls = upstream_calls(fake) - before
-    slowest = max(t for _, t in answers)
-    codes = {str(c): [a for a, _ in answers].count(c) for c in {a for a, _ in answers}}
-    time.sleep(1.5)
-    fresh = generation(service)
-    took = time.monotonic() - started
-    return Outcome("storage hang", health, fresh, calls,
-                   f"{count} generations while Redis was stopped with SIGSTOP: {codes}, slowest "
-                   f"{slowest:.2f} s", took)
-
-
-def trickling_upstream(service: Service, fake, timeout: float) -> Outcome:
-    """An upstream and an LLM sending one byte a second: cut at their deadlines."""
-    started = time.monotonic()
-    fake.add_faults("trickle")
-    first = generation(service, timeout=timeout * 4 + 10)
-    fake.add_llm_faults("trickle")
-    translated = generation(service, timeout=timeout * 4 + 10)
-    health = healthz_ok(service)
-    took = time.monotonic() - started
-    return Outcome("trickling upstream", health, translated, None,
-                   f"trickling image answer: {first} (deadline {timeout:g} s); trickling LLM: "
-                   f"generation {translated}, translation fell back", took)
-
-
-# --- running all of them ----------------------------------------------------------------------
-
-def _stored(directory: Path):
-    import diskcache
-
-    def count() -> int:
-        with diskcache.Cache(str(directory)) as cache:
-            return len(cache)
-    return count
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", help="run one scenario (e.g. slowloris)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help="comma-separated scenarios: " + ", ".join(SCENARIOS))
+    parser.add_argument("--clients", type=int, default=300)
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead")
     args = parser.parse_args(argv)
-
-    def wanted(name: str) -> bool:
-        return args.only in (None, name.replace(" ", "_"), name)
-    fake = cloudflare.start(account_id="test-account", api_token="test-cf-token",
-                            llm_key=LLM_KEY)
-    outcomes: list[Outcome] = []
-    tmp = Path(tempfile.mkdtemp(prefix="flux-abuse-"))
-    threads = "32"
-    try:
-        env = cloudflare_env(fake, GUNICORN_THREADS=threads, UPSTREAM_TIMEOUT="5",
-                             LOG_LEVEL="WARNING")
-        if wanted("regex freeze") or wanted("slowloris") or wanted("full load"):
-            service = start_service(tmp / "main", env, workers=1)
-            try:
-                if wanted("regex freeze"):
-                    outcomes.append(regex_freeze(service, fake))
-                if wanted("slowloris"):
-                    outcomes.append(slowloris(service, fake))
-                if wanted("full load"):
-                    outcomes.append(full_load(service, fake))
-            finally:
-                service.stop()
-        if wanted("dropped streams"):
-            service = start_service(tmp / "dropped", {**env, "MAX_INFLIGHT": "4"}, workers=1)
-            try:
-                outcomes.append(dropped_streams(service, fake,
-                                                stored=_stored(tmp / "dropped" / "images")))
-            finally:
-                service.stop()
-        if wanted("storage outage") or wanted("storage hang"):
-            with RedisServer() as redis:
-                service = start_service(tmp / "redis", {**env, "STORAGE_URL": redis.url,
-                                                        "RATE_LIMIT": "1000/minute"}, workers=1)
-                try:
-                    if wanted("storage outage"):
-                        outcomes.append(storage_outage(service, fake, redis))
-                    if wanted("storage hang"):
-                        outcomes.append(storage_hang(service, fake, redis))
-                finally:
-                    service.stop()
-        if wanted("trickling upstream"):
-            llm = {"CF_IS_TRANSLATE": "true", "EXTERNAL_API_BASE": fake.url + "/v1",
-                   "EXTERNAL_MODEL": "gpt-4o-mini", "EXTERNAL_API_KEY": LLM_KEY,
-                   "TRANSLATE_TIMEOUT": "2", "UPSTREAM_TIMEOUT": "3", "UPSTREAM_RETRIES": "0"}
-            service = start_service(tmp / "trickle", {**env, **llm}, workers=1)
-            try:
-                outcomes.append(trickling_upstream(service, fake, 3.0))
-            finally:
-                service.stop()
-    finally:
-        fake.stop()
-    print(f"gunicorn: 1 worker, {threads} threads; fake Cloudflare on 127.0.0.1\n")
-    print("| scenario | /healthz < 1 s | fresh generation | upstream calls for nobody | "
-          "detail | seconds |")
-    print("|---|---|---|---|---|---|")
-    for outcome in outcomes:
-        print(outcome.row())
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    if not args.json:
+        print("| scenario | /healthz during the attack | fresh generation (status, time) | "
+              "upstream calls for nobody | notes |")
+        print("|---|---|---|---|---|")
+    for report in run(names, args.clients):
+        if args.json:
+            print(json.dumps(report.__dict__))
+        else:
+            print(report.line(), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.run [--quick] [--out docs/benchmarks-latest.md] [--profile DIR]
 
-Starts the strict fake Cloudflare (tests/fakes/cloudflare.py) under its own small gunicorn at a
+Starts the strict fake Cloudflare (tests/fakes/cloudflare/) under its own small gunicorn at a
 set upstream latency, answering a 150 KB JPEG, and a fresh service for every case exactly as
 deployed: `gunicorn -c gunicorn.conf.py -b 127.0.0.1:PORT app:app`, with CF_* pointing at the
 fake, disk storage in a temporary directory and LOG_LEVEL=WARNING. WEB_CONCURRENCY,
@@ -679,7 +679,7 @@ def markdown(rows: dict[str, Row], plan: Plan, header: dict) -> str:
     lines = [f"Command: `{header['command']}`  ",
              f"Run: {header['date']}, {header['duration']:.0f} s; machine: {header['machine']}  ",
              f"Service: {header['service']}; code at commit {header['code']}  ",
-             f"Upstream: fake Cloudflare (tests/fakes/cloudflare.py) under gunicorn, 1 gthread "
+             f"Upstream: fake Cloudflare (tests/fakes/cloudflare/) under gunicorn, 1 gthread "
              f"worker, {IMAGE_KB} KB JPEG 1024x1024 from flux-1-schnell; storage disk:// (tmp)."
              + (" **--quick run: short windows, not for comparison.**" if plan.quick else ""),
              "",
@@ -757,6 +757,11 @@ def code_version() -> str:
 def _conf_default(name: str) -> str:
     """The default gunicorn.conf.py gives a variable (read from its text: importing it has
     side effects), so the report never states a stale setting."""
+    from flux_worker.config import VARIABLES   # owns GUNICORN_THREADS (and its default)
+
+    owned = {v.name: v.default for v in VARIABLES}
+    if owned.get(name):
+        return owned[name]
     text = (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
     found = re.search(rf'"{name}",\s*(?:"1" if \w+ else )?"(\d+)"', text)
     return found.group(1) if found else "?"

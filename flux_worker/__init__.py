@@ -43,12 +43,13 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     app.json.sort_keys = False
     app.extensions["flux_worker"] = services
 
-    from .web import api, edits, errors, files, hooks, metrics, openapi, pages, proxies, usage
+    from .web import api, edits, errors, files, hooks, mcp, metrics, openapi, pages, proxies, usage
     errors.register(app)
     hooks.install(app)
     for blueprint in (pages.bp, api.bp, edits.bp, files.bp, openapi.bp, metrics.bp, usage.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)
+    app.wsgi_app = mcp.mount(app.wsgi_app, services)  # /mcp: MCP over streamable HTTP
     app.wsgi_app = proxies.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
     _announce(services)
     return app

@@ -39,16 +39,21 @@ def chat_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
     ]
     if choice.skipped:
         lines.append(words("skipped", reason=choice.skipped))
-    lines.append(words("size", job.size))
+    yield "\n".join(lines + plan_lines(job, words)) + "\n"
+    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel, hold=hold)
+    yield from image_pieces(result, words, image_url, show_cost)
+
+
+def plan_lines(job: ImageJob, words: Phrasebook) -> list[str]:
+    """The lines every answer shows about its plan: size, seed, options ignored or clamped."""
+    lines = [words("size", job.size)]
     if job.seed is not None:
         lines.append(words("seed", job.seed))
     if job.ignored:
         lines.append(words("ignored", model=job.model.short_name, options=", ".join(job.ignored)))
     if job.clamped:
         lines.append(words("clamped", model=job.model.short_name, options=", ".join(job.clamped)))
-    yield "\n".join(lines) + "\n"
-    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel, hold=hold)
-    yield from image_pieces(result, words, image_url, show_cost)
+    return lines
 
 
 def image_pieces(result: ImageResult, words: Phrasebook, image_url: Callable[[str], str],

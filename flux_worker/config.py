@@ -104,7 +104,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("UPSTREAM_TIMEOUT", "120", "Seconds to wait for one image generation upstream."),
     Variable("UPSTREAM_RETRIES", "2", "Retries of a capacity error (3040), 5xx or connection failure, with backoff and jitter."),
     Variable("RATE_LIMIT", "", "Per API key limits such as `30/minute;500/day`; empty: none."),
-    Variable("MAX_INFLIGHT", "auto", "Images one process generates at once before answering 503 with `Retry-After`; `auto`: `GUNICORN_THREADS` less an eighth (at least 2), so health probes and refusals always find a free thread; 0: no cap."),
+    Variable("MAX_INFLIGHT", "", "Images one process generates at once before answering 503 with `Retry-After`; empty: `GUNICORN_THREADS` minus an eighth (at least 4 threads stay free for health checks and quick requests); 0: no cap."),
+    Variable("GUNICORN_THREADS", "256", "Threads per process: each holds one generation in flight (see docs/benchmarks.md)."),
+    Variable("REQUEST_READ_TIMEOUT", "30", "Seconds a client has to send a whole request (request line, headers and body); a slower connection is closed. Requests are gathered without holding a thread, so slow clients cannot starve the others."),
     Variable("MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 above it)."),
     Variable("LOG_LEVEL", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
     Variable("CF_ACCOUNTS", "", "Several Cloudflare accounts, used in order: `account_id:token[@neurons],...` (optional daily budget per account), or the path of a file holding that list. Replaces `CF_ACCOUNT_ID` + `CF_API_TOKEN`."),
@@ -169,7 +171,9 @@ class Config:
     upstream_timeout: float = 120.0
     upstream_retries: int = 2
     rate_limit: str = ""
-    max_inflight: int = 0
+    max_inflight: int = 224                 # default_max_inflight(256)
+    gunicorn_threads: int = 256
+    request_read_timeout: float = 30.0
     max_body_bytes: int = 1 << 20
     log_level: str = "INFO"
     # --- image input (issue 11) -------------------------------------------------------------------
@@ -270,6 +274,8 @@ class Config:
             upstream_retries=env.integer("UPSTREAM_RETRIES", minimum=0, maximum=10),
             rate_limit=_rate_limit(env.text("RATE_LIMIT")),
             max_inflight=_max_inflight(env),
+            gunicorn_threads=env.integer("GUNICORN_THREADS", minimum=1, maximum=10000),
+            request_read_timeout=env.number("REQUEST_READ_TIMEOUT", minimum=1, maximum=3600),
             max_body_bytes=env.integer("MAX_BODY_BYTES", minimum=1024, maximum=1 << 30),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
             cf_accounts=_accounts(env.text("CF_ACCOUNTS")),
@@ -357,17 +363,18 @@ class _Reader:
         return raw
 
 
-def _max_inflight(env: _Reader) -> int:
-    """MAX_INFLIGHT, or for `auto` the threads of a process less a reserve for cheap requests.
+def default_max_inflight(threads: int) -> int:
+    """The in-flight cap that leaves threads free for health checks and quick requests."""
+    # Every generation holds a gunicorn thread; with all of them taken, /healthz, /readyz and
+    # the 503s that tell clients to come back would queue behind generations of a minute.
+    spare = max(4, threads // 8)
+    return max(1, threads - spare)
 
-    Each generation holds one of gunicorn's threads while it runs; with every thread busy,
-    /healthz would queue behind them and probes would kill a healthy process.
-    """
-    if env.text("MAX_INFLIGHT").lower() != "auto":
-        return env.integer("MAX_INFLIGHT", minimum=0, maximum=100000)
-    raw = env.environ.get("GUNICORN_THREADS", "256").strip()
-    threads = int(raw) if raw.isdigit() and int(raw) > 0 else 256
-    return max(1, threads - max(2, threads // 8))
+
+def _max_inflight(env: _Reader) -> int:
+    if not env.text("MAX_INFLIGHT"):
+        return default_max_inflight(env.integer("GUNICORN_THREADS", minimum=1, maximum=10000))
+    return env.integer("MAX_INFLIGHT", minimum=0, maximum=100000)
 
 
 def _pick_backend(env: _Reader) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator
 
-from .answer import image_pieces
+from .answer import image_pieces, plan_lines
 from .budget import Hold
 from .catalog import ModelRegistry, model_for_images
 from .errors import InvalidRequest
@@ -215,13 +215,6 @@ def edit_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
                            requested=job.requested.short_name))
     else:
         lines.append(words("model", job.model.short_name))
-    lines.append(words("size", job.size))
-    if job.seed is not None:
-        lines.append(words("seed", job.seed))
-    if job.ignored:
-        lines.append(words("ignored", model=job.model.short_name, options=", ".join(job.ignored)))
-    if job.clamped:
-        lines.append(words("clamped", model=job.model.short_name, options=", ".join(job.clamped)))
-    yield "\n".join(lines) + "\n"
+    yield "\n".join(lines + plan_lines(job, words)) + "\n"
     result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel, hold=hold)
     yield from image_pieces(result, words, image_url, show_cost)

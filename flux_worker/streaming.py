@@ -13,6 +13,8 @@ itself, in the thread, when it ends, never earlier.
 from __future__ import annotations
 
 import queue
+import select
+import socket
 import threading
 import time
 from typing import Callable, Generic, Iterator, TypeVar
@@ -20,8 +22,9 @@ from typing import Callable, Generic, Iterator, TypeVar
 T = TypeVar("T")
 HEARTBEAT = object()
 _END = object()
-# How often a waiting consumer asks whether its client is still there.
-GONE_CHECK_SECONDS = 0.25
+# How often a waiting stream looks whether its client has closed the connection: the sooner it
+# knows, the likelier the generation is abandoned before its image is stored (or paid for).
+GONE_POLL = 0.5
 
 
 class Background(Generic[T]):
@@ -31,8 +34,6 @@ class Background(Generic[T]):
                  gone: Callable[[], bool] | None = None):
         self.interval = interval
         self.cancel = cancel
-        # Asked while nothing is to be written: a stream learns that its client hung up only
-        # when a write fails, which may be after the image was made and stored for nobody.
         self.gone = gone
         self._items: queue.SimpleQueue[tuple[object, BaseException | None]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._pump, args=(source,), name="generation",
@@ -53,20 +54,20 @@ class Background(Generic[T]):
 
         Exceptions raised by the source are re-raised here, in the consumer's thread.
         """
+        poll = min(self.interval, GONE_POLL) if self.gone is not None else self.interval
+        last = time.monotonic()
         try:
-            quiet_since = time.monotonic()
             while True:
-                wait = self.interval if self.gone is None else GONE_CHECK_SECONDS
                 try:
-                    item, error = self._items.get(timeout=wait)
+                    item, error = self._items.get(timeout=poll)
                 except queue.Empty:
                     if self.gone is not None and self.gone():
-                        return      # the finally below cancels the generation
-                    if time.monotonic() - quiet_since >= self.interval:
-                        quiet_since = time.monotonic()
+                        return        # nobody reads on: the finally below cancels the source
+                    if time.monotonic() - last >= self.interval:
+                        last = time.monotonic()
                         yield HEARTBEAT
                     continue
-                quiet_since = time.monotonic()
+                last = time.monotonic()
                 if item is _END:
                     if error is not None:
                         raise error
@@ -80,3 +81,47 @@ class Background(Generic[T]):
         """Wait for the generation to end; return whether it has."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+def peer_closed(sock: socket.socket | None) -> Callable[[], bool] | None:
+    """A check whether the client has closed its end of `sock`; None when there is no socket.
+
+    A stream writes only every few seconds, and a write to a closed connection fails only on
+    the second try, so a client that left is noticed here instead, without writing anything.
+    """
+    if sock is None:
+        return None
+
+    def closed() -> bool:
+        try:
+            poller = select.poll()        # not select(): no limit on descriptor numbers
+            poller.register(sock, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            # Readable with nothing to read: the client closed (a reset raises instead).
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+
+    return closed
+
+
+class ClientWatch(threading.Event):
+    """A cancel event that also counts as set once the client has closed its connection.
+
+    Generations check their cancel event before every step that costs (a retry, the next
+    account, storing the image); with this one, a client that gave up (a non-stream request
+    whose caller timed out, a stream whose reader left) stops them without any write.
+    """
+
+    def __init__(self, gone: Callable[[], bool] | None):
+        super().__init__()
+        self._gone = gone
+
+    def is_set(self) -> bool:
+        """Whether the generation should stop: cancelled, or its client gone."""
+        if not super().is_set() and self._gone is not None and self._gone():
+            self.set()
+        return super().is_set()

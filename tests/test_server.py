@@ -1,78 +1,44 @@
-"""The slow-client worker tells a complete request from one still arriving (flux_worker/server.py).
-
-The worker itself runs in tests/e2e/test_abuse_e2e.py (300 trickling connections); here the
-framing rules it hands requests to threads by.
-"""
+"""The gathering worker's judgement of a complete request, and the default in-flight cap."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from flux_worker.server import HEAD_LIMIT, RequestState, client_gone, request_complete
+from flux_worker.config import Config, default_max_inflight
+from flux_worker.server import HEADER_GATHER_LIMIT, request_complete
 
-LIMIT = 1 << 20
-
-
-def _feed(data: bytes, step: int = 1) -> int | None:
-    """Feed data `step` bytes at a time; return how many bytes made the request complete."""
-    state = RequestState(None, b"", 0.0)
-    for end in range(step, len(data) + step, step):
-        state.buf = bytearray(data[:end])
-        if request_complete(state, LIMIT):
-            return min(end, len(data))
-    return None
+HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
 
 
-def test_a_get_is_complete_with_its_head():
-    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert _feed(request) == len(request)
-
-
-def test_a_body_of_known_length_is_awaited_whole():
-    request = b"POST /v1/x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-    assert _feed(request) == len(request)
-    assert _feed(request[:-1]) is None
-
-
-def test_a_chunked_body_is_awaited_to_its_last_chunk_and_trailers():
-    body = b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n"
-    request = b"POST /v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + body
-    assert _feed(request) == len(request)
-    assert _feed(request[:-2]) is None
-
-
-@pytest.mark.parametrize("head", [
-    b"POST / HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",  # waits for 100
-    b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",                    # app answers 413
-    b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",                           # parser: 400
-    b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",      # parser: 400
+@pytest.mark.parametrize("data,complete", [
+    (b"", False),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", False),             # headers not ended
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", True),           # no body
+    (HEAD + b"Content-Length: 5\r\n\r\n{\"a\"", False),             # body short
+    (HEAD + b"Content-Length: 5\r\n\r\n{\"a\"}", True),
+    (HEAD + b"content-length:5\r\n\r\n{\"a\"}GET / HTTP/1.1", True),  # pipelined rest is fine
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n", True),          # the parser reads chunks
+    (HEAD + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n", True),
+    (HEAD + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n", True),  # parser rejects
+    (HEAD + b"Content-Length: x\r\n\r\n", True),
+    (HEAD + b"Content-Length: 2000\r\n\r\n", True),                # over the body limit: 413
+    (HEAD + b"X: " + b"a" * HEADER_GATHER_LIMIT, True),            # parser rejects the size
+    (b"GET / HTTP/1.1\nHost: x\n\n", True),                       # parser rejects bare LF
 ])
-def test_requests_a_thread_must_answer_go_at_once(head):
-    assert _feed(head) == len(head)
+def test_request_complete(data, complete):
+    assert request_complete(data, body_limit=1000) is complete
 
 
-def test_an_endless_head_goes_to_the_parser_which_refuses_it():
-    endless = b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * (HEAD_LIMIT + 10)
-    assert _feed(endless, step=4096) is not None
+def test_default_cap_leaves_threads_free():
+    assert default_max_inflight(256) == 224
+    assert default_max_inflight(16) == 12
+    assert default_max_inflight(1) == 1
+    assert all(default_max_inflight(t) < t for t in range(2, 2000))
 
 
-def test_a_chunked_body_over_the_limit_goes_at_once():
-    request = (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-               + f"{LIMIT + 1:x}\r\n".encode() + b"a" * 10)
-    assert _feed(request, step=len(request)) == len(request)
-
-
-def test_client_gone_sees_a_closed_peer():
-    left, right = socket.socketpair()
-    try:
-        assert not client_gone(left)
-        right.sendall(b"GET / HTTP/1.1\r\n")   # a pipelined request: still there
-        assert not client_gone(left)
-        right.close()
-        left.recv(100)
-        assert client_gone(left)
-    finally:
-        left.close()
-    assert not client_gone(None)
+def test_cap_follows_the_threads_unless_set():
+    assert Config.from_env({}).max_inflight == 224
+    assert Config.from_env({"GUNICORN_THREADS": "64"}).max_inflight == 56
+    assert Config.from_env({"GUNICORN_THREADS": "64", "MAX_INFLIGHT": "0"}).max_inflight == 0
+    assert Config.from_env({"MAX_INFLIGHT": "10"}).max_inflight == 10
+    assert Config.from_env({}).request_read_timeout == 30.0

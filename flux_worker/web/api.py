@@ -7,7 +7,6 @@ base URL they are given already ends in /v1.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
@@ -17,8 +16,7 @@ from ..answer import ImageLinks, chat_answer, holding, sse_events
 from ..image_edits import edit_answer
 from ..phrases import Phrasebook
 from ..prompt import parse_prompt
-from ..server import client_gone
-from ..streaming import Background
+from ..streaming import Background, ClientWatch, peer_closed
 from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
 from .auth import caller_identity, caller_key, require_api_key
 from .body import json_body
@@ -70,7 +68,8 @@ def chat_completions():
     base = public_base_url()
     ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
     hold = ticket.hold
-    cancel = threading.Event()
+    gone = peer_closed(request.environ.get("gunicorn.socket"))
+    cancel = ClientWatch(gone)
     links = ImageLinks(image_linker(base))
     pieces = holding(answer(job, svc.pipeline, words, links, cancel, hold,
                             svc.config.show_cost), ticket)
@@ -80,8 +79,7 @@ def chat_completions():
         tell_neurons(response, hold.neurons if hold else None)
         return response
     # The generation runs in its own thread from now on and holds its slot until it ends.
-    sock = request.environ.get("gunicorn.socket")
-    running = Background(pieces, HEARTBEAT_SECONDS, cancel, gone=lambda: client_gone(sock))
+    running = Background(pieces, HEARTBEAT_SECONDS, cancel, gone=gone)
     response = _stream(chat, cid, created, model.id, text, running, words, images)
     # Headers go before the body, so a stream can only tell the estimate (README: Costs).
     tell_neurons(response, hold.estimate if hold else None)

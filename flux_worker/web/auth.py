@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import g, request
+from werkzeug.datastructures import Authorization
 
 from ..auth import key_matches
 from ..errors import AuthenticationError
@@ -11,18 +12,28 @@ from .context import services
 
 def require_api_key() -> None:
     """Read the Bearer key once per request; raise AuthenticationError unless it is configured."""
-    auth = request.authorization
-    # Werkzeug parses the header; anything but a Bearer token counts as no key.
+    g.api_key = bearer_token(request.authorization)
+    check_api_key(services().config.api_keys, g.api_key)
+
+
+def bearer_token(auth: Authorization | None) -> str | None:
+    """The Bearer token of a parsed Authorization header; anything else counts as no key."""
     token = auth.token if auth is not None and auth.type == "bearer" else None
-    g.api_key = token.strip() if token else None
-    keys = services().config.api_keys
+    return token.strip() if token else None
+
+
+def check_api_key(keys: tuple[str, ...], token: str | None) -> None:
+    """Raise AuthenticationError unless `token` is one of `keys` (no keys: anyone may call).
+
+    No Flask: the /mcp mount checks its requests with it too.
+    """
     if not keys:
         return
-    if not g.api_key:
+    if not token:
         raise AuthenticationError(
             "You didn't provide an API key. Send it in the header `Authorization: Bearer <key>` "
             "(the key is the API_KEY configured on this server).")
-    if not key_matches(keys, g.api_key):
+    if not key_matches(keys, token):
         raise AuthenticationError(
             "Incorrect API key provided. Use one of the keys in this server's API_KEY, sent as "
             "`Authorization: Bearer <key>`.")

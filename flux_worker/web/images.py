@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, g, jsonify
+from flask import Response, g, jsonify, request
 
 from .. import openai_format
 from ..pipeline import ImageJob
+from ..streaming import ClientWatch, peer_closed
 from .auth import caller_identity, caller_key
 from .context import services
 from .links import image_linker, public_base_url
@@ -21,7 +22,9 @@ def render_images(job: ImageJob, n: int, response_format: str | None,
     svc.pipeline.check_storage()
     with svc.admission.admit(caller_identity(), n, key=caller_key(),
                              estimate=job.estimate) as ticket:
-        batch = svc.pipeline.render_batch(job, n, hold=ticket.hold)
+        # A caller that gave up (timed out) stops the batch before anything is stored.
+        cancel = ClientWatch(peer_closed(request.environ.get("gunicorn.socket")))
+        batch = svc.pipeline.render_batch(job, n, cancel=cancel, hold=ticket.hold)
     # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
     items = openai_format.image_items(
         batch.results, response_format or svc.models.default_response_format(model_name),

@@ -1,0 +1,102 @@
+"""`/mcp`: the MCP server's streamable HTTP endpoint, mounted beside the Flask app.
+
+A thin WSGI layer in front of the SDK's transport gives MCP requests what every API request gets:
+a request id, CORS headers, the Bearer key check (401 with the API's JSON error, before the MCP
+layer sees the request), the caller's rate-limit identity and the access-log line.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+import orjson
+from werkzeug.datastructures import Authorization
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wsgi import ClosingIterator, get_current_url
+
+from ..errors import APIError, MethodNotAllowed
+from ..mcp.bridge import CALLER_KEY, McpBridge, caller_of_request
+from ..mcp.server import build_server
+from ..mcp.tools import Caller, ImageTools
+from ..services import Services
+from .auth import bearer_token, check_api_key
+from .hooks import common_headers, request_done, request_id
+
+PATHS = ("/mcp", "/mcp/")
+
+
+class McpMount:
+    """WSGI dispatcher: `/mcp` to the MCP transport, everything else to `app`."""
+
+    def __init__(self, app: Callable, services: Services):
+        self.app = app
+        self.services = services
+        tools = ImageTools(services)
+        config = services.config
+        # edit_image carries images as data: URLs, so /mcp takes bodies as large as uploads.
+        self.bridge = McpBridge(lambda: build_server(tools, caller_of_request),
+                                max_body_bytes=max(config.max_body_bytes,
+                                                   config.max_upload_bytes))
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") not in PATHS:
+            return self.app(environ, start_response)
+        return self.serve(environ, start_response)
+
+    def serve(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """Answer one MCP request: preflight, key check, then the transport."""
+        config = self.services.config
+        started = time.monotonic()
+        rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        extra = common_headers(config.cors_origins, environ.get("HTTP_ORIGIN"),
+                               environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"), rid)
+        if "*" not in config.cors_origins:
+            extra.append(("Vary", "Origin"))
+        method = environ.get("REQUEST_METHOD", "GET")
+        caller = Caller(identity="", link=lambda result: None, request_id=rid)
+        status_seen = [0]
+
+        def respond(status: str, headers: list, exc_info=None):
+            status_seen[0] = int(status.split(" ", 1)[0])
+            return start_response(status, list(headers) + extra, exc_info)
+
+        def finish() -> None:
+            request_done(started, rid, method, environ.get("PATH_INFO", ""), "/mcp",
+                         status_seen[0], caller.model)()
+
+        if method == "OPTIONS":
+            respond("204 No Content", [])
+            return ClosingIterator([], [finish])
+        token = bearer_token(Authorization.from_header(environ.get("HTTP_AUTHORIZATION")))
+        try:
+            check_api_key(config.api_keys, token)
+            if method != "POST":
+                # Stateless: no stream for server messages (GET) and no session to end (DELETE).
+                # The spec's answer is 405; an open GET would also hold a worker thread forever.
+                raise MethodNotAllowed(
+                    f"{method} is not used here: send MCP messages as JSON-RPC with POST. This "
+                    "server keeps no sessions and opens no event stream.")
+        except APIError as exc:
+            body = orjson.dumps(exc.body())
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            if isinstance(exc, MethodNotAllowed):
+                headers.append(("Allow", "POST, OPTIONS"))
+            else:
+                headers.append(("WWW-Authenticate", "Bearer"))
+            respond(f"{exc.status} {HTTP_STATUS_CODES[exc.status]}", headers)
+            return ClosingIterator([body], [finish])
+        # Per API key when keys are configured, else per client address, as for the API.
+        caller.identity = (token if config.api_keys and token
+                           else environ.get("REMOTE_ADDR") or "anonymous")
+        caller.key = token if config.api_keys else None  # budgets count per key, as for the API
+        base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
+        links = self.services.links
+        caller.link = lambda result: links(base, result.key)
+        environ[CALLER_KEY] = caller
+        return ClosingIterator(self.bridge(environ, respond), [finish])
+
+
+def mount(app: Callable, services: Services) -> McpMount:
+    """Wrap the WSGI `app` so that `/mcp` serves MCP."""
+    return McpMount(app, services)

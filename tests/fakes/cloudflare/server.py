@@ -1,0 +1,108 @@
+"""Running the fake: FakeServer in a thread, start() and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from flask import Flask
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from tests.fakes.cloudflare.app import make_app
+from tests.fakes.cloudflare.state import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_API_TOKEN,
+    DEFAULT_LLM_KEY,
+    FakeState,
+)
+
+# ============================================================================================
+# Running it.
+# ============================================================================================
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: hundreds of requests per second would drown the test output."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class FakeServer:
+    """The fake running on 127.0.0.1 in a daemon thread, with helpers for tests."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0):
+        self.app = app
+        self.state: FakeState = app.extensions["fake_cloudflare"]
+        self._server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
+        self.host = host
+        self.port = self._server.server_port
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-cloudflare",
+                                        daemon=True)
+        self._thread.start()
+
+    def add_faults(self, *kinds: str | dict) -> None:
+        """Queue image faults (FIFO): "3030", "timeout", {"kind": "timeout", "seconds": 3}, ..."""
+        self.state.add_faults(list(kinds))
+
+    def add_llm_faults(self, *kinds: str | dict) -> None:
+        self.state.add_faults(list(kinds), llm=True)
+
+    def requests(self) -> list[dict]:
+        return self.state.requests()
+
+    def reset(self) -> None:
+        self.state.reset()
+
+    def exhaust(self, *account_ids: str) -> None:
+        """Answer 4006 (daily allocation used up) for these accounts; none to clear."""
+        with self.state.lock:
+            self.state.exhausted = set(account_ids)
+
+    def set_llm_reply(self, text: str) -> None:
+        self.state.llm_reply = text
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "FakeServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start(*, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> FakeServer:
+    """Start the fake on a free port (or `port`); kwargs go to make_app()."""
+    return FakeServer(make_app(**kwargs), host, port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake Cloudflare Workers AI / OpenAI server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8788)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per image")
+    parser.add_argument("--llm-latency", type=float, default=0.0, help="seconds per chat answer")
+    parser.add_argument("--image-kb", type=int, default=None, help="approximate JPEG size")
+    parser.add_argument("--fail-rate", type=float, default=0.0,
+                        help="share of generations answered with a random upstream fault")
+    parser.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID)
+    parser.add_argument("--api-token", default=DEFAULT_API_TOKEN)
+    parser.add_argument("--llm-key", default=DEFAULT_LLM_KEY)
+    parser.add_argument("--gateway-token", default=None)
+    args = parser.parse_args(argv)
+    app = make_app(account_id=args.account_id, api_token=args.api_token, llm_key=args.llm_key,
+                   latency=args.latency, llm_latency=args.llm_latency, image_kb=args.image_kb,
+                   gateway_token=args.gateway_token, fail_rate=args.fail_rate)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=_QuietHandler)
+    print(f"fake cloudflare on http://{args.host}:{server.server_port} "
+          f"(account {args.account_id}, latency {args.latency}s)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
