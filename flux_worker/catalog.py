@@ -345,7 +345,8 @@ class ModelRegistry:
               edit_name: str = "") -> "ModelRegistry":
         """Pick the offered models by id or alias; raise ValueError naming an unknown one."""
         everything = cls(catalog, catalog[0], gpt_image_names)
-        offered = tuple(dict.fromkeys(everything.find_known(n) for n in names)) if names else catalog
+        offered = (tuple(dict.fromkeys(everything.find_known(n) for n in names)) if names
+                   else catalog)
         default = everything.find_known(default_name)
         if default not in offered:
             offered = (default, *offered)

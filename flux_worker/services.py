@@ -78,7 +78,7 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
 
 
 def build_models(config: Config) -> ModelRegistry:
-    """The models offered: the Workers AI catalog, or the upstream's names for IMAGE_BACKEND=openai."""
+    """Offer the Workers AI catalog, or the upstream's model names for IMAGE_BACKEND=openai."""
     if config.image_backend == "openai":
         from .backends.openai_images import generic_model
         names = config.image_models or ("dall-e-3",)

@@ -15,11 +15,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux_worker.backends.base import GeneratedImage, GenerationRequest
-from flux_worker.backends.cloudflare import (CloudflareBackend, build_request,
-                                             seconds_until_utc_midnight)
+from flux_worker.backends.cloudflare import (
+    CloudflareBackend,
+    build_request,
+    seconds_until_utc_midnight,
+)
 from flux_worker.catalog import CATALOG
-from flux_worker.errors import (ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
-                                RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout)
+from flux_worker.errors import (
+    ContentPolicy,
+    Overloaded,
+    PromptTooLong,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from flux_worker.http import make_session
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
