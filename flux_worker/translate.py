@@ -20,11 +20,13 @@ from .http import MAX_UPSTREAM_BYTES, UpstreamProblem, call
 
 log = logging.getLogger(__name__)
 
-SYSTEM_MESSAGE = """You write prompts for a text-to-image model.
-Turn the user's request, in whatever language it is written, into one English image prompt.
-Keep every subject, count, colour, style and piece of text the user asked for; add concrete visual
-detail (composition, lighting, mood, medium) that suits the requested aspect ratio.
-Answer with the prompt only: no preamble, no quotes, no explanations, no markdown, at most 120 words."""
+SYSTEM_MESSAGE = (
+    "You write prompts for a text-to-image model.\n"
+    "Turn the user's request, in whatever language it is written, into one English image prompt.\n"
+    "Keep every subject, count, colour, style and piece of text the user asked for; add concrete "
+    "visual\ndetail (composition, lighting, mood, medium) that suits the requested aspect ratio.\n"
+    "Answer with the prompt only: no preamble, no quotes, no explanations, no markdown, at most "
+    "120 words.")
 
 # Reasoning blocks are cut with plain searches (see _strip_reasoning), not `<(think)>.*?</\1>`:
 # a reply of many unclosed `<think>` made that lazy scan run to the end once per tag (quadratic).

@@ -40,9 +40,18 @@ import requests
 from .. import imaging, intake
 from ..accounts import Account, AccountPool
 from ..catalog import ModelSpec
-from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
-                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout,
-                      raise_if_cancelled)
+from ..errors import (
+    APIError,
+    ContentPolicy,
+    Overloaded,
+    PromptTooLong,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamTimeout,
+    raise_if_cancelled,
+)
 from ..http import Answer, UpstreamProblem, call, retry_after_seconds
 from .base import GeneratedImage, GenerationRequest
 
@@ -465,8 +474,9 @@ class CloudflareBackend:
             first = errors[0] if isinstance(errors, list) and errors else None
             if isinstance(first, dict):
                 message = str(first.get("message") or "")
+                raw_code = first.get("code")
                 try:
-                    code = int(first.get("code"))
+                    code = int(raw_code) if raw_code is not None else None
                 except (TypeError, ValueError):
                     code = None
             elif isinstance(data.get("error"), str):
