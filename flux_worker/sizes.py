@@ -32,8 +32,8 @@ RATIO_MAX = 8                # shapes from 1:8 to 8:1
 SIDE_MIN, SIDE_MAX = 64, 4096  # each side of a typed WIDTHxHEIGHT
 RATIO_TOLERANCE = 0.03       # a result this close to the asked ratio is "that ratio"
 
-_RATIO_VALUE = re.compile(r"\s*([0-9]{1,4})\s*[:：]\s*([0-9]{1,4})\s*\Z")
-_WXH_VALUE = re.compile(r"\s*([0-9]{1,5})\s*[xX×*]\s*([0-9]{1,5})\s*\Z")
+_RATIO_VALUE = re.compile(r"\s*+([0-9]{1,4})\s*+[:：]\s*+([0-9]{1,4})\s*+\Z")
+_WXH_VALUE = re.compile(r"\s*+([0-9]{1,5})\s*+[xX×*]\s*+([0-9]{1,5})\s*+\Z")
 
 _SIZE_FORMS = ("size must be WIDTHxHEIGHT such as 1024x576 (each side 64 to 4096), "
                "a ratio such as 16:9 (from 1:8 to 8:1), or auto")

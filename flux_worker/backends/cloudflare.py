@@ -31,7 +31,6 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping
 
 import orjson
@@ -41,9 +40,19 @@ import requests
 from .. import imaging, intake
 from ..accounts import Account, AccountPool
 from ..catalog import ModelSpec
-from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
-                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout,
-                      raise_if_cancelled)
+from ..errors import (
+    APIError,
+    ContentPolicy,
+    Overloaded,
+    PromptTooLong,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamTimeout,
+    raise_if_cancelled,
+)
+from ..http import Answer, UpstreamProblem, call, retry_after_seconds
 from .base import GeneratedImage, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -144,25 +153,6 @@ def seconds_until_utc_midnight(now: datetime | None = None) -> int:
     now = now or datetime.now(timezone.utc)
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return max(1, math.ceil((midnight - now).total_seconds()))
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Read a Retry-After header given as seconds or as an HTTP date; None when absent or bad."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def billed_neurons(headers: Mapping[str, str]) -> float | None:
@@ -340,7 +330,7 @@ class CloudflareBackend:
             log.warning("cloudflare: %s go to the direct route, not through CF_AI_GATEWAY "
                         "(AI Gateway fails FLUX.2 multipart calls: HTTP 500, code 7000)", what)
 
-    def _is_gateway_7000(self, model: ModelSpec, resp: requests.Response) -> bool:
+    def _is_gateway_7000(self, model: ModelSpec, resp: Answer) -> bool:
         return (model.encoding == "multipart" and resp.status_code == 500
                 and self._error_from(resp).code == 7000)
     # --- end image input ----------------------------------------------------------------------
@@ -368,11 +358,19 @@ class CloudflareBackend:
                     self._gateway_run_path = True
                     log.info("cloudflare gateway answers on /workers-ai/run/{model}; using it")
                 resp = run_resp
+        except UpstreamProblem as exc:
+            # Too large or a redirect: refused whole, and a retry would meet the same.
+            return _Failure(UpstreamError(
+                f"Cloudflare's answer for {model.id} was refused: {exc}."), cause=exc)
         except requests.RequestException as exc:
             return self._transport_failure(model, exc, attempts)
         if resp.status_code < 400:
             try:
-                return replace(self._read_image(resp), neurons=billed_neurons(resp.headers))
+                image = self._read_image(resp)
+                refused = _oversized(model, image.data)
+                if refused is not None:
+                    return _Failure(refused)
+                return replace(image, neurons=billed_neurons(resp.headers))
             except _Malformed as exc:
                 cf = self._error_from(resp)
                 if cf.code is not None:
@@ -383,13 +381,15 @@ class CloudflareBackend:
 
     def _post(self, model: ModelSpec, url: str, json_body: dict | None, files: dict | None,
               attempt: int, attempts: int, account: Account,
-              direct: bool = False) -> requests.Response:
+              direct: bool = False) -> Answer:
         """POST once and log one line: model, status, duration, attempt (never headers)."""
         started = time.monotonic()
         try:
-            resp = self._session.post(url, json=json_body, files=files,
-                                      headers=self._headers(account, direct),
-                                      timeout=(CONNECT_TIMEOUT, self.timeout))
+            # One bounded call: UPSTREAM_TIMEOUT is the deadline of the whole answer, the body
+            # is capped and no redirect is followed (the tokens must not go to another host).
+            resp = call(self._session, "POST", url, json=json_body, files=files,
+                        headers=self._headers(account, direct), timeout=self.timeout,
+                        connect_timeout=CONNECT_TIMEOUT)
         except requests.RequestException as exc:
             log.info("cloudflare %s attempt %d/%d: %s after %d ms", model.id, attempt, attempts,
                      type(exc).__name__, (time.monotonic() - started) * 1000)
@@ -410,10 +410,10 @@ class CloudflareBackend:
     # -- answers ------------------------------------------------------------------------------
 
     @staticmethod
-    def _content_type(resp: requests.Response) -> str:
+    def _content_type(resp: Answer) -> str:
         return resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
-    def _read_image(self, resp: requests.Response) -> GeneratedImage:
+    def _read_image(self, resp: Answer) -> GeneratedImage:
         """Return the image from a 2xx answer; raise _Malformed when there is none."""
         ctype = self._content_type(resp)
         body = resp.content
@@ -433,7 +433,7 @@ class CloudflareBackend:
         raise _Malformed(f"unexpected content type {ctype or 'none'!r}"
                          + ("" if body else " with an empty body"))
 
-    def _read_envelope(self, resp: requests.Response) -> GeneratedImage:
+    def _read_envelope(self, resp: Answer) -> GeneratedImage:
         """Decode `result.image` from a JSON envelope; raise _Malformed on anything else."""
         try:
             # orjson parses the ~200 KB envelope in about 0.1 ms, less than half of json's time.
@@ -449,7 +449,7 @@ class CloudflareBackend:
         if not isinstance(image, str) or not image.strip():
             raise _Malformed("no result.image in the envelope")
         content_type = None
-        match = _DATA_URL.match(image.strip())
+        match = _DATA_URL.match(image[:256].strip())
         if match:
             content_type = (match.group(1) or "").lower() or None
             image = image.strip()[match.end():]
@@ -461,7 +461,7 @@ class CloudflareBackend:
             raise _Malformed("result.image is empty")
         return GeneratedImage(raw, content_type=content_type)
 
-    def _error_from(self, resp: requests.Response) -> _CloudflareError:
+    def _error_from(self, resp: Answer) -> _CloudflareError:
         """Read Cloudflare's error envelope; tolerate bodies that are not one (e.g. HTML)."""
         code: int | None = None
         message = ""
@@ -474,8 +474,9 @@ class CloudflareBackend:
             first = errors[0] if isinstance(errors, list) and errors else None
             if isinstance(first, dict):
                 message = str(first.get("message") or "")
+                raw_code = first.get("code")
                 try:
-                    code = int(first.get("code"))
+                    code = int(raw_code) if raw_code is not None else None
                 except (TypeError, ValueError):
                     code = None
             elif isinstance(data.get("error"), str):
@@ -488,17 +489,17 @@ class CloudflareBackend:
             message = message[:_MAX_CF_MESSAGE - 1] + "…"
         return _CloudflareError(resp.status_code, code, message)
 
-    def _is_7003(self, resp: requests.Response) -> bool:
+    def _is_7003(self, resp: Answer) -> bool:
         return resp.status_code == 404 and self._error_from(resp).code == 7003
 
     # -- error mapping ------------------------------------------------------------------------
 
-    def _classify(self, model: ModelSpec, cf: _CloudflareError, resp: requests.Response,
+    def _classify(self, model: ModelSpec, cf: _CloudflareError, resp: Answer,
                   attempts: int) -> _Failure:
         """Map Cloudflare's answer to a failure: codes and texts first, HTTP status last."""
         code, status, text = cf.code, cf.status, cf.message.lower()
         quoted = self._quote(cf)
-        retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+        retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
 
         if code == 3030 or "has been flagged" in text or "nsfw" in text:
             # 3030 is generic (also undecodable input images) but a prompt rephrase is the fix.
@@ -586,6 +587,16 @@ class CloudflareBackend:
         # Broken bodies and the like: the request may have run, so no retry.
         return _Failure(UpstreamError(
             f"The connection to Cloudflare Workers AI failed for {model.id} ({kind})."), cause=exc)
+
+
+def _oversized(model: ModelSpec, data: bytes) -> UpstreamError | None:
+    """The error for an image larger than any model makes (decoding it could take gigabytes)."""
+    size = imaging.oversized(data)
+    if size is None:
+        return None
+    return UpstreamError(
+        f"Cloudflare returned a {size[0]}x{size[1]} image for {model.id}; no image model makes "
+        f"more than {imaging.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")
 
 
 def _human(seconds: int) -> str:
