@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from .storage.location import S3, CountersLocation, S3Options, StorageLocation
 from .accounts import Account, read_accounts
 from .budget import BudgetRules, parse_key_budgets, parse_neurons
 from .catalog import GPT_IMAGE_ALIASES
+from .storage.location import S3, CountersLocation, S3Options, StorageLocation
 
 DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"
 DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"

@@ -7,12 +7,12 @@ model name with a newline, must not write a forged line (or recolour a terminal)
 from __future__ import annotations
 
 import logging
-import re
+
+from .redaction import redact
 
 # C0 and C1 control characters, DEL and the Unicode line and paragraph separators.
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))}
 _CONTROL.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
-_BEARER = re.compile(r"(?i)(bearer\s++)[A-Za-z0-9._~+/=-]{6,}")
 
 
 def printable(text: object, limit: int = 1000) -> str:
@@ -28,16 +28,12 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: tuple[str, ...]):
         super().__init__()
-        # Longest first, so a secret that contains another is masked whole.
-        self.secrets = sorted(set(secrets), key=len, reverse=True)
+        self.secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = _BEARER.sub(r"\1***", message)
         # A traceback is added by the formatter after this, so its own line breaks stay.
-        cleaned = printable(cleaned, limit=100_000)
-        for secret in self.secrets:
-            cleaned = cleaned.replace(secret, "***")
+        cleaned = redact(printable(message, limit=100_000), self.secrets)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flux_worker import housekeeping, logs, prompt, sizes, translate
+from flux_worker import housekeeping, prompt, redaction, sizes, translate
 from flux_worker.backends import cloudflare
 from flux_worker.config import Config
 from flux_worker.errors import InvalidRequest
@@ -42,7 +42,7 @@ PATTERNS: dict[str, re.Pattern] = {
     "translate.label": translate._LABEL,
     "cloudflare.code_in_text": cloudflare._CODE_IN_TEXT,
     "cloudflare.data_url": cloudflare._DATA_URL,
-    "logs.bearer": logs._BEARER,
+    "redaction.bearer": redaction._BEARER,
 }
 # Patterns the code only ever anchors with .match at one position (a field's start, the end of
 # an option's name): searching with them at every position is not how they run.

@@ -53,6 +53,7 @@ from ..errors import (
     raise_if_cancelled,
 )
 from ..http import Answer, UpstreamProblem, call, retry_after_seconds
+from ..redaction import redact
 from .base import GeneratedImage, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -253,10 +254,7 @@ class CloudflareBackend:
 
     def _redact(self, text: str) -> str:
         """Remove the tokens from text quoted from upstream or from an exception."""
-        for secret in (*self.accounts.tokens(), self._gateway_token):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return redact(text, (*self.accounts.tokens(), self._gateway_token))
 
     # -- generation ---------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ import binascii
 import io
 import logging
 import math
-import re
 import time
 from urllib.parse import urlsplit
 
@@ -29,10 +28,10 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..http import Answer, UpstreamProblem, call, retry_after_seconds
+from ..redaction import redact
 from ..translate import chat_completions_url
 from .base import GeneratedImage, GenerationRequest
 
-_BEARER = re.compile(r"(?i)(bearer\s++)\S++")
 log = logging.getLogger(__name__)
 
 
@@ -221,10 +220,7 @@ def _quoted(text: str, key: str) -> str:
     Some servers echo request headers in their errors; the server's key (and any bearer token)
     is masked, control characters dropped, and the text cut to _MAX_QUOTED characters.
     """
-    text = " ".join(str(text).split())
-    if key:
-        text = text.replace(key, "***")
-    text = _BEARER.sub(r"\1***", text)
+    text = redact(" ".join(str(text).split()), (key,))
     text = "".join(c for c in text if c.isprintable())
     return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED - 1] + "…"
 
