@@ -148,6 +148,13 @@ class ModelSpec:
         """Bring a step count into the model's accepted range."""
         return max(MIN_STEPS, min(self.steps_max, int(steps)))
 
+    def clamp_guidance(self, guidance: float | None) -> float | None:
+        """Bring guidance into the model's range; None when it takes none (or none was given)."""
+        if guidance is None or self.guidance is None:
+            return None
+        lo, hi = self.guidance
+        return max(lo, min(hi, float(guidance)))
+
     def check_prompt(self, prompt: str) -> None:
         """Raise PromptTooLong when the prompt exceeds what the model accepts."""
         if self.max_prompt is not None and len(prompt) > self.max_prompt:

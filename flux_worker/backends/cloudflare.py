@@ -40,6 +40,7 @@ import requests
 from .. import imaging, intake
 from ..accounts import Account, AccountPool
 from ..catalog import ModelSpec
+from ..config import DEFAULT_CF_API_BASE
 from ..errors import (
     APIError,
     ContentPolicy,
@@ -58,7 +59,6 @@ from .base import GeneratedImage, GenerationRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 CONNECT_TIMEOUT = 10.0
 BACKOFF_BASE = 0.5          # seconds; doubled per attempt, full jitter
 BACKOFF_CAP = 8.0
@@ -93,18 +93,21 @@ def _b64decode(encoded: bytes) -> bytes:
 
 def build_request(model: ModelSpec, request: GenerationRequest
                   ) -> tuple[dict[str, Any] | None, dict[str, tuple] | None]:
-    """Build the body as (json, None) or (None, multipart files) from accepted fields only."""
+    """Build the body as (json, None) or (None, multipart files) from accepted fields only.
+
+    Values arrive resolved and clamped to the model's limits (the pipeline's job); this only
+    encodes them, in the fields the model's schema names.
+    """
     fields: dict[str, Any] = {"prompt": request.prompt}
     if model.steps_field and request.steps is not None:
-        fields[model.steps_field] = model.clamp_steps(request.steps)
+        fields[model.steps_field] = int(request.steps)
     if model.size is not None:
         # The pipeline crops/scales the output to the exact requested size, so rounding is fine.
         fields["width"], fields["height"] = model.upstream_size(request.width, request.height)
     if model.seed and request.seed is not None:
         fields["seed"] = int(request.seed)
     if model.guidance is not None and request.guidance is not None:
-        lo, hi = model.guidance
-        fields["guidance"] = float(max(lo, min(hi, request.guidance)))
+        fields["guidance"] = float(request.guidance)
     if model.negative_prompt and request.negative_prompt:
         fields["negative_prompt"] = request.negative_prompt
     if model.encoding == "multipart":
@@ -195,7 +198,7 @@ class CloudflareBackend:
     name = "cloudflare"
 
     def __init__(self, *, account_id: str = "", api_token: str = "", session: requests.Session,
-                 api_base: str = DEFAULT_API_BASE, timeout: float = 120.0, retries: int = 2,
+                 api_base: str = DEFAULT_CF_API_BASE, timeout: float = 120.0, retries: int = 2,
                  gateway_url: str = "", gateway_token: str = "",
                  sleep: Callable[[float], None] = time.sleep,
                  rng: Callable[[], float] = random.random,
@@ -261,7 +264,6 @@ class CloudflareBackend:
     def generate(self, request: GenerationRequest) -> GeneratedImage:
         """Generate one image on the first usable account, moving on when one is out."""
         model = request.model
-        model.check_prompt(request.prompt)
         json_body, files = build_request(model, request)
         direct = self._goes_direct(model, bool(request.images))   # image input (issue 11)
         # -- accounts (CF_ACCOUNTS): which account this attempt uses, and moving on ---------
