@@ -20,7 +20,7 @@ from flux_worker.backends import cloudflare
 from flux_worker.config import Config
 from flux_worker.errors import InvalidRequest
 
-MAX_BODY = Config().max_body_bytes
+MAX_BODY = Config.from_env({}).max_body_bytes
 BOUND = 2.0  # seconds; generous on purpose (a shared, slow CI machine must not flake)
 
 # Patterns run with search/sub over the whole text.
