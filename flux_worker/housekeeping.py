@@ -57,9 +57,13 @@ class Housekeeping:
     reply: str
 
 
-def detect(messages: list, last_user: str) -> Housekeeping | None:
-    """Return the housekeeping reply for a background request, or None for a real prompt."""
-    title = _title_from(messages, last_user)
+def detect(user_texts: list[str], last_user: str) -> Housekeeping | None:
+    """Return the housekeeping reply for a background request, or None for a real prompt.
+
+    `user_texts` are the texts of the conversation's user messages, in order, as the wire
+    model extracted them; `last_user` is the last of them (the prompt).
+    """
+    title = _title_from(user_texts, last_user)
     for pattern, kind in _NEXTCHAT:
         if pattern.search(last_user):
             return Housekeeping("nextchat", kind, title if kind == "title" else
@@ -86,12 +90,9 @@ def _open_webui_reply(kind: str, title: str) -> str:
     return ""
 
 
-def _title_from(messages: list, last_user: str) -> str:
+def _title_from(user_texts: list[str], last_user: str) -> str:
     """A short title from the conversation's first real prompt (the image the user asked for)."""
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") != "user":
-            continue
-        text = _text(message.get("content"))
+    for text in (t.strip() for t in user_texts):
         if text and text != last_user and not _looks_like_instruction(text):
             words = _TITLE_NOISE.sub(" ", text).split()
             if words:
@@ -106,11 +107,3 @@ def _title_from(messages: list, last_user: str) -> str:
 def _looks_like_instruction(text: str) -> bool:
     return bool(_OPEN_WEBUI.search(text) or any(p.search(text) for p, _ in _NEXTCHAT))
 
-
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content.strip()
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content
-                        if isinstance(p, dict) and p.get("type") == "text").strip()
-    return ""

@@ -33,9 +33,8 @@ LIBRECHAT_TITLE = ("Please generate a concise, 5-word-or-less title for the conv
 
 
 def convo(last):
-    return [{"role": "user", "content": "a cute cat 16:9"},
-            {"role": "assistant", "content": "![img](http://x)"},
-            {"role": "user", "content": last}]
+    """The user texts of a conversation: an image prompt, then `last` (after an answer)."""
+    return ["a cute cat 16:9", last]
 
 
 @pytest.mark.parametrize("prompt,client,kind", [
@@ -51,7 +50,7 @@ def test_detects_background_requests(prompt, client, kind):
 
 def test_title_comes_from_the_image_prompt():
     assert detect(convo(NEXTCHAT_TITLE), NEXTCHAT_TITLE).reply == "a cute cat"
-    owui = detect([{"role": "user", "content": OPEN_WEBUI_TITLE}], OPEN_WEBUI_TITLE)
+    owui = detect([OPEN_WEBUI_TITLE], OPEN_WEBUI_TITLE)
     assert json.loads(owui.reply)["title"].endswith("a cute cat 16:9")
     assert json.loads(detect(convo(OPEN_WEBUI_TAGS), OPEN_WEBUI_TAGS).reply)["tags"]
 

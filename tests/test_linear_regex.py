@@ -100,8 +100,7 @@ def _exercise_all(text: str) -> dict[str, float]:
 def _functions(text: str) -> float:
     """Seconds taken by the functions that run the patterns on a request's text."""
     started = time.perf_counter()
-    messages = [{"role": "user", "content": text + "x"}, {"role": "user", "content": text}]
-    housekeeping.detect(messages, text)
+    housekeeping.detect([text + "x", text], text)
     prompt.parse_prompt(text)
     try:
         sizes.parse_size_param(text)
