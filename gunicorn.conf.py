@@ -84,7 +84,7 @@ def on_starting(server):
             "STORAGE_URL=memory:// keeps images inside each process, but %d worker processes "
             "run: an image made by one is not found by the others. Use disk:// or redis://, "
             "or run one worker (WEB_CONCURRENCY=1).", server.cfg.workers)
-    from flux_worker.storage.checks import startup_problems
+    from flux_worker.startup import startup_problems
 
     # Once, in the master: names what is wrong with the storage before any request meets it.
     for level, message in startup_problems(config):

@@ -37,20 +37,36 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     if services is None:
         services = build_services(config)
 
+    from .web import (
+        api,
+        context,
+        edits,
+        errors,
+        files,
+        hooks,
+        mcp,
+        metrics,
+        openapi,
+        pages,
+        proxies,
+        usage,
+    )
+
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
+    app.json = context.AnswerJSON(app)
     app.extensions["flux_worker"] = services
 
-    from .web import api, edits, errors, files, hooks, mcp, metrics, openapi, pages, proxies, usage
     errors.register(app)
     hooks.install(app)
     for blueprint in (pages.bp, api.bp, edits.bp, files.bp, openapi.bp, metrics.bp, usage.bp):
         app.register_blueprint(blueprint)
-    app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)
-    app.wsgi_app = mcp.mount(app.wsgi_app, services)  # /mcp: MCP over streamable HTTP
-    app.wsgi_app = proxies.TrustedProxyFix(app.wsgi_app, config.trusted_proxies)
+    # Wrapping wsgi_app is Flask's documented way to add WSGI middleware; mypy sees a method.
+    app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
+    # /mcp: MCP over streamable HTTP
+    app.wsgi_app = mcp.mount(app.wsgi_app, services)  # type: ignore[method-assign]
+    app.wsgi_app = proxies.TrustedProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app, config.trusted_proxies)
     _announce(services)
     return app
 

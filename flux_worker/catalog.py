@@ -30,6 +30,20 @@ MIN_STEPS = 1
 SEED_MAX = 2**32 - 1
 
 
+def round8(value: float, lo: int, hi: int) -> int:
+    """Round to a multiple of 8 within lo..hi (to lo..hi itself when no multiple of 8 fits).
+
+    Image models work in multiples of 8 pixels; every size this service computes or sends is
+    rounded here.
+    """
+    rounded = math.floor(value / 8 + 0.5) * 8    # ties go up: 500 -> 504, as people round
+    if rounded > hi:
+        rounded = hi // 8 * 8
+    if rounded < lo:
+        rounded = -(-lo // 8) * 8
+    return max(lo, min(hi, rounded))
+
+
 @dataclass(frozen=True)
 class SizeRange:
     """Inclusive width/height limits the model accepts, and its default output."""
@@ -40,9 +54,7 @@ class SizeRange:
 
     def fit(self, value: int) -> int:
         """Round a side to the nearest multiple of 8 inside the limits (what is sent upstream)."""
-        lo = -(-self.min // 8) * 8
-        hi = self.max // 8 * 8
-        return max(lo, min(hi, (int(value) + 4) // 8 * 8))
+        return round8(value, self.min, self.max)
 
 
 # -- prices (reference §6 and "Pricing in neurons") -------------------------------------------
@@ -147,6 +159,13 @@ class ModelSpec:
     def clamp_steps(self, steps: int) -> int:
         """Bring a step count into the model's accepted range."""
         return max(MIN_STEPS, min(self.steps_max, int(steps)))
+
+    def clamp_guidance(self, guidance: float | None) -> float | None:
+        """Bring guidance into the model's range; None when it takes none (or none was given)."""
+        if guidance is None or self.guidance is None:
+            return None
+        lo, hi = self.guidance
+        return max(lo, min(hi, float(guidance)))
 
     def check_prompt(self, prompt: str) -> None:
         """Raise PromptTooLong when the prompt exceeds what the model accepts."""
@@ -345,7 +364,8 @@ class ModelRegistry:
               edit_name: str = "") -> "ModelRegistry":
         """Pick the offered models by id or alias; raise ValueError naming an unknown one."""
         everything = cls(catalog, catalog[0], gpt_image_names)
-        offered = tuple(dict.fromkeys(everything.find_known(n) for n in names)) if names else catalog
+        offered = (tuple(dict.fromkeys(everything.find_known(n) for n in names)) if names
+                   else catalog)
         default = everything.find_known(default_name)
         if default not in offered:
             offered = (default, *offered)

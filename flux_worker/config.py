@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from .storage.location import S3, CountersLocation, S3Options, StorageLocation
 from .accounts import Account, read_accounts
 from .budget import BudgetRules, parse_key_budgets, parse_neurons
 from .catalog import GPT_IMAGE_ALIASES
+from .storage.location import S3, CountersLocation, S3Options, StorageLocation
 
 DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"
 DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"
@@ -128,67 +128,68 @@ _DEFAULTS = {v.name: v.default for v in VARIABLES}
 
 @dataclass(frozen=True)
 class Config:
-    """The whole configuration of one service instance, validated."""
+    """The whole configuration of one service instance, validated.
 
-    api_keys: tuple[str, ...] = ()
-    cf_account_id: str = ""
-    cf_api_token: str = ""
-    cf_api_base: str = DEFAULT_CF_API_BASE
-    cf_ai_gateway: str = ""
-    cf_ai_gateway_token: str = ""
-    translate: bool = False
-    external_api_base: str = ""
-    external_model: str = ""
-    external_api_key: str = ""
-    translate_model: str = DEFAULT_TRANSLATE_MODEL
-    system_message: str = ""
-    translate_timeout: float = 20.0
-    flux_model: str = DEFAULT_FLUX_MODEL
-    flux_num_steps: int = 4
-    gpt_image_aliases: tuple[str, ...] = GPT_IMAGE_ALIASES
-    image_models: tuple[str, ...] = ()
-    image_backend: str = "demo"
-    image_api_base: str = ""
-    image_api_key: str = ""
-    max_images: int = 4
-    image_expiration: int = 1800
-    storage: StorageLocation = field(
-        default_factory=lambda: StorageLocation.parse(_DEFAULTS["STORAGE_URL"]))
-    storage_max_bytes: int = 1 << 30
-    counters: CountersLocation = field(
-        default_factory=lambda: CountersLocation.following(
-            StorageLocation.parse(_DEFAULTS["STORAGE_URL"])))
-    image_links: str = "service"
-    s3_endpoint_url: str = ""
-    s3_public_base_url: str = ""
-    aws_region: str = ""
-    aws_access_key_id: str = ""
-    aws_secret_access_key: str = field(default="", repr=False)
-    public_base_url: str = ""
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
-    language: str = "en"
-    cors_origins: tuple[str, ...] = ("*",)
-    upstream_timeout: float = 120.0
-    upstream_retries: int = 2
-    rate_limit: str = ""
-    max_inflight: int = 224                 # default_max_inflight(256)
-    gunicorn_threads: int = 256
-    request_read_timeout: float = 30.0
-    max_body_bytes: int = 1 << 20
-    log_level: str = "INFO"
+    No field has a default of its own: `from_env` fills every one, and the defaults live in
+    VARIABLES alone (the table the README is checked against).
+    """
+
+    api_keys: tuple[str, ...]
+    cf_account_id: str
+    cf_api_token: str
+    cf_api_base: str
+    cf_ai_gateway: str
+    cf_ai_gateway_token: str
+    translate: bool
+    external_api_base: str
+    external_model: str
+    external_api_key: str
+    translate_model: str
+    system_message: str
+    translate_timeout: float
+    flux_model: str
+    flux_num_steps: int
+    gpt_image_aliases: tuple[str, ...]
+    image_models: tuple[str, ...]
+    image_backend: str
+    image_api_base: str
+    image_api_key: str
+    max_images: int
+    image_expiration: int
+    storage: StorageLocation
+    storage_max_bytes: int
+    counters: CountersLocation
+    image_links: str
+    s3_endpoint_url: str
+    s3_public_base_url: str
+    aws_region: str
+    aws_access_key_id: str
+    aws_secret_access_key: str = field(repr=False)
+    public_base_url: str
+    trusted_proxies: tuple[str, ...]
+    language: str
+    cors_origins: tuple[str, ...]
+    upstream_timeout: float
+    upstream_retries: int
+    rate_limit: str
+    max_inflight: int
+    gunicorn_threads: int
+    request_read_timeout: float
+    max_body_bytes: int
+    log_level: str
     # --- image input (issue 11) -------------------------------------------------------------------
-    edit_model: str = "flux-2-klein-4b"
-    chat_edits: str = "explicit"
-    fetch_remote_images: bool = False
-    max_input_image_bytes: int = 10 << 20
-    max_upload_bytes: int = 20 << 20
+    edit_model: str
+    chat_edits: str
+    fetch_remote_images: bool
+    max_input_image_bytes: int
+    max_upload_bytes: int
     # --- end image input --------------------------------------------------------------------------
-    cf_accounts: tuple[Account, ...] = ()
-    daily_neurons: float | None = None
-    key_daily_neurons: float | None = None
-    key_budgets: tuple[tuple[str, float], ...] = ()    # (short hash of the key, neurons)
-    admin_api_key: str = ""
-    show_cost: bool = False
+    cf_accounts: tuple[Account, ...]
+    daily_neurons: float | None
+    key_daily_neurons: float | None
+    key_budgets: tuple[tuple[str, float], ...]
+    admin_api_key: str
+    show_cost: bool
 
     @property
     def cloudflare_accounts(self) -> tuple[Account, ...]:

@@ -85,6 +85,10 @@ class AuthenticationError(APIError):
     type = "invalid_request_error"
     code = "invalid_api_key"
 
+    def headers(self) -> dict[str, str]:
+        """Name the scheme the client must use (RFC 9110 requires it on a 401)."""
+        return {**super().headers(), "WWW-Authenticate": 'Bearer realm="flux-worker"'}
+
 
 class NotFound(APIError):
     """No such route or image (404)."""

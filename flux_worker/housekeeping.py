@@ -4,6 +4,11 @@ NextChat asks the current model for a conversation title and a summary; Open Web
 "### Task:" prompts (title, tags, follow-ups, search queries, autocomplete) to the current model
 unless a task model is set. Generating an image for those would spend the user's quota on
 pictures nobody sees, so they get a short text answer instead. All patterns live here.
+
+Every pattern runs over user text of up to MAX_BODY_BYTES, so none may backtrack more than
+linearly: runs of whitespace are taken with possessive quantifiers (`++`, `*+`; Python 3.11+), which
+never give back what they took, and no two adjacent parts can match the same characters
+(tests/test_linear_regex.py times each pattern on adversarial input of the maximum size).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ _NEXTCHAT = [
     (re.compile(r"简要总结一下对话内容"), "summary"),
 ]
 # Open WebUI's task templates all start with "### Task:"; the task decides the JSON reply.
-_OPEN_WEBUI = re.compile(r"^\s*###\s*Task:", re.I)
+_OPEN_WEBUI = re.compile(r"^\s*+###\s*+Task:", re.I)
 _OPEN_WEBUI_KINDS = [
     (re.compile(r"\btitle\b", re.I), "title"),
     (re.compile(r"\btags?\b", re.I), "tags"),
@@ -29,9 +34,18 @@ _OPEN_WEBUI_KINDS = [
     (re.compile(r"autocompletion|auto-?complete", re.I), "autocomplete"),
 ]
 # LibreChat and others: a plain instruction asking for a conversation title.
+# `\s++(?:a\s++)?[\s,]*+` once read `\s+(a\s+)?[\s,]*`: "generate" and 60 KB of spaces then took
+# quadratic time splitting the run between the two.
 _GENERIC_TITLE = re.compile(
-    r"^\s*(please\s+)?(generate|write|create|provide)\s+(a\s+)?(concise|short|brief)?[\s,]*"
-    r"(\d+[- ]word[- ]or[- ]less\s+|[\w-]+\s+word\s+)?title\b.*\bconversation\b", re.I | re.S)
+    r"^\s*+(?:please\s++)?(?:generate|write|create|provide)\s++(?:a\s++)?"
+    r"(?:concise|short|brief)?[\s,]*+"
+    r"(?:\d++[- ]word[- ]or[- ]less\s++|[\w-]++\s++word\s++)?title\b.*\bconversation\b",
+    re.I | re.S)
+# Option-like tokens and sizes dropped from a title: `--ar 16:9`, `1920x1080`.
+_TITLE_NOISE = re.compile(r"--\w++(?:\s++\S++)?|\b\d++\s*+[:x×]\s*+\d++\b")
+# Open WebUI's embedded history: a line starting with "USER:". Only spaces and tabs before it:
+# `\s*` would cross line breaks, and a run of newlines then cost quadratic time.
+_EMBEDDED_USER = re.compile(r"^[^\S\n]*+USER:\s*+(.+)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -43,9 +57,13 @@ class Housekeeping:
     reply: str
 
 
-def detect(messages: list, last_user: str) -> Housekeeping | None:
-    """Return the housekeeping reply for a background request, or None for a real prompt."""
-    title = _title_from(messages, last_user)
+def detect(user_texts: list[str], last_user: str) -> Housekeeping | None:
+    """Return the housekeeping reply for a background request, or None for a real prompt.
+
+    `user_texts` are the texts of the conversation's user messages, in order, as the wire
+    model extracted them; `last_user` is the last of them (the prompt).
+    """
+    title = _title_from(user_texts, last_user)
     for pattern, kind in _NEXTCHAT:
         if pattern.search(last_user):
             return Housekeeping("nextchat", kind, title if kind == "title" else
@@ -72,18 +90,15 @@ def _open_webui_reply(kind: str, title: str) -> str:
     return ""
 
 
-def _title_from(messages: list, last_user: str) -> str:
+def _title_from(user_texts: list[str], last_user: str) -> str:
     """A short title from the conversation's first real prompt (the image the user asked for)."""
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") != "user":
-            continue
-        text = _text(message.get("content"))
+    for text in (t.strip() for t in user_texts):
         if text and text != last_user and not _looks_like_instruction(text):
-            words = re.sub(r"--\w+(\s+\S+)?|\b\d+\s*[:x×]\s*\d+\b", " ", text).split()
+            words = _TITLE_NOISE.sub(" ", text).split()
             if words:
                 return " ".join(words[:5])
     # Open WebUI embeds the history in the task prompt itself: "<chat_history> USER: ...".
-    embedded = re.search(r"^\s*USER:\s*(.+)$", last_user, re.M)
+    embedded = _EMBEDDED_USER.search(last_user)
     if embedded:
         return " ".join(embedded.group(1).split()[:5])
     return "Image generation"
@@ -92,11 +107,3 @@ def _title_from(messages: list, last_user: str) -> str:
 def _looks_like_instruction(text: str) -> bool:
     return bool(_OPEN_WEBUI.search(text) or any(p.search(text) for p, _ in _NEXTCHAT))
 
-
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content.strip()
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content
-                        if isinstance(p, dict) and p.get("type") == "text").strip()
-    return ""

@@ -59,6 +59,12 @@ _ENLARGE_FILTER = Image.Resampling.BILINEAR
 _REDUCING_GAP = 3.0
 
 
+# No image model makes more than this many pixels a side (lucid-origin's 2500 is the largest);
+# an upstream answer declaring more is refused before decoding (a 9400x9400 PNG of a few KB
+# would decode into 265 MB). Input images and this module's own decoding keep Pillow's limit.
+MAX_GENERATED_SIDE = 2500
+
+
 def _cores() -> int:
     """Return how many cores this process may run on."""
     try:
@@ -116,6 +122,19 @@ def probe(data: bytes) -> tuple[str, int, int]:
     """
     with _open(data) as img:
         return _CONTENT_TYPES[_format_of(img)], img.width, img.height
+
+
+def oversized(data: bytes, limit: int = MAX_GENERATED_SIDE) -> tuple[int, int] | None:
+    """Return (width, height) when the header declares a side above `limit`, else None.
+
+    Only the header is read; bytes that are not an image return None (fit() refuses them).
+    """
+    try:
+        img = Image.open(io.BytesIO(data), formats=_READABLE)
+    except _DECODE_ERRORS:
+        return None
+    with img:
+        return img.size if max(img.size) > limit else None
 
 
 def fit(data: bytes, width: int, height: int, output_format: str | None = None) -> FittedImage:

@@ -199,7 +199,7 @@ class Pipeline:
             steps=job_steps,
             seed=seed if model.seed else None,
             negative=negative if model.negative_prompt else None,
-            guidance=_clamp_guidance(model, guidance),
+            guidance=model.clamp_guidance(guidance),
             output_format=output_format, ignored=tuple(ignored), clamped=clamped,
             images=images, mask=mask if model.mask else None,
             strength=strength if model.strength else None, variation=variation,
@@ -315,9 +315,3 @@ class Pipeline:
             return index or None
         return (job.seed + index) % (SEED_MAX + 1)
 
-
-def _clamp_guidance(model: ModelSpec, guidance: float | None) -> float | None:
-    if guidance is None or model.guidance is None:
-        return None
-    lo, hi = model.guidance
-    return max(lo, min(hi, float(guidance)))

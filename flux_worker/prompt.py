@@ -30,18 +30,20 @@ _TWO_DIGIT_RATIOS = frozenset({(16, 10), (10, 16)})
 
 # Sizes are checked in Python (ranges, the time rule); the patterns only find candidates.
 # ASCII digits only: `\d` would also take Arabic-Indic and other digits.
-_TRAILING_RATIO = re.compile(r"(?:^|(?<=\s))([0-9]{1,4})[:：]([0-9]{1,4})\s*\Z")
-_TRAILING_WXH = re.compile(r"(?:^|(?<=\s))([0-9]{1,5})[xX×*]([0-9]{1,5})\s*\Z")
+# Whitespace is taken possessively (`\s*+`, never given back): prompts reach MAX_BODY_BYTES, and
+# every pattern over them must run in linear time (tests/test_linear_regex.py).
+_TRAILING_RATIO = re.compile(r"(?:^|(?<=\s))([0-9]{1,4})[:：]([0-9]{1,4})\s*+\Z")
+_TRAILING_WXH = re.compile(r"(?:^|(?<=\s))([0-9]{1,5})[xX×*]([0-9]{1,5})\s*+\Z")
 
 # An option starts at a word boundary with `--`, or `—` (phones turn `--` into an em dash).
-_OPTION_START = re.compile(r"(?<!\S)(?:--|—)([A-Za-z][A-Za-z0-9_-]*)")
+_OPTION_START = re.compile(r"(?<!\S)(?:--|—)([A-Za-z][A-Za-z0-9_-]*+)")
 # Values of --seed, --steps and --ar: separated by spaces or `=`, ending at whitespace or the end.
 # At most 10 digits, so int() never meets a huge number.
-_INT_VALUE = re.compile(r"(?:\s+|=)([0-9]{1,10})(?=\s|\Z)")
-_AR_VALUE = re.compile(r"(?:\s+|=)([0-9]{1,4})[:：]([0-9]{1,4})(?=\s|\Z)")
+_INT_VALUE = re.compile(r"(?:\s++|=)([0-9]{1,10})(?=\s|\Z)")
+_AR_VALUE = re.compile(r"(?:\s++|=)([0-9]{1,4})[:：]([0-9]{1,4})(?=\s|\Z)")
 _OPTION_NAMES = {"seed": "seed", "steps": "steps", "no": "no", "ar": "ar", "aspect": "ar"}
 
-_HSPACE = re.compile(r"[^\S\n]+")
+_HSPACE = re.compile(r"[^\S\n]++")
 _SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
 
 

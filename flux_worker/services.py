@@ -20,7 +20,7 @@ from .config import Config, ConfigError
 from .http import make_session
 from .pipeline import Pipeline
 from .storage import ImageStore, open_store
-from .storage.links import ImageLinks, image_links
+from .storage.links import ImageLinks
 from .throttle import InflightGate, RateLimiter
 from .translate import ChatTranslator, Translator
 
@@ -74,11 +74,13 @@ def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, session=session,
                     admission=Admission(limiter, InflightGate(config.max_inflight), books),
-                    books=books, accounts=accounts, links=image_links(config, store))
+                    books=books, accounts=accounts, links=ImageLinks(config.image_links, store,
+                                                      public_base=config.s3_public_base_url,
+                                                      lifetime=config.image_expiration))
 
 
 def build_models(config: Config) -> ModelRegistry:
-    """The models offered: the Workers AI catalog, or the upstream's names for IMAGE_BACKEND=openai."""
+    """Offer the Workers AI catalog, or the upstream's model names for IMAGE_BACKEND=openai."""
     if config.image_backend == "openai":
         from .backends.openai_images import generic_model
         names = config.image_models or ("dall-e-3",)

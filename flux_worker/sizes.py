@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import ModelSpec
+from .catalog import ModelSpec, round8
 from .errors import InvalidRequest, json_type_name
 
 # The original Worker's size presets, unchanged, so its users get the sizes they know.
@@ -32,8 +32,8 @@ RATIO_MAX = 8                # shapes from 1:8 to 8:1
 SIDE_MIN, SIDE_MAX = 64, 4096  # each side of a typed WIDTHxHEIGHT
 RATIO_TOLERANCE = 0.03       # a result this close to the asked ratio is "that ratio"
 
-_RATIO_VALUE = re.compile(r"\s*([0-9]{1,4})\s*[:：]\s*([0-9]{1,4})\s*\Z")
-_WXH_VALUE = re.compile(r"\s*([0-9]{1,5})\s*[xX×*]\s*([0-9]{1,5})\s*\Z")
+_RATIO_VALUE = re.compile(r"\s*+([0-9]{1,4})\s*+[:：]\s*+([0-9]{1,4})\s*+\Z")
+_WXH_VALUE = re.compile(r"\s*+([0-9]{1,5})\s*+[xX×*]\s*+([0-9]{1,5})\s*+\Z")
 
 _SIZE_FORMS = ("size must be WIDTHxHEIGHT such as 1024x576 (each side 64 to 4096), "
                "a ratio such as 16:9 (from 1:8 to 8:1), or auto")
@@ -134,16 +134,6 @@ def _from_ratio(width: int, height: int, lo: int, hi: int) -> tuple[int, int]:
         short_side = round8(lo, lo, hi)
         long_side = round8(short_side * long_term / short_term, lo, hi)
     return (long_side, short_side) if width >= height else (short_side, long_side)
-
-
-def round8(value: float, lo: int, hi: int) -> int:
-    """Round to a multiple of 8 within lo..hi (to lo..hi itself when no multiple of 8 fits)."""
-    rounded = round(value / 8) * 8
-    if rounded > hi:
-        rounded = hi // 8 * 8
-    if rounded < lo:
-        rounded = -(-lo // 8) * 8
-    return _clamp(rounded, lo, hi)
 
 
 def _clamp(value: int, lo: int, hi: int) -> int:

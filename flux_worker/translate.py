@@ -16,17 +16,27 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .http import MAX_UPSTREAM_BYTES, UpstreamProblem, call
+
 log = logging.getLogger(__name__)
 
-SYSTEM_MESSAGE = """You write prompts for a text-to-image model.
-Turn the user's request, in whatever language it is written, into one English image prompt.
-Keep every subject, count, colour, style and piece of text the user asked for; add concrete visual
-detail (composition, lighting, mood, medium) that suits the requested aspect ratio.
-Answer with the prompt only: no preamble, no quotes, no explanations, no markdown, at most 120 words."""
+SYSTEM_MESSAGE = (
+    "You write prompts for a text-to-image model.\n"
+    "Turn the user's request, in whatever language it is written, into one English image prompt.\n"
+    "Keep every subject, count, colour, style and piece of text the user asked for; add concrete "
+    "visual\ndetail (composition, lighting, mood, medium) that suits the requested aspect ratio.\n"
+    "Answer with the prompt only: no preamble, no quotes, no explanations, no markdown, at most "
+    "120 words.")
 
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.S | re.I)
-_OPEN_THINK = re.compile(r"^.*?</(think|thinking|reasoning)>", re.S | re.I)
-_LABEL = re.compile(r"^(english\s+)?(image\s+)?prompt\s*:\s*", re.I)
+# Reasoning blocks are cut with plain searches (see _strip_reasoning), not `<(think)>.*?</\1>`:
+# a reply of many unclosed `<think>` made that lazy scan run to the end once per tag (quadratic).
+_OPEN_TAG = re.compile(r"<(think|thinking|reasoning)>", re.I)
+_CLOSE_TAG = re.compile(r"</(think|thinking|reasoning)>", re.I)
+_CLOSERS = {name: re.compile(f"</{name}>", re.I) for name in ("think", "thinking", "reasoning")}
+_LABEL = re.compile(r"^(?:english\s++)?(?:image\s++)?prompt\s*+:\s*+", re.I)
+# The longest prompt taken from the LLM: its answer is asked to be 120 words; a model that
+# rambles on must not send pages to the image model (models without a limit of their own).
+MAX_TRANSLATION_CHARS = 2000
 _VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.I)
 
 
@@ -85,13 +95,43 @@ def chat_completions_url(base: str) -> str:
 
 def clean_reply(text: str) -> str:
     """Strip reasoning blocks, labels, quotes and markdown from an LLM's answer."""
-    text = _THINK.sub("", text or "")
-    text = _OPEN_THINK.sub("", text) if re.search(r"</(think|thinking|reasoning)>", text, re.I) else text
+    text = _strip_reasoning(text or "")
     text = text.strip().strip("`").strip()
     text = _LABEL.sub("", text).strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":
         text = text[1:-1].strip()
     return text.strip("“”").strip()
+
+
+def _strip_reasoning(text: str) -> str:
+    """Remove `<think>...</think>` blocks, and everything before a closing tag left unopened."""
+    kept: list[str] = []
+    pos = 0
+    unclosed: set[str] = set()   # tags known to have no closer after the current position
+    while match := _OPEN_TAG.search(text, pos):
+        name = match.group(1).lower()
+        close = None if name in unclosed else _CLOSERS[name].search(text, match.end())
+        if close is None:
+            # An opener without its closer stays, as the regex it replaces left it.
+            unclosed.add(name)
+            kept.append(text[pos:match.end()])
+            pos = match.end()
+            continue
+        kept.append(text[pos:match.start()])
+        pos = close.end()
+    kept.append(text[pos:])
+    text = "".join(kept)
+    # Some models omit the opening tag: everything up to the first closer left is reasoning.
+    closer = _CLOSE_TAG.search(text)
+    return text[closer.end():] if closer else text
+
+
+def limit_length(text: str, limit: int = MAX_TRANSLATION_CHARS) -> str:
+    """Cut text to at most `limit` characters, at a word boundary when there is one."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    return (cut.rsplit(None, 1)[0] if " " in cut else cut).rstrip()
 
 
 class ChatTranslator:
@@ -145,17 +185,21 @@ class ChatTranslator:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         started = time.monotonic()
         try:
-            resp = self._session.post(self.url, json=body, headers=headers,
-                                      timeout=(min(10.0, self._timeout), self._timeout))
+            # TRANSLATE_TIMEOUT bounds the whole call: an LLM trickling its answer is cut too.
+            resp = call(self._session, "POST", self.url, json=body, headers=headers,
+                        timeout=self._timeout, max_bytes=MAX_UPSTREAM_BYTES // 8)
+        except UpstreamProblem as exc:
+            raise TranslationFailed(str(exc)) from exc
         except requests.RequestException as exc:
-            raise TranslationFailed(f"{type(exc).__name__} after {time.monotonic() - started:.1f}s") from exc
+            took = time.monotonic() - started
+            raise TranslationFailed(f"{type(exc).__name__} after {took:.1f}s") from exc
         if resp.status_code != 200:
             raise TranslationFailed(f"HTTP {resp.status_code}")
         try:
             content = resp.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TranslationFailed("malformed answer") from exc
-        text = clean_reply(content if isinstance(content, str) else "")
+        text = limit_length(clean_reply(content if isinstance(content, str) else ""))
         if not text:
             raise TranslationFailed("empty answer")
         return text

@@ -235,6 +235,10 @@ class ChatCompletionRequest(BaseModel):
         """The last user message's text, stripped: never empty."""
         return self._prompt
 
+    def user_texts(self) -> list[str]:
+        """The text of every user message, in order (clients' title requests quote them)."""
+        return [m.text() for m in self.messages if m.role == "user"]
+
     @property
     def last_user_message(self) -> ChatMessage:
         """The message the prompt comes from."""

@@ -24,6 +24,11 @@ def chat(client, content, auth, **extra):
     return client.post("/v1/chat/completions", json=body, headers=auth)
 
 
+def text_of(response) -> str:
+    """Return the text of a chat completion answer."""
+    return response.get_json()["choices"][0]["message"]["content"]
+
+
 def sse_events(response) -> list:
     """Parse an SSE body into JSON events, with the literal "[DONE]" kept as a string."""
     events = []
@@ -93,7 +98,7 @@ def test_only_last_user_message_counts_and_parts_are_joined(client, auth):
 
 
 def test_ignored_option_is_reported(client, auth):
-    content = chat(client, "a dog --seed 7 --no cats", auth).get_json()["choices"][0]["message"]["content"]
+    content = text_of(chat(client, "a dog --seed 7 --no cats", auth))
     assert "Ignored options" in content and "--seed" in content and "--no" in content
     assert "🌱 Seed" not in content  # schnell has no seed
 
@@ -111,7 +116,7 @@ def test_stream_matches_non_stream_and_ends_with_done(client, auth):
     assert len({c["id"] for c in chunks}) == 1
     content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert len([c for c in chunks if c["choices"][0]["delta"].get("content")]) >= 3
-    plain = chat(client, "a cute cat 3:2", auth).get_json()["choices"][0]["message"]["content"]
+    plain = text_of(chat(client, "a cute cat 3:2", auth))
     # Identical except for the image key.
     assert LINK.sub("IMG", content) == LINK.sub("IMG", plain)
     assert "usage" not in chunks[0]
@@ -135,8 +140,8 @@ def test_housekeeping_title_request_gets_text_not_image(client, auth):
     resp = client.post("/v1/chat/completions", headers=auth, json={"messages": [
         {"role": "user", "content": "a cute cat 16:9"},
         {"role": "assistant", "content": "![Generated image](http://x/image/abc)"},
-        {"role": "user", "content": "Please generate a four to five word title summarizing our "
-                                    "conversation without any lead-in, punctuation, quotation marks"},
+        {"role": "user", "content": "Please generate a four to five word title summarizing our"
+         " conversation without any lead-in, punctuation, quotation marks"},
     ]})
     content = resp.get_json()["choices"][0]["message"]["content"]
     assert "![" not in content and "a cute cat" in content
@@ -174,13 +179,14 @@ def test_several_keys_and_no_key_mode():
     app = create_app(make_config(API_KEY="k1-aaaa, k2-bbbb"))
     client = app.test_client()
     for key in ("k1-aaaa", "k2-bbbb"):
-        assert client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        resp = client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 200
     open_app = create_app(make_config(API_KEY=""))
     assert open_app.test_client().get("/v1/models").status_code == 200
 
 
 def test_image_serving_headers_conditional_and_head(client, auth):
-    url = LINK.search(chat(client, "a cat", auth).get_json()["choices"][0]["message"]["content"])["url"]
+    url = LINK.search(text_of(chat(client, "a cat", auth)))["url"]
     path = "/" + url.split("/", 3)[3]
     resp = client.get(path)
     max_age = int(re.search(r"max-age=(\d+)", resp.headers["Cache-Control"])[1])
@@ -203,8 +209,8 @@ def test_unknown_image_is_404_json(client, path):
 
 def test_links_follow_trusted_proxy_headers(client, auth):
     headers = dict(auth, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "img.example.com"})
-    content = client.post("/v1/chat/completions", headers=headers, json={
-        "messages": [{"role": "user", "content": "a cat"}]}).get_json()["choices"][0]["message"]["content"]
+    content = text_of(client.post("/v1/chat/completions", headers=headers, json={
+        "messages": [{"role": "user", "content": "a cat"}]}))
     assert LINK.search(content)["url"].startswith("https://img.example.com/image/")
 
 
@@ -214,8 +220,8 @@ def test_untrusted_proxy_headers_are_ignored_and_public_base_url_wins(auth):
                            "https://cdn.example.org/image/")):
         client = create_app(make_config(**env)).test_client()
         headers = dict(auth, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"})
-        content = client.post("/v1/chat/completions", headers=headers, json={
-            "messages": [{"role": "user", "content": "a cat"}]}).get_json()["choices"][0]["message"]["content"]
+        content = text_of(client.post("/v1/chat/completions", headers=headers, json={
+            "messages": [{"role": "user", "content": "a cat"}]}))
         assert LINK.search(content)["url"].startswith(expected)
 
 
@@ -224,14 +230,15 @@ def test_untrusted_proxy_headers_are_ignored_and_public_base_url_wins(auth):
                                            ("es", "Tamaño"), ("fr", "Taille"), ("ru", "Размер")])
 def test_answer_language(auth, language, word):
     client = create_app(make_config(LANGUAGE=language)).test_client()
-    content = client.post("/v1/chat/completions", headers=auth, json={
-        "messages": [{"role": "user", "content": "a cat"}]}).get_json()["choices"][0]["message"]["content"]
+    content = text_of(client.post("/v1/chat/completions", headers=auth, json={
+        "messages": [{"role": "user", "content": "a cat"}]}))
     assert word in content and "📐" in content
 
 
 def test_request_id_is_returned_and_honoured(client):
     assert client.get("/healthz").headers["X-Request-ID"]
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    resp = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert resp.headers["X-Request-ID"] == "abc-123"
 
 
 def test_welcome_page_says_demo(client):
@@ -273,11 +280,14 @@ def test_images_api_url_default_and_model_alias(client, auth):
 def test_translated_prompt_is_revised_prompt_and_shown_in_chat(auth):
     responses.add(responses.POST, "http://llm.invalid/v1/chat/completions", json={
         "choices": [{"message": {"content": "<think>plan</think>A small cat, watercolor"}}]})
-    client = create_app(make_config(CF_IS_TRANSLATE="true", EXTERNAL_API_BASE="http://llm.invalid",
-                                    EXTERNAL_MODEL="tiny-llm", EXTERNAL_API_KEY="llm-k")).test_client()
-    body = client.post("/v1/images/generations", headers=auth, json={"prompt": "一只小猫"}).get_json()
+    config = make_config(CF_IS_TRANSLATE="true", EXTERNAL_API_BASE="http://llm.invalid",
+                         EXTERNAL_MODEL="tiny-llm", EXTERNAL_API_KEY="llm-k")
+    client = create_app(config).test_client()
+    resp = client.post("/v1/images/generations", headers=auth, json={"prompt": "一只小猫"})
+    body = resp.get_json()
     assert body["data"][0]["revised_prompt"] == "A small cat, watercolor"
-    content = chat(client, "一只小猫 16:9", auth).get_json()["choices"][0]["message"]["content"]
+    content = text_of(chat(client, "一只小猫 16:9", auth))
     assert "💬 Prompt model: tiny-llm" in content
     assert "🌐 Translated prompt: A small cat, watercolor" in content
-    assert "Aspect ratio: 16:9" in json.loads(responses.calls[-1].request.body)["messages"][1]["content"]
+    sent = json.loads(responses.calls[-1].request.body)
+    assert "Aspect ratio: 16:9" in sent["messages"][1]["content"]

@@ -15,11 +15,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux_worker.backends.base import GeneratedImage, GenerationRequest
-from flux_worker.backends.cloudflare import (CloudflareBackend, build_request,
-                                             seconds_until_utc_midnight)
+from flux_worker.backends.cloudflare import (
+    CloudflareBackend,
+    build_request,
+    seconds_until_utc_midnight,
+)
 from flux_worker.catalog import CATALOG
-from flux_worker.errors import (ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
-                                RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout)
+from flux_worker.errors import (
+    ContentPolicy,
+    Overloaded,
+    PromptTooLong,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from flux_worker.http import make_session
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -143,7 +154,10 @@ def test_exact_request_for_every_model(rsps, make, model_id):
     model = MODELS[model_id]
     encoding, fields = EXPECTED[model_id]
     rsps.post(run_url(model_id), json=envelope_ok())
-    make(timeout=77).generate(req(model, prompt="a cat", **FULL))
+    # The request as the pipeline hands it over: steps and guidance clamped by the catalog.
+    clamped = dict(FULL, steps=model.clamp_steps(FULL["steps"]),
+                   guidance=model.clamp_guidance(FULL["guidance"]))
+    make(timeout=77).generate(req(model, prompt="a cat", **clamped))
     call = rsps.calls[0]
     # The id's slashes and `@` stay literal in the path.
     assert call.request.url == f"{API}/accounts/{ACCOUNT}/ai/run/{model_id}"
@@ -158,19 +172,23 @@ def test_exact_request_for_every_model(rsps, make, model_id):
         assert sent_form(call) == fields
 
 
-def test_schnell_sends_no_size_seed_or_num_steps_and_clamps_steps(rsps, make):
-    rsps.post(run_url(SCHNELL.id), json=envelope_ok())
+def test_schnell_sends_no_size_seed_or_num_steps(rsps, make):
     rsps.post(run_url(SCHNELL.id), json=envelope_ok())
     rsps.post(run_url(SCHNELL.id), json=envelope_ok())
     backend = make()
-    backend.generate(req(SCHNELL, width=1024, height=576, steps=0, seed=7))
-    backend.generate(req(SCHNELL, steps=99))
+    backend.generate(req(SCHNELL, width=1024, height=576, steps=8, seed=7, guidance=3.5))
     backend.generate(req(SCHNELL, steps=None))
     bodies = [sent_json(c) for c in rsps.calls]
     for body in bodies:
         assert not {"width", "height", "num_steps", "seed", "guidance",
                     "negative_prompt"} & set(body)
-    assert [b.get("steps") for b in bodies] == [1, 8, None]
+    assert [b.get("steps") for b in bodies] == [8, None]
+
+
+def test_the_catalog_owns_the_clamps_the_pipeline_applies():
+    assert [SCHNELL.clamp_steps(s) for s in (0, 4, 99)] == [1, 4, 8]
+    assert SCHNELL.clamp_guidance(3.5) is None and PHOENIX.clamp_guidance(None) is None
+    assert [PHOENIX.clamp_guidance(g) for g in (0.0, 5.0, 50.0)] == [2.0, 5.0, 10.0]
 
 
 def test_sd_rounds_and_clamps_size_and_sends_its_fields(rsps, make):
@@ -201,8 +219,10 @@ def test_optional_fields_are_left_out_when_not_given():
        guidance=st.none() | st.floats(-50, 50), negative=st.none() | st.text(min_size=1))
 def test_build_request_sends_only_accepted_fields_in_range(model, width, height, steps, seed,
                                                            guidance, negative):
-    request = req(model, width=width, height=height, steps=steps, seed=seed, guidance=guidance,
-                  negative_prompt=negative)
+    # What the pipeline hands a backend: steps and guidance clamped by the catalog.
+    request = req(model, width=width, height=height, seed=seed, negative_prompt=negative,
+                  steps=model.clamp_steps(steps) if steps is not None else None,
+                  guidance=model.clamp_guidance(guidance))
     json_body, files = build_request(model, request)
     assert (json_body is None) == (model.encoding == "multipart") == (files is not None)
     fields = json_body if json_body is not None else {k: v[1] for k, v in files.items()}
@@ -221,13 +241,6 @@ def test_build_request_sends_only_accepted_fields_in_range(model, width, height,
     if "guidance" in fields:
         lo, hi = model.guidance
         assert lo <= float(fields["guidance"]) <= hi
-
-
-def test_prompt_too_long_is_raised_before_any_http_call(rsps, make):
-    with pytest.raises(PromptTooLong) as info:
-        make().generate(req(SCHNELL, prompt="x" * 2049))
-    assert len(rsps.calls) == 0
-    assert info.value.status == 400 and info.value.code == "prompt_too_long"
 
 
 # -- response kinds ---------------------------------------------------------------------------

@@ -28,7 +28,8 @@ def test_keys_and_alias():
                            "EXTERNAL_API_BASE": "http://llm", "EXTERNAL_MODEL": "m"})
     assert cfg.api_keys == ("a1234", "b5678") and cfg.translate
     # CF_IS_TRANSLATE wins over its alias.
-    assert not Config.from_env({"CF_IS_TRANSLATE": "false", "PROMPT_OPTIMIZATION": "true"}).translate
+    both = Config.from_env({"CF_IS_TRANSLATE": "false", "PROMPT_OPTIMIZATION": "true"})
+    assert not both.translate
 
 
 def test_credentials_select_cloudflare_and_require_api_key():

@@ -68,7 +68,7 @@ def test_unusual_prompts_do_not_break_it(prompt):
 
 def test_image_is_not_blank():
     img = decode(DemoBackend().generate(request())).convert("RGB")
-    low, high = zip(*ImageStat.Stat(img).extrema)
+    low, high = zip(*ImageStat.Stat(img).extrema, strict=True)
     assert max(high) - min(low) > 150                       # dark outlines and white text
     assert img.getpixel((2, 2)) != img.getpixel((1021, 1021))   # a gradient, not a flat fill
     # The DEMO mark fills the upper middle: a band there holds plenty of white-ish pixels.

@@ -26,6 +26,12 @@ CF_BASE = "http://cf.invalid/client/v4"
 CF_TOKEN = "cf-secret-token-abcdef"
 SCHNELL_URL = f"{CF_BASE}/accounts/acct/ai/run/@cf/black-forest-labs/flux-1-schnell"
 USER = {"messages": [{"role": "user", "content": "a cat 16:9"}]}
+CHAT = "/v1/chat/completions"
+
+
+def says(content) -> dict:
+    """Build the test client's keywords for a chat request of one user message."""
+    return {"json": {"messages": [{"role": "user", "content": content}]}}
 
 
 def assert_error_shape(resp, status, code=None, type_=None):
@@ -47,17 +53,17 @@ def assert_error_shape(resp, status, code=None, type_=None):
 
 
 CLIENT_ERRORS = [
-    ("post", "/v1/chat/completions", {"data": "{not json", "content_type": "application/json"}, 400),
-    ("post", "/v1/chat/completions", {"data": "", "content_type": "application/json"}, 400),
-    ("post", "/v1/chat/completions", {"json": [1, 2]}, 400),
-    ("post", "/v1/chat/completions", {"json": {}}, 400),
-    ("post", "/v1/chat/completions", {"json": {"messages": "hi"}}, 400),
-    ("post", "/v1/chat/completions", {"json": {"messages": [{"role": "system", "content": "x"}]}}, 400),
-    ("post", "/v1/chat/completions", {"json": {"messages": [{"role": "user", "content": 5}]}}, 400),
-    ("post", "/v1/chat/completions", {"json": {"messages": [{"role": "user", "content": "  "}]}}, 400),
-    ("post", "/v1/chat/completions", {"json": {"messages": [{"role": "user", "content": "16:9"}]}}, 400),
-    ("post", "/v1/chat/completions", {"json": dict(USER, stream="yes")}, 400),
-    ("post", "/v1/chat/completions", {"json": dict(USER, model=42)}, 400),
+    ("post", CHAT, {"data": "{not json", "content_type": "application/json"}, 400),
+    ("post", CHAT, {"data": "", "content_type": "application/json"}, 400),
+    ("post", CHAT, {"json": [1, 2]}, 400),
+    ("post", CHAT, {"json": {}}, 400),
+    ("post", CHAT, {"json": {"messages": "hi"}}, 400),
+    ("post", CHAT, {"json": {"messages": [{"role": "system", "content": "x"}]}}, 400),
+    ("post", CHAT, says(5), 400),
+    ("post", CHAT, says("  "), 400),
+    ("post", CHAT, says("16:9"), 400),
+    ("post", CHAT, {"json": dict(USER, stream="yes")}, 400),
+    ("post", CHAT, {"json": dict(USER, model=42)}, 400),
     ("post", "/v1/images/generations", {"json": {"prompt": ""}}, 400),
     ("post", "/v1/images/generations", {"json": {"prompt": "x", "n": 99}}, 400),
     ("post", "/v1/images/generations", {"json": {"prompt": "x", "size": "huge"}}, 400),
@@ -66,9 +72,9 @@ CLIENT_ERRORS = [
     ("get", "/v1/models/nope", {}, 404),
     ("get", "/v1/nothing-here", {}, 404),
     ("get", "/image/not-a-key", {}, 404),
-    ("get", "/v1/chat/completions", {}, 405),
+    ("get", CHAT, {}, 405),
     ("delete", "/v1/models", {}, 405),
-    ("post", "/v1/chat/completions", {"data": "x" * (2 << 20), "content_type": "application/json"}, 413),
+    ("post", CHAT, {"data": "x" * (2 << 20), "content_type": "application/json"}, 413),
 ]
 
 
@@ -193,8 +199,10 @@ def test_schnell_gets_only_prompt_and_steps_and_output_is_resized(cf_app):
     assert img.size == (1024, 576) and img.format == "JPEG"
 
 
-@pytest.mark.parametrize("failure,status", [(StorageFull("Image storage is full: free disk space"), 507),
-                                            (StorageError("Image storage (Redis) is unreachable"), 503)])
+@pytest.mark.parametrize("failure,status", [
+    (StorageFull("Image storage is full: free disk space"), 507),
+    (StorageError("Image storage (Redis) is unreachable"), 503),
+])
 def test_storage_failures_are_storage_errors(tmp_path, failure, status):
     config = make_config(STORAGE_URL=f"disk://{tmp_path}")
     services = build_services(config)

@@ -119,7 +119,7 @@ def test_flux2_sends_at_most_four_references(rsps):
 
 def test_img2img_sends_the_source_as_image_b64_at_the_output_size(rsps):
     rsps.post(run_url(IMG2IMG), body=PNG_OK, content_type="image/png")
-    backend().generate(req(IMG2IMG, [picture()], width=700, height=500, strength=0.4, steps=30,
+    backend().generate(req(IMG2IMG, [picture()], width=700, height=500, strength=0.4, steps=20,
                            seed=7, negative_prompt="blurry", guidance=8.0))
     body = json.loads(rsps.calls[0].request.body)
     assert set(body) == {"prompt", "image_b64", "strength", "num_steps", "width", "height",

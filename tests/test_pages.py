@@ -61,7 +61,8 @@ def test_json_branch_is_unchanged(client):
 
 def test_page_config_block_feeds_the_playground(client):
     page = client.get("/", headers=HTML).get_data(as_text=True)
-    block = re.search(r'<script type="application/json" id="flux-config">(.*?)</script>', page, re.S)
+    block = re.search(r'<script type="application/json" id="flux-config">(.*?)</script>',
+                      page, re.S)
     config = json.loads(block.group(1))
     steps = config.pop("steps")
     assert config == {"auth_required": True, "image_expiration": 600,

@@ -11,9 +11,10 @@ import requests
 
 from flux_worker.config import Config, ConfigError
 from flux_worker.errors import StorageError
+from flux_worker.services import build_services
+from flux_worker.startup import advice, startup_problems
 from flux_worker.storage import KEEP_FOREVER, S3Options, StorageLocation, new_key, open_store
-from flux_worker.storage.checks import advice, startup_problems
-from flux_worker.storage.links import MAX_PRESIGN_SECONDS, ImageLinks, image_links
+from flux_worker.storage.links import MAX_PRESIGN_SECONDS, ImageLinks
 from flux_worker.storage.s3 import S3Store
 from tests.helpers import AUTH, app_with, free_port
 from tests.s3_server import KEY_ID, SECRET, MotoServer
@@ -198,8 +199,8 @@ def test_image_links_follow_the_configuration(s3_server, s3_location):
                               "IMAGE_LINKS": "direct",
                               "S3_PUBLIC_BASE_URL": "https://img.example.com/",
                               **s3_server.env()})
-    store = open_store(config.storage, max_bytes=1 << 20, s3=config.s3)
-    links = image_links(config, store)
+    services = build_services(config)
+    links = services.links
     assert links("https://svc", "k" * 22) == "https://img.example.com/images/" + "k" * 22
     assert links.foreign_origin() == "https://img.example.com"
 

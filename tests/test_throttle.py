@@ -79,7 +79,8 @@ def test_rate_limit_through_the_api():
     assert int(resp.headers["Retry-After"]) > 0
     assert resp.get_json()["error"]["code"] == "rate_limit_exceeded"
     # Models listing is not a generation and is not limited.
-    assert client.get("/v1/models", headers={"Authorization": f"Bearer {TEST_KEY}"}).status_code == 200
+    models = client.get("/v1/models", headers={"Authorization": f"Bearer {TEST_KEY}"})
+    assert models.status_code == 200
 
 
 class BlockingBackend(DemoBackend):

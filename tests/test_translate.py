@@ -8,8 +8,13 @@ import pytest
 import requests
 import responses
 
-from flux_worker.translate import (SYSTEM_MESSAGE, ChatTranslator, TranslationFailed,
-                                   chat_completions_url, clean_reply)
+from flux_worker.translate import (
+    SYSTEM_MESSAGE,
+    ChatTranslator,
+    TranslationFailed,
+    chat_completions_url,
+    clean_reply,
+)
 
 
 @pytest.mark.parametrize("base,url", [

@@ -31,7 +31,6 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping
 
 import orjson
@@ -41,14 +40,25 @@ import requests
 from .. import imaging, intake
 from ..accounts import Account, AccountPool
 from ..catalog import ModelSpec
-from ..errors import (APIError, ContentPolicy, Overloaded, PromptTooLong, QuotaExceeded,
-                      RateLimited, UpstreamAuthFailed, UpstreamError, UpstreamTimeout,
-                      raise_if_cancelled)
+from ..config import DEFAULT_CF_API_BASE
+from ..errors import (
+    APIError,
+    ContentPolicy,
+    Overloaded,
+    PromptTooLong,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamTimeout,
+    raise_if_cancelled,
+)
+from ..http import Answer, UpstreamProblem, call, retry_after_seconds
+from ..redaction import redact
 from .base import GeneratedImage, GenerationRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 CONNECT_TIMEOUT = 10.0
 BACKOFF_BASE = 0.5          # seconds; doubled per attempt, full jitter
 BACKOFF_CAP = 8.0
@@ -83,18 +93,21 @@ def _b64decode(encoded: bytes) -> bytes:
 
 def build_request(model: ModelSpec, request: GenerationRequest
                   ) -> tuple[dict[str, Any] | None, dict[str, tuple] | None]:
-    """Build the body as (json, None) or (None, multipart files) from accepted fields only."""
+    """Build the body as (json, None) or (None, multipart files) from accepted fields only.
+
+    Values arrive resolved and clamped to the model's limits (the pipeline's job); this only
+    encodes them, in the fields the model's schema names.
+    """
     fields: dict[str, Any] = {"prompt": request.prompt}
     if model.steps_field and request.steps is not None:
-        fields[model.steps_field] = model.clamp_steps(request.steps)
+        fields[model.steps_field] = int(request.steps)
     if model.size is not None:
         # The pipeline crops/scales the output to the exact requested size, so rounding is fine.
         fields["width"], fields["height"] = model.upstream_size(request.width, request.height)
     if model.seed and request.seed is not None:
         fields["seed"] = int(request.seed)
     if model.guidance is not None and request.guidance is not None:
-        lo, hi = model.guidance
-        fields["guidance"] = float(max(lo, min(hi, request.guidance)))
+        fields["guidance"] = float(request.guidance)
     if model.negative_prompt and request.negative_prompt:
         fields["negative_prompt"] = request.negative_prompt
     if model.encoding == "multipart":
@@ -146,25 +159,6 @@ def seconds_until_utc_midnight(now: datetime | None = None) -> int:
     return max(1, math.ceil((midnight - now).total_seconds()))
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    """Read a Retry-After header given as seconds or as an HTTP date; None when absent or bad."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 def billed_neurons(headers: Mapping[str, str]) -> float | None:
     """The neurons Cloudflare reports in `cf-ai-neurons` (third parties saw it), else None."""
     raw = headers.get("cf-ai-neurons")
@@ -204,7 +198,7 @@ class CloudflareBackend:
     name = "cloudflare"
 
     def __init__(self, *, account_id: str = "", api_token: str = "", session: requests.Session,
-                 api_base: str = DEFAULT_API_BASE, timeout: float = 120.0, retries: int = 2,
+                 api_base: str = DEFAULT_CF_API_BASE, timeout: float = 120.0, retries: int = 2,
                  gateway_url: str = "", gateway_token: str = "",
                  sleep: Callable[[float], None] = time.sleep,
                  rng: Callable[[], float] = random.random,
@@ -263,17 +257,13 @@ class CloudflareBackend:
 
     def _redact(self, text: str) -> str:
         """Remove the tokens from text quoted from upstream or from an exception."""
-        for secret in (*self.accounts.tokens(), self._gateway_token):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return redact(text, (*self.accounts.tokens(), self._gateway_token))
 
     # -- generation ---------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest) -> GeneratedImage:
         """Generate one image on the first usable account, moving on when one is out."""
         model = request.model
-        model.check_prompt(request.prompt)
         json_body, files = build_request(model, request)
         direct = self._goes_direct(model, bool(request.images))   # image input (issue 11)
         # -- accounts (CF_ACCOUNTS): which account this attempt uses, and moving on ---------
@@ -340,7 +330,7 @@ class CloudflareBackend:
             log.warning("cloudflare: %s go to the direct route, not through CF_AI_GATEWAY "
                         "(AI Gateway fails FLUX.2 multipart calls: HTTP 500, code 7000)", what)
 
-    def _is_gateway_7000(self, model: ModelSpec, resp: requests.Response) -> bool:
+    def _is_gateway_7000(self, model: ModelSpec, resp: Answer) -> bool:
         return (model.encoding == "multipart" and resp.status_code == 500
                 and self._error_from(resp).code == 7000)
     # --- end image input ----------------------------------------------------------------------
@@ -368,11 +358,19 @@ class CloudflareBackend:
                     self._gateway_run_path = True
                     log.info("cloudflare gateway answers on /workers-ai/run/{model}; using it")
                 resp = run_resp
+        except UpstreamProblem as exc:
+            # Too large or a redirect: refused whole, and a retry would meet the same.
+            return _Failure(UpstreamError(
+                f"Cloudflare's answer for {model.id} was refused: {exc}."), cause=exc)
         except requests.RequestException as exc:
             return self._transport_failure(model, exc, attempts)
         if resp.status_code < 400:
             try:
-                return replace(self._read_image(resp), neurons=billed_neurons(resp.headers))
+                image = self._read_image(resp)
+                refused = _oversized(model, image.data)
+                if refused is not None:
+                    return _Failure(refused)
+                return replace(image, neurons=billed_neurons(resp.headers))
             except _Malformed as exc:
                 cf = self._error_from(resp)
                 if cf.code is not None:
@@ -383,13 +381,15 @@ class CloudflareBackend:
 
     def _post(self, model: ModelSpec, url: str, json_body: dict | None, files: dict | None,
               attempt: int, attempts: int, account: Account,
-              direct: bool = False) -> requests.Response:
+              direct: bool = False) -> Answer:
         """POST once and log one line: model, status, duration, attempt (never headers)."""
         started = time.monotonic()
         try:
-            resp = self._session.post(url, json=json_body, files=files,
-                                      headers=self._headers(account, direct),
-                                      timeout=(CONNECT_TIMEOUT, self.timeout))
+            # One bounded call: UPSTREAM_TIMEOUT is the deadline of the whole answer, the body
+            # is capped and no redirect is followed (the tokens must not go to another host).
+            resp = call(self._session, "POST", url, json=json_body, files=files,
+                        headers=self._headers(account, direct), timeout=self.timeout,
+                        connect_timeout=CONNECT_TIMEOUT)
         except requests.RequestException as exc:
             log.info("cloudflare %s attempt %d/%d: %s after %d ms", model.id, attempt, attempts,
                      type(exc).__name__, (time.monotonic() - started) * 1000)
@@ -410,10 +410,10 @@ class CloudflareBackend:
     # -- answers ------------------------------------------------------------------------------
 
     @staticmethod
-    def _content_type(resp: requests.Response) -> str:
+    def _content_type(resp: Answer) -> str:
         return resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
-    def _read_image(self, resp: requests.Response) -> GeneratedImage:
+    def _read_image(self, resp: Answer) -> GeneratedImage:
         """Return the image from a 2xx answer; raise _Malformed when there is none."""
         ctype = self._content_type(resp)
         body = resp.content
@@ -433,7 +433,7 @@ class CloudflareBackend:
         raise _Malformed(f"unexpected content type {ctype or 'none'!r}"
                          + ("" if body else " with an empty body"))
 
-    def _read_envelope(self, resp: requests.Response) -> GeneratedImage:
+    def _read_envelope(self, resp: Answer) -> GeneratedImage:
         """Decode `result.image` from a JSON envelope; raise _Malformed on anything else."""
         try:
             # orjson parses the ~200 KB envelope in about 0.1 ms, less than half of json's time.
@@ -449,7 +449,7 @@ class CloudflareBackend:
         if not isinstance(image, str) or not image.strip():
             raise _Malformed("no result.image in the envelope")
         content_type = None
-        match = _DATA_URL.match(image.strip())
+        match = _DATA_URL.match(image[:256].strip())
         if match:
             content_type = (match.group(1) or "").lower() or None
             image = image.strip()[match.end():]
@@ -461,7 +461,7 @@ class CloudflareBackend:
             raise _Malformed("result.image is empty")
         return GeneratedImage(raw, content_type=content_type)
 
-    def _error_from(self, resp: requests.Response) -> _CloudflareError:
+    def _error_from(self, resp: Answer) -> _CloudflareError:
         """Read Cloudflare's error envelope; tolerate bodies that are not one (e.g. HTML)."""
         code: int | None = None
         message = ""
@@ -474,8 +474,9 @@ class CloudflareBackend:
             first = errors[0] if isinstance(errors, list) and errors else None
             if isinstance(first, dict):
                 message = str(first.get("message") or "")
+                raw_code = first.get("code")
                 try:
-                    code = int(first.get("code"))
+                    code = int(raw_code) if raw_code is not None else None
                 except (TypeError, ValueError):
                     code = None
             elif isinstance(data.get("error"), str):
@@ -488,17 +489,17 @@ class CloudflareBackend:
             message = message[:_MAX_CF_MESSAGE - 1] + "…"
         return _CloudflareError(resp.status_code, code, message)
 
-    def _is_7003(self, resp: requests.Response) -> bool:
+    def _is_7003(self, resp: Answer) -> bool:
         return resp.status_code == 404 and self._error_from(resp).code == 7003
 
     # -- error mapping ------------------------------------------------------------------------
 
-    def _classify(self, model: ModelSpec, cf: _CloudflareError, resp: requests.Response,
+    def _classify(self, model: ModelSpec, cf: _CloudflareError, resp: Answer,
                   attempts: int) -> _Failure:
         """Map Cloudflare's answer to a failure: codes and texts first, HTTP status last."""
         code, status, text = cf.code, cf.status, cf.message.lower()
         quoted = self._quote(cf)
-        retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+        retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
 
         if code == 3030 or "has been flagged" in text or "nsfw" in text:
             # 3030 is generic (also undecodable input images) but a prompt rephrase is the fix.
@@ -586,6 +587,16 @@ class CloudflareBackend:
         # Broken bodies and the like: the request may have run, so no retry.
         return _Failure(UpstreamError(
             f"The connection to Cloudflare Workers AI failed for {model.id} ({kind})."), cause=exc)
+
+
+def _oversized(model: ModelSpec, data: bytes) -> UpstreamError | None:
+    """The error for an image larger than any model makes (decoding it could take gigabytes)."""
+    size = imaging.oversized(data)
+    if size is None:
+        return None
+    return UpstreamError(
+        f"Cloudflare returned a {size[0]}x{size[1]} image for {model.id}; no image model makes "
+        f"more than {imaging.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")
 
 
 def _human(seconds: int) -> str:

@@ -113,7 +113,7 @@ def render_edit(source: bytes, prompt: str, width: int, height: int, *, model: s
     text_size = max(6, round(short / 26))
     text = ImageFont.load_default(size=text_size)
     margin = max(2, round(short * 0.06))
-    lines = _wrap(prompt or "variation", text, width - 2 * margin, 3)  # type: ignore[arg-type]
+    lines = _wrap(prompt or "variation", text, width - 2 * margin, 3)
     seed_text = "no seed" if seed is None else f"seed {seed}"
     lines.append(f"{width}x{height} · {model} · {seed_text}")
     line_height = round(text_size * 1.25)

@@ -1,4 +1,4 @@
-"""A backend for any OpenAI-compatible Images API (OpenAI, Together, a local Stable Diffusion server).
+"""A backend for any OpenAI-compatible Images API (OpenAI, Together, a local Stable Diffusion).
 
 The same storage, sizing and answers apply: this backend asks for the nearest size such servers
 commonly accept (multiples of 64) and the pipeline crops and scales to the exact size asked for.
@@ -10,14 +10,25 @@ import base64
 import binascii
 import io
 import logging
+import math
 import time
+from urllib.parse import urlsplit
 
 import requests
 from PIL import Image
 
+from .. import imaging
 from ..catalog import ModelSpec, SizeRange
-from ..errors import (ContentPolicy, QuotaExceeded, RateLimited, UpstreamAuthFailed,
-                      UpstreamError, UpstreamTimeout)
+from ..errors import (
+    ContentPolicy,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from ..http import Answer, UpstreamProblem, call, retry_after_seconds
+from ..redaction import redact
 from ..translate import chat_completions_url
 from .base import GeneratedImage, GenerationRequest
 
@@ -60,12 +71,14 @@ class OpenAIImagesBackend:
         body = {"model": request.model.id, "prompt": request.prompt, "n": 1,
                 "size": f"{_round64(request.width)}x{_round64(request.height)}",
                 "response_format": "b64_json"}
-        resp = self._post(body)
+        # UPSTREAM_TIMEOUT bounds the whole generation, a download of its image included.
+        deadline = time.monotonic() + self._timeout
+        resp = self._post(body, deadline)
         if resp.status_code == 400 and "response_format" in resp.text:
             # gpt-image models refuse response_format (they always answer in base64).
             body.pop("response_format")
-            resp = self._post(body)
-        return self._image_from(resp)
+            resp = self._post(body, deadline)
+        return self._image_from(resp, deadline)
 
     # --- image input (issue 11) ---------------------------------------------------------------
     def _with_images(self, request: GenerationRequest) -> GeneratedImage:
@@ -85,20 +98,25 @@ class OpenAIImagesBackend:
                       for i, image in enumerate(request.images)]
             if request.mask is not None:
                 files.append(("mask", ("mask.png", _openai_mask(request.mask), "image/png")))
-        resp = self._post_form(url, form, files, request.model.id)
+        deadline = time.monotonic() + self._timeout
+        resp = self._post_form(url, form, files, request.model.id, deadline)
         if resp.status_code == 400 and "response_format" in resp.text:
             form.pop("response_format")
-            resp = self._post_form(url, form, files, request.model.id)
-        return self._image_from(resp)
+            resp = self._post_form(url, form, files, request.model.id, deadline)
+        return self._image_from(resp, deadline)
 
-    def _post_form(self, url: str, form: dict, files: list, model: str) -> requests.Response:
+    def _post_form(self, url: str, form: dict, files: list, model: str,
+                   deadline: float) -> Answer:
         started = time.monotonic()
         try:
-            resp = self._session.post(url, data=form, files=files, timeout=(10, self._timeout),
-                                      headers={"Authorization": f"Bearer {self._key}"})
+            resp = call(self._session, "POST", url, data=form, files=files,
+                        timeout=_left(deadline, self._timeout),
+                        headers={"Authorization": f"Bearer {self._key}"})
         except requests.Timeout as exc:
             raise UpstreamTimeout(
                 f"The image API did not answer within {self._timeout:g} s.") from exc
+        except UpstreamProblem as exc:
+            raise UpstreamError(f"The image API's answer was refused: {exc}.") from exc
         except requests.RequestException as exc:
             raise UpstreamError(
                 f"Could not reach the image API ({type(exc).__name__}).") from exc
@@ -107,44 +125,75 @@ class OpenAIImagesBackend:
         return resp
     # --- end image input ----------------------------------------------------------------------
 
-    def _image_from(self, resp: requests.Response) -> GeneratedImage:
+    def _image_from(self, resp: Answer, deadline: float) -> GeneratedImage:
         """The image of an Images API answer (b64_json or url); map errors to ours."""
         if resp.status_code != 200:
-            raise _error(resp)
+            raise _error(resp, self._key)
         try:
             item = resp.json()["data"][0]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise UpstreamError("The image API returned a malformed answer (no data[0]).") from exc
+        if not isinstance(item, dict):
+            raise UpstreamError("The image API returned a malformed answer (data[0]).")
         if item.get("b64_json"):
             try:
-                return GeneratedImage(base64.b64decode(item["b64_json"], validate=True))
+                image = GeneratedImage(base64.b64decode(item["b64_json"], validate=True))
             except (binascii.Error, ValueError, TypeError) as exc:
                 raise UpstreamError("The image API returned invalid base64.") from exc
-        if item.get("url"):
-            return self._download(item["url"])
-        raise UpstreamError("The image API answered without b64_json or url.")
+        elif isinstance(item.get("url"), str):
+            image = self._download(item["url"], deadline)
+        else:
+            raise UpstreamError("The image API answered without b64_json or url.")
+        size = imaging.oversized(image.data)
+        if size is not None:
+            raise UpstreamError(
+                f"The image API returned a {size[0]}x{size[1]} image; no image model makes more "
+                f"than {imaging.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")
+        return image
 
-    def _post(self, body: dict) -> requests.Response:
+    def _post(self, body: dict, deadline: float) -> Answer:
         started = time.monotonic()
         try:
-            resp = self._session.post(self.url, json=body, timeout=(10, self._timeout),
-                                      headers={"Authorization": f"Bearer {self._key}"})
+            resp = call(self._session, "POST", self.url, json=body,
+                        timeout=_left(deadline, self._timeout),
+                        headers={"Authorization": f"Bearer {self._key}"})
         except requests.Timeout as exc:
-            raise UpstreamTimeout(f"The image API did not answer within {self._timeout:g} s.") from exc
+            raise UpstreamTimeout(
+                f"The image API did not answer within {self._timeout:g} s.") from exc
+        except UpstreamProblem as exc:
+            raise UpstreamError(f"The image API's answer was refused: {exc}.") from exc
         except requests.RequestException as exc:
-            raise UpstreamError(f"Could not reach the image API ({type(exc).__name__}).") from exc
+            raise UpstreamError(
+                f"Could not reach the image API ({type(exc).__name__}).") from exc
         log.info("images api %s -> %d in %.0f ms", body["model"], resp.status_code,
                  (time.monotonic() - started) * 1000)
         return resp
 
-    def _download(self, url: str) -> GeneratedImage:
+    def _download(self, url: str, deadline: float) -> GeneratedImage:
+        """Fetch the image the upstream links to, bounded like any upstream answer."""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise UpstreamError("The image API linked its image with a scheme other than "
+                                "http(s); it was not fetched.")
         try:
-            resp = self._session.get(url, timeout=(10, self._timeout))
+            # No Authorization: the link is a capability of its own, often on another host.
+            resp = call(self._session, "GET", url, timeout=_left(deadline, self._timeout))
+        except requests.Timeout as exc:
+            raise UpstreamTimeout(
+                f"The generated image was not downloaded within {self._timeout:g} s.") from exc
+        except UpstreamProblem as exc:
+            raise UpstreamError(f"The generated image was refused: {exc}.") from exc
         except requests.RequestException as exc:
-            raise UpstreamError(f"Could not download the generated image ({type(exc).__name__}).") from exc
+            raise UpstreamError(
+                f"Could not download the generated image ({type(exc).__name__}).") from exc
         if resp.status_code != 200:
-            raise UpstreamError(f"Downloading the generated image failed with HTTP {resp.status_code}.")
+            raise UpstreamError(
+                f"Downloading the generated image failed with HTTP {resp.status_code}.")
         return GeneratedImage(resp.content, resp.headers.get("Content-Type"))
+
+
+def _left(deadline: float, timeout: float) -> float:
+    """Seconds left before `deadline` (a little at least, so the call fails as a timeout)."""
+    return max(0.001, min(timeout, deadline - time.monotonic()))
 
 
 def _openai_mask(sd_mask: bytes) -> bytes:
@@ -162,13 +211,27 @@ def _round64(side: int) -> int:
     return max(64, (side + 32) // 64 * 64)
 
 
-def _error(resp: requests.Response) -> Exception:
+_MAX_QUOTED = 200   # characters of the upstream's message quoted to clients
+
+
+def _quoted(text: str, key: str) -> str:
+    """The upstream's message as clients may see it: one line, bounded, without secrets.
+
+    Some servers echo request headers in their errors; the server's key (and any bearer token)
+    is masked, control characters dropped, and the text cut to _MAX_QUOTED characters.
+    """
+    text = redact(" ".join(str(text).split()), (key,))
+    text = "".join(c for c in text if c.isprintable())
+    return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED - 1] + "…"
+
+
+def _error(resp: Answer, key: str) -> Exception:
     try:
         err = resp.json().get("error") or {}
     except (ValueError, AttributeError):
         err = {}
     code = err.get("code") if isinstance(err, dict) else None
-    text = (err.get("message") if isinstance(err, dict) else None) or resp.text[:200]
+    text = (err.get("message") if isinstance(err, dict) else None) or resp.text[:1000]
     if resp.status_code in (401, 403):
         return UpstreamAuthFailed("The image API rejected this server's IMAGE_API_KEY; "
                                   "your API key was accepted.")
@@ -177,7 +240,8 @@ def _error(resp: requests.Response) -> Exception:
     if code == "insufficient_quota":
         return QuotaExceeded("The image API account has no quota left.")
     if resp.status_code == 429:
-        retry = resp.headers.get("Retry-After", "")
+        after = retry_after_seconds(resp.headers.get("Retry-After"))
         return RateLimited("The image API is rate limiting this server; try again shortly.",
-                           retry_after=int(retry) if retry.isdigit() else 60)
-    return UpstreamError(f"The image API failed with HTTP {resp.status_code}: {text}")
+                           retry_after=math.ceil(after) if after is not None else 60)
+    return UpstreamError(
+        f"The image API failed with HTTP {resp.status_code}: {_quoted(text, key)}")

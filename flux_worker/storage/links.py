@@ -9,13 +9,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from .base import ImageStore
-
-if TYPE_CHECKING:
-    from ..config import Config
 
 IMAGE_PATH = "/image/"  # the service's route for images (web/files.py serves it)
 SERVICE, DIRECT, PRESIGNED = "service", "direct", "presigned"
@@ -56,8 +52,3 @@ class ImageLinks:
         parts = urlsplit(self("", "k" * 22))
         return f"{parts.scheme}://{parts.netloc}"
 
-
-def image_links(config: "Config", store: ImageStore) -> ImageLinks:
-    """The link builder that the configuration asks for."""
-    return ImageLinks(config.image_links, store, public_base=config.s3_public_base_url,
-                      lifetime=config.image_expiration)

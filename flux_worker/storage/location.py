@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+
+from ..redaction import redact as redact_secrets
+from ..redaction import url_secrets
 
 MEMORY, DISK, REDIS, S3 = "memory", "disk", "redis", "s3"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -175,11 +178,5 @@ def _directory(text: str, raw: str) -> str:
 
 
 def redact(text: str, url: str) -> str:
-    """Return `text` with the password of `url` (as written and percent-decoded) replaced by ***."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    for secret in {password or "", unquote(password or "")} - {""}:
-        text = text.replace(secret, "***")
-    return text
+    """Return `text` with the password of `url` (as written and percent-decoded) replaced."""
+    return redact_secrets(text, url_secrets(url))

@@ -49,8 +49,7 @@ def chat_completions():
     # A caller over its limit is refused before any pattern runs over its text.
     svc.admission.check(identity)
     cid, created = openai_format.completion_id(), int(time.time())
-    # Housekeeping reads the messages as the client sent them (plain JSON).
-    task = housekeeping.detect(chat.model_dump()["messages"], text)
+    task = housekeeping.detect(chat.user_texts(), text)
     if task is not None:
         # A client's background request (title, tags) gets a short text, not an image.
         log.info("answered %s %s request without an image", task.client, task.kind)

@@ -1,23 +1,106 @@
-"""The request's JSON body, parsed once, with errors that say what to send."""
+"""The request's JSON body, parsed once, with errors that say what to send.
+
+Every route with a body reads it here, so every route gets the same guarantees before any of its
+own code runs: at most MAX_BODY_BYTES (413, chunked bodies too), valid JSON, an object, nested at
+most MAX_DEPTH levels, and text that is valid Unicode (a lone surrogate such as `"\\ud83d"` parses
+as JSON but cannot be encoded, stored or sent upstream).
+"""
 
 from __future__ import annotations
 
-from flask import request
+import json
 
-from ..errors import InvalidRequest
+from flask import current_app, request
+
+from ..errors import InvalidRequest, PayloadTooLarge
+
+# No OpenAI request nests deeper than a handful of levels (messages -> content -> part -> url).
+MAX_DEPTH = 32
+_EXAMPLE = '{"model": "...", "messages": [...]}'
+
+
+def too_large() -> PayloadTooLarge:
+    """The 413 for a body over MAX_BODY_BYTES (one wording, whoever notices it)."""
+    return PayloadTooLarge("The request body is too large. Send a shorter request "
+                           "(the server's limit is MAX_BODY_BYTES).")
 
 
 def json_body() -> dict:
-    """The request's JSON object, or InvalidRequest saying what is wrong with it."""
-    raw = request.get_data(cache=True)
+    """The request's JSON object, or InvalidRequest / PayloadTooLarge saying what is wrong."""
+    raw = _raw_body()
     if not raw.strip():
         raise InvalidRequest("The request body is empty: send a JSON object with "
                              "Content-Type: application/json.")
-    data = request.get_json(force=True, silent=True)
-    if data is None:
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError (bytes that are not UTF-8)
         raise InvalidRequest("The request body is not valid JSON: send a JSON object with "
-                             "Content-Type: application/json.")
+                             "Content-Type: application/json.") from None
     if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object, such as "
-                             '{"model": "...", "messages": [...]}.')
+        raise InvalidRequest(f"The request body must be a JSON object, such as {_EXAMPLE}.")
+    _check_values(data)
     return data
+
+
+def _raw_body() -> bytes:
+    """The body bytes, at most MAX_BODY_BYTES; raise PayloadTooLarge beyond."""
+    cached = request.environ.get("flux_worker.body")
+    if cached is not None:
+        return cached
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        # Werkzeug already refused a declared length over the limit (413).
+        raw = request.get_data(cache=True)
+    else:
+        # A chunked body has no length to refuse up front; Werkzeug's own limit would cut it
+        # short silently (a "not valid JSON" 400), so read one byte past the limit to tell.
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise too_large()
+    request.environ["flux_worker.body"] = raw
+    return raw
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"The request body is nested too deeply (more than {MAX_DEPTH} levels "
+                          f"of objects and lists): send a flat JSON object such as {_EXAMPLE}.")
+
+
+def _check_values(data: dict) -> None:
+    """Refuse deep nesting and strings that are not valid Unicode, naming the field."""
+    stack: list[tuple[object, str, int]] = [(data, "", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else key
+                _check_text(key, path)
+                stack.append((item, path, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, where)
+
+
+def _encodable(text: str) -> str:
+    """Text with anything UTF-8 cannot encode replaced by `?`."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _check_text(text: str, where: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        field = _encodable(where.split(".")[0].split("[")[0]) or None
+        shown = "".join(c if c.isascii() and (c.isalnum() or c in "._[]") else "?"
+                        for c in where[:80])
+        raise InvalidRequest(
+            f"The field {shown or 'name'} holds a lone UTF-16 surrogate (such as \\ud83d "
+            "without its pair), which is not valid Unicode: send the whole character, "
+            "or both halves of its escape.", param=field) from None

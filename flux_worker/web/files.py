@@ -93,6 +93,9 @@ class ImageFastPath:
         headers = image_headers(key, image, time.time())
         headers += common_headers(self.services.config.cors_origins, environ.get("HTTP_ORIGIN"),
                                   environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"), rid)
+        if "*" not in self.services.config.cors_origins:
+            # The answer depends on Origin (Allow-Origin or none): caches must key on it.
+            headers.append(("Vary", "Origin"))
         fresh = not is_resource_modified(
             environ, etag=key, last_modified=datetime.fromtimestamp(image.created, timezone.utc))
         status = 304 if fresh else 200

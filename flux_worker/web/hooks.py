@@ -10,6 +10,7 @@ import time
 from flask import Flask, Response, g, request
 
 from .. import metrics
+from ..logs import printable
 
 # A deliberately named logger: operators route access lines apart from the rest.
 log = logging.getLogger("flux_worker.access")
@@ -93,7 +94,8 @@ def request_done(started: float, rid: str | None, method: str, path: str, route:
         metrics.observe_request(method, route, status, duration)
         # Preflights are counted in the metrics but would only crowd the log.
         if method != "OPTIONS":
-            log.info("%s %s %s %d %.0fms model=%s", rid, method, path, status,
-                     duration * 1000, model)
+            # Path and model come from the client: escaped, so they cannot forge log lines.
+            log.info("%s %s %s %d %.0fms model=%s", rid, printable(method, 20),
+                     printable(path), status, duration * 1000, printable(model, 200))
 
     return done

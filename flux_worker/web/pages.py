@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import urlsplit
 
@@ -9,7 +10,10 @@ from flask import Blueprint, jsonify, make_response, render_template, request
 
 from ..errors import StorageError
 from .context import services
+from .errors import public
 from .links import public_base_url
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("pages", __name__)
 
@@ -105,8 +109,11 @@ def readyz():
         svc.pipeline.health.probe()
         checks["storage"] = "ok"
     except StorageError as exc:
-        checks["storage"] = exc.message
-        body = exc.body()
+        # An open route: the cause is told, its addresses (host, port, path) only in the log.
+        log.warning("readiness: storage unavailable: %s", exc.message)
+        shown = public(exc)
+        checks["storage"] = shown.message
+        body = shown.body()
         body["status"] = "unavailable"
         body["checks"] = checks
         response = jsonify(body)

@@ -7,7 +7,7 @@ never a token). The numbers come from the budget ledger every instance shares.
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from ..auth import key_matches
 from .auth import require_api_key
@@ -18,7 +18,7 @@ bp = Blueprint("usage", __name__)
 
 @bp.get("/v1/usage")
 @bp.get("/usage")
-def usage():
+def usage() -> Response:
     """Today's spend in neurons: the caller's key and the service; everything for the admin."""
     svc = services()
     admin = _is_admin(svc.config.admin_api_key)

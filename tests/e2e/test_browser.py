@@ -72,7 +72,8 @@ def test_playground_generates_streams_and_keeps_a_gallery(browser, demo_with_key
         # The image loaded with the stated size, after the streamed progress lines.
         page.wait_for_function(
             "() => { const i = document.getElementById('result-img');"
-            " return !document.getElementById('result').hidden && i.complete && i.naturalWidth > 0; }")
+            " return !document.getElementById('result').hidden"
+            " && i.complete && i.naturalWidth > 0; }")
         size = page.eval_on_selector("#result-img", "i => [i.naturalWidth, i.naturalHeight]")
         assert size == [1024, 576]
         progress = page.locator("#progress li").all_text_contents()
@@ -81,7 +82,8 @@ def test_playground_generates_streams_and_keeps_a_gallery(browser, demo_with_key
         assert page.is_hidden("#error")
         assert page.text_content("#result-size") == "1024×576"
         assert "expires in" in page.text_content("#result-expiry")
-        assert page.get_attribute("#result-download", "href").startswith(demo_with_key.url + "/image/")
+        download = page.get_attribute("#result-download", "href")
+        assert download.startswith(demo_with_key.url + "/image/")
         page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
         if os.environ.get("PLAYGROUND_SCREENSHOT"):  # the README's picture: status + playground
             page.screenshot(path=os.environ["PLAYGROUND_SCREENSHOT"],

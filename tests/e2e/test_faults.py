@@ -61,7 +61,12 @@ def chat(service, stream=False, content="a cute cat 16:9"):
         "model": "x", "stream": stream, "messages": [{"role": "user", "content": content}]})
 
 
-@pytest.mark.parametrize("fault,status,code", FAULTS, ids=lambda f: json.dumps(f) if isinstance(f, dict) else str(f))
+def fault_id(value) -> str:
+    """Name a FAULTS entry in the test id: a fault by its JSON, a status or code as itself."""
+    return json.dumps(value) if isinstance(value, dict) else str(value)
+
+
+@pytest.mark.parametrize("fault,status,code", FAULTS, ids=fault_id)
 def test_fault_maps_to_exact_error_and_stores_nothing(service, cf, fault, status, code):
     before = stored(service)
     cf.add_faults(fault)
@@ -124,6 +129,7 @@ def test_slow_llm_falls_back_to_the_original_prompt(fake_cf, cf, tmp_path):
             assert resp.status_code == 200
             content = resp.json()["choices"][0]["message"]["content"]
             assert "skipped" in content and "🌐 Translated prompt: 一只猫" in content
-            assert [r for r in cf.requests() if r["kind"] == "run"][-1]["json"]["prompt"] == "一只猫"
+            runs = [r for r in cf.requests() if r["kind"] == "run"]
+            assert runs[-1]["json"]["prompt"] == "一只猫"
     finally:
         svc.stop()

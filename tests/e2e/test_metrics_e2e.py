@@ -13,6 +13,7 @@ import re
 import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
+
 from tests.test_metrics import value
 
 from .service import start_service

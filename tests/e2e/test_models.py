@@ -115,9 +115,9 @@ def test_models_endpoint_tells_the_truth(cf_service):
 
 def test_image_models_setting_limits_the_offer(fake_cf, tmp_path):
     # EDIT_MODEL, like FLUX_MODEL, is offered even when IMAGE_MODELS leaves it out: off here.
-    svc = start_service(tmp_path, cloudflare_env(fake_cf, IMAGE_MODELS="flux-1-schnell,sdxl-lightning",
-                                                 FLUX_MODEL="sdxl-lightning", EDIT_MODEL=""),
-                        workers=1)
+    env = cloudflare_env(fake_cf, IMAGE_MODELS="flux-1-schnell,sdxl-lightning",
+                         FLUX_MODEL="sdxl-lightning", EDIT_MODEL="")
+    svc = start_service(tmp_path, env, workers=1)
     try:
         client = sdk(svc)
         assert {m.id for m in client.models.list()} == {

@@ -25,6 +25,12 @@ def sdk(service, key=API_KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=service.api, api_key=key, max_retries=0, timeout=30)
 
 
+def ask(client: openai.OpenAI, text: str) -> str:
+    """Send one user message and return the answer's text."""
+    reply = client.chat.completions.create(model="x", messages=[{"role": "user", "content": text}])
+    return reply.choices[0].message.content
+
+
 def fetch_image(url: str):
     resp = requests.get(url, timeout=10)
     assert resp.status_code == 200, resp.text
@@ -106,7 +112,8 @@ def test_image_headers_and_conditional_get(cf_service, cf):
     url = LINK.search(reply.choices[0].message.content)["url"]
     first = requests.get(url, timeout=5)
     assert first.headers["ETag"] and "max-age=" in first.headers["Cache-Control"]
-    assert requests.get(url, headers={"If-None-Match": first.headers["ETag"]}, timeout=5).status_code == 304
+    again = requests.get(url, headers={"If-None-Match": first.headers["ETag"]}, timeout=5)
+    assert again.status_code == 304
     head = requests.head(url, timeout=5)
     assert head.status_code == 200 and head.headers["Content-Type"] == "image/jpeg"
 
@@ -114,16 +121,14 @@ def test_image_headers_and_conditional_get(cf_service, cf):
 def test_images_shared_by_all_worker_processes(cf_service, cf):
     """Disk storage is one cache for all gunicorn processes: every fetch finds the image."""
     client = sdk(cf_service)
-    urls = [LINK.search(client.chat.completions.create(
-        model="x", messages=[{"role": "user", "content": f"cat {i}"}]).choices[0].message.content)["url"]
-        for i in range(4)]
+    urls = [LINK.search(ask(client, f"cat {i}"))["url"] for i in range(4)]
     for url in urls:
         for _ in range(4):  # new connections land on either process
             assert requests.get(url, timeout=5, headers={"Connection": "close"}).status_code == 200
 
 
 def test_logs_never_contain_secrets(cf_service, cf):
-    sdk(cf_service).chat.completions.create(model="x", messages=[{"role": "user", "content": "a cat"}])
+    ask(sdk(cf_service), "a cat")
     with pytest.raises(openai.AuthenticationError):
         sdk(cf_service, key="sk-wrong-but-logged?").models.list()
     log = cf_service.log()
@@ -139,8 +144,7 @@ def test_translation_through_an_external_llm(fake_cf, cf, tmp_path):
         EXTERNAL_MODEL="fake-llm", EXTERNAL_API_KEY=LLM_KEY, TRANSLATE_TIMEOUT="2"), workers=1)
     try:
         client = sdk(service)
-        content = client.chat.completions.create(
-            model="x", messages=[{"role": "user", "content": "一只可爱的猫 16:9"}]).choices[0].message.content
+        content = ask(client, "一只可爱的猫 16:9")
         assert "💬 Prompt model: fake-llm" in content
         assert "🌐 Translated prompt: A cute cat sitting on a windowsill" in content
         assert "<think>" not in content
@@ -150,8 +154,7 @@ def test_translation_through_an_external_llm(fake_cf, cf, tmp_path):
         assert image_call["json"]["prompt"].startswith("A cute cat sitting")
         # A slow LLM: the original prompt is used and the answer says so.
         cf.add_llm_faults({"kind": "timeout", "seconds": 4})
-        content = client.chat.completions.create(
-            model="x", messages=[{"role": "user", "content": "a red fox 3:2"}]).choices[0].message.content
+        content = ask(client, "a red fox 3:2")
         assert "Original Prompt" in content and "skipped" in content
         assert "📐 Image size: 768x512" in content
     finally:
@@ -191,11 +194,11 @@ def test_memory_storage_runs_one_worker_so_every_image_is_found(tmp_path):
     try:
         client = sdk(service, key="none")
         for i in range(4):
-            content = client.chat.completions.create(
-                model="x", messages=[{"role": "user", "content": f"cat {i}"}]).choices[0].message.content
+            content = ask(client, f"cat {i}")
             for _ in range(3):
                 url = LINK.search(content)["url"]
-                assert requests.get(url, timeout=5, headers={"Connection": "close"}).status_code == 200
+                fresh = requests.get(url, timeout=5, headers={"Connection": "close"})
+                assert fresh.status_code == 200
         assert "keeps images inside each process" not in service.log()
     finally:
         service.stop()

@@ -43,6 +43,7 @@ from tests.fakes.cloudflare.state import (
     _rate_limited,
     _state,
     cf_error,
+    trickle,
 )
 
 # ============================================================================================
@@ -445,6 +446,8 @@ def _llm_fault(kind: str, openai: bool) -> Response:
         return _rate_limited()
     if kind == "close":
         return _drop_connection()
+    if kind == "trickle":
+        return trickle()
     raise AssertionError(kind)
 
 

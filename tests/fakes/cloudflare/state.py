@@ -9,6 +9,7 @@ import json
 import random
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,11 +33,33 @@ RATE_LIMIT_RETRY_AFTER = 7
 
 IMAGE_FAULTS = ("3030", "4006", "3036", "3040", "5006", "10000", "7003", "500", "502", "503",
                 "504", "8008", "rate_limit", "timeout", "malformed_json", "no_image",
-                "not_image", "bad_base64", "empty", "close")
+                "not_image", "bad_base64", "empty", "close", "trickle", "huge")
 # What a load test's random failures are drawn from: the answers a busy account really sees.
 RANDOM_FAULTS = ("3030", "3040", "4006", "500", "rate_limit", "malformed_json", "not_image")
 LLM_FAULTS = ("timeout", "500", "503", "empty", "empty_body", "malformed_json", "4006",
-              "rate_limit", "close")
+              "rate_limit", "close", "trickle")
+TRICKLE_SECONDS = 1.0        # "trickle": status and headers at once, then one byte a second
+HUGE_BYTES = 100 * 1024 * 1024   # "huge": a 200 answer this long, streamed without a length
+
+
+def trickle() -> Response:
+    """A 200 whose body never completes in reasonable time: one byte per TRICKLE_SECONDS."""
+    def body():
+        for _ in range(3600):
+            yield b" "
+            time.sleep(TRICKLE_SECONDS)
+    return Response(body(), status=200, mimetype="application/json")
+
+
+def huge() -> Response:
+    """A 200 JSON answer of HUGE_BYTES, streamed (no Content-Length to refuse it by)."""
+    chunk = b" " * (1024 * 1024)
+
+    def body():
+        yield b'{"result": {"image": "'
+        for _ in range(HUGE_BYTES // len(chunk)):
+            yield chunk
+    return Response(body(), status=200, mimetype="application/json")
 
 
 def _normalise_fault(fault: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -251,4 +274,8 @@ def _image_fault(kind: str, path: str) -> Response | None:
         return Response(b"", status=200, mimetype="application/json")
     if kind == "close":
         return _drop_connection()
+    if kind == "trickle":
+        return trickle()
+    if kind == "huge":
+        return huge()
     return None

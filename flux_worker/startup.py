@@ -6,21 +6,17 @@ Nothing here stops the start: a bucket or Redis that is down now may be up in a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..errors import StorageError
-from . import open_store
-from .counters import redis_client
-from .links import MAX_PRESIGN_SECONDS, PRESIGNED
-from .location import MEMORY, REDIS, S3
-
-if TYPE_CHECKING:
-    from ..config import Config
+from .config import Config
+from .errors import StorageError
+from .storage import open_store
+from .storage.counters import redis_client
+from .storage.links import MAX_PRESIGN_SECONDS, PRESIGNED
+from .storage.location import MEMORY, REDIS, S3
 
 ERROR, WARNING = "error", "warning"
 
 
-def startup_problems(config: "Config") -> list[tuple[str, str]]:
+def startup_problems(config: Config) -> list[tuple[str, str]]:
     """(level, message) for each problem of the storage configuration, checking the store live."""
     problems = [(WARNING, message) for message in advice(config)]
     try:
@@ -39,7 +35,7 @@ def startup_problems(config: "Config") -> list[tuple[str, str]]:
     return problems
 
 
-def _counters_problems(config: "Config") -> list[tuple[str, str]]:
+def _counters_problems(config: Config) -> list[tuple[str, str]]:
     """Whether the Redis that holds the counters answers now."""
     import redis
 
@@ -56,7 +52,7 @@ def _counters_problems(config: "Config") -> list[tuple[str, str]]:
     return []
 
 
-def advice(config: "Config") -> list[str]:
+def advice(config: Config) -> list[str]:
     """Warnings about settings that work but may not do what the operator expects."""
     found = []
     if config.storage.scheme == S3 and config.counters.defaulted:
