@@ -757,7 +757,7 @@ def code_version() -> str:
 def _conf_default(name: str) -> str:
     """The default gunicorn.conf.py gives a variable (read from its text: importing it has
     side effects), so the report never states a stale setting."""
-    from flux_worker.config import VARIABLES   # owns GUNICORN_THREADS (and its default)
+    from flux_worker.config import VARIABLES  # owns GUNICORN_THREADS (and its default)
 
     owned = {v.name: v.default for v in VARIABLES}
     if owned.get(name):
@@ -839,7 +839,7 @@ async def amain(args) -> int:
         Path(args.json).write_text(json.dumps(
             {"header": header, "rows": [row.__dict__ for row in bench.rows.values()]},
             indent=1, default=str), encoding="utf-8")
-    for key, path in bench.profiles.items():
+    for path in bench.profiles.values():
         print(summarize_profile(path))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

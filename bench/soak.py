@@ -30,8 +30,17 @@ import time
 from pathlib import Path
 
 from . import loadgen
-from .run import (API_KEY, IMAGE_KB, PYTHON, Server, _base_env, free_port, machine_info,
-                  rss_pss, start_service)
+from .run import (
+    API_KEY,
+    IMAGE_KB,
+    PYTHON,
+    Server,
+    _base_env,
+    free_port,
+    machine_info,
+    rss_pss,
+    start_service,
+)
 
 DOCUMENTED = {  # status -> codes the contract allows for an upstream failure
     400: {"content_policy_violation", "prompt_too_long"},
@@ -120,9 +129,10 @@ async def soak(args) -> int:
             statuses[rec.status] = statuses.get(rec.status, 0) + 1
         problems = [f"{rec.status}: {rec.error}" for rec in records
                     if rec.error and not rec.error.startswith("HTTP ")]
-        problems += [f"undocumented status {s}" for s in statuses if s != 200 and s not in DOCUMENTED]
+        problems += [f"undocumented status {s}" for s in statuses
+                     if s != 200 and s not in DOCUMENTED]
         links = []
-        for status, rec_body in zip(result.body_statuses, result.bodies):
+        for status, rec_body in zip(result.body_statuses, result.bodies, strict=False):
             problem, link = judge_body(status, rec_body)
             if problem:
                 problems.append(problem)
@@ -136,7 +146,8 @@ async def soak(args) -> int:
         last = sum(m for _, m in memory[-fifth:]) / fifth
         growth = (last - first) / first if first else 0.0
         if growth > 0.15:
-            problems.append(f"memory grew {growth:.0%} ({first / 2**20:.0f} -> {last / 2**20:.0f} MiB)")
+            problems.append(f"memory grew {growth:.0%} ({first / 2**20:.0f} -> "
+                            f"{last / 2**20:.0f} MiB)")
         report = render(args, records, statuses, links, first, last, max(m for _, m in memory),
                         problems)
         print(report)
@@ -166,8 +177,8 @@ def render(args, records, statuses, links, first, last, peak, problems) -> str:
         "",
     ]
     counted = collections.Counter(problems)
-    lines += [f"- {p} (×{n})" for p, n in counted.most_common(20)] or ["Every answer was a documented one, every "
-                                                   "image link served, memory stayed flat."]
+    lines += [f"- {p} (×{n})" for p, n in counted.most_common(20)] or [
+        "Every answer was a documented one, every image link served, memory stayed flat."]
     return "\n".join(lines) + "\n"
 
 

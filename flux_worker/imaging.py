@@ -12,14 +12,17 @@ Decompression bombs: Pillow refuses images above 2 x ``Image.MAX_IMAGE_PIXELS`` 
 megapixels) and only warns between 1x and 2x; here anything above ``Image.MAX_IMAGE_PIXELS`` is
 NotAnImage, decided from the header before a single pixel is decoded.
 
-Pillow releases the GIL while it decodes, resamples and encodes, and nothing here shares state,
-so gunicorn's threads can fit images in parallel.
+Pillow releases the GIL while it decodes, resamples and encodes, so gunicorn's threads fit images
+in parallel, but never more at once than the process has cores (``_PIXEL_WORK``): more would not
+finish sooner and would each hold a few MB of pixels (see docs/benchmarks.md, "Sizing images").
 """
 
 from __future__ import annotations
 
 import io
+import os
 import struct
+import threading
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -35,16 +38,24 @@ _OUTPUT_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
                   IndexError, KeyError, TypeError, struct.error, Image.DecompressionBombError)
 
+# Encoder settings, measured with bench/imaging_bench.py on the model's 1024x1024 output: q90 with
+# Pillow's default 4:2:0 subsampling; optimize=True saves ~10% of bytes for 2.5x the encoding CPU
+# and progressive costs more still, so neither is used: the image is kept for minutes, CPU counts.
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
-# zlib level 1 is several times faster than Pillow's default 6 and only slightly larger;
-# the image is kept for minutes, so encoding time matters more than bytes.
+# zlib level 1 is several times faster than Pillow's default 6 and only slightly larger.
 PNG_COMPRESS_LEVEL = 1
-# Lanczos is Pillow's sharpest downscaling filter; it costs ~15% more than bicubic (about 2 ms
-# for 3:2 from 1024x1024), nothing beside the seconds a generation takes. reducing_gap first
-# shrinks big downscales by an integer factor with a cheap box filter, which at 3.0 Pillow
-# documents as indistinguishable from the full filter while much faster.
-_RESAMPLE = Image.Resampling.LANCZOS
+# The filter follows the scale factor (bench/imaging_bench.py --filters has cost and PSNR of each):
+# - shrinking by 2x or more happens mostly in the JPEG decoder (draft); what is left, or a large
+#   shrink of a PNG/WebP, goes through Lanczos after a cheap integer box reduction (reducing_gap
+#   3.0, which Pillow documents as indistinguishable from the full filter);
+# - a mild shrink (by less than 2x, e.g. 1024x683 -> 768x512 for 3:2) averages areas (box):
+#   46 dB PSNR against Lanczos at under a third of its CPU (Lanczos alone cost 12 ms here);
+# - enlarging (a model output smaller than asked) is bilinear: no filter can add detail, and
+#   bicubic/Lanczos cost 1.7x/2.5x as much for edges that are only slightly crisper (<= 0.6 dB).
+_SHRINK_FILTER = Image.Resampling.LANCZOS
+_MILD_SHRINK_FILTER = Image.Resampling.BOX
+_ENLARGE_FILTER = Image.Resampling.BILINEAR
 _REDUCING_GAP = 3.0
 
 
@@ -52,6 +63,29 @@ _REDUCING_GAP = 3.0
 # an upstream answer declaring more is refused before decoding (a 9400x9400 PNG of a few KB
 # would decode into 265 MB). Input images and this module's own decoding keep Pillow's limit.
 MAX_GENERATED_SIDE = 2500
+
+
+def _cores() -> int:
+    """Return how many cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                  # macOS has no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+# Decoding, resampling and encoding are pure CPU: more of them at once than there are cores only
+# queues them in the kernel while each holds its pixels (4 bytes each, ~4 MB at 1024x1024), which
+# is how a burst of enlargements once took the service to 900 MB. One slot per core bounds that.
+_PIXEL_WORK = threading.BoundedSemaphore(_cores())
+
+# Pillow hands every image's memory straight back to malloc by default, and blocks that big are
+# mmap'ed, so each fit page-faulted ~10 MB of fresh zeroed memory: up to 8 ms of system CPU for a
+# 3:2 answer, more than the resampling itself. Keeping a few freed blocks for reuse removes that;
+# a fit holds up to 4 images at once (decoded, cropped, resampled, converted), so 4 per slot
+# bound what stays resident to ~16 MB per slot. PILLOW_BLOCKS_MAX, if set, still decides.
+_BLOCKS_PER_SLOT = 4
+if "PILLOW_BLOCKS_MAX" not in os.environ and hasattr(Image.core, "set_blocks_max"):
+    Image.core.set_blocks_max(max(Image.core.get_blocks_max(), _BLOCKS_PER_SLOT * _cores()))
 
 
 class NotAnImage(ValueError):
@@ -87,7 +121,7 @@ def probe(data: bytes) -> tuple[str, int, int]:
     :raises NotAnImage: empty, unknown, corrupt or oversized header.
     """
     with _open(data) as img:
-        return _CONTENT_TYPES[img.format], img.width, img.height
+        return _CONTENT_TYPES[_format_of(img)], img.width, img.height
 
 
 def oversized(data: bytes, limit: int = MAX_GENERATED_SIDE) -> tuple[int, int] | None:
@@ -116,16 +150,17 @@ def fit(data: bytes, width: int, height: int, output_format: str | None = None) 
         raise ValueError(f"target size must be positive, not {width}x{height}")
     wanted = _output_format(output_format)
     with _open(data) as img:
-        source = img.format
+        source = _format_of(img)
         if img.size == (width, height) and wanted in (None, source) and _complete(data, img):
             return FittedImage(data, _CONTENT_TYPES[source], width, height)
         # Re-encoding a GIF would quantise the resampled colours again; PNG keeps them.
         target = wanted or (source if source in _OUTPUT_FORMATS.values() else "PNG")
-        try:
-            icc = img.info.get("icc_profile")
-            encoded = _encode(_resize(img, width, height), target, icc)
-        except _DECODE_ERRORS as exc:
-            raise NotAnImage(f"the {source} image could not be decoded: {exc}") from exc
+        icc = img.info.get("icc_profile")
+        with _PIXEL_WORK:
+            try:
+                encoded = _encode(_resize(img, width, height), target, icc)
+            except _DECODE_ERRORS as exc:
+                raise NotAnImage(f"the {source} image could not be decoded: {exc}") from exc
     return FittedImage(encoded, _CONTENT_TYPES[target], width, height)
 
 
@@ -162,6 +197,11 @@ def _open(data: bytes) -> Image.Image:
         img.close()
         raise NotAnImage(f"refusing to decode a {width}x{height} image")
     return img
+
+
+def _format_of(img: Image.Image) -> str:
+    """Return the format name of an image _open accepted (always one of _READABLE)."""
+    return img.format or ""
 
 
 # What a complete file ends with: a truncated download (the common failure) lacks it.
@@ -216,11 +256,22 @@ def _resize(img: Image.Image, width: int, height: int) -> Image.Image:
     img = img.crop(_crop_box(img.width, img.height, width, height))
     if img.size == (width, height):
         return img                          # a pure crop (16:9 from 1024x1024): no resampling
+    resample, gap = _resampling(img.width, img.height, width, height)
     if img.mode == "RGBA":
         # Resample premultiplied, or transparent pixels bleed their hidden colour into edges.
-        return img.convert("RGBa").resize((width, height), _RESAMPLE,
-                                          reducing_gap=_REDUCING_GAP).convert("RGBA")
-    return img.resize((width, height), _RESAMPLE, reducing_gap=_REDUCING_GAP)
+        return img.convert("RGBa").resize((width, height), resample,
+                                          reducing_gap=gap).convert("RGBA")
+    return img.resize((width, height), resample, reducing_gap=gap)
+
+
+def _resampling(src_w: int, src_h: int, width: int, height: int) -> tuple[int, float | None]:
+    """Pick the filter (and Pillow's reducing_gap) for scaling src to width x height."""
+    scale = max(width / src_w, height / src_h)
+    if scale > 1:
+        return _ENLARGE_FILTER, None
+    if scale >= 0.5:
+        return _MILD_SHRINK_FILTER, None
+    return _SHRINK_FILTER, _REDUCING_GAP
 
 
 def _workable(img: Image.Image) -> Image.Image:

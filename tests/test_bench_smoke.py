@@ -181,3 +181,107 @@ def test_percentiles():
         percentile(values, 101)
     p = percentiles(values)
     assert (p["p50"], p["max"]) == (50.5, 100.0)
+
+
+# --- bench/upstream.py, bench/imaging_bench.py and bench/compare.py on tiny settings ----------
+
+@pytest.fixture(scope="module")
+def upstream():
+    from bench import upstream as fake
+
+    fake.Handler.state = fake.State(latency=0.0, image="large", token="tok")
+    srv = fake.Server(("127.0.0.1", 0), fake.Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _image_of(body: bytes):
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(json.loads(body)["result"]["image"])))
+
+
+def test_lenient_upstream_answers_what_the_worker_and_the_service_send(upstream):
+    run = "/client/v4/accounts/acct123/ai/run/@cf/black-forest-labs/flux-1-schnell"
+    worker_body = {"prompt": "a cat", "num_steps": 4, "width": 768, "height": 512}
+    resp = asyncio.run(fetch(upstream, loadgen.json_post(run, worker_body, token="tok")))
+    assert resp.status == 200
+    assert _image_of(resp.body).size == (1024, 1024)
+    resp = asyncio.run(fetch(upstream, loadgen.json_post(run, {"prompt": "x"}, token="bad")))
+    assert resp.status == 401
+    resp = asyncio.run(fetch(upstream, loadgen.json_post(run, {"steps": 4}, token="tok")))
+    assert resp.status == 400
+    config = loadgen.json_post("/_bench/config", {"image": "small"})
+    assert asyncio.run(fetch(upstream, config)).status == 200
+    resp = asyncio.run(fetch(upstream, loadgen.json_post(run, {"prompt": "x"}, token="tok")))
+    assert _image_of(resp.body).size == (512, 512)
+    asyncio.run(fetch(upstream, loadgen.json_post("/_bench/config", {"image": "large"})))
+
+
+def test_imaging_bench_measures_every_case(tmp_path):
+    from bench import imaging_bench
+
+    table = imaging_bench.cases_table(imaging_bench.make_sources(tmp_path), images=2, threads=2,
+                                      module=None)
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert len(rows) == len(imaging_bench.CASES)
+    assert "(same bytes)" in rows[0]                     # 1:1 is passed on untouched
+    assert all("(same bytes)" not in row for row in rows[1:])
+
+
+def _row(key, *, cpu_ms=None, rps=1.0, p99=2.0, ttfb=0.01, errors=0, rss=100.0):
+    from bench.run import Row
+
+    summary = {"throughput": rps, "latency": {"p50": p99, "p90": p99, "p99": p99},
+               "ttfb": {"p99": ttfb}, "errors": errors, "requests": 100}
+    return Row(key, key, summary, cpu_ms=cpu_ms, rss_mib=rss, pss_mib=rss)
+
+
+def _figures(good: bool) -> dict:
+    f = 1.0 if good else 3.0
+    rows = [_row("cpu11", cpu_ms=2.0), _row("w_cpu11", cpu_ms=4.0 * (1 if good else 0.5)),
+            _row("cpu169", cpu_ms=2.5 * f), _row("cpu32", cpu_ms=2.9 * f),
+            _row("cpuup", cpu_ms=3.9 * f), _row("upmem", rss=100.0 * f * f),
+            _row("nonstream", rps=127.0, p99=2.05 * f, rss=100.0 * f),
+            _row("w_nonstream", rps=100.0, rss=150.0),
+            _row("stream", rps=127.0, errors=0 if good else 3),
+            _row("w_stream", rps=80.0), _row("mixed", ttfb=0.04 * f),
+            _row("get", rps=3000.0 / f), _row("w_get", rps=1900.0)]
+    return {row.key: row for row in rows}
+
+
+def test_compare_judges_every_target_of_the_issue():
+    from bench import compare
+
+    verdicts = compare.judge(_figures(good=True))
+    assert len(verdicts) == 14
+    assert all(met for _, _, met in verdicts), verdicts
+    missed = {target for target, _, met in compare.judge(_figures(good=False)) if not met}
+    assert any("0.5x" in t for t in missed) and any("16:9" in t for t in missed)
+    assert any("3:2" in t for t in missed) and any("enlarged" in t for t in missed)
+    assert any("peak memory" in t for t in missed) and any("first byte" in t for t in missed)
+    assert any("GET" in t for t in missed) and any("peak RSS" in t for t in missed)
+    assert any("stream: zero errors" in t for t in missed)
+
+
+def test_compare_without_the_worker_says_not_measured():
+    from bench import compare
+
+    rows = {k: v for k, v in _figures(good=True).items() if not k.startswith("w_")}
+    verdicts = compare.judge(rows)
+    unmeasured = [t for t, figures, met in verdicts if met is None]
+    assert len(unmeasured) == 5 and all(f == "not measured" for t, f, met in verdicts
+                                        if met is None)
+    report = compare.markdown(rows, {"command": "c", "date": "d", "duration": 1.0,
+                                     "machine": "m", "loadavg": "l", "loadavg_after": "l",
+                                     "service": "s", "code": "x", "worker": "not run",
+                                     "quick": True}, [])
+    assert "| CPU per generation, 0 s, 1:1 (ms) | 2.00 | – | – |" in report
+    assert "not measured" in report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from functools import cache
 
 import pytest
@@ -183,7 +184,7 @@ def banded(fmt: str) -> bytes:
 
 
 def near(pixel, colour, tolerance=40):
-    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour))
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
@@ -287,3 +288,41 @@ def test_fit_rejects_a_jpeg_cut_off_after_its_header(size):
 def test_fit_keeps_a_complete_image_with_trailing_bytes():
     data = jpeg_1024() + b"\x00trailer"
     assert imaging.fit(data, 1024, 1024).data is data
+
+
+# --- fit: cost rules ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source, target, expected", [
+    ((1024, 683), (768, 512), Image.Resampling.BOX),        # 3:2: a mild shrink
+    ((512, 512), (1024, 1024), Image.Resampling.BILINEAR),  # a small output enlarged
+    ((1000, 1000), (64, 64), Image.Resampling.LANCZOS),     # a big shrink (PNG: no draft)
+    ((1024, 1024), (512, 512), Image.Resampling.BOX),       # exactly half
+])
+def test_the_filter_follows_the_scale_factor(source, target, expected):
+    resample, gap = imaging._resampling(*source, *target)
+    assert resample == expected
+    assert (gap is not None) == (expected == Image.Resampling.LANCZOS)
+
+
+def test_fits_in_many_threads_and_failures_give_their_slot_back():
+    """More threads than pixel slots, half of them failing: every good fit still finishes."""
+    cut = jpeg_1024()[: len(jpeg_1024()) // 2]
+    slots = imaging._cores()
+    results: list = []
+
+    def work(i: int) -> None:
+        try:
+            results.append(imaging.fit(cut if i % 2 else jpeg_1024(), 768, 512))
+        except NotAnImage as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(4 * slots)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a fit never got a slot"
+    fitted = [r for r in results if isinstance(r, FittedImage)]
+    assert len(fitted) == 2 * slots
+    assert sum(isinstance(r, NotAnImage) for r in results) == 2 * slots
+    assert all(decode(f.data).size == (768, 512) for f in fitted)
