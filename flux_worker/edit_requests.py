@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidRequest
+from .imaging import OUTPUT_FORMATS
 from .sizes import SizeSpec, parse_size_param
 
 MAX_EDIT_IMAGES = 4
-_OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 
 
 class ImageRef(BaseModel):
@@ -65,9 +65,9 @@ class _Common(BaseModel):
     def _known_output(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if value.lower() not in _OUTPUT_FORMATS:
+        if value.lower() not in OUTPUT_FORMATS:
             raise ValueError('must be "png", "jpeg" or "webp"')
-        return _OUTPUT_FORMATS[value.lower()]
+        return OUTPUT_FORMATS[value.lower()]
 
     def size_spec(self) -> SizeSpec | None:
         """The size as the prompt module reads it (None: follow the input's proportions)."""

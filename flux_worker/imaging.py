@@ -32,7 +32,10 @@ _CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"
 # Only these decoders are ever tried: Pillow knows dozens more (EPS even runs Ghostscript),
 # none of which an image model returns, so they would only widen the attack surface.
 _READABLE = tuple(_CONTENT_TYPES)
-_OUTPUT_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+# The output formats a client may ask for, by the names clients write (`jpg` is `jpeg`).
+OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+_OUTPUT_FORMATS = {name: _PIL_FORMATS[canonical] for name, canonical in OUTPUT_FORMATS.items()}
 
 # Pillow's plugins raise a mix of these for malformed input; all of them mean "not an image".
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,

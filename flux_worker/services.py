@@ -26,9 +26,6 @@ from .translate import ChatTranslator, Translator
 
 log = logging.getLogger(__name__)
 
-# Each gunicorn thread may hold one upstream connection (plus a translation call).
-DEFAULT_POOL = 128
-
 
 @dataclass
 class Services:
@@ -54,10 +51,11 @@ class Services:
             self.session.close()
 
 
-def build_services(config: Config, *, pool_size: int = DEFAULT_POOL) -> Services:
+def build_services(config: Config) -> Services:
     """Create store, backend, translator and pipeline; raise ConfigError for bad settings."""
     models = build_models(config)
-    session = make_session(pool_size)
+    # Each gunicorn thread may hold one upstream connection: the pool is as large as the threads.
+    session = make_session(config.gunicorn_threads)
     # The budgets count where the rate limits count, so every instance sees the same spend.
     books = Books(ledger_from_location(config.counters), config.budget_rules())
     accounts = (AccountPool(config.cloudflare_accounts, books)

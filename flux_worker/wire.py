@@ -30,11 +30,11 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .catalog import SEED_MAX
 from .errors import InvalidRequest, json_type_name
+from .imaging import OUTPUT_FORMATS
 from .prompt import STEPS_MAX
 from .sizes import SizeSpec, parse_size_param
 
 # What a client may send as `output_format`, and the format each one means.
-OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 
 _EXAMPLE_MESSAGE = '{"role": "user", "content": "a cute cat 16:9"}'
 _EXAMPLE = "such as `a cute cat 16:9`"
