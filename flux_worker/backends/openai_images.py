@@ -12,6 +12,7 @@ import io
 import logging
 import math
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -73,11 +74,11 @@ class OpenAIImagesBackend:
                 "response_format": "b64_json"}
         # UPSTREAM_TIMEOUT bounds the whole generation, a download of its image included.
         deadline = time.monotonic() + self._timeout
-        resp = self._post(body, deadline)
+        resp = self._send(self.url, request.model.id, deadline, json=body)
         if resp.status_code == 400 and "response_format" in resp.text:
             # gpt-image models refuse response_format (they always answer in base64).
             body.pop("response_format")
-            resp = self._post(body, deadline)
+            resp = self._send(self.url, request.model.id, deadline, json=body)
         return self._image_from(resp, deadline)
 
     # --- image input (issue 11) ---------------------------------------------------------------
@@ -99,30 +100,12 @@ class OpenAIImagesBackend:
             if request.mask is not None:
                 files.append(("mask", ("mask.png", _openai_mask(request.mask), "image/png")))
         deadline = time.monotonic() + self._timeout
-        resp = self._post_form(url, form, files, request.model.id, deadline)
+        resp = self._send(url, request.model.id, deadline, data=form, files=files)
         if resp.status_code == 400 and "response_format" in resp.text:
             form.pop("response_format")
-            resp = self._post_form(url, form, files, request.model.id, deadline)
+            resp = self._send(url, request.model.id, deadline, data=form, files=files)
         return self._image_from(resp, deadline)
 
-    def _post_form(self, url: str, form: dict, files: list, model: str,
-                   deadline: float) -> Answer:
-        started = time.monotonic()
-        try:
-            resp = call(self._session, "POST", url, data=form, files=files,
-                        timeout=_left(deadline, self._timeout),
-                        headers={"Authorization": f"Bearer {self._key}"})
-        except requests.Timeout as exc:
-            raise UpstreamTimeout(
-                f"The image API did not answer within {self._timeout:g} s.") from exc
-        except UpstreamProblem as exc:
-            raise UpstreamError(f"The image API's answer was refused: {exc}.") from exc
-        except requests.RequestException as exc:
-            raise UpstreamError(
-                f"Could not reach the image API ({type(exc).__name__}).") from exc
-        log.info("images api %s %s -> %d in %.0f ms", url.rsplit("/", 1)[-1], model,
-                 resp.status_code, (time.monotonic() - started) * 1000)
-        return resp
     # --- end image input ----------------------------------------------------------------------
 
     def _image_from(self, resp: Answer, deadline: float) -> GeneratedImage:
@@ -151,12 +134,12 @@ class OpenAIImagesBackend:
                 f"than {imaging.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")
         return image
 
-    def _post(self, body: dict, deadline: float) -> Answer:
+    def _send(self, url: str, model: str, deadline: float, **payload: Any) -> Answer:
+        """POST one request (`json=` or `data=`/`files=`) within the deadline; map failures."""
         started = time.monotonic()
         try:
-            resp = call(self._session, "POST", self.url, json=body,
-                        timeout=_left(deadline, self._timeout),
-                        headers={"Authorization": f"Bearer {self._key}"})
+            resp = call(self._session, "POST", url, timeout=_left(deadline, self._timeout),
+                        headers={"Authorization": f"Bearer {self._key}"}, **payload)
         except requests.Timeout as exc:
             raise UpstreamTimeout(
                 f"The image API did not answer within {self._timeout:g} s.") from exc
@@ -165,8 +148,8 @@ class OpenAIImagesBackend:
         except requests.RequestException as exc:
             raise UpstreamError(
                 f"Could not reach the image API ({type(exc).__name__}).") from exc
-        log.info("images api %s -> %d in %.0f ms", body["model"], resp.status_code,
-                 (time.monotonic() - started) * 1000)
+        log.info("images api %s %s -> %d in %.0f ms", url.rsplit("/", 1)[-1], model,
+                 resp.status_code, (time.monotonic() - started) * 1000)
         return resp
 
     def _download(self, url: str, deadline: float) -> GeneratedImage:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+
 import pytest
 
 from tests.fakes import cloudflare
@@ -41,3 +44,32 @@ def demo_service(tmp_path_factory):
     service = start_service(tmp, {})
     yield service
     service.stop()
+
+
+# --- a real browser: Debian's Chromium driven by Playwright (no browser download) ---------
+
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("FLUX_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (FLUX_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (the system one); skipped without it unless FLUX_REQUIRE_BROWSER=1."""
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not found: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed: pip install -r requirements-dev.txt")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                      args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

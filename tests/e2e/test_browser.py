@@ -9,7 +9,6 @@ Set PLAYGROUND_SCREENSHOT=docs/playground.png to refresh the README's screenshot
 from __future__ import annotations
 
 import os
-import pathlib
 
 import pytest
 
@@ -17,32 +16,8 @@ from .service import start_service
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 KEY = "sk-browser-test-key-42"
 TIMEOUT_MS = 10_000
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("FLUX_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (FLUX_REQUIRE_BROWSER=1)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} not found: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install -r requirements-dev.txt")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                      args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

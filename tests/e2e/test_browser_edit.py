@@ -8,28 +8,13 @@ import pytest
 from PIL import Image
 
 from .service import start_service
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _unavailable
+from .test_browser import TIMEOUT_MS
 
 pytestmark = pytest.mark.e2e
 
 LOADED = ("() => { const i = document.getElementById('result-img');"
           " return !document.getElementById('result').hidden && i.complete && i.naturalWidth > 0"
           " && i.src !== window.previousResult; }")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} not found: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install -r requirements-dev.txt")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                      args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
