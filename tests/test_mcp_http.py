@@ -115,3 +115,19 @@ def test_a_forked_process_starts_its_own_transport(app):
     os.waitpid(pid, 0)
     assert answer == "200"
     assert post(app, INITIALIZE).status_code == 200  # the parent's transport is untouched
+
+
+def test_a_body_over_the_limit_gets_the_api_413():
+    application = create_app(make_config(MAX_BODY_BYTES="2048", MAX_UPLOAD_BYTES="4096"))
+    try:
+        big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "generate_image", "arguments": {"prompt": "x" * 5000}}}
+        resp = post(application, big)
+        assert resp.status_code == 413
+        assert resp.get_json()["error"]["code"] == "payload_too_large"
+        assert "MAX_UPLOAD_BYTES" in resp.get_json()["error"]["message"]
+        # Within the limit, the same route answers MCP as usual.
+        assert post(application, INITIALIZE).status_code == 200
+    finally:
+        application.wsgi_app.app.bridge.close()
+        application.extensions["flux_worker"].close()

@@ -15,7 +15,7 @@ from werkzeug.datastructures import Authorization
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import ClosingIterator, get_current_url
 
-from ..errors import APIError, MethodNotAllowed
+from ..errors import APIError, MethodNotAllowed, PayloadTooLarge
 from ..mcp.bridge import CALLER_KEY, McpBridge, caller_of_request
 from ..mcp.server import build_server
 from ..mcp.tools import Caller, ImageTools
@@ -77,12 +77,18 @@ class McpMount:
                 raise MethodNotAllowed(
                     f"{method} is not used here: send MCP messages as JSON-RPC with POST. This "
                     "server keeps no sessions and opens no event stream.")
+            declared = environ.get("CONTENT_LENGTH") or ""
+            if declared.isdigit() and int(declared) > self.bridge.max_body_bytes:
+                # Answered like the API's 413 (the SDK's own is plain text).
+                raise PayloadTooLarge(
+                    f"The request body is too large ({declared} bytes); /mcp accepts at most "
+                    f"{self.bridge.max_body_bytes} (MAX_UPLOAD_BYTES). Send smaller images.")
         except APIError as exc:
             body = orjson.dumps(exc.body())
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             if isinstance(exc, MethodNotAllowed):
                 headers.append(("Allow", "POST, OPTIONS"))
-            else:
+            elif exc.status == 401:
                 headers.append(("WWW-Authenticate", "Bearer"))
             respond(f"{exc.status} {HTTP_STATUS_CODES[exc.status]}", headers)
             return ClosingIterator([body], [finish])
