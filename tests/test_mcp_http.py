@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import signal
+import subprocess
+import sys
 
 import pytest
 from werkzeug.test import Client
@@ -12,6 +15,7 @@ from werkzeug.test import Client
 from flux_worker import create_app
 from tests.helpers import TEST_KEY, make_config
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 ACCEPT = "application/json, text/event-stream"
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-11-25", "capabilities": {},
@@ -22,7 +26,7 @@ INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
 def app():
     application = create_app(make_config())
     yield application
-    application.wsgi_app.app.bridge.close()  # TrustedProxyFix -> McpMount
+    application.wsgi_app.app.close()  # TrustedProxyFix -> McpMount
     application.extensions["flux_worker"].close()
 
 
@@ -129,5 +133,29 @@ def test_a_body_over_the_limit_gets_the_api_413():
         # Within the limit, the same route answers MCP as usual.
         assert post(application, INITIALIZE).status_code == 200
     finally:
-        application.wsgi_app.app.bridge.close()
+        application.wsgi_app.app.close()
         application.extensions["flux_worker"].close()
+
+
+def test_the_sdk_loads_with_the_first_mcp_request_not_with_the_app():
+    # The SDK is half of the app's import time and ~28 MiB per worker (docs/benchmarks.md).
+    script = (
+        "import sys\n"
+        "from werkzeug.test import Client\n"
+        "from flux_worker import create_app\n"
+        "from tests.helpers import TEST_KEY, make_config\n"
+        "app = create_app(make_config())\n"
+        "loaded = lambda: sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('mcp', 'mcp_types', 'a2wsgi'))\n"
+        "assert loaded() == [], loaded()\n"
+        "Client(app).get('/v1/models', headers={'Authorization': 'Bearer ' + TEST_KEY})\n"
+        "assert loaded() == [], loaded()\n"
+        "resp = Client(app).post('/mcp', json={'jsonrpc': '2.0', 'id': 1, 'method': 'ping'},\n"
+        "    headers={'Authorization': 'Bearer ' + TEST_KEY,\n"
+        "             'Accept': 'application/json, text/event-stream'})\n"
+        "assert resp.status_code == 200, resp.get_data(as_text=True)\n"
+        "assert 'mcp' in loaded(), loaded()\n"
+        "app.wsgi_app.app.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

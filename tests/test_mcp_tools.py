@@ -11,9 +11,10 @@ import responses
 from mcp import Client
 from PIL import Image
 
+from flux_worker.mcp.caller import Caller
 from flux_worker.mcp.preview import PREVIEW_MAX_SIDE, PREVIEW_SIDE, inline_image
 from flux_worker.mcp.server import build_server
-from flux_worker.mcp.tools import Caller, ImageTools
+from flux_worker.mcp.tools import ImageTools
 from flux_worker.services import build_services
 from tests.helpers import make_config
 

@@ -23,8 +23,9 @@ from .. import logs
 from ..config import Config, ConfigError
 from ..pipeline import ImageResult
 from ..services import build_services
+from .caller import Caller
 from .server import build_server
-from .tools import Caller, ImageTools
+from .tools import ImageTools
 
 log = logging.getLogger("flux_worker.mcp")
 

@@ -21,7 +21,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from .tools import Caller
+from .caller import CALLER_KEY, Caller
 
 log = logging.getLogger("flux_worker.mcp")
 
@@ -92,12 +92,6 @@ class McpBridge:
             loop.call_soon_threadsafe(stop.set)  # run() ends, then the loop stops
             self._wsgi = self._loop = self._stop = None
             self._pid = None
-
-
-
-# The WSGI layer in front of the bridge puts the request's Caller here; a2wsgi hands the WSGI
-# environ on in the ASGI scope, where the tool handler finds it through the SDK's request.
-CALLER_KEY = "flux_worker.mcp.caller"
 
 
 def caller_of_request(ctx: ServerRequestContext[Any, Any]) -> Caller:

@@ -19,7 +19,8 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
 from ..version import __version__
-from .tools import Caller, ImageTools
+from .caller import Caller
+from .tools import ImageTools
 
 # Tool calls running at once in one process; the in-flight cap (MAX_INFLIGHT) and rate limits
 # decide who may generate, this only bounds the threads the event loop hands work to.

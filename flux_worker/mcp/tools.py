@@ -11,8 +11,7 @@ import base64
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import mcp_types as types
 
@@ -24,26 +23,11 @@ from ..pipeline import ImageJob, ImageResult
 from ..prompt import parse_prompt
 from ..services import Services
 from .arguments import edit_request, ignored_options, images_request, no_unknown
+from .caller import Caller
 from .preview import inline_image
 from .schemas import describe_model, duration, edit_tool, generate_tool, list_models_tool
 
 log = logging.getLogger("flux_worker.mcp")
-
-
-@dataclass
-class Caller:
-    """Who calls a tool, and where links to its images point.
-
-    `link` turns a stored image into the URL the agent is given. `model` is filled in by the
-    tool so the HTTP access log can name the model, as it does for the API.
-    """
-
-    identity: str = field(repr=False)   # the API key when keys are configured: never shown
-    link: Callable[[ImageResult], str | None]
-    request_id: str | None = None
-    key: str | None = field(default=None, repr=False)  # whose budget: the API key, if any
-    links_expire: bool = True     # False: links to files of the local user, kept until removed
-    model: str = field(default="-")
 
 
 class ImageTools:

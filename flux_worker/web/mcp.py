@@ -3,12 +3,17 @@
 A thin WSGI layer in front of the SDK's transport gives MCP requests what every API request gets:
 a request id, CORS headers, the Bearer key check (401 with the API's JSON error, before the MCP
 layer sees the request), the caller's rate-limit identity and the access-log line.
+
+The SDK and its transport load with the first MCP request a process serves, not with the app:
+they are half of the app's import time and ~28 MiB of each worker's memory (docs/benchmarks.md),
+which a service that no agent calls should not carry.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import orjson
 from werkzeug.datastructures import Authorization
@@ -16,12 +21,13 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import ClosingIterator, get_current_url
 
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge
-from ..mcp.bridge import CALLER_KEY, McpBridge, caller_of_request
-from ..mcp.server import build_server
-from ..mcp.tools import Caller, ImageTools
+from ..mcp.caller import CALLER_KEY, Caller
 from ..services import Services
 from .auth import bearer_token, check_api_key
 from .hooks import common_headers, request_done, request_id
+
+if TYPE_CHECKING:
+    from ..mcp.bridge import McpBridge
 
 PATHS = ("/mcp", "/mcp/")
 
@@ -32,12 +38,11 @@ class McpMount:
     def __init__(self, app: Callable, services: Services):
         self.app = app
         self.services = services
-        tools = ImageTools(services)
         config = services.config
         # edit_image carries images as data: URLs, so /mcp takes bodies as large as uploads.
-        self.bridge = McpBridge(lambda: build_server(tools, caller_of_request),
-                                max_body_bytes=max(config.max_body_bytes,
-                                                   config.max_upload_bytes))
+        self.max_body_bytes = max(config.max_body_bytes, config.max_upload_bytes)
+        self._bridge: McpBridge | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "") not in PATHS:
@@ -78,11 +83,11 @@ class McpMount:
                     f"{method} is not used here: send MCP messages as JSON-RPC with POST. This "
                     "server keeps no sessions and opens no event stream.")
             declared = environ.get("CONTENT_LENGTH") or ""
-            if declared.isdigit() and int(declared) > self.bridge.max_body_bytes:
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
                 # Answered like the API's 413 (the SDK's own is plain text).
                 raise PayloadTooLarge(
                     f"The request body is too large ({declared} bytes); /mcp accepts at most "
-                    f"{self.bridge.max_body_bytes} (MAX_UPLOAD_BYTES). Send smaller images.")
+                    f"{self.max_body_bytes} (MAX_UPLOAD_BYTES). Send smaller images.")
         except APIError as exc:
             body = orjson.dumps(exc.body())
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
@@ -100,7 +105,26 @@ class McpMount:
         links = self.services.links
         caller.link = lambda result: links(base, result.key)
         environ[CALLER_KEY] = caller
-        return ClosingIterator(self.bridge(environ, respond), [finish])
+        return ClosingIterator(self.bridge()(environ, respond), [finish])
+
+    def bridge(self) -> McpBridge:
+        """The MCP transport, with the SDK imported and the server built on first use."""
+        if self._bridge is None:
+            with self._lock:
+                if self._bridge is None:
+                    from ..mcp.bridge import McpBridge, caller_of_request
+                    from ..mcp.server import build_server
+                    from ..mcp.tools import ImageTools
+
+                    tools = ImageTools(self.services)
+                    self._bridge = McpBridge(lambda: build_server(tools, caller_of_request),
+                                             max_body_bytes=self.max_body_bytes)
+        return self._bridge
+
+    def close(self) -> None:
+        """Stop this process's MCP transport, if it was started (tests)."""
+        if self._bridge is not None:
+            self._bridge.close()
 
 
 def mount(app: Callable, services: Services) -> McpMount:
