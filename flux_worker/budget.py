@@ -394,6 +394,10 @@ class Books:
             budget = self.rules.for_key(key)
             if budget is not None:
                 limits[key_counter(key)] = _milli(budget)
+        if not limits:
+            # Nothing to hold back: the settlement alone counts the spend, which saves one
+            # ledger transaction per generation (docs/benchmarks.md).
+            return Hold(self, day, dict.fromkeys(counters, 0), neurons)
         try:
             refused = self.ledger.charge(day, counters, limits)
         except Exception as exc:  # the books must not take generation down with them

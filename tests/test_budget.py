@@ -100,6 +100,39 @@ def test_batch_settles_what_was_made_and_releases_the_rest(ledger, clock):
     assert b.spent()["service"] == pytest.approx(190.0)
 
 
+class CountingLedger(MemoryLedger):
+    """A memory ledger that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def charge(self, day, amounts, limits):
+        self.writes += 1
+        return super().charge(day, amounts, limits)
+
+    def add(self, day, amounts):
+        self.writes += 1
+        super().add(day, amounts)
+
+
+def test_without_budgets_only_the_settlement_writes(clock):
+    ledger = CountingLedger()
+    b = books(ledger, clock)
+    with b.reserve(ALICE, 57.6) as hold:
+        assert ledger.writes == 0 and b.spent() == {}     # nothing to hold back
+        hold.settle(60.0, estimate=57.6, model="m")
+    assert ledger.writes == 1
+    assert b.spent()["service"] == pytest.approx(60.0)
+    assert b.spent()["key:" + short_hash(ALICE)] == pytest.approx(60.0)
+    with b.reserve(None, 57.6):
+        pass                                   # failed: nothing was written, nothing to undo
+    assert ledger.writes == 1
+    limited = books(CountingLedger(), clock, key_default=1000)
+    limited.reserve(ALICE, 57.6)               # a budget applies: the estimate is held at once
+    assert limited.ledger.writes == 1 and limited.spent()["service"] == pytest.approx(57.6)
+
+
 def test_service_budget_refuses_with_which_budget_what_is_left_and_when(ledger, clock):
     b = books(ledger, clock, service=100)
     b.reserve(ALICE, 57.6).settle(57.6, estimate=57.6, model="m")
