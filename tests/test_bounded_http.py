@@ -28,6 +28,7 @@ from flux_worker.http import (
     BodyTooLarge,
     Deadline,
     Redirected,
+    Watchdog,
     call,
     make_session,
     retry_after_seconds,
@@ -232,3 +233,26 @@ def test_call_ends_at_its_deadline_whatever_trickles(head):
         assert time.monotonic() - started < 5   # 100 bytes at 0.2 s would take 20 s
     finally:
         server.close()
+
+
+def test_one_watchdog_thread_cuts_late_waits_and_spares_the_others():
+    dog = Watchdog()
+    late, kept = socket.socketpair(), socket.socketpair()
+    try:
+        before = threading.active_count()
+        cut = dog.arm(time.monotonic() + 0.2, late[0])
+        spared = dog.arm(time.monotonic() + 0.2, kept[0])
+        for _ in range(2000):                  # many calls that end in time: no thread each
+            dog.disarm(dog.arm(time.monotonic() + 60, kept[0]))
+        assert threading.active_count() == before + 1
+        dog.disarm(spared)
+        late[0].settimeout(5)
+        assert late[0].recv(1) == b""          # shut at its deadline: the wait ends
+        kept[1].sendall(b"x")
+        assert kept[0].recv(1) == b"x"         # disarmed in time: still open
+        assert len(dog._due) < 1100            # disarmed entries do not pile up
+        assert cut not in dog._armed
+    finally:
+        for pair in (late, kept):
+            for end in pair:
+                end.close()

@@ -712,14 +712,19 @@ def test_make_session_rejects_an_empty_pool():
         make_session(0)
 
 
-@pytest.mark.parametrize("env,trusted", [({}, False), ({"HTTPS_PROXY": "http://proxy:3128"}, True),
-                                         ({"https_proxy": "http://proxy:3128"}, True),
-                                         ({"REQUESTS_CA_BUNDLE": "/etc/ssl/corp.pem"}, True)])
-def test_session_reads_the_environment_only_when_it_sets_something(monkeypatch, env, trusted):
+@pytest.mark.parametrize("env,trusted,verify", [
+    ({}, False, True), ({"HTTPS_PROXY": "http://proxy:3128"}, True, True),
+    ({"https_proxy": "http://proxy:3128"}, True, True),
+    ({"REQUESTS_CA_BUNDLE": "/etc/ssl/corp.pem"}, False, "/etc/ssl/corp.pem"),
+    ({"CURL_CA_BUNDLE": "/etc/ssl/curl.pem"}, False, "/etc/ssl/curl.pem"),
+    ({"REQUESTS_CA_BUNDLE": "/etc/ssl/corp.pem", "NO_PROXY": "*"}, True, "/etc/ssl/corp.pem")])
+def test_session_reads_the_environment_only_for_proxies(monkeypatch, env, trusted, verify):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
                  "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert make_session(2).trust_env is trusted
+    session = make_session(2)
+    # A CA bundle is honoured (as requests does) without re-reading the environment per call.
+    assert session.trust_env is trusted and session.verify == verify
