@@ -32,8 +32,9 @@ def worker_pids(service) -> list[int]:
     return [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
 
 
-def counter_file(pid: int) -> str:
-    """The worker's counter file in the multiprocess folder gunicorn.conf.py made for it."""
+def counter_file(pid: int) -> str | None:
+    """The worker's counter file in the multiprocess folder gunicorn.conf.py made for it, or
+    None while it has counted nothing (prometheus_client makes the file at the first count)."""
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -41,16 +42,18 @@ def counter_file(pid: int) -> str:
             continue
         if os.path.basename(target) == f"counter_{pid}.db":
             return target
-    raise AssertionError(f"worker {pid} has no metrics file open")
+    return None
 
 
 def generations_per_worker(service, model: str) -> dict[int, float]:
     """Generations counted "ok" by each worker in its own file."""
     counts = {}
     for pid in worker_pids(service):
-        counts[pid] = sum(s.value for m in MultiProcessCollector.merge([counter_file(pid)])
-                          for s in m.samples if s.name == "flux_worker_generations_total"
-                          and s.labels == {"model": model, "outcome": "ok"})
+        path = counter_file(pid)
+        counts[pid] = 0 if path is None else sum(
+            s.value for m in MultiProcessCollector.merge([path]) for s in m.samples
+            if s.name == "flux_worker_generations_total"
+            and s.labels == {"model": model, "outcome": "ok"})
     return counts
 
 
