@@ -106,6 +106,9 @@ class StoreHealth:
     Paying for a generation that cannot be kept wastes the user's quota, so storage is checked
     first; caching the answer keeps the check off the hot path (one ping per `ok_for` seconds),
     and a failure is remembered for `failed_for` seconds so an outage costs no ping per request.
+    One request at a time pings: while it does, the others go by the last answer (or wait for
+    this one when there is none yet). Letting every request of that moment ping made dozens of
+    SQLite writes queue behind each other under load (docs/benchmarks.md).
     """
 
     def __init__(self, store: ImageStore, *, ok_for: float = 5.0, failed_for: float = 1.0,
@@ -115,6 +118,7 @@ class StoreHealth:
         self.failed_for = failed_for
         self._clock = clock
         self._lock = threading.Lock()
+        self._pinging = threading.Lock()
         self._checked = float("-inf")
         self._failure: StorageError | None = None
 
@@ -127,7 +131,18 @@ class StoreHealth:
             raise failure
         if failure is None and age < self.ok_for:
             return
-        self.probe()
+        if not self._pinging.acquire(blocking=False):
+            if self._checked == float("-inf"):
+                with self._pinging:        # no answer yet: wait for the one being fetched
+                    pass
+                return self.check()
+            if failure is not None:        # another request is pinging: the last answer holds
+                raise failure
+            return
+        try:
+            self.probe()
+        finally:
+            self._pinging.release()
 
     def probe(self) -> None:
         """Ping storage now (no cache) and remember the answer; raise StorageError on failure."""

@@ -10,6 +10,7 @@ from flux_worker import create_app
 from flux_worker.admission import Admission, Ticket
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.errors import Overloaded, RateLimited, StorageError
+from flux_worker.pipeline import StoreHealth
 from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation
 from flux_worker.throttle import InflightGate, RateLimiter
@@ -182,3 +183,70 @@ def test_storage_down_means_no_upstream_call_and_recovery_after_readyz():
     del services.store.ping
     assert client.get("/readyz").status_code == 200
     assert _chat(client).status_code == 200 and backend.calls == 1
+
+
+class _SlowPingStore:
+    """A store whose ping blocks until released, counting the pings."""
+
+    def __init__(self) -> None:
+        self.pings = 0
+        self.release = threading.Event()
+        self.error: StorageError | None = None
+
+    def ping(self) -> None:
+        self.pings += 1
+        self.release.wait(5)
+        if self.error is not None:
+            raise self.error
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _check_in_threads(health: StoreHealth, count: int) -> tuple[list, list[threading.Thread]]:
+    outcomes: list = []
+
+    def check() -> None:
+        try:
+            health.check()
+            outcomes.append("ok")
+        except StorageError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return outcomes, threads
+
+
+def test_one_request_pings_while_the_others_go_by_the_last_answer():
+    store, clock = _SlowPingStore(), _Clock()
+    health = StoreHealth(store, ok_for=5.0, failed_for=1.0, clock=clock)  # type: ignore[arg-type]
+    # No answer yet: everyone waits for the first ping, which only one of them makes.
+    outcomes, threads = _check_in_threads(health, 20)
+    store.release.set()
+    for thread in threads:
+        thread.join(5)
+    assert outcomes == ["ok"] * 20 and store.pings == 1
+    # The answer has aged: one request pings, the others trust the last answer meanwhile.
+    clock.now += 6
+    store.release.clear()
+    outcomes, threads = _check_in_threads(health, 20)
+    for thread in threads[1:]:
+        thread.join(0.05)
+    assert store.pings == 2 and outcomes.count("ok") >= 19
+    store.error = StorageError("Image storage (disk) could not check its directory")
+    store.release.set()
+    for thread in threads:
+        thread.join(5)
+    assert outcomes.count("ok") == 19 and isinstance(outcomes[-1], StorageError)
+    # That failure holds for a second without another ping, whoever asks.
+    outcomes, threads = _check_in_threads(health, 5)
+    for thread in threads:
+        thread.join(5)
+    assert store.pings == 2 and all(isinstance(o, StorageError) for o in outcomes)
