@@ -177,11 +177,14 @@ class DiskLedger:
         import diskcache
 
         self.cache = diskcache.Cache(directory, timeout=10)
+        # One writer per process at a time, as in the disk image store (storage/disk.py): the
+        # threads queue here, not in SQLite's busy loop.
+        self._writing = threading.Lock()
 
     def charge(self, day: str, amounts: Mapping[str, int],
                limits: Mapping[str, int]) -> str | None:
         # One transaction reads and writes the day's counters, so processes cannot interleave.
-        with self.cache.transact():
+        with self._writing, self.cache.transact():
             counts = self.cache.get(_PREFIX + day) or {}
             refused = _first_refused(counts, amounts, limits)
             if refused is None:
@@ -189,7 +192,7 @@ class DiskLedger:
             return refused
 
     def add(self, day: str, amounts: Mapping[str, int]) -> None:
-        with self.cache.transact():
+        with self._writing, self.cache.transact():
             counts = self.cache.get(_PREFIX + day) or {}
             self.cache.set(_PREFIX + day, _added(counts, amounts), expire=DAY_TTL)
 

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
 from typing import Callable, Iterator
 
@@ -89,6 +90,11 @@ class DiskStore:
         self.directory = os.path.abspath(os.fspath(directory))
         self.max_bytes = max_bytes
         self._clock = clock
+        # One writer per process at a time. SQLite lets one writer in and makes the others
+        # sleep in growing steps (up to 100 ms) before they try again: with a hundred threads
+        # storing at once, a store took seconds (docs/benchmarks.md). Threads queue here
+        # instead, so only the processes contend for SQLite's lock. Readers never wait.
+        self._writing = threading.Lock()
         with self._errors("open"):
             self._cache = diskcache.Cache(
                 self.directory, disk=_ImageDisk, timeout=LOCK_TIMEOUT, size_limit=max_bytes,
@@ -104,7 +110,7 @@ class DiskStore:
         """
         item = new_entry(data, content_type, ttl, self._clock(), self.max_bytes)
         tag = json.dumps({"type": content_type, "created": item.created, "expires": item.expires})
-        with self._errors("store an image in"):
+        with self._errors("store an image in"), self._writing:
             # `expire` lets diskcache drop the entry by itself (judged by its wall clock);
             # `get` judges the tag's `expires` by our clock, so a fake clock works in tests.
             # bytes(...) because a bytearray or memoryview would be pickled, not kept raw.
@@ -159,7 +165,7 @@ class DiskStore:
 
         :raises StorageError: when the store cannot be written.
         """
-        with self._errors("delete an image from"):
+        with self._errors("delete an image from"), self._writing:
             self._cache.delete(key)
 
     def ping(self) -> None:
@@ -173,8 +179,9 @@ class DiskStore:
                 raise StorageFull(FULL_MESSAGE)
             # A real write catches a read-only mount or database that os.access() would miss
             # (and os.access() says yes to root regardless of the mode bits).
-            self._cache.set(PING_KEY, b"", expire=60)
-            self._cache.delete(PING_KEY)
+            with self._writing:
+                self._cache.set(PING_KEY, b"", expire=60)
+                self._cache.delete(PING_KEY)
 
     def close(self) -> None:
         """Close this thread's SQLite connection (it reopens when used again)."""
