@@ -174,33 +174,38 @@ class DiskLedger:
     kind = "disk"
 
     def __init__(self, directory: str):
-        import diskcache
+        from .storage.diskcaches import OwnThreadsCache
 
-        self.cache = diskcache.Cache(directory, timeout=10)
-        # One writer per process at a time, as in the disk image store (storage/disk.py): the
-        # threads queue here, not in SQLite's busy loop.
-        self._writing = threading.Lock()
+        # Its own threads make every call, as for the disk image store: a few SQLite
+        # connections per process, and writers that take turns in order.
+        self.shared = OwnThreadsCache(directory, timeout=10)
 
     def charge(self, day: str, amounts: Mapping[str, int],
                limits: Mapping[str, int]) -> str | None:
-        # One transaction reads and writes the day's counters, so processes cannot interleave.
-        with self._writing, self.cache.transact():
-            counts = self.cache.get(_PREFIX + day) or {}
-            refused = _first_refused(counts, amounts, limits)
-            if refused is None:
-                self.cache.set(_PREFIX + day, _added(counts, amounts), expire=DAY_TTL)
-            return refused
+        def charge(cache) -> str | None:
+            # One transaction reads and writes the day's counters: processes cannot interleave.
+            with cache.transact():
+                counts = cache.get(_PREFIX + day) or {}
+                refused = _first_refused(counts, amounts, limits)
+                if refused is None:
+                    cache.set(_PREFIX + day, _added(counts, amounts), expire=DAY_TTL)
+                return refused
+
+        return self.shared.write(charge)
 
     def add(self, day: str, amounts: Mapping[str, int]) -> None:
-        with self._writing, self.cache.transact():
-            counts = self.cache.get(_PREFIX + day) or {}
-            self.cache.set(_PREFIX + day, _added(counts, amounts), expire=DAY_TTL)
+        def add(cache) -> None:
+            with cache.transact():
+                counts = cache.get(_PREFIX + day) or {}
+                cache.set(_PREFIX + day, _added(counts, amounts), expire=DAY_TTL)
+
+        self.shared.write(add)
 
     def read(self, day: str) -> dict[str, int]:
-        return dict(self.cache.get(_PREFIX + day) or {})
+        return dict(self.shared.read(lambda cache: cache.get(_PREFIX + day)) or {})
 
     def close(self) -> None:
-        self.cache.close()
+        self.shared.close()
 
 
 # Check every limited counter first, then add them all: one script runs atomically in Redis.

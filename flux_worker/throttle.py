@@ -32,15 +32,18 @@ COUNTERS_RETRY_AFTER = 5
 
 
 class DiskcacheStorage(Storage):
-    """A `limits` storage on diskcache: fixed-window counters shared by one host's processes."""
+    """A `limits` storage on diskcache: fixed-window counters shared by one host's processes.
+
+    Its calls run on the cache's own threads (storage/diskcaches.py), as the image store's do.
+    """
 
     STORAGE_SCHEME = ["flux+disk"]
 
     def __init__(self, uri: str, wrap_exceptions: bool = False, **options):
-        import diskcache
+        from .storage.diskcaches import OwnThreadsCache
 
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self.cache = diskcache.Cache(uri.split("://", 1)[1], timeout=10)
+        self.shared = OwnThreadsCache(uri.split("://", 1)[1], timeout=10)
 
     @property
     def base_exceptions(self):
@@ -48,32 +51,34 @@ class DiskcacheStorage(Storage):
         return (sqlite3.Error, OSError)
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        with self.cache.transact():
-            if self.cache.get(key) is None:
-                self.cache.set(key, amount, expire=expiry)
-                self.cache.set(key + ":expires", time.time() + expiry, expire=expiry)
-                return amount
-            return self.cache.incr(key, amount)
+        def incr(cache) -> int:
+            with cache.transact():
+                if cache.get(key) is None:
+                    cache.set(key, amount, expire=expiry)
+                    cache.set(key + ":expires", time.time() + expiry, expire=expiry)
+                    return amount
+                return cache.incr(key, amount)
+
+        return self.shared.write(incr)
 
     def get(self, key: str) -> int:
-        return int(self.cache.get(key, 0))
+        return int(self.shared.read(lambda cache: cache.get(key, 0)))
 
     def get_expiry(self, key: str) -> float:
-        return float(self.cache.get(key + ":expires", time.time()))
+        return float(self.shared.read(lambda cache: cache.get(key + ":expires", time.time())))
 
     def check(self) -> bool:
         try:
-            self.cache.get("__ping__")
+            self.shared.read(lambda cache: cache.get("__ping__"))
             return True
         except (OSError, Exception):
             return False
 
     def reset(self) -> int | None:
-        return self.cache.clear()
+        return self.shared.write(lambda cache: cache.clear())
 
     def clear(self, key: str) -> None:
-        self.cache.delete(key)
-        self.cache.delete(key + ":expires")
+        self.shared.write(lambda cache: (cache.delete(key), cache.delete(key + ":expires")))
 
 
 def limits_storage(counters: CountersLocation) -> Storage:

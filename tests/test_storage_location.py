@@ -65,7 +65,7 @@ def test_disk_forms_put_images_and_counts_in_the_same_directory(url, where, plac
         assert isinstance(services.store, DiskStore) and services.store.directory == expected
         storage = services.admission.limiter.storage
         assert isinstance(storage, DiskcacheStorage)
-        assert storage.cache.directory == os.path.join(expected, "counters")
+        assert storage.shared.cache.directory == os.path.join(expected, "counters")
         # Counts are really shared with a second instance built from the same URL: what a
         # second gunicorn worker process does.
         other = RateLimiter("2/minute", Config.from_env({"STORAGE_URL": url}).counters)

@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import sqlite3
-import threading
 import time
 from typing import Callable, Iterator
 
@@ -30,6 +29,7 @@ import diskcache
 
 from ..errors import StorageError, StorageFull
 from .base import KEEP_FOREVER, ImageFile, StoredImage, new_entry
+from .diskcaches import OwnThreadsCache
 
 FULL_MESSAGE = "Image storage is full: free disk space or lower STORAGE_MAX_BYTES."
 # How long a write waits for another process's SQLite write lock. diskcache's default, 60 s,
@@ -90,13 +90,12 @@ class DiskStore:
         self.directory = os.path.abspath(os.fspath(directory))
         self.max_bytes = max_bytes
         self._clock = clock
-        # One writer per process at a time. SQLite lets one writer in and makes the others
-        # sleep in growing steps (up to 100 ms) before they try again: with a hundred threads
-        # storing at once, a store took seconds (docs/benchmarks.md). Threads queue here
-        # instead, so only the processes contend for SQLite's lock. Readers never wait.
-        self._writing = threading.Lock()
         with self._errors("open"):
-            self._cache = diskcache.Cache(
+            # Writes run on the cache's own thread (storage/diskcaches.py), so the threads that
+            # generate images open no SQLite connection. Reads stay on the calling thread: a
+            # hand-off to another thread costs 50-85 us of CPU on a VM, a fifth of serving an
+            # image, and only the threads that serve images open a (read) connection.
+            self._shared = OwnThreadsCache(
                 self.directory, disk=_ImageDisk, timeout=LOCK_TIMEOUT, size_limit=max_bytes,
                 # Least recently stored, not least recently used: LRU would turn every read
                 # into a write transaction on the shared SQLite file.
@@ -110,11 +109,11 @@ class DiskStore:
         """
         item = new_entry(data, content_type, ttl, self._clock(), self.max_bytes)
         tag = json.dumps({"type": content_type, "created": item.created, "expires": item.expires})
-        with self._errors("store an image in"), self._writing:
+        expire = None if ttl == KEEP_FOREVER else ttl
+        with self._errors("store an image in"):
             # `expire` lets diskcache drop the entry by itself (judged by its wall clock);
             # `get` judges the tag's `expires` by our clock, so a fake clock works in tests.
-            # bytes(...) because a bytearray or memoryview would be pickled, not kept raw.
-            self._cache.set(key, item.data, expire=None if ttl == KEEP_FOREVER else ttl, tag=tag)
+            self._shared.write(lambda cache: cache.set(key, item.data, expire=expire, tag=tag))
         return item
 
     def get(self, key: str) -> StoredImage | None:
@@ -123,7 +122,7 @@ class DiskStore:
         :raises StorageError: when the store cannot be read.
         """
         with self._errors("read an image from"):
-            data, tag = self._cache.get(key, default=None, tag=True)
+            data, tag = self._shared.cache.get(key, default=None, tag=True)
         meta = self._live_meta(data, tag)
         if meta is None or not isinstance(data, bytes):
             return None
@@ -137,7 +136,7 @@ class DiskStore:
         with self._errors("read an image from"):
             # read=True hands out diskcache's own file (for values stored as files) rather than
             # its contents; eviction may unlink it meanwhile, which the open handle survives.
-            value, tag = self._cache.get(key, default=None, read=True, tag=True)
+            value, tag = self._shared.cache.get(key, default=None, read=True, tag=True)
         meta = self._live_meta(value, tag)
         if meta is None:
             if hasattr(value, "close"):
@@ -165,8 +164,8 @@ class DiskStore:
 
         :raises StorageError: when the store cannot be written.
         """
-        with self._errors("delete an image from"), self._writing:
-            self._cache.delete(key)
+        with self._errors("delete an image from"):
+            self._shared.write(lambda cache: cache.delete(key))
 
     def ping(self) -> None:
         """Check that an image could be written now: free space, then a tiny write and delete.
@@ -179,13 +178,12 @@ class DiskStore:
                 raise StorageFull(FULL_MESSAGE)
             # A real write catches a read-only mount or database that os.access() would miss
             # (and os.access() says yes to root regardless of the mode bits).
-            with self._writing:
-                self._cache.set(PING_KEY, b"", expire=60)
-                self._cache.delete(PING_KEY)
+            self._shared.write(lambda cache: (cache.set(PING_KEY, b"", expire=60),
+                                              cache.delete(PING_KEY)))
 
     def close(self) -> None:
-        """Close this thread's SQLite connection (it reopens when used again)."""
-        self._cache.close()
+        """Close the SQLite connections (they reopen when the store is used again)."""
+        self._shared.close()
 
     def __repr__(self) -> str:
         return f"DiskStore({self.directory!r}, max_bytes={self.max_bytes})"
