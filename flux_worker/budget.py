@@ -199,10 +199,13 @@ class DiskLedger:
                 counts = cache.get(_PREFIX + day) or {}
                 cache.set(_PREFIX + day, _added(counts, amounts), expire=DAY_TTL)
 
-        self.shared.write(add)
+        # A settlement needs no answer: the request does not wait for it (a hand-off and its
+        # wake-up cost ~0.1 ms of CPU on a VM). Charges and reads queue behind it in order.
+        self.shared.write_later(add, "a budget settlement")
 
     def read(self, day: str) -> dict[str, int]:
-        return dict(self.shared.read(lambda cache: cache.get(_PREFIX + day)) or {})
+        # On the writer thread, so it comes after every settlement this process queued.
+        return dict(self.shared.write(lambda cache: cache.get(_PREFIX + day)) or {})
 
     def close(self) -> None:
         self.shared.close()

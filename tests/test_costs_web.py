@@ -161,7 +161,9 @@ def test_metrics_count_neurons_per_model_and_account(make_client):
     text = client.get("/metrics").get_data(as_text=True)
     line = next(line for line in text.splitlines() if line.startswith("flux_worker_neurons_total")
                 and "flux-1-schnell" in line)
-    assert 'account="-"' in line and float(line.rsplit(" ", 1)[1]) >= 57.6
+    # At least this chat's 57.6 (earlier tests in this process may have counted too), within
+    # the rounding of summed floats.
+    assert 'account="-"' in line and float(line.rsplit(" ", 1)[1]) >= 57.6 - 1e-9
 
 
 # -- the Cloudflare backend, at the HTTP edge ------------------------------------------------

@@ -68,3 +68,14 @@ def test_a_forked_child_starts_threads_of_its_own(shared):
     assert child.exitcode == 0
     assert out.get(timeout=5) == "yes"
     assert shared.read(lambda cache: cache.get("child")) == child.pid
+
+
+def test_writes_queued_without_waiting_come_before_later_calls(shared, caplog):
+    for _ in range(20):
+        shared.write_later(lambda cache: cache.incr("n"), "a count")
+    # Queued in order: a call made through `write` afterwards sees all of them.
+    assert shared.write(lambda cache: cache.get("n")) == 20
+    with caplog.at_level("WARNING", logger="flux_worker.storage.diskcaches"):
+        shared.write_later(lambda cache: 1 / 0, "a settlement")
+        shared.write(lambda cache: None)
+    assert "a settlement failed: ZeroDivisionError" in caplog.text

@@ -13,15 +13,17 @@ itself, for reads that must not pay the hand-off (serving images).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 import diskcache
 
 T = TypeVar("T")
 READERS = 2
+log = logging.getLogger(__name__)
 
 
 class OwnThreadsCache:
@@ -38,6 +40,18 @@ class OwnThreadsCache:
     def write(self, call: Callable[[diskcache.Cache], T]) -> T:
         """Run `call(cache)` on the writer thread and return its result (or raise its error)."""
         return self._pools()[0].submit(call, self.cache).result()
+
+    def write_later(self, call: Callable[[diskcache.Cache], object], what: str) -> None:
+        """Queue `call(cache)` on the writer thread without waiting; a failure is logged.
+
+        Calls run in order, so a later `write` (a read made through it, too) sees this one.
+        """
+        def logged(done: Future) -> None:
+            error = done.exception()
+            if error is not None:
+                log.warning("%s failed: %s", what, type(error).__name__)
+
+        self._pools()[0].submit(call, self.cache).add_done_callback(logged)
 
     def read(self, call: Callable[[diskcache.Cache], T]) -> T:
         """Run `call(cache)` on a reader thread and return its result (or raise its error)."""
