@@ -92,17 +92,21 @@ class Watchdog:
     """
 
     def __init__(self) -> None:
+        self._tickets = itertools.count()
+        self._restart()
+
+    def _restart(self) -> None:
+        """Start afresh: in a forked child the thread is gone and its lock may be held."""
         self._wake = threading.Condition()
         self._armed: dict[int, socket.socket] = {}
         self._due: list[tuple[float, int]] = []     # a heap of (deadline, ticket)
-        self._tickets = itertools.count()
-        self._pid = 0
+        self._running = False
 
     def arm(self, deadline: float, sock: socket.socket) -> int:
         """Shut `sock` at `deadline` (time.monotonic()) unless disarmed first; return a ticket."""
         with self._wake:
-            if self._pid != os.getpid():      # first use, or a forked child: no thread yet
-                self._pid = os.getpid()
+            if not self._running:
+                self._running = True
                 threading.Thread(target=self._run, name="upstream-deadlines",
                                  daemon=True).start()
             ticket = next(self._tickets)
@@ -134,6 +138,7 @@ class Watchdog:
 
 
 _watchdog = Watchdog()
+os.register_at_fork(after_in_child=_watchdog._restart)
 
 
 class _DeadlineMixin:

@@ -256,3 +256,31 @@ def test_one_watchdog_thread_cuts_late_waits_and_spares_the_others():
         for pair in (late, kept):
             for end in pair:
                 end.close()
+
+
+def _cut_in_child(out) -> None:
+    from flux_worker.http import _watchdog
+
+    ends = socket.socketpair()
+    _watchdog.arm(time.monotonic() + 0.1, ends[0])
+    ends[0].settimeout(5)
+    out.put(ends[0].recv(1))
+
+
+def test_a_forked_child_gets_a_watchdog_of_its_own():
+    import multiprocessing
+
+    from flux_worker.http import _watchdog
+
+    ends = socket.socketpair()
+    try:
+        _watchdog.disarm(_watchdog.arm(time.monotonic() + 60, ends[0]))  # the parent's thread runs
+        context = multiprocessing.get_context("fork")
+        out = context.Queue()
+        child = context.Process(target=_cut_in_child, args=(out,))
+        child.start()
+        child.join(20)
+        assert child.exitcode == 0 and out.get(timeout=5) == b""
+    finally:
+        for end in ends:
+            end.close()
