@@ -132,8 +132,8 @@ class StoreHealth:
         if failure is None and age < self.ok_for:
             return
         if not self._pinging.acquire(blocking=False):
-            if self._checked == float("-inf"):
-                with self._pinging:        # no answer yet: wait for the one being fetched
+            if age == float("inf"):        # no answer yet: wait for the one being fetched
+                with self._pinging:
                     pass
                 return self.check()
             if failure is not None:        # another request is pinging: the last answer holds

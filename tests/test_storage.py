@@ -572,3 +572,24 @@ def test_open_hands_out_the_bytes_as_a_file(store, clock, size):
     assert store.open("m" * 22) is None
     clock.advance(61)
     assert store.open("k" * 22) is None
+
+
+def test_disk_writers_open_no_sqlite_connection_of_their_own(tmp_path):
+    # diskcache keeps a connection per thread that touches it (~0.3-0.4 MiB each); writes run
+    # on the store's own thread, so request threads that only store images open none.
+    store = DiskStore(tmp_path / "images", max_bytes=1 << 24)
+    opened: list[bool] = []
+
+    def put(i: int) -> None:
+        store.put(new_key(), b"x" * 40_000, "image/jpeg", 60)
+        opened.append(getattr(store._shared.cache._local, "con", None) is not None)
+
+    try:
+        threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert opened == [False] * 8
+    finally:
+        store.close()
