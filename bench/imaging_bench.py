@@ -1,8 +1,8 @@
-"""Micro-benchmark of flux_worker.imaging.fit: CPU per image and peak memory per case.
+"""Micro-benchmark of flux_worker.generation.fitting.fit: CPU per image and peak memory per case.
 
     .venv/bin/python -m bench.imaging_bench                 # the four cases, 40 images each
     .venv/bin/python -m bench.imaging_bench --filters --encoder
-    git show main:flux_worker/imaging.py > /tmp/before.py
+    git show main:flux_worker/generation/fitting.py > /tmp/before.py
     .venv/bin/python -m bench.imaging_bench --module /tmp/before.py   # "before" figures
 
 The input is what the fake Cloudflare answers (tests/fakes/cloudflare.py): flux-1-schnell's
@@ -62,7 +62,7 @@ def make_sources(directory: Path) -> dict[str, Path]:
 def load_imaging(module: str | None) -> ModuleType:
     if not module:
         sys.path.insert(0, str(ROOT))
-        from flux_worker import imaging
+        from flux_worker.generation import fitting as imaging
         return imaging
     spec = importlib.util.spec_from_file_location("imaging_under_test", module)
     assert spec is not None and spec.loader is not None

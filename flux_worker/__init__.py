@@ -42,8 +42,8 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
         context,
         edits,
         errors,
-        files,
         hooks,
+        image_files,
         mcp,
         metrics,
         openapi,
@@ -59,10 +59,10 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
 
     errors.register(app)
     hooks.install(app)
-    for blueprint in (pages.bp, api.bp, edits.bp, files.bp, openapi.bp, metrics.bp, usage.bp):
+    for blueprint in (pages.bp, api.bp, edits.bp, image_files.bp, openapi.bp, metrics.bp, usage.bp):
         app.register_blueprint(blueprint)
     # Wrapping wsgi_app is Flask's documented way to add WSGI middleware; mypy sees a method.
-    app.wsgi_app = files.ImageFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
+    app.wsgi_app = image_files.ImageFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
     # /mcp: MCP over streamable HTTP
     app.wsgi_app = mcp.mount(app.wsgi_app, services)  # type: ignore[method-assign]
     app.wsgi_app = proxies.TrustedProxyFix(  # type: ignore[method-assign]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .openai_format import error_body
+from .openai_api.answers import error_body
 
 if TYPE_CHECKING:
     import threading

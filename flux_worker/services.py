@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .accounts import AccountPool
-from .admission import Admission
 from .backends.base import ImageBackend
-from .budget import Books, BudgetRules, MemoryLedger, ledger_from_location
-from .catalog import ModelRegistry
+from .catalog.models import ModelRegistry
 from .config import Config, ConfigError
-from .http import make_session
-from .pipeline import Pipeline
+from .cost.accounts import AccountPool
+from .cost.admission import Admission
+from .cost.budget import Books, BudgetRules, MemoryLedger, ledger_from_location
+from .cost.throttle import InflightGate, RateLimiter
+from .generation.pipeline import Pipeline
+from .generation.translate import ChatTranslator, Translator
+from .net.upstream import make_session
 from .storage import ImageStore, open_store
 from .storage.links import ImageLinks
-from .throttle import InflightGate, RateLimiter
-from .translate import ChatTranslator, Translator
 
 log = logging.getLogger(__name__)
 

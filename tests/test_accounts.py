@@ -9,7 +9,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import responses
 
-from flux_worker.accounts import (
+from flux_worker.backends.base import GenerationRequest
+from flux_worker.backends.cloudflare import CloudflareBackend, billed_neurons
+from flux_worker.catalog.models import CATALOG
+from flux_worker.config import Config, ConfigError
+from flux_worker.cost.accounts import (
     EXHAUSTED,
     OK,
     OVER_BUDGET,
@@ -19,13 +23,9 @@ from flux_worker.accounts import (
     parse_accounts,
     read_accounts,
 )
-from flux_worker.backends.base import GenerationRequest
-from flux_worker.backends.cloudflare import CloudflareBackend, billed_neurons
-from flux_worker.budget import Books, BudgetRules, MemoryLedger
-from flux_worker.catalog import CATALOG
-from flux_worker.config import Config, ConfigError
+from flux_worker.cost.budget import Books, BudgetRules, MemoryLedger
 from flux_worker.errors import QuotaExceeded, UpstreamAuthFailed
-from flux_worker.http import make_session
+from flux_worker.net.upstream import make_session
 
 API = "https://api.cloudflare.com/client/v4"
 FREE = Account("aaaaaaaa11112222333344445555", "tok-FREE-secret-1")
@@ -143,7 +143,7 @@ def test_used_up_account_is_skipped_until_midnight_by_every_instance(ledger, clo
 
 def test_rejected_token_is_skipped_for_the_cooldown_and_logged(ledger, clock, caplog):
     accounts = pool(FREE, PAID, ledger=ledger, clock=clock, cooldown=300)
-    with caplog.at_level(logging.ERROR, logger="flux_worker.accounts"):
+    with caplog.at_level(logging.ERROR, logger="flux_worker.cost.accounts"):
         accounts.rejected(FREE, "HTTP 401, code 10000")
     assert accounts.choose(57.6) == [PAID]
     status = accounts.status()[0]

@@ -7,13 +7,13 @@ import threading
 import pytest
 
 from flux_worker import create_app
-from flux_worker.admission import Admission, Ticket
 from flux_worker.backends.demo import DemoBackend
+from flux_worker.cost.admission import Admission, Ticket
+from flux_worker.cost.throttle import InflightGate, RateLimiter
 from flux_worker.errors import Overloaded, RateLimited, StorageError
-from flux_worker.pipeline import StoreHealth
+from flux_worker.generation.pipeline import StoreHealth
 from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation
-from flux_worker.throttle import InflightGate, RateLimiter
 
 from .helpers import TEST_KEY, make_config
 

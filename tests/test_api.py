@@ -12,7 +12,7 @@ import responses
 from PIL import Image
 
 from flux_worker import create_app
-from flux_worker.sizes import PRESETS
+from flux_worker.generation.sizes import PRESETS
 
 from .helpers import TEST_KEY, make_config
 

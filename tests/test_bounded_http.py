@@ -21,9 +21,10 @@ from PIL import Image
 from flux_worker.backends.base import GenerationRequest
 from flux_worker.backends.cloudflare import CloudflareBackend
 from flux_worker.backends.openai_images import OpenAIImagesBackend, generic_model
-from flux_worker.catalog import CATALOG
+from flux_worker.catalog.models import CATALOG
 from flux_worker.errors import RateLimited, UpstreamError
-from flux_worker.http import (
+from flux_worker.generation.translate import ChatTranslator, TranslationFailed
+from flux_worker.net.upstream import (
     RETRY_AFTER_MAX,
     BodyTooLarge,
     Deadline,
@@ -33,7 +34,6 @@ from flux_worker.http import (
     make_session,
     retry_after_seconds,
 )
-from flux_worker.translate import ChatTranslator, TranslationFailed
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 TOKEN = "cfut_SECRET-api-token-4f9a"
@@ -259,7 +259,7 @@ def test_one_watchdog_thread_cuts_late_waits_and_spares_the_others():
 
 
 def _cut_in_child(out) -> None:
-    from flux_worker.http import _watchdog
+    from flux_worker.net.upstream import _watchdog
 
     ends = socket.socketpair()
     _watchdog.arm(time.monotonic() + 0.1, ends[0])
@@ -270,7 +270,7 @@ def _cut_in_child(out) -> None:
 def test_a_forked_child_gets_a_watchdog_of_its_own():
     import multiprocessing
 
-    from flux_worker.http import _watchdog
+    from flux_worker.net.upstream import _watchdog
 
     ends = socket.socketpair()
     try:

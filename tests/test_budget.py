@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from flux_worker.budget import (
+from flux_worker.cost.budget import (
     Books,
     BudgetRules,
     DiskLedger,

@@ -20,7 +20,7 @@ from flux_worker.backends.cloudflare import (
     build_request,
     seconds_until_utc_midnight,
 )
-from flux_worker.catalog import CATALOG
+from flux_worker.catalog.models import CATALOG
 from flux_worker.errors import (
     ContentPolicy,
     Overloaded,
@@ -31,7 +31,7 @@ from flux_worker.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from flux_worker.http import make_session
+from flux_worker.net.upstream import make_session
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 TOKEN = "cfut_SECRET-api-token-4f9a"

@@ -20,7 +20,8 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from flux_worker import errors, openai_format
+from flux_worker import errors
+from flux_worker.openai_api import answers
 
 SCHEMAS_FILE = Path(__file__).parent / "reference" / "openai-schemas.json"
 BASE = "urn:openai-schemas"
@@ -78,7 +79,7 @@ def sse_chunks(text: str) -> list[dict]:
 # --- the validation bites ----------------------------------------------------------------------
 
 def test_the_known_defects_of_the_old_answers_fail():
-    good = openai_format.chat_completion("chatcmpl-1", 1, "m", "hi", openai_format.usage("a", "b"))
+    good = answers.chat_completion("chatcmpl-1", 1, "m", "hi", answers.usage("a", "b"))
     COMPLETION.validate(good)
     no_refusal = json.loads(json.dumps(good))
     del no_refusal["choices"][0]["message"]["refusal"]
@@ -107,9 +108,9 @@ def test_nullable_is_read_as_null_allowed():
 # --- the builders -----------------------------------------------------------------------------
 
 def test_chat_completion_conforms():
-    answer = openai_format.chat_completion(openai_format.completion_id(), 1700000000, "flux",
+    answer = answers.chat_completion(answers.completion_id(), 1700000000, "flux",
                                            "![image](https://x/image/k)",
-                                           openai_format.usage("a cat", "![image](...)"))
+                                           answers.usage("a cat", "![image](...)"))
     COMPLETION.validate(answer)
     assert answer["choices"][0]["message"]["refusal"] is None
     assert "system_fingerprint" not in answer
@@ -117,13 +118,13 @@ def test_chat_completion_conforms():
 
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_every_chunk_kind_conforms(include_usage):
-    writer = openai_format.ChunkWriter(openai_format.completion_id(), 1700000000, "flux",
+    writer = answers.ChunkWriter(answers.completion_id(), 1700000000, "flux",
                                        include_usage)
     events = [writer.role(), writer.content("🎨 painting"), writer.content(""),
               writer.finish("stop"), writer.finish("length")]
     if include_usage:
-        events.append(writer.usage(openai_format.usage("a cat", "🎨 painting")))
-    chunks = sse_chunks("".join(events) + openai_format.DONE)
+        events.append(writer.usage(answers.usage("a cat", "🎨 painting")))
+    chunks = sse_chunks("".join(events) + answers.DONE)
     assert len(chunks) == len(events)
     for chunk in chunks:
         CHUNK.validate(chunk)
@@ -152,17 +153,17 @@ def _link(key: str) -> str:
 
 
 @pytest.mark.parametrize("items", [
-    openai_format.image_items(RENDERED[:1], "url", _link),
-    openai_format.image_items(RENDERED, "url", _link, revised_prompt="a cat", show_seed=True),
-    openai_format.image_items(RENDERED, "b64_json", _link, show_seed=True),
-    openai_format.image_items(RENDERED[1:], "b64_json", _link, revised_prompt="ein Hund"),
+    answers.image_items(RENDERED[:1], "url", _link),
+    answers.image_items(RENDERED, "url", _link, revised_prompt="a cat", show_seed=True),
+    answers.image_items(RENDERED, "b64_json", _link, show_seed=True),
+    answers.image_items(RENDERED[1:], "b64_json", _link, revised_prompt="ein Hund"),
 ])
 @pytest.mark.parametrize("size, output_format", [
     ("1024x1024", "png"), ("1024x576", "jpeg"), ("1536x1024", "webp"), (None, None),
     ("512x512", "gif"),
 ])
 def test_images_answer_conforms(items, size, output_format):
-    answer = openai_format.images_response(items, size=size, output_format=output_format)
+    answer = answers.images_response(items, size=size, output_format=output_format)
     IMAGES.validate(answer)
     assert answer["data"] == items
     assert answer.get("size") == (size if size in ("1024x1024", "1536x1024") else None)
@@ -171,15 +172,15 @@ def test_images_answer_conforms(items, size, output_format):
 
 
 def test_model_and_model_list_conform():
-    detail = openai_format.model_object(
+    detail = answers.model_object(
         "@cf/black-forest-labs/flux-1-schnell", "black-forest-labs", 1720000000,
         backend="cloudflare", aliases=["flux"], description="FLUX.1 [schnell]",
         capabilities={"seed": True}, default=True)
     MODEL.validate(detail)
-    plain = openai_format.model_object("@cf/leonardo/phoenix-1.0", "leonardo", 1730000000,
+    plain = answers.model_object("@cf/leonardo/phoenix-1.0", "leonardo", 1730000000,
                                        backend="demo")
-    MODELS.validate(openai_format.model_list([plain, detail]))
-    MODELS.validate(openai_format.model_list([]))
+    MODELS.validate(answers.model_list([plain, detail]))
+    MODELS.validate(answers.model_list([]))
 
 
 def _error_classes() -> list[type[errors.APIError]]:
@@ -197,7 +198,7 @@ def test_every_error_class_is_covered():
 def test_every_error_answer_conforms(cls):
     ERROR.validate(cls("Something went wrong: do this instead.").body())
     ERROR.validate(cls("Bad field.", param="n", code="custom", retry_after=3).body())
-    ERROR.validate(openai_format.error_body("m", cls.type, None, cls.code))
+    ERROR.validate(answers.error_body("m", cls.type, None, cls.code))
 
 
 # --- the live app -----------------------------------------------------------------------------

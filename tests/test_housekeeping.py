@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flux_worker.housekeeping import detect
+from flux_worker.chat.background_requests import detect
 
 NEXTCHAT_TITLE = ("Please generate a four to five word title summarizing our conversation without "
                   "any lead-in, punctuation, quotation marks, periods, symbols, bold text, or "

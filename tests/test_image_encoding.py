@@ -16,10 +16,10 @@ from flux_worker.backends.base import GenerationRequest
 from flux_worker.backends.cloudflare import CloudflareBackend
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.backends.openai_images import OpenAIImagesBackend, generic_model
-from flux_worker.catalog import CATALOG, ModelRegistry, model_for_images
+from flux_worker.catalog.models import CATALOG, ModelRegistry, model_for_images
 from flux_worker.errors import InvalidRequest
-from flux_worker.http import make_session
-from flux_worker.intake import InputImage, decode, sd_mask
+from flux_worker.inputs.intake import InputImage, decode, sd_mask
+from flux_worker.net.upstream import make_session
 
 ACCOUNT = "acc0123"
 TOKEN = "cfut_SECRET-token-for-encoding"
@@ -293,7 +293,7 @@ def test_openai_backend_forwards_variations(rsps):
 
 
 def test_an_edit_estimate_counts_one_input_tile_per_reference():
-    from flux_worker.pipeline import ImageJob
+    from flux_worker.generation.pipeline import ImageJob
     job = ImageJob(original="x", prompt="x", model=KLEIN, width=1024, height=1024, ratio="1:1",
                    images=(picture((64, 64)), picture((64, 64))))
     assert job.estimate == pytest.approx(KLEIN.estimate(1024, 1024, None, 2))

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from flux_worker import imaging
-from flux_worker.imaging import FittedImage, NotAnImage
+from flux_worker.generation import fitting
+from flux_worker.generation.fitting import FittedImage, NotAnImage
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 60), (30, 60, 220)
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
@@ -86,35 +86,35 @@ def junk(name: str) -> bytes:
 @pytest.mark.parametrize("name", ["JPEG", "PNG", "WEBP", "GIF", "RGBA PNG"])
 def test_sniff_names_each_format(name):
     expected = CONTENT_TYPES[name.split()[-1]]
-    assert imaging.sniff(samples()[name]) == expected
+    assert fitting.sniff(samples()[name]) == expected
 
 
 @pytest.mark.parametrize("data", [b"", b"hello", b"\xff\xd8", b"RIFF\x00\x00\x00\x00WAVEfmt ",
                                   b"GIF90a", b"<svg xmlns='http://www.w3.org/2000/svg'/>"])
 def test_sniff_rejects_junk(data):
-    assert imaging.sniff(data) is None
+    assert fitting.sniff(data) is None
 
 
 # --- probe ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["JPEG", "PNG", "WEBP", "GIF", "RGBA PNG"])
 def test_probe_reads_type_and_size(name):
-    assert imaging.probe(samples()[name]) == (CONTENT_TYPES[name.split()[-1]], 300, 200)
+    assert fitting.probe(samples()[name]) == (CONTENT_TYPES[name.split()[-1]], 300, 200)
 
 
 @pytest.mark.parametrize("name", list(JUNK))
 def test_probe_rejects_junk(name):
     with pytest.raises(NotAnImage):
-        imaging.probe(junk(name))
+        fitting.probe(junk(name))
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_probe_refuses_decompression_bombs(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 200 - 1)
     with pytest.raises(NotAnImage):
-        imaging.probe(samples()["PNG"])
+        fitting.probe(samples()["PNG"])
     with pytest.raises(NotAnImage):
-        imaging.fit(samples()["PNG"], 64, 64)
+        fitting.fit(samples()["PNG"], 64, 64)
 
 
 def test_not_an_image_is_a_value_error():
@@ -129,7 +129,7 @@ SIZES = [(512, 1024), (768, 512), (768, 1024), (1024, 576), (576, 1024), (1000, 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_fit_same_size_returns_the_original_bytes(fmt):
     data = jpeg_1024() if fmt == "JPEG" else png_1024()
-    fitted = imaging.fit(data, 1024, 1024)
+    fitted = fitting.fit(data, 1024, 1024)
     assert fitted.data is data
     assert fitted == FittedImage(data, CONTENT_TYPES[fmt], 1024, 1024)
 
@@ -138,17 +138,17 @@ def test_fit_same_size_returns_the_original_bytes(fmt):
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_fit_gives_exactly_the_requested_size(fmt, size):
     data = jpeg_1024() if fmt == "JPEG" else png_1024()
-    fitted = imaging.fit(data, *size)
+    fitted = fitting.fit(data, *size)
     img = decode(fitted.data)
     assert img.size == size
     assert img.format == fmt
     assert (fitted.width, fitted.height) == size
-    assert fitted.content_type == CONTENT_TYPES[fmt] == imaging.sniff(fitted.data)
+    assert fitted.content_type == CONTENT_TYPES[fmt] == fitting.sniff(fitted.data)
 
 
 def test_fit_upscales_a_small_source():
     data = encode(picture(512, 512), "JPEG")
-    fitted = imaging.fit(data, 1024, 576)
+    fitted = fitting.fit(data, 1024, 576)
     assert decode(fitted.data).size == (1024, 576)
     assert fitted.content_type == "image/jpeg"
 
@@ -158,15 +158,15 @@ def test_fit_upscales_a_small_source():
        fmt=st.sampled_from(["JPEG", "PNG"]))
 def test_fit_always_gives_the_target_size(width, height, fmt):
     data = jpeg_1024() if fmt == "JPEG" else png_1024()
-    fitted = imaging.fit(data, width, height)
+    fitted = fitting.fit(data, width, height)
     assert decode(fitted.data).size == (width, height)
-    assert imaging.sniff(fitted.data) == CONTENT_TYPES[fmt]
+    assert fitting.sniff(fitted.data) == CONTENT_TYPES[fmt]
 
 
 @pytest.mark.parametrize("size", [(0, 64), (64, -1)])
 def test_fit_rejects_empty_sizes(size):
     with pytest.raises(ValueError):
-        imaging.fit(jpeg_1024(), *size)
+        fitting.fit(jpeg_1024(), *size)
 
 
 # --- fit: cropping -------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def near(pixel, colour, tolerance=40):
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 @pytest.mark.parametrize("size", [(1024, 576), (768, 432)], ids=["crop", "crop+scale"])
 def test_wide_crop_trims_top_and_bottom_equally(fmt, size):
-    img = decode(imaging.fit(banded(fmt), *size).data).convert("RGB")
+    img = decode(fitting.fit(banded(fmt), *size).data).convert("RGB")
     w, h = size
     for x in (w // 2 - 20, w // 2, w // 2 + 20):
         assert near(img.getpixel((x, 3)), GREEN)      # the red bands are gone ...
@@ -202,7 +202,7 @@ def test_wide_crop_trims_top_and_bottom_equally(fmt, size):
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 @pytest.mark.parametrize("size", [(576, 1024), (432, 768)], ids=["crop", "crop+scale"])
 def test_tall_crop_trims_left_and_right_equally(fmt, size):
-    img = decode(imaging.fit(banded(fmt), *size).data).convert("RGB")
+    img = decode(fitting.fit(banded(fmt), *size).data).convert("RGB")
     w, h = size
     for y in (h // 2 - 20, h // 2, h // 2 + 20):
         assert near(img.getpixel((3, y)), GREEN)
@@ -214,7 +214,7 @@ def test_tall_crop_trims_left_and_right_equally(fmt, size):
 def test_square_target_from_a_wide_source_keeps_the_centre():
     img = Image.new("RGB", (1000, 500), BLUE)
     img.paste(Image.new("RGB", (500, 500), GREEN), (250, 0))
-    fitted = decode(imaging.fit(encode(img, "PNG"), 100, 100).data)
+    fitted = decode(fitting.fit(encode(img, "PNG"), 100, 100).data)
     assert fitted.getpixel((1, 50)) == GREEN
     assert fitted.getpixel((98, 50)) == GREEN
 
@@ -222,8 +222,8 @@ def test_square_target_from_a_wide_source_keeps_the_centre():
 # --- fit: formats --------------------------------------------------------------------------
 
 def test_png_with_alpha_to_jpeg_flattens_onto_white():
-    fitted = imaging.fit(rgba_png(), 200, 100, "jpeg")
-    assert imaging.sniff(fitted.data) == fitted.content_type == "image/jpeg"
+    fitted = fitting.fit(rgba_png(), 200, 100, "jpeg")
+    assert fitting.sniff(fitted.data) == fitted.content_type == "image/jpeg"
     img = decode(fitted.data)
     assert img.mode == "RGB" and img.size == (200, 100)
     assert near(img.getpixel((20, 50)), (255, 255, 255), 8)
@@ -231,7 +231,7 @@ def test_png_with_alpha_to_jpeg_flattens_onto_white():
 
 
 def test_png_with_alpha_stays_transparent_when_resized():
-    img = decode(imaging.fit(rgba_png(), 100, 50).data)
+    img = decode(fitting.fit(rgba_png(), 100, 50).data)
     assert img.mode == "RGBA"
     assert img.getpixel((5, 25))[3] == 0
     assert img.getpixel((95, 25)) == BLUE + (255,)
@@ -246,26 +246,26 @@ def test_png_with_alpha_stays_transparent_when_resized():
     ("GIF", None, "image/png"),
 ])
 def test_output_format_is_honoured(source, output, expected):
-    fitted = imaging.fit(samples()[source], 150, 150, output)
-    assert imaging.sniff(fitted.data) == fitted.content_type == expected
+    fitted = fitting.fit(samples()[source], 150, 150, output)
+    assert fitting.sniff(fitted.data) == fitted.content_type == expected
     assert decode(fitted.data).size == (150, 150)
 
 
 def test_same_size_in_another_format_is_converted():
     data = samples()["JPEG"]
-    for fitted in (imaging.fit(data, 300, 200, "png"), imaging.convert(data, "png")):
-        assert imaging.sniff(fitted.data) == "image/png"
+    for fitted in (fitting.fit(data, 300, 200, "png"), fitting.convert(data, "png")):
+        assert fitting.sniff(fitted.data) == "image/png"
         assert decode(fitted.data).size == (300, 200)
 
 
 def test_same_size_and_same_format_named_explicitly_is_untouched():
     data = samples()["JPEG"]
-    assert imaging.fit(data, 300, 200, "jpg").data is data
+    assert fitting.fit(data, 300, 200, "jpg").data is data
 
 
 def test_unknown_output_format_is_a_value_error():
     with pytest.raises(ValueError, match="output format"):
-        imaging.fit(jpeg_1024(), 64, 64, "bmp")
+        fitting.fit(jpeg_1024(), 64, 64, "bmp")
 
 
 # --- fit: broken input ---------------------------------------------------------------------
@@ -274,20 +274,20 @@ def test_unknown_output_format_is_a_value_error():
 @pytest.mark.parametrize("size", [(1024, 1024), (512, 512)])
 def test_fit_rejects_junk(name, size):
     with pytest.raises(NotAnImage):
-        imaging.fit(junk(name), *size)
+        fitting.fit(junk(name), *size)
 
 
 @pytest.mark.parametrize("size", [(1024, 1024), (512, 512)], ids=["same size", "resized"])
 def test_fit_rejects_a_jpeg_cut_off_after_its_header(size):
     cut = jpeg_1024()[: len(jpeg_1024()) // 2]
-    assert imaging.probe(cut) == ("image/jpeg", 1024, 1024)   # the header alone looks fine
+    assert fitting.probe(cut) == ("image/jpeg", 1024, 1024)   # the header alone looks fine
     with pytest.raises(NotAnImage):
-        imaging.fit(cut, *size)
+        fitting.fit(cut, *size)
 
 
 def test_fit_keeps_a_complete_image_with_trailing_bytes():
     data = jpeg_1024() + b"\x00trailer"
-    assert imaging.fit(data, 1024, 1024).data is data
+    assert fitting.fit(data, 1024, 1024).data is data
 
 
 # --- fit: cost rules ------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_fit_keeps_a_complete_image_with_trailing_bytes():
     ((1024, 1024), (512, 512), Image.Resampling.BOX),       # exactly half
 ])
 def test_the_filter_follows_the_scale_factor(source, target, expected):
-    resample, gap = imaging._resampling(*source, *target)
+    resample, gap = fitting._resampling(*source, *target)
     assert resample == expected
     assert (gap is not None) == (expected == Image.Resampling.LANCZOS)
 
@@ -307,12 +307,12 @@ def test_the_filter_follows_the_scale_factor(source, target, expected):
 def test_fits_in_many_threads_and_failures_give_their_slot_back():
     """More threads than pixel slots, half of them failing: every good fit still finishes."""
     cut = jpeg_1024()[: len(jpeg_1024()) // 2]
-    slots = imaging._cores()
+    slots = fitting._cores()
     results: list = []
 
     def work(i: int) -> None:
         try:
-            results.append(imaging.fit(cut if i % 2 else jpeg_1024(), 768, 512))
+            results.append(fitting.fit(cut if i % 2 else jpeg_1024(), 768, 512))
         except NotAnImage as exc:
             results.append(exc)
 

@@ -12,8 +12,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from flux_worker import intake
-from flux_worker.intake import (
+from flux_worker.inputs import intake
+from flux_worker.inputs.intake import (
     ImageExpired,
     ImageIntake,
     ImageRefused,

@@ -15,23 +15,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flux_worker import housekeeping, prompt, redaction, sizes, translate
+from flux_worker import redaction
 from flux_worker.backends import cloudflare
+from flux_worker.chat import background_requests
 from flux_worker.config import Config
 from flux_worker.errors import InvalidRequest
+from flux_worker.generation import prompt, sizes, translate
 
 MAX_BODY = Config.from_env({}).max_body_bytes
 BOUND = 2.0  # seconds; generous on purpose (a shared, slow CI machine must not flake)
 
 # Patterns run with search/sub over the whole text.
 PATTERNS: dict[str, re.Pattern] = {
-    **{f"housekeeping.nextchat[{i}]": p for i, (p, _) in enumerate(housekeeping._NEXTCHAT)},
-    **{f"housekeeping.open_webui_kinds[{i}]": p
-       for i, (p, _) in enumerate(housekeeping._OPEN_WEBUI_KINDS)},
-    "housekeeping.open_webui": housekeeping._OPEN_WEBUI,
-    "housekeeping.generic_title": housekeeping._GENERIC_TITLE,
-    "housekeeping.title_noise": housekeeping._TITLE_NOISE,
-    "housekeeping.embedded_user": housekeeping._EMBEDDED_USER,
+    **{f"background_requests.nextchat[{i}]": p
+       for i, (p, _) in enumerate(background_requests._NEXTCHAT)},
+    **{f"background_requests.open_webui_kinds[{i}]": p
+       for i, (p, _) in enumerate(background_requests._OPEN_WEBUI_KINDS)},
+    "background_requests.open_webui": background_requests._OPEN_WEBUI,
+    "background_requests.generic_title": background_requests._GENERIC_TITLE,
+    "background_requests.title_noise": background_requests._TITLE_NOISE,
+    "background_requests.embedded_user": background_requests._EMBEDDED_USER,
     "prompt.trailing_ratio": prompt._TRAILING_RATIO,
     "prompt.trailing_wxh": prompt._TRAILING_WXH,
     "prompt.option_start": prompt._OPTION_START,
@@ -100,7 +103,7 @@ def _exercise_all(text: str) -> dict[str, float]:
 def _functions(text: str) -> float:
     """Seconds taken by the functions that run the patterns on a request's text."""
     started = time.perf_counter()
-    housekeeping.detect([text + "x", text], text)
+    background_requests.detect([text + "x", text], text)
     prompt.parse_prompt(text)
     try:
         sizes.parse_size_param(text)
@@ -140,12 +143,13 @@ def test_generic_title_still_recognised():
     for text in ("Please generate a concise, 5-word-or-less title for the conversation",
                  "write a short three word title for this conversation",
                  "Generate title for conversation"):
-        assert housekeeping._GENERIC_TITLE.search(text), text
-    assert not housekeeping._GENERIC_TITLE.search("generate a cat wearing a title belt")
+        assert background_requests._GENERIC_TITLE.search(text), text
+    assert not background_requests._GENERIC_TITLE.search("generate a cat wearing a title belt")
 
 
 def test_embedded_user_line_found_without_crossing_lines():
-    found = housekeeping._EMBEDDED_USER.search("### Task:\n<chat_history>\n  USER: a red fox\n")
+    found = background_requests._EMBEDDED_USER.search(
+        "### Task:\n<chat_history>\n  USER: a red fox\n")
     assert found and found.group(1) == "a red fox"
 
 

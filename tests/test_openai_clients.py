@@ -15,12 +15,17 @@ import re
 import pytest
 from PIL import Image
 
-from flux_worker import openai_format
-from flux_worker.catalog import CATALOG, DALL_E_ALIASES, GPT_IMAGE_ALIASES, ModelRegistry
+from flux_worker.catalog.models import (
+    CATALOG,
+    DALL_E_ALIASES,
+    GPT_IMAGE_ALIASES,
+    ModelRegistry,
+)
+from flux_worker.chat.phrases import PHRASES, Phrasebook
 from flux_worker.config import Config, ConfigError
 from flux_worker.errors import InvalidRequest
-from flux_worker.phrases import PHRASES, Phrasebook
-from flux_worker.wire import parse_chat_completion, parse_image_generation
+from flux_worker.openai_api import answers
+from flux_worker.openai_api.generation_requests import parse_chat_completion, parse_image_generation
 
 DEFAULT = "@cf/black-forest-labs/flux-1-schnell"
 
@@ -97,13 +102,13 @@ def test_modalities_are_parsed_once():
 
 def test_builders_add_openrouter_images_only_when_given():
     url = "http://127.0.0.1:8000/image/abc"
-    plain = openai_format.chat_completion("chatcmpl-1", 1, "m", "text", {})
+    plain = answers.chat_completion("chatcmpl-1", 1, "m", "text", {})
     assert "images" not in plain["choices"][0]["message"]
-    with_images = openai_format.chat_completion("chatcmpl-1", 1, "m", "text", {}, images=[url])
+    with_images = answers.chat_completion("chatcmpl-1", 1, "m", "text", {}, images=[url])
     assert with_images["choices"][0]["message"] == {
         "role": "assistant", "content": "text", "refusal": None,
         "images": [{"type": "image_url", "image_url": {"url": url}}]}
-    writer = openai_format.ChunkWriter("chatcmpl-1", 1, "m", include_usage=False)
+    writer = answers.ChunkWriter("chatcmpl-1", 1, "m", include_usage=False)
     assert '"images"' not in writer.content("piece")
     assert '"images":[{"type":"image_url","image_url":{"url":"%s"}}]' % url in writer.content(
         "piece", images=[url])

@@ -12,13 +12,13 @@ from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate
 
 from flux_worker import create_app
-from flux_worker.openapi import openapi_spec
-from flux_worker.wire import (
+from flux_worker.openai_api.generation_requests import (
     ChatCompletionRequest,
     ImageGenerationRequest,
     parse_chat_completion,
     parse_image_generation,
 )
+from flux_worker.openai_api.openapi import openapi_spec
 
 from .helpers import make_config
 

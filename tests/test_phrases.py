@@ -2,8 +2,8 @@
 
 from string import Formatter
 
+from flux_worker.chat.phrases import PHRASES
 from flux_worker.config import LANGUAGES
-from flux_worker.phrases import PHRASES
 
 
 def fields_of(template: str) -> list[str | None]:

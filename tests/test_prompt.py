@@ -1,4 +1,4 @@
-"""Tests for flux_worker.prompt: prompt parsing, size resolution, the size field."""
+"""Tests for flux_worker.generation.prompt: prompt parsing, size resolution, the size field."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flux_worker.catalog import CATALOG, ModelSpec, SizeRange
+from flux_worker.catalog.models import CATALOG, ModelSpec, SizeRange
 from flux_worker.errors import InvalidRequest
-from flux_worker.prompt import ParsedPrompt, parse_prompt
-from flux_worker.sizes import (
+from flux_worker.generation.prompt import ParsedPrompt, parse_prompt
+from flux_worker.generation.sizes import (
     DEFAULT_SIZE,
     PRESETS,
     ResolvedSize,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flux_worker.config import Config, default_max_inflight
-from flux_worker.server import HEADER_GATHER_LIMIT, request_complete
+from flux_worker.gunicorn_worker import HEADER_GATHER_LIMIT, request_complete
 
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
 

@@ -16,6 +16,7 @@ import pytest
 import redis as redis_py
 
 from flux_worker.config import Config, ConfigError
+from flux_worker.cost.throttle import DiskcacheStorage, RateLimiter
 from flux_worker.errors import RateLimited, StorageError
 from flux_worker.services import build_services
 from flux_worker.startup import advice, startup_problems
@@ -24,7 +25,6 @@ from flux_worker.storage.counters import REDIS_TIMEOUT, directory, redis_client
 from flux_worker.storage.disk import DiskStore
 from flux_worker.storage.memory import MemoryStore
 from flux_worker.storage.redis import RedisStore
-from flux_worker.throttle import DiskcacheStorage, RateLimiter
 from tests.helpers import free_port
 from tests.redis_server import RedisServer
 

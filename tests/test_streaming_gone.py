@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from flux_worker.streaming import HEARTBEAT, Background, ClientWatch, peer_closed
+from flux_worker.chat.streaming import HEARTBEAT, Background, ClientWatch, peer_closed
 
 
 def test_peer_closed_tells_an_open_connection_from_a_closed_one():

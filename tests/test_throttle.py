@@ -8,10 +8,10 @@ import pytest
 
 from flux_worker import create_app
 from flux_worker.backends.demo import DemoBackend
+from flux_worker.cost.throttle import InflightGate, RateLimiter
 from flux_worker.errors import Overloaded, RateLimited
 from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation
-from flux_worker.throttle import InflightGate, RateLimiter
 
 from .helpers import TEST_KEY, make_config
 

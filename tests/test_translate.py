@@ -8,7 +8,7 @@ import pytest
 import requests
 import responses
 
-from flux_worker.translate import (
+from flux_worker.generation.translate import (
     SYSTEM_MESSAGE,
     ChatTranslator,
     TranslationFailed,

@@ -1,12 +1,12 @@
-"""Tests for flux_worker.wire: the request models and the 400s their failures become."""
+"""Tests for flux_worker.openai_api.generation_requests: the request models and their 400s."""
 
 from __future__ import annotations
 
 import pytest
 
 from flux_worker.errors import InvalidRequest
-from flux_worker.sizes import SizeSpec
-from flux_worker.wire import (
+from flux_worker.generation.sizes import SizeSpec
+from flux_worker.openai_api.generation_requests import (
     ChatCompletionRequest,
     ImageGenerationRequest,
     ImageURLPart,

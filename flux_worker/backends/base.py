@@ -6,8 +6,8 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..catalog import ModelSpec
-from ..intake import InputImage
+from ..catalog.models import ModelSpec
+from ..inputs.intake import InputImage
 
 
 @dataclass(frozen=True)

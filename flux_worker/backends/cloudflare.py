@@ -37,10 +37,9 @@ import orjson
 import pybase64
 import requests
 
-from .. import imaging, intake
-from ..accounts import Account, AccountPool
-from ..catalog import ModelSpec
+from ..catalog.models import ModelSpec
 from ..config import DEFAULT_CF_API_BASE
+from ..cost.accounts import Account, AccountPool
 from ..errors import (
     APIError,
     ContentPolicy,
@@ -53,7 +52,9 @@ from ..errors import (
     UpstreamTimeout,
     raise_if_cancelled,
 )
-from ..http import Answer, UpstreamProblem, call, retry_after_seconds
+from ..generation import fitting
+from ..inputs import intake
+from ..net.upstream import Answer, UpstreamProblem, call, retry_after_seconds
 from ..redaction import redact
 from .base import GeneratedImage, GenerationRequest
 
@@ -142,10 +143,10 @@ def _source_fields(model: ModelSpec, request: GenerationRequest,
         return {}
     width = fields.get("width", request.width)
     height = fields.get("height", request.height)
-    source = imaging.fit(request.images[0].data, width, height, "png").data
+    source = fitting.fit(request.images[0].data, width, height, "png").data
     extra: dict[str, Any] = {"image_b64": pybase64.b64encode(source).decode("ascii")}
     if model.mask and request.mask is not None:
-        extra["mask"] = list(imaging.fit(request.mask, width, height, "png").data)
+        extra["mask"] = list(fitting.fit(request.mask, width, height, "png").data)
     if model.strength and request.strength is not None:
         extra["strength"] = float(max(0.0, min(1.0, request.strength)))
     return extra
@@ -591,12 +592,12 @@ class CloudflareBackend:
 
 def _oversized(model: ModelSpec, data: bytes) -> UpstreamError | None:
     """The error for an image larger than any model makes (decoding it could take gigabytes)."""
-    size = imaging.oversized(data)
+    size = fitting.oversized(data)
     if size is None:
         return None
     return UpstreamError(
         f"Cloudflare returned a {size[0]}x{size[1]} image for {model.id}; no image model makes "
-        f"more than {imaging.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")
+        f"more than {fitting.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")
 
 
 def _human(seconds: int) -> str:

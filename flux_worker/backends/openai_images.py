@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 import requests
 from PIL import Image
 
-from .. import imaging
-from ..catalog import ModelSpec, SizeRange
+from ..catalog.models import ModelSpec, SizeRange
 from ..errors import (
     ContentPolicy,
     QuotaExceeded,
@@ -28,9 +27,10 @@ from ..errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ..http import Answer, UpstreamProblem, call, retry_after_seconds
+from ..generation import fitting
+from ..generation.translate import chat_completions_url
+from ..net.upstream import Answer, UpstreamProblem, call, retry_after_seconds
 from ..redaction import redact
-from ..translate import chat_completions_url
 from .base import GeneratedImage, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,11 @@ class OpenAIImagesBackend:
             image = self._download(item["url"], deadline)
         else:
             raise UpstreamError("The image API answered without b64_json or url.")
-        size = imaging.oversized(image.data)
+        size = fitting.oversized(image.data)
         if size is not None:
             raise UpstreamError(
                 f"The image API returned a {size[0]}x{size[1]} image; no image model makes more "
-                f"than {imaging.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")
+                f"than {fitting.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")
         return image
 
     def _send(self, url: str, model: str, deadline: float, **payload: Any) -> Answer:

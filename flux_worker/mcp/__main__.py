@@ -21,7 +21,7 @@ from mcp.server.stdio import stdio_server
 
 from .. import logs
 from ..config import Config, ConfigError
-from ..pipeline import ImageResult
+from ..generation.pipeline import ImageResult
 from ..services import build_services
 from .caller import Caller
 from .server import build_server

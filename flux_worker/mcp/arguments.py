@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import edit_requests
-from ..catalog import ModelSpec
-from ..edit_requests import MAX_EDIT_IMAGES, EditRequest
+from ..catalog.models import ModelSpec
 from ..errors import InvalidRequest
-from ..sizes import parse_size_param
-from ..wire import ImageGenerationRequest, parse_image_generation
+from ..generation.sizes import parse_size_param
+from ..openai_api import edit_requests
+from ..openai_api.edit_requests import MAX_EDIT_IMAGES, EditRequest
+from ..openai_api.generation_requests import ImageGenerationRequest, parse_image_generation
 
 _GENERATE_ARGS = {"prompt", "model", "size", "aspect_ratio", "seed", "steps", "negative_prompt",
                   "n"}

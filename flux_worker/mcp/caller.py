@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..pipeline import ImageResult
+from ..generation.pipeline import ImageResult
 
 # The WSGI layer in front of the bridge puts the request's Caller here; a2wsgi hands the WSGI
 # environ on in the ASGI scope, where the tool handler finds it through the SDK's request.

@@ -10,8 +10,8 @@ from typing import Any
 
 import mcp_types as types
 
-from ..catalog import SEED_MAX, ModelSpec
-from ..edit_requests import MAX_EDIT_IMAGES
+from ..catalog.models import SEED_MAX, ModelSpec
+from ..openai_api.edit_requests import MAX_EDIT_IMAGES
 from ..services import Services
 from .preview import PREVIEW_MAX_BYTES, PREVIEW_MAX_SIDE
 

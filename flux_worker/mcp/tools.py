@@ -15,12 +15,12 @@ from typing import Any
 
 import mcp_types as types
 
-from ..budget import neurons_text, usd_text
+from ..cost.budget import neurons_text, usd_text
 from ..errors import APIError, InvalidRequest
-from ..image_edits import EditOptions, plan_edit
-from ..intake import ImageIntake
-from ..pipeline import ImageJob, ImageResult
-from ..prompt import parse_prompt
+from ..generation.edits import EditOptions, plan_edit
+from ..generation.pipeline import ImageJob, ImageResult
+from ..generation.prompt import parse_prompt
+from ..inputs.intake import ImageIntake
 from ..services import Services
 from .arguments import edit_request, ignored_options, images_request, no_unknown
 from .caller import Caller

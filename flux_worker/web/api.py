@@ -11,19 +11,24 @@ import time
 
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
-from .. import housekeeping, openai_format
-from ..answer import ImageLinks, chat_answer, holding, sse_events
-from ..image_edits import edit_answer
-from ..phrases import Phrasebook
-from ..prompt import parse_prompt
-from ..streaming import Background, ClientWatch, peer_closed
-from ..wire import ChatCompletionRequest, parse_chat_completion, parse_image_generation
+from ..chat import background_requests
+from ..chat.answer import ImageLinks, chat_answer, holding, sse_events
+from ..chat.phrases import Phrasebook
+from ..chat.streaming import Background, ClientWatch, peer_closed
+from ..generation.edits import edit_answer
+from ..generation.prompt import parse_prompt
+from ..openai_api import answers
+from ..openai_api.generation_requests import (
+    ChatCompletionRequest,
+    parse_chat_completion,
+    parse_image_generation,
+)
 from .auth import caller_identity, caller_key, require_api_key
+from .base_url import image_linker, public_base_url
 from .body import json_body
 from .context import services
 from .edits import chat_edit_job
-from .images import render_images, tell_neurons
-from .links import image_linker, public_base_url
+from .image_answers import render_images, tell_neurons
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
@@ -48,8 +53,8 @@ def chat_completions():
     identity = caller_identity()
     # A caller over its limit is refused before any pattern runs over its text.
     svc.admission.check(identity)
-    cid, created = openai_format.completion_id(), int(time.time())
-    task = housekeeping.detect(chat.user_texts(), text)
+    cid, created = answers.completion_id(), int(time.time())
+    task = background_requests.detect(chat.user_texts(), text)
     if task is not None:
         # A client's background request (title, tags) gets a short text, not an image.
         log.info("answered %s %s request without an image", task.client, task.kind)
@@ -93,14 +98,14 @@ def _chat_reply(chat: ChatCompletionRequest, cid: str, created: int, model_name:
         return _stream(chat, cid, created, model_name, prompt, pieces,
                        Phrasebook(services().config.language))
     content = "".join(pieces)
-    return jsonify(openai_format.chat_completion(
-        cid, created, model_name, content, openai_format.usage(prompt, content),
+    return jsonify(answers.chat_completion(
+        cid, created, model_name, content, answers.usage(prompt, content),
         images=images.urls if images is not None else None))
 
 
 def _stream(chat: ChatCompletionRequest, cid: str, created: int, model_name: str, prompt: str,
             pieces, words: Phrasebook, images: ImageLinks | None = None) -> Response:
-    writer = openai_format.ChunkWriter(cid, created, model_name, chat.include_usage)
+    writer = answers.ChunkWriter(cid, created, model_name, chat.include_usage)
     return Response(stream_with_context(sse_events(pieces, writer, prompt, words, images)),
                     mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -125,7 +130,7 @@ def images_generations():
 def list_models():
     """The image models offered, in OpenAI's list format."""
     svc = services()
-    return jsonify(openai_format.model_list(
+    return jsonify(answers.model_list(
         [_model_object(svc, spec) for spec in svc.models.models]))
 
 
@@ -144,4 +149,4 @@ def get_model(model_id: str):
 def _model_object(svc, spec, **extra) -> dict:
     backend = svc.backend.name
     owned_by = "flux-worker-demo" if backend == "demo" else spec.owned_by
-    return openai_format.model_object(spec.id, owned_by, spec.created, backend=backend, **extra)
+    return answers.model_object(spec.id, owned_by, spec.created, backend=backend, **extra)

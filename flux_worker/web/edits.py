@@ -14,16 +14,22 @@ from flask import Blueprint, Response, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import edit_requests
-from ..edit_requests import MAX_EDIT_IMAGES, EditRequest, VariationRequest
 from ..errors import InvalidRequest
-from ..image_edits import VARIATION_PROMPT, EditOptions, find_chat_edit, load_chat_images, plan_edit
-from ..intake import ImageIntake, InputImage, upload_too_large
-from ..pipeline import ImageJob
+from ..generation.edits import (
+    VARIATION_PROMPT,
+    EditOptions,
+    find_chat_edit,
+    load_chat_images,
+    plan_edit,
+)
+from ..generation.pipeline import ImageJob
+from ..inputs.intake import ImageIntake, InputImage, upload_too_large
+from ..openai_api import edit_requests
+from ..openai_api.edit_requests import MAX_EDIT_IMAGES, EditRequest, VariationRequest
 from .auth import caller_identity, require_api_key
 from .body import json_body
 from .context import services
-from .images import render_images
+from .image_answers import render_images
 
 log = logging.getLogger(__name__)
 bp = Blueprint("edits", __name__)

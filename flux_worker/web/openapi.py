@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from ..openapi import openapi_spec
+from ..openai_api.openapi import openapi_spec
 from .context import services
 
 bp = Blueprint("openapi", __name__)

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, jsonify, make_response, render_template, request
 
 from ..errors import StorageError
+from .base_url import public_base_url
 from .context import services
 from .errors import public
-from .links import public_base_url
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
-from flux_worker.sizes import PRESETS
+from flux_worker.generation.sizes import PRESETS
 
 from .service import API_KEY, CF_TOKEN, LLM_KEY, ROOT, cloudflare_env, start_service
 

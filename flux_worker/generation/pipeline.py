@@ -17,15 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import imaging, metrics
-from .backends.base import GenerationRequest, ImageBackend
-from .budget import Hold
-from .catalog import SEED_MAX, ModelSpec
-from .errors import InvalidRequest, StorageError, UpstreamError, raise_if_cancelled
-from .intake import InputImage
+from .. import metrics
+from ..backends.base import GenerationRequest, ImageBackend
+from ..catalog.models import SEED_MAX, ModelSpec
+from ..cost.budget import Hold
+from ..errors import InvalidRequest, StorageError, UpstreamError, raise_if_cancelled
+from ..inputs.intake import InputImage
+from ..storage import ImageStore, new_key
+from . import fitting
 from .prompt import ParsedPrompt
 from .sizes import SizeSpec, resolve_size
-from .storage import ImageStore, new_key
 from .translate import TranslationFailed, Translator
 
 log = logging.getLogger(__name__)
@@ -265,8 +266,8 @@ class Pipeline:
             # Fitting and storing cost this server's time and storage: not for a client that left.
             raise_if_cancelled(cancel)
             try:
-                fitted = imaging.fit(generated.data, job.width, job.height, job.output_format)
-            except imaging.NotAnImage as exc:
+                fitted = fitting.fit(generated.data, job.width, job.height, job.output_format)
+            except fitting.NotAnImage as exc:
                 raise UpstreamError(
                     f"The image model {job.model.short_name} returned bytes that are not an "
                     "image. Try again; if it persists, pick another model.") from exc

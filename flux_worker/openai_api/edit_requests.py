@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import InvalidRequest
-from .imaging import OUTPUT_FORMATS
-from .sizes import SizeSpec, parse_size_param
+from ..errors import InvalidRequest
+from ..generation.fitting import OUTPUT_FORMATS
+from ..generation.sizes import SizeSpec, parse_size_param
 
 MAX_EDIT_IMAGES = 4
 

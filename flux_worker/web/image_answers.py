@@ -6,12 +6,12 @@ from typing import Any
 
 from flask import Response, g, jsonify, request
 
-from .. import openai_format
-from ..pipeline import ImageJob
-from ..streaming import ClientWatch, peer_closed
+from ..chat.streaming import ClientWatch, peer_closed
+from ..generation.pipeline import ImageJob
+from ..openai_api import answers
 from .auth import caller_identity, caller_key
+from .base_url import image_linker, public_base_url
 from .context import services
-from .links import image_linker, public_base_url
 
 
 def render_images(job: ImageJob, n: int, response_format: str | None,
@@ -26,12 +26,12 @@ def render_images(job: ImageJob, n: int, response_format: str | None,
         cancel = ClientWatch(peer_closed(request.environ.get("gunicorn.socket")))
         batch = svc.pipeline.render_batch(job, n, cancel=cancel, hold=ticket.hold)
     # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
-    items = openai_format.image_items(
+    items = answers.image_items(
         batch.results, response_format or svc.models.default_response_format(model_name),
         image_linker(public_base_url()),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=job.model.seed)
-    body = openai_format.images_response(
+    body = answers.images_response(
         items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1])
     body.update(extra or {})
     response = jsonify(body)

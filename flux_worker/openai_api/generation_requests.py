@@ -28,11 +28,11 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from .catalog import SEED_MAX
-from .errors import InvalidRequest, json_type_name
-from .imaging import OUTPUT_FORMATS
-from .prompt import STEPS_MAX
-from .sizes import SizeSpec, parse_size_param
+from ..catalog.models import SEED_MAX
+from ..errors import InvalidRequest, json_type_name
+from ..generation.fitting import OUTPUT_FORMATS
+from ..generation.prompt import STEPS_MAX
+from ..generation.sizes import SizeSpec, parse_size_param
 
 # What a client may send as `output_format`, and the format each one means.
 

@@ -13,7 +13,7 @@ bodies, `Expect: 100-continue`, oversized headers or bodies) are read by the thr
 every socket read is bounded by the same deadline, so no thread waits longer than it.
 
 Only plain HTTP/1.x is gathered; TLS connections (gunicorn's `certfile`) get the stock behaviour.
-Configured in gunicorn.conf.py as `worker_class = "flux_worker.server.GatheringWorker"`.
+Configured in gunicorn.conf.py as `worker_class = "flux_worker.gunicorn_worker.GatheringWorker"`.
 """
 
 from __future__ import annotations

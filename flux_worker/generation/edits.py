@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator
 
-from .answer import image_pieces, plan_lines
-from .budget import Hold
-from .catalog import ModelRegistry, model_for_images
-from .errors import InvalidRequest
-from .intake import ImageIntake, InputImage, mask_from_alpha, own_image_key, sd_mask
-from .phrases import Phrasebook
+from ..catalog.models import ModelRegistry, model_for_images
+from ..chat.answer import image_pieces, plan_lines
+from ..chat.phrases import Phrasebook
+from ..cost.budget import Hold
+from ..errors import InvalidRequest
+from ..inputs.intake import ImageIntake, InputImage, mask_from_alpha, own_image_key, sd_mask
 from .pipeline import ImageJob, ImageResult, Pipeline
 from .prompt import parse_prompt
 from .sizes import SizeSpec

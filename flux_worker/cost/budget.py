@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Mapping, Protocol
 
-from . import metrics
-from .catalog import USD_PER_NEURON
-from .errors import QuotaExceeded
-from .storage.counters import directory, redis_client
-from .storage.location import DISK, REDIS, CountersLocation
+from .. import metrics
+from ..catalog.models import USD_PER_NEURON
+from ..errors import QuotaExceeded
+from ..storage.counters import directory, redis_client
+from ..storage.location import DISK, REDIS, CountersLocation
 
-log = logging.getLogger("flux_worker.budget")
+log = logging.getLogger("flux_worker.cost.budget")
 
 Clock = Callable[[], datetime]
 MILLI = 1000                      # counters hold milli-neurons
@@ -174,7 +174,7 @@ class DiskLedger:
     kind = "disk"
 
     def __init__(self, directory: str):
-        from .storage.diskcaches import OwnThreadsCache
+        from ..storage.diskcaches import OwnThreadsCache
 
         # Its own threads make every call, as for the disk image store: a few SQLite
         # connections per process, and writers that take turns in order.

@@ -10,12 +10,12 @@ import logging
 import threading
 from typing import Callable, Iterable, Iterator
 
-from . import openai_format
-from .admission import Ticket
-from .budget import Hold, neurons_text, usd_text
-from .errors import APIError
+from ..cost.admission import Ticket
+from ..cost.budget import Hold, neurons_text, usd_text
+from ..errors import APIError
+from ..generation.pipeline import ImageJob, ImageResult, Pipeline
+from ..openai_api import answers
 from .phrases import Phrasebook
-from .pipeline import ImageJob, ImageResult, Pipeline
 from .streaming import HEARTBEAT
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def holding(pieces: Iterator[str], ticket: Ticket) -> Iterator[str]:
         ticket.release()
 
 
-def sse_events(pieces: Iterable[object], writer: openai_format.ChunkWriter, prompt: str,
+def sse_events(pieces: Iterable[object], writer: answers.ChunkWriter, prompt: str,
                words: Phrasebook, images: ImageLinks | None = None) -> Iterator[str]:
     """The SSE events of one streamed answer; a failure becomes the last content chunk.
 
@@ -122,5 +122,5 @@ def sse_events(pieces: Iterable[object], writer: openai_format.ChunkWriter, prom
             "failed", "the server hit an unexpected error; try again."))
     yield writer.finish("stop")
     if writer.include_usage:
-        yield writer.usage(openai_format.usage(prompt, "".join(sent)))
-    yield openai_format.DONE
+        yield writer.usage(answers.usage(prompt, "".join(sent)))
+    yield answers.DONE

@@ -21,9 +21,9 @@ from limits import parse_many
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
-from .errors import Overloaded, RateLimited, StorageError
-from .storage.counters import directory, redis_client
-from .storage.location import DISK, REDIS, CountersLocation
+from ..errors import Overloaded, RateLimited, StorageError
+from ..storage.counters import directory, redis_client
+from ..storage.location import DISK, REDIS, CountersLocation
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class DiskcacheStorage(Storage):
     STORAGE_SCHEME = ["flux+disk"]
 
     def __init__(self, uri: str, wrap_exceptions: bool = False, **options):
-        from .storage.diskcaches import OwnThreadsCache
+        from ..storage.diskcaches import OwnThreadsCache
 
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
         self.shared = OwnThreadsCache(uri.split("://", 1)[1], timeout=10)

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import ModelSpec, round8
-from .errors import InvalidRequest, json_type_name
+from ..catalog.models import ModelSpec, round8
+from ..errors import InvalidRequest, json_type_name
 
 # The original Worker's size presets, unchanged, so its users get the sizes they know.
 PRESETS: dict[str, tuple[int, int]] = {

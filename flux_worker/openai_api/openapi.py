@@ -20,9 +20,9 @@ import copy
 import functools
 from typing import Any
 
-from .openai_format import OPENAI_IMAGE_SIZES, OPENAI_OUTPUT_FORMATS
-from .version import __version__
-from .wire import ChatCompletionRequest, ImageGenerationRequest
+from ..version import __version__
+from .answers import OPENAI_IMAGE_SIZES, OPENAI_OUTPUT_FORMATS
+from .generation_requests import ChatCompletionRequest, ImageGenerationRequest
 
 OPENAPI_VERSION = "3.1.0"
 

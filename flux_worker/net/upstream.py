@@ -28,7 +28,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from .version import __version__
+from ..version import __version__
 
 # Variables through which requests takes proxy settings from the environment, and the CA bundle
 # variables it honours (in this order).

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .http import MAX_UPSTREAM_BYTES, UpstreamProblem, call
+from ..net.upstream import MAX_UPSTREAM_BYTES, UpstreamProblem, call
 
 log = logging.getLogger(__name__)
 

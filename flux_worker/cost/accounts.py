@@ -21,6 +21,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..catalog.models import FREE_DAILY_NEURONS
+from ..errors import APIError, QuotaExceeded, UpstreamAuthFailed
 from .budget import (
     Books,
     BudgetRules,
@@ -33,10 +35,8 @@ from .budget import (
     short_account,
     utc_now,
 )
-from .catalog import FREE_DAILY_NEURONS
-from .errors import APIError, QuotaExceeded, UpstreamAuthFailed
 
-log = logging.getLogger("flux_worker.accounts")
+log = logging.getLogger("flux_worker.cost.accounts")
 
 DEFAULT_COOLDOWN = 300.0      # seconds an account with a rejected token is skipped
 

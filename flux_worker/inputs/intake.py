@@ -34,8 +34,8 @@ import pybase64
 import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InvalidRequest, PayloadTooLarge
-from .storage import ImageStore, is_valid_key
+from ..errors import InvalidRequest, PayloadTooLarge
+from ..storage import ImageStore, is_valid_key
 
 # 40 megapixels: a large phone photo (8000x5000) still fits; a decompression bomb (a few KB of
 # PNG that inflates to gigabytes) does not. Decided from the header, before decoding a pixel.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import InvalidRequest, ModelNotFound, PromptTooLong
+from ..errors import InvalidRequest, ModelNotFound, PromptTooLong
 
 # --- OpenAI name aliases (issue 13) ---
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
