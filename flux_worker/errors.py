@@ -3,7 +3,9 @@
     APIError                      any error a client sees: status, type, code, message
     ├── InvalidRequest            400 invalid_request_error (bad JSON, fields, empty prompt)
     │   ├── PromptTooLong         400 prompt_too_long
-    │   └── ContentPolicy         400 content_policy_violation (Cloudflare 3030)
+    │   ├── ContentPolicy         400 content_policy_violation (Cloudflare 3030)
+    │   └── ImageRefused          400 invalid_image (an input image cannot be used)
+    │       └── ImageExpired      400 image_expired (an own link whose image is gone)
     ├── AuthenticationError       401 invalid_api_key
     ├── NotFound                  404 (routes, image keys)
     │   └── ModelNotFound         404 model_not_found
@@ -76,6 +78,24 @@ class ContentPolicy(InvalidRequest):
     """The upstream safety filter refused the prompt or its output (400)."""
 
     code = "content_policy_violation"
+
+
+class ImageRefused(InvalidRequest):
+    """An input image cannot be used (400): unreadable, too large, expired, not allowed."""
+
+    code = "invalid_image"
+
+    @classmethod
+    def too_large(cls, label: str, max_bytes: int) -> "ImageRefused":
+        """One input image over MAX_INPUT_IMAGE_BYTES."""
+        return cls(f"{label} is larger than {max_bytes} bytes (MAX_INPUT_IMAGE_BYTES). "
+                   "Send a smaller image.", param="image")
+
+
+class ImageExpired(ImageRefused):
+    """A link to this service's own image that is no longer stored (400)."""
+
+    code = "image_expired"
 
 
 class AuthenticationError(APIError):

@@ -1,7 +1,8 @@
 """Build the long-lived parts of one service instance from its Config.
 
 Everything here is created once per process (in `create_app`) and shared by all request
-threads: one pooled HTTP session, one store, one backend, one translator (or None).
+threads: one pooled HTTP session, one store, one backend, one translator (or None), and the one
+generation entry point every interface calls (`generations`; `chat` for chat-shaped ones).
 """
 
 from __future__ import annotations
@@ -13,15 +14,21 @@ import requests
 
 from .backends.base import ImageBackend
 from .catalog.models import ModelRegistry
+from .chat.phrases import Phrasebook
+from .chat.turn import ChatTurns
 from .config import Config, ConfigError
 from .cost.accounts import AccountPool
 from .cost.admission import Admission
 from .cost.budget import Books, BudgetRules, MemoryLedger, ledger_from_location
 from .cost.throttle import InflightGate, RateLimiter
 from .generation.pipeline import Pipeline
+from .generation.planner import Planner
+from .generation.service import Generations
 from .generation.translate import ChatTranslator, Translator
+from .inputs.intake import ImageIntake
 from .net.upstream import make_session
 from .storage import ImageStore, open_store
+from .storage.health import StoreHealth
 from .storage.links import ImageLinks
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,8 @@ class Services:
     store: ImageStore
     translator: Translator | None
     pipeline: Pipeline
+    generations: Generations
+    chat: ChatTurns
     session: requests.Session | None = None
     admission: Admission = field(default_factory=lambda: Admission(None, InflightGate(0)))
     links: ImageLinks = field(default_factory=ImageLinks)  # IMAGE_LINKS: how answers link images
@@ -66,15 +75,26 @@ def build_services(config: Config) -> Services:
         store = open_store(config.storage, max_bytes=config.storage_max_bytes, s3=config.s3)
     except ValueError as exc:
         raise ConfigError(f"STORAGE_URL: {exc}") from None
+    health = StoreHealth(store)
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
-                        expiration=config.image_expiration, default_steps=config.flux_num_steps)
+                        expiration=config.image_expiration, health=health)
     limiter = RateLimiter(config.rate_limit, config.counters) if config.rate_limit else None
+    admission = Admission(limiter, InflightGate(config.max_inflight), books)
+    links = ImageLinks(config.image_links, store, public_base=config.s3_public_base_url,
+                       lifetime=config.image_expiration)
+    intake = ImageIntake(store, max_bytes=config.max_input_image_bytes,
+                         fetch_remote=config.fetch_remote_images,
+                         expiration=config.image_expiration,
+                         foreign_origin=links.foreign_origin())
+    generations = Generations(planner=Planner(models, config.flux_num_steps), pipeline=pipeline,
+                              admission=admission, intake=intake, health=health)
+    chat = ChatTurns(generations, models, Phrasebook(config.language), translator=translator,
+                     auto_edits=config.chat_edits == "auto",
+                     foreign_origin=links.foreign_origin(), show_cost=config.show_cost)
     return Services(config=config, models=models, backend=backend, store=store,
-                    translator=translator, pipeline=pipeline, session=session,
-                    admission=Admission(limiter, InflightGate(config.max_inflight), books),
-                    books=books, accounts=accounts, links=ImageLinks(config.image_links, store,
-                                                      public_base=config.s3_public_base_url,
-                                                      lifetime=config.image_expiration))
+                    translator=translator, pipeline=pipeline, generations=generations, chat=chat,
+                    session=session, admission=admission, books=books, accounts=accounts,
+                    links=links)
 
 
 def build_models(config: Config) -> ModelRegistry:

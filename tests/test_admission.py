@@ -11,9 +11,9 @@ from flux_worker.backends.demo import DemoBackend
 from flux_worker.cost.admission import Admission, Ticket
 from flux_worker.cost.throttle import InflightGate, RateLimiter
 from flux_worker.errors import Overloaded, RateLimited, StorageError
-from flux_worker.generation.pipeline import StoreHealth
 from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation
+from flux_worker.storage.health import StoreHealth
 
 from .helpers import TEST_KEY, make_config
 

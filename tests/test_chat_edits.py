@@ -8,8 +8,8 @@ import pytest
 import responses
 
 from flux_worker.errors import InvalidRequest
-from flux_worker.generation.edits import find_chat_edit, newest_own_image
 from flux_worker.generation.translate import EDIT_SYSTEM_MESSAGE, ChatTranslator
+from flux_worker.inputs.chat_images import find_chat_edit, newest_own_image
 from flux_worker.net.upstream import make_session
 from tests.helpers import AUTH, app_with
 

@@ -18,7 +18,8 @@ from flux_worker.backends.demo import DemoBackend
 from flux_worker.backends.openai_images import OpenAIImagesBackend, generic_model
 from flux_worker.catalog.models import CATALOG, ModelRegistry, model_for_images
 from flux_worker.errors import InvalidRequest
-from flux_worker.inputs.intake import InputImage, decode, sd_mask
+from flux_worker.inputs.image import InputImage
+from flux_worker.inputs.intake import decode, sd_mask
 from flux_worker.net.upstream import make_session
 
 ACCOUNT = "acc0123"
@@ -293,7 +294,7 @@ def test_openai_backend_forwards_variations(rsps):
 
 
 def test_an_edit_estimate_counts_one_input_tile_per_reference():
-    from flux_worker.generation.pipeline import ImageJob
+    from flux_worker.generation.job import ImageJob
     job = ImageJob(original="x", prompt="x", model=KLEIN, width=1024, height=1024, ratio="1:1",
                    images=(picture((64, 64)), picture((64, 64))))
     assert job.estimate == pytest.approx(KLEIN.estimate(1024, 1024, None, 2))

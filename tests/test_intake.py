@@ -12,18 +12,9 @@ import zlib
 import pytest
 from PIL import Image
 
-from flux_worker.inputs import intake
-from flux_worker.inputs.intake import (
-    ImageExpired,
-    ImageIntake,
-    ImageRefused,
-    RemoteFetcher,
-    decode,
-    is_public_address,
-    own_image_key,
-    reference_copy,
-    sd_mask,
-)
+from flux_worker.errors import ImageExpired, ImageRefused
+from flux_worker.inputs.intake import ImageIntake, decode, own_image_key, reference_copy, sd_mask
+from flux_worker.net.fetch import RemoteFetcher, is_public_address
 from flux_worker.storage.memory import MemoryStore
 
 
@@ -347,7 +338,7 @@ def test_intake_fetches_remote_links_when_allowed(store, local_server):
 
 
 def test_default_guard_is_the_public_address_check():
-    assert RemoteFetcher(max_bytes=1)._allowed is intake.is_public_address
+    assert RemoteFetcher(max_bytes=1)._allowed is is_public_address
 
 
 def test_bucket_links_count_as_own_under_direct_or_presigned_links():

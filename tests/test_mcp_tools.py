@@ -11,7 +11,7 @@ import responses
 from mcp import Client
 from PIL import Image
 
-from flux_worker.mcp.caller import Caller
+from flux_worker.mcp.caller import ToolCaller
 from flux_worker.mcp.preview import PREVIEW_MAX_SIDE, PREVIEW_SIDE, inline_image
 from flux_worker.mcp.server import build_server
 from flux_worker.mcp.tools import ImageTools
@@ -27,7 +27,7 @@ def run(services, calls):
         links.append(result.key)
         return f"https://img.example/image/{result.key}"
 
-    server = build_server(ImageTools(services), lambda ctx: Caller(identity="t", link=link))
+    server = build_server(ImageTools(services), lambda ctx: ToolCaller(identity="t", link=link))
 
     async def main():
         async with Client(server) as client:
@@ -310,11 +310,15 @@ def test_bad_edits_are_tool_errors_with_the_api_message(services, args, code, wo
 
 
 def test_edit_without_a_model_uses_edit_model(services):
+    # The one rule of HTTP edits too: the default model is the one asked for, and EDIT_MODEL
+    # stands in because it takes no images (the answer says so).
     result = run(services, lambda c: c.call_tool("edit_image", {
         "prompt": "make it blue", "images": [_data_url(64, 32)]}))
     assert result.is_error is False, result.content
     text = result.content[0].text
-    assert text.startswith("Edited 1 image with flux-2-klein-4b") and "takes no images" not in text
+    assert text.startswith("Edited 1 image with flux-2-klein-4b")
+    assert "flux-1-schnell takes no images, so flux-2-klein-4b (EDIT_MODEL) drew them." in text
+    assert result.structured_content["requested_model"] == services.models.default.id
     assert decoded(result.content[1]).size == (1024, 512)  # the input's 2:1
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..catalog.models import ModelSpec
-from ..inputs.intake import InputImage
+from ..inputs.image import InputImage
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,19 @@
-"""The chat answer: the markdown lines of one generation, and their SSE events.
+"""The chat answer: the markdown lines of one generation, and their SSE events (no Flask).
 
-`chat_answer` is a generator so the same code serves both forms: the non-stream view joins
-the pieces, the stream sends each as a chunk. That is what keeps the two identical.
+`chat_answer` and `edit_answer` are generators so the same code serves both forms: the
+non-stream view joins the pieces, the stream sends each as a chunk. That is what keeps the two
+identical.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable, Iterable, Iterator
 
-from ..cost.admission import Ticket
-from ..cost.budget import Hold, neurons_text, usd_text
+from ..cost.budget import neurons_text, usd_text
 from ..errors import APIError
-from ..generation.pipeline import ImageJob, ImageResult, Pipeline
+from ..generation.job import ImageJob, ImageResult
+from ..generation.service import Generation
 from ..openai_api import answers
 from .phrases import Phrasebook
 from .streaming import HEARTBEAT
@@ -21,27 +21,52 @@ from .streaming import HEARTBEAT
 log = logging.getLogger(__name__)
 
 
-def chat_answer(job: ImageJob, pipeline: Pipeline, words: Phrasebook,
-                image_url: Callable[[str], str],
-                cancel: threading.Event | None = None, hold: Hold | None = None,
+def chat_answer(generation: Generation, words: Phrasebook, image_url: Callable[[str], str],
                 show_cost: bool = False) -> Iterator[str]:
-    """Yield the answer's pieces: the prompt line, the plan, then the image once it exists.
+    """Yield a new picture's answer: the prompt line, the plan, then the image once it exists.
 
     `image_url(key)` turns a storage key into an absolute link. Errors from the pipeline
-    propagate; the caller decides whether they become an HTTP error or a last chunk. The image's
-    neurons are settled on `hold` and, with `show_cost`, told in a last line.
+    propagate; the caller decides whether they become an HTTP error or a last chunk. With
+    `show_cost`, a last line tells what the image cost. The generation is closed when the
+    pieces end, however they end.
     """
-    yield words("original", job.original) + "\n"
-    choice = pipeline.choose_prompt(job, cancel)
-    lines = [
-        words("prompt_model", choice.model or words("no_translation")),
-        words("translated", choice.prompt),
-    ]
-    if choice.skipped:
-        lines.append(words("skipped", reason=choice.skipped))
-    yield "\n".join(lines + plan_lines(job, words)) + "\n"
-    result: ImageResult = pipeline.render(job, choice.prompt, cancel=cancel, hold=hold)
-    yield from image_pieces(result, words, image_url, show_cost)
+    with generation:
+        job = generation.job
+        yield words("original", job.original) + "\n"
+        choice = generation.choose_prompt()
+        lines = [
+            words("prompt_model", choice.model or words("no_translation")),
+            words("translated", choice.prompt),
+        ]
+        if choice.skipped:
+            lines.append(words("skipped", reason=choice.skipped))
+        yield "\n".join(lines + plan_lines(job, words)) + "\n"
+        yield from image_pieces(generation.render(choice.prompt), words, image_url, show_cost)
+
+
+def edit_answer(generation: Generation, words: Phrasebook, image_url: Callable[[str], str],
+                show_cost: bool = False) -> Iterator[str]:
+    """Yield an edit's answer: references, instruction, model, size, then the image."""
+    with generation:
+        job = generation.job
+        refs = []
+        for index, image in enumerate(job.images, start=1):
+            refs.append(f"[{index}]({image.link})" if image.link
+                        else words("attached", n=index, size=image.size))
+        yield words("references", " ".join(refs)) + "\n"
+        lines = [words("instruction", job.prompt)]
+        choice = generation.choose_prompt()
+        if choice.model:
+            lines += [words("prompt_model", choice.model), words("translated", choice.prompt)]
+        if choice.skipped:
+            lines.append(words("skipped", reason=choice.skipped))
+        if job.requested is not None:
+            lines.append(words("model_instead", model=job.model.short_name,
+                               requested=job.requested.short_name))
+        else:
+            lines.append(words("model", job.model.short_name))
+        yield "\n".join(lines + plan_lines(job, words)) + "\n"
+        yield from image_pieces(generation.render(choice.prompt), words, image_url, show_cost)
 
 
 def plan_lines(job: ImageJob, words: Phrasebook) -> list[str]:
@@ -69,7 +94,7 @@ def image_pieces(result: ImageResult, words: Phrasebook, image_url: Callable[[st
                               usd=usd_text(result.neurons))
 
 
-class ImageLinks:
+class LinkCollector:
     """Turns storage keys into links and keeps them, for answers that also list their images.
 
     The answer calls it just before yielding the piece with the image, so by the time a reader
@@ -86,16 +111,8 @@ class ImageLinks:
         return url
 
 
-def holding(pieces: Iterator[str], ticket: Ticket) -> Iterator[str]:
-    """The pieces of an answer, giving the ticket (slots, unsettled neurons) back when they end."""
-    try:
-        yield from pieces
-    finally:
-        ticket.release()
-
-
 def sse_events(pieces: Iterable[object], writer: answers.ChunkWriter, prompt: str,
-               words: Phrasebook, images: ImageLinks | None = None) -> Iterator[str]:
+               words: Phrasebook, images: LinkCollector | None = None) -> Iterator[str]:
     """The SSE events of one streamed answer; a failure becomes the last content chunk.
 
     With `images`, the chunk that brings an image also carries it as `delta.images`.

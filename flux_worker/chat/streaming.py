@@ -120,6 +120,11 @@ class ClientWatch(threading.Event):
         super().__init__()
         self._gone = gone
 
+    @property
+    def gone(self) -> Callable[[], bool] | None:
+        """The check whether the client has closed its connection (None: no socket to watch)."""
+        return self._gone
+
     def is_set(self) -> bool:
         """Whether the generation should stop: cancelled, or its client gone."""
         if not super().is_set() and self._gone is not None and self._gone():

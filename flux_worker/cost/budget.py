@@ -365,6 +365,20 @@ class Hold:
         self.books.add(self.day, amounts)
         metrics.observe_neurons(model, short_account(account) if account else "-", neurons)
 
+    def lower_to(self, neurons: float) -> None:
+        """Hold no more than `neurons`: give back what was reserved above it.
+
+        An edit is admitted before its input is decoded, for the dearest shape the input might
+        have; once planned, the reservation comes down to the real plan's estimate.
+        """
+        target = _milli(neurons)
+        with self._lock:
+            back = {name: target - left for name, left in self._left.items() if left > target}
+            self._left.update(dict.fromkeys(back, target))
+            self.estimate = min(self.estimate, neurons)
+        if back:
+            self.books.add(self.day, back)
+
     def close(self) -> None:
         """Give back what was reserved and not settled (failed images cost nothing)."""
         with self._lock:

@@ -21,21 +21,17 @@ from __future__ import annotations
 
 import binascii
 import io
-import ipaddress
 import re
-import socket
-import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Callable
-from urllib.parse import unquote_to_bytes, urljoin, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import pybase64
-import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import InvalidRequest, PayloadTooLarge
+from ..errors import ImageExpired, ImageRefused, PayloadTooLarge
+from ..net.fetch import RemoteFetcher
 from ..storage import ImageStore, is_valid_key
+from .image import ImageSource, InputImage
 
 # 40 megapixels: a large phone photo (8000x5000) still fits; a decompression bomb (a few KB of
 # PNG that inflates to gigabytes) does not. Decided from the header, before decoding a pixel.
@@ -43,8 +39,6 @@ MAX_INPUT_PIXELS = 40_000_000
 # Cloudflare wants FLUX.2 references "smaller than 512x512" (reference §2): 511 stays under.
 REFERENCE_MAX_SIDE = 511
 REFERENCE_JPEG_QUALITY = 92
-REMOTE_TIMEOUT = 10.0          # seconds for one remote fetch, connect + whole body
-REMOTE_MAX_REDIRECTS = 3
 _READABLE = ("PNG", "JPEG", "WEBP", "GIF")
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
                   IndexError, KeyError, TypeError, Image.DecompressionBombError)
@@ -52,35 +46,6 @@ _DATA_URL = re.compile(r"^data:([^,]*?),", re.I | re.S)
 _OWN_LINK = re.compile(r"(?:^|/)image/([A-Za-z0-9_-]{22,64})$")
 _WHITESPACE = b" \t\r\n\f\v"
 _FORMATS_TEXT = "PNG, JPEG, WebP or GIF"
-
-
-class ImageRefused(InvalidRequest):
-    """An input image cannot be used (400): unreadable, too large, expired, not allowed."""
-
-    code = "invalid_image"
-
-
-class ImageExpired(ImageRefused):
-    """A link to this service's own image that is no longer stored (400)."""
-
-    code = "image_expired"
-
-
-@dataclass(frozen=True)
-class InputImage:
-    """One checked input image: PNG bytes of the upright picture, and where it came from."""
-
-    data: bytes = field(repr=False)
-    width: int
-    height: int
-    alpha: bool                 # the picture has an alpha channel (kept for masks)
-    label: str                  # what the user called it: "image[0]", "data URL", a link
-    link: str | None = None     # an http(s) link worth showing in an answer, when there is one
-
-    @property
-    def size(self) -> str:
-        """The size as `WIDTHxHEIGHT`."""
-        return f"{self.width}x{self.height}"
 
 
 # --- decoding ------------------------------------------------------------------------------------
@@ -209,7 +174,7 @@ def decode_data_url(url: str, label: str, max_bytes: int) -> bytes:
     meta, payload = match.group(1), url[match.end():]
     # base64 inflates by 4/3: refuse before decoding what cannot fit anyway.
     if len(payload) > max_bytes * 4 // 3 + 8:
-        raise _too_large(label, max_bytes)
+        raise ImageRefused.too_large(label, max_bytes)
     try:
         if meta.lower().endswith(";base64"):
             raw = payload.encode("ascii")
@@ -223,7 +188,7 @@ def decode_data_url(url: str, label: str, max_bytes: int) -> bytes:
         raise ImageRefused(f"{label} is a data: URL whose base64 is invalid.",
                            param="image") from None
     if len(data) > max_bytes:
-        raise _too_large(label, max_bytes)
+        raise ImageRefused.too_large(label, max_bytes)
     return data
 
 
@@ -246,135 +211,6 @@ def own_image_key(url: str, foreign_origin: str | None = None) -> str | None:
     return found.group(1) if found and is_valid_key(found.group(1)) else None
 
 
-def _too_large(label: str, max_bytes: int) -> ImageRefused:
-    return ImageRefused(f"{label} is larger than {max_bytes} bytes (MAX_INPUT_IMAGE_BYTES). "
-                        "Send a smaller image.", param="image")
-
-
-Resolver = Callable[[str, int], list[str]]
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def is_public_address(address: str) -> bool:
-    """Whether an address is on the public internet (not loopback, private, link-local, ...)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    # is_global excludes loopback, RFC 1918, link-local (169.254.169.254, the cloud metadata
-    # address), CGNAT, ULA (fd00:ec2::254) and the reserved ranges; multicast is global but no host.
-    return ip.is_global and not ip.is_multicast
-
-
-class RemoteFetcher:
-    """Downloads an image from the internet, refusing anything that points inside.
-
-    The host name is resolved once, every address is checked, and the connection goes to the
-    checked address (with the original Host header and TLS name), so a DNS answer that changes
-    between the check and the connection cannot redirect it inside. Redirects are followed only
-    on the same host, each one checked again.
-    """
-
-    def __init__(self, *, max_bytes: int, timeout: float = REMOTE_TIMEOUT,
-                 resolver: Resolver = system_resolver,
-                 allowed: Callable[[str], bool] = is_public_address,
-                 max_redirects: int = REMOTE_MAX_REDIRECTS):
-        self.max_bytes = max_bytes
-        self.timeout = timeout
-        self._resolve = resolver
-        self._allowed = allowed
-        self.max_redirects = max_redirects
-
-    def fetch(self, url: str, label: str) -> bytes:
-        """Return the body at url; raise ImageRefused for a refused or failed download."""
-        deadline = time.monotonic() + self.timeout
-        first_host = urlsplit(url).hostname
-        for _ in range(self.max_redirects + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ImageRefused(f"{label}: only http(s) links can be fetched.", param="image")
-            if parts.hostname != first_host:
-                raise ImageRefused(f"{label} redirects to another host ({parts.hostname}); "
-                                   "send the final link.", param="image")
-            response = self._request(parts, label, deadline)
-            try:
-                if response.status in (301, 302, 303, 307, 308):
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise ImageRefused(f"{label} answered a redirect without a target.",
-                                           param="image")
-                    url = urljoin(url, location)
-                    continue
-                if response.status != 200:
-                    raise ImageRefused(f"{label} could not be downloaded: its server answered "
-                                       f"HTTP {response.status}.", param="image")
-                return self._body(response, label, deadline)
-            finally:
-                response.release_conn()
-        raise ImageRefused(f"{label} redirects more than {self.max_redirects} times.",
-                           param="image")
-
-    def _request(self, parts, label: str, deadline: float) -> urllib3.BaseHTTPResponse:
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            addresses = self._resolve(host, port)
-        except (OSError, UnicodeError):
-            addresses = []
-        if not addresses:
-            raise ImageRefused(f"{label}: the host {host} could not be resolved.", param="image")
-        refused = [a for a in addresses if not self._allowed(a)]
-        if refused:
-            raise ImageRefused(
-                f"{label} points to an internal address ({host} is {refused[0]}); only public "
-                "internet addresses are fetched.", param="image")
-        address = addresses[0]
-        left = max(0.1, deadline - time.monotonic())
-        timeout = urllib3.Timeout(connect=min(5.0, left), read=left)
-        pool: urllib3.HTTPConnectionPool
-        if parts.scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=host,
-                                               assert_hostname=host, timeout=timeout,
-                                               retries=False, maxsize=1)
-        else:
-            pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False,
-                                              maxsize=1)
-        default_port = 443 if parts.scheme == "https" else 80
-        host_header = host if port == default_port else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            return pool.urlopen("GET", path, headers={"Host": host_header, "Accept": "image/*"},
-                                redirect=False, preload_content=False, retries=False)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ImageRefused(f"{label} could not be downloaded ({type(exc).__name__}).",
-                               param="image") from None
-
-    def _body(self, response: urllib3.BaseHTTPResponse, label: str, deadline: float) -> bytes:
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise _too_large(label, self.max_bytes)
-        chunks, total = [], 0
-        try:
-            for chunk in response.stream(64 * 1024):
-                total += len(chunk)
-                if total > self.max_bytes:
-                    raise _too_large(label, self.max_bytes)
-                if time.monotonic() > deadline:
-                    raise ImageRefused(f"{label} took longer than {self.timeout:g} seconds to "
-                                       "download.", param="image")
-                chunks.append(chunk)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ImageRefused(f"{label} could not be downloaded ({type(exc).__name__}).",
-                               param="image") from None
-        return b"".join(chunks)
-
-
 class ImageIntake:
     """Turns uploads and URLs into InputImages, reading this service's own links from storage."""
 
@@ -389,10 +225,16 @@ class ImageIntake:
         self.max_pixels = max_pixels
         self.fetcher = fetcher or RemoteFetcher(max_bytes=max_bytes)
 
+    def load(self, source: ImageSource) -> InputImage:
+        """Read and check the image a request named (an upload or a URL)."""
+        if source.data is not None:
+            return self.from_upload(source.data, source.label)
+        return self.from_url(source.url or "", source.label)
+
     def from_upload(self, data: bytes, label: str) -> InputImage:
         """Check an uploaded file."""
         if len(data) > self.max_bytes:
-            raise _too_large(label, self.max_bytes)
+            raise ImageRefused.too_large(label, self.max_bytes)
         return decode(data, label, max_pixels=self.max_pixels)
 
     def from_url(self, url: str, label: str) -> InputImage:

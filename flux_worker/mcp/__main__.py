@@ -21,9 +21,9 @@ from mcp.server.stdio import stdio_server
 
 from .. import logs
 from ..config import Config, ConfigError
-from ..generation.pipeline import ImageResult
+from ..generation.job import ImageResult
 from ..services import build_services
-from .caller import Caller
+from .caller import ToolCaller
 from .server import build_server
 from .tools import ImageTools
 
@@ -63,7 +63,7 @@ async def serve(config: Config) -> None:
     link = ((lambda result: services.links(config.public_base_url, result.key)) if served
             else file_link(pathlib.Path(tempfile.gettempdir()) / "flux-worker-mcp"))
     tools = ImageTools(services)
-    server = build_server(tools, lambda ctx: Caller(identity="stdio", link=link,
+    server = build_server(tools, lambda ctx: ToolCaller(identity="stdio", link=link,
                                                     links_expire=served))
     try:
         async with stdio_server() as (read_stream, write_stream):

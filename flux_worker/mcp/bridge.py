@@ -21,7 +21,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from .caller import CALLER_KEY, Caller
+from .caller import CALLER_KEY, ToolCaller
 
 log = logging.getLogger("flux_worker.mcp")
 
@@ -94,12 +94,12 @@ class McpBridge:
             self._pid = None
 
 
-def caller_of_request(ctx: ServerRequestContext[Any, Any]) -> Caller:
-    """The Caller the WSGI layer attached to this HTTP request."""
+def caller_of_request(ctx: ServerRequestContext[Any, Any]) -> ToolCaller:
+    """The ToolCaller the WSGI layer attached to this HTTP request."""
     request = ctx.request
     environ = getattr(request, "scope", {}).get("wsgi_environ") or {}
     caller = environ.get(CALLER_KEY)
-    if not isinstance(caller, Caller):
+    if not isinstance(caller, ToolCaller):
         # Only reachable if the bridge is mounted without the authenticating layer.
         raise RuntimeError("MCP request without a caller: mount the bridge with web.mcp.mount")
     return caller

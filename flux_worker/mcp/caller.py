@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..generation.pipeline import ImageResult
+from ..generation.job import ImageResult
 
-# The WSGI layer in front of the bridge puts the request's Caller here; a2wsgi hands the WSGI
+# The WSGI layer in front of the bridge puts the request's ToolCaller here; a2wsgi hands the WSGI
 # environ on in the ASGI scope, where the tool handler finds it through the SDK's request.
 CALLER_KEY = "flux_worker.mcp.caller"
 
 
 @dataclass
-class Caller:
+class ToolCaller:
     """Who calls a tool, and where links to its images point.
 
     `link` turns a stored image into the URL the agent is given. `model` is filled in by the

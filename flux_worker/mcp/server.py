@@ -19,7 +19,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
 from ..version import __version__
-from .caller import Caller
+from .caller import ToolCaller
 from .tools import ImageTools
 
 # Tool calls running at once in one process; the in-flight cap (MAX_INFLIGHT) and rate limits
@@ -31,7 +31,7 @@ INSTRUCTIONS = (
     "visual description; call list_models to see which model accepts which size, steps, seed "
     "and negative prompt. Every result links the full image; links expire.")
 
-CallerOf = Callable[[ServerRequestContext[Any, Any]], Caller]
+CallerOf = Callable[[ServerRequestContext[Any, Any]], ToolCaller]
 
 
 def build_server(tools: ImageTools, caller_of: CallerOf) -> Server[dict[str, Any]]:

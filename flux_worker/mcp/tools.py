@@ -17,13 +17,11 @@ import mcp_types as types
 
 from ..cost.budget import neurons_text, usd_text
 from ..errors import APIError, InvalidRequest
-from ..generation.edits import EditOptions, plan_edit
-from ..generation.pipeline import ImageJob, ImageResult
-from ..generation.prompt import parse_prompt
-from ..inputs.intake import ImageIntake
+from ..generation.job import Batch, Caller, ImageJob, ImageOrder, ImageResult
+from ..inputs.image import ImageSource
 from ..services import Services
 from .arguments import edit_request, ignored_options, images_request, no_unknown
-from .caller import Caller
+from .caller import ToolCaller
 from .preview import inline_image
 from .schemas import describe_model, duration, edit_tool, generate_tool, list_models_tool
 
@@ -35,11 +33,6 @@ class ImageTools:
 
     def __init__(self, services: Services):
         self.services = services
-        config = services.config
-        self.intake = ImageIntake(services.store, max_bytes=config.max_input_image_bytes,
-                                  fetch_remote=config.fetch_remote_images,
-                                  expiration=config.image_expiration,
-                                  foreign_origin=services.links.foreign_origin())
 
     def definitions(self) -> list[types.Tool]:
         """The tools with descriptions and JSON schemas written for a model to read."""
@@ -47,7 +40,7 @@ class ImageTools:
 
     # --- calls ------------------------------------------------------------------------------
 
-    def call(self, name: str, arguments: dict[str, Any] | None, caller: Caller,
+    def call(self, name: str, arguments: dict[str, Any] | None, caller: ToolCaller,
              cancel: threading.Event | None = None) -> types.CallToolResult:
         """Run one tool; any failure is a tool error with the HTTP API's message."""
         args = arguments or {}
@@ -69,58 +62,53 @@ class ImageTools:
             log.exception("%s tool %s failed unexpectedly", caller.request_id or "-", name)
             return tool_error(None)
 
-    def generate(self, args: dict[str, Any], caller: Caller,
+    def generate(self, args: dict[str, Any], caller: ToolCaller,
                  cancel: threading.Event | None) -> types.CallToolResult:
         """Generate `n` images and return them inline, linked and described."""
-        svc = self.services
-        req = images_request(args, svc.config.max_images)
-        model = svc.models.require(req.model)
-        job = svc.pipeline.plan(parse_prompt(req.prompt), req.prompt, model, size=req.size,
-                                seed=req.seed, steps=req.steps, negative=req.negative_prompt)
-        ignored = ignored_options(model, seed=req.seed, steps=req.steps,
+        req = images_request(args, self.services.config.max_images)
+        order = ImageOrder(prompt=req.prompt, model=req.model, n=req.n, size=req.size,
+                           seed=req.seed, steps=req.steps, negative=req.negative_prompt)
+        job, batch, neurons = self._render(order, caller, cancel)
+        ignored = ignored_options(job.model, seed=req.seed, steps=req.steps,
                                   negative=req.negative_prompt)
-        return self._render(job, req.n, caller, cancel, ignored, "Generated")
+        return self._images_result(job, batch.choice.prompt, batch.results, caller, ignored,
+                                   neurons, "Generated", None)
 
-    def edit(self, args: dict[str, Any], caller: Caller,
+    def edit(self, args: dict[str, Any], caller: ToolCaller,
              cancel: threading.Event | None) -> types.CallToolResult:
         """Change 1-4 images after a prompt and return the results like generate."""
-        svc = self.services
-        req, links, mask_link = edit_request(args, svc.config.max_images)
-        images = [self.intake.from_url(link, f"images[{i}]") for i, link in enumerate(links)]
-        mask = self.intake.from_url(mask_link, "mask") if mask_link else None
-        # No model named: EDIT_MODEL, the model meant for edits (as the schema says).
-        model = req.model or (svc.models.edit_model.id if svc.models.edit_model else None)
-        options = EditOptions(model=model, size=req.size_spec(), seed=req.seed,
-                              steps=req.steps, negative=req.negative_prompt,
-                              strength=req.strength)
-        job = plan_edit(svc.pipeline, svc.models, req.prompt, images, mask, options)
+        req, links, mask_link = edit_request(args, self.services.config.max_images)
+        order = ImageOrder(
+            prompt=req.prompt, model=req.model, n=req.n, size=req.size_spec(), seed=req.seed,
+            steps=req.steps, negative=req.negative_prompt, strength=req.strength,
+            images=tuple(ImageSource.link(link, f"images[{i}]") for i, link in enumerate(links)),
+            mask=ImageSource.link(mask_link, "mask") if mask_link else None)
+        job, batch, neurons = self._render(order, caller, cancel)
         ignored = ignored_options(job.model, seed=req.seed, steps=req.steps,
                                   negative=req.negative_prompt)
         if req.strength is not None and not job.model.strength:
             ignored.append("strength")
-        inputs = ", ".join(image.size for image in images)
-        note = f"From {len(images)} input image{'s' if len(images) > 1 else ''} ({inputs})."
+        inputs = ", ".join(image.size for image in job.images)
+        count = len(job.images)
+        note = f"From {count} input image{'s' if count > 1 else ''} ({inputs})."
         if job.requested is not None:
             note += (f" {job.requested.short_name} takes no images, so {job.model.short_name} "
                      "(EDIT_MODEL) drew them.")
-        return self._render(job, req.n, caller, cancel, ignored, "Edited", note)
-
-    def _render(self, job: ImageJob, n: int, caller: Caller, cancel: threading.Event | None,
-                ignored: list[str], verb: str, note: str | None = None) -> types.CallToolResult:
-        """Admit, charge and render `n` images of `job`, then describe them."""
-        svc = self.services
-        caller.model = job.model.id
-        svc.pipeline.check_storage()  # refuse before charging the caller's limit
-        # Rate limit, in-flight slots and budgets, as for the Images API.
-        with svc.admission.admit(caller.identity, n, key=caller.key,
-                                 estimate=job.estimate) as ticket:
-            batch = svc.pipeline.render_batch(job, n, cancel, hold=ticket.hold)
-        neurons = ticket.hold.neurons if ticket.hold else None
         return self._images_result(job, batch.choice.prompt, batch.results, caller, ignored,
-                                   neurons, verb, note)
+                                   neurons, "Edited", note)
+
+    def _render(self, order: ImageOrder, caller: ToolCaller, cancel: threading.Event | None
+                ) -> tuple[ImageJob, Batch, float | None]:
+        """Start the order through the one entry point and render all its images."""
+        asking = Caller(identity=caller.identity, key=caller.key,
+                        cancel=cancel or threading.Event())
+        with self.services.generations.start(order, asking) as generation:
+            caller.model = generation.job.model.id
+            batch = generation.render_all()
+        return generation.job, batch, generation.neurons
 
     def _images_result(self, job: ImageJob, used: str, results: list[ImageResult],
-                       caller: Caller, ignored: list[str], neurons: float | None, verb: str,
+                       caller: ToolCaller, ignored: list[str], neurons: float | None, verb: str,
                        note: str | None) -> types.CallToolResult:
         model, size, asked = job.model, job.size, job.original
         content: list[types.ContentBlock] = []

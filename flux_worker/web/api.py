@@ -1,36 +1,32 @@
-"""The OpenAI-compatible API: chat completions, images, models. Views stay thin.
+"""The OpenAI-compatible API: chat completions, image generations, models. Views stay thin.
 
-Every route is served both under /v1 and at the root, because clients disagree on whether the
-base URL they are given already ends in /v1.
+Each view parses its request, hands it to the one generation entry point (through the chat turn
+for chat), and formats the outcome. The blueprint is registered under /v1 and at the root (see
+`create_app`), because clients disagree on whether their base URL already ends in /v1.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, g, jsonify, stream_with_context
 
-from ..chat import background_requests
-from ..chat.answer import ImageLinks, chat_answer, holding, sse_events
-from ..chat.phrases import Phrasebook
-from ..chat.streaming import Background, ClientWatch, peer_closed
-from ..generation.edits import edit_answer
-from ..generation.prompt import parse_prompt
+from ..chat.answer import LinkCollector, sse_events
+from ..chat.streaming import Background, ClientWatch
+from ..generation.job import ImageOrder
 from ..openai_api import answers
 from ..openai_api.generation_requests import (
     ChatCompletionRequest,
     parse_chat_completion,
     parse_image_generation,
 )
-from .auth import caller_identity, caller_key, require_api_key
+from .auth import require_api_key
 from .base_url import image_linker, public_base_url
 from .body import json_body
+from .callers import request_caller
 from .context import services
-from .edits import chat_edit_job
-from .image_answers import render_images, tell_neurons
+from .image_answers import images_answer, tell_neurons
 
-log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 # Seconds of silence after which a stream gets an empty chunk, under common idle cut-offs (60 s).
@@ -42,90 +38,55 @@ def authenticate():
     require_api_key()
 
 
-@bp.post("/v1/chat/completions")
 @bp.post("/chat/completions")
 def chat_completions():
     """Turn the last user message into an image; answer as a chat completion."""
     svc = services()
     chat = parse_chat_completion(json_body())
-    text = chat.prompt
-    words = Phrasebook(svc.config.language)
-    identity = caller_identity()
-    # A caller over its limit is refused before any pattern runs over its text.
-    svc.admission.check(identity)
-    cid, created = answers.completion_id(), int(time.time())
-    task = background_requests.detect(chat.user_texts(), text)
-    if task is not None:
-        # A client's background request (title, tags) gets a short text, not an image.
-        log.info("answered %s %s request without an image", task.client, task.kind)
-        model_name = chat.model or svc.models.default.id
-        reply = task.reply or words("housekeeping")
-        return _chat_reply(chat, cid, created, model_name, text, iter([reply]))
-    # Image input (issue 11): attached images or `--edit` make the message an edit.
-    job = chat_edit_job(chat.model_dump()["messages"], text, chat.model)
-    answer = chat_answer if job is None else edit_answer
-    if job is None:
-        job = svc.pipeline.plan(parse_prompt(text), text, svc.models.for_chat(chat.model))
-    model = job.model
-    g.model = model.id
-    svc.pipeline.check_storage()
-    base = public_base_url()
-    ticket = svc.admission.admit(identity, 1, key=caller_key(), estimate=job.estimate)
-    hold = ticket.hold
-    gone = peer_closed(request.environ.get("gunicorn.socket"))
-    cancel = ClientWatch(gone)
-    links = ImageLinks(image_linker(base))
-    pieces = holding(answer(job, svc.pipeline, words, links, cancel, hold,
-                            svc.config.show_cost), ticket)
+    caller = request_caller()
+    links = LinkCollector(image_linker(public_base_url()))
+    turn = svc.chat.start(chat, caller, links)
+    g.model = turn.model
     images = links if chat.wants_images else None
     if not chat.stream:
-        response = _chat_reply(chat, cid, created, model.id, text, pieces, images)
-        tell_neurons(response, hold.neurons if hold else None)
+        content = "".join(turn.pieces)
+        response = jsonify(answers.chat_completion(
+            answers.completion_id(), int(time.time()), turn.model, content,
+            answers.usage(chat.prompt, content), images=images.urls if images else None))
+        tell_neurons(response, turn.neurons)
         return response
-    # The generation runs in its own thread from now on and holds its slot until it ends.
-    running = Background(pieces, HEARTBEAT_SECONDS, cancel, gone=gone)
-    response = _stream(chat, cid, created, model.id, text, running, words, images)
+    pieces = turn.pieces
+    if turn.generation is not None:
+        # The generation runs in its own thread from now on and holds its slot until it ends.
+        assert isinstance(caller.cancel, ClientWatch)
+        pieces = Background(pieces, HEARTBEAT_SECONDS, caller.cancel, gone=caller.cancel.gone)
+    response = _event_stream(chat, turn.model, pieces, images)
     # Headers go before the body, so a stream can only tell the estimate (README: Costs).
-    tell_neurons(response, hold.estimate if hold else None)
+    tell_neurons(response, turn.estimate)
     # Also for a stream the server closes before it was read at all: stop the generation.
-    response.call_on_close(cancel.set)
+    response.call_on_close(caller.cancel.set)
     return response
 
 
-def _chat_reply(chat: ChatCompletionRequest, cid: str, created: int, model_name: str,
-                prompt: str, pieces, images: ImageLinks | None = None) -> Response:
-    if chat.stream:
-        return _stream(chat, cid, created, model_name, prompt, pieces,
-                       Phrasebook(services().config.language))
-    content = "".join(pieces)
-    return jsonify(answers.chat_completion(
-        cid, created, model_name, content, answers.usage(prompt, content),
-        images=images.urls if images is not None else None))
-
-
-def _stream(chat: ChatCompletionRequest, cid: str, created: int, model_name: str, prompt: str,
-            pieces, words: Phrasebook, images: ImageLinks | None = None) -> Response:
-    writer = answers.ChunkWriter(cid, created, model_name, chat.include_usage)
-    return Response(stream_with_context(sse_events(pieces, writer, prompt, words, images)),
-                    mimetype="text/event-stream",
+def _event_stream(chat: ChatCompletionRequest, model: str, pieces,
+                  images: LinkCollector | None) -> Response:
+    writer = answers.ChunkWriter(answers.completion_id(), int(time.time()), model,
+                                 chat.include_usage)
+    events = sse_events(pieces, writer, chat.prompt, services().chat.words, images)
+    return Response(stream_with_context(events), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@bp.post("/v1/images/generations")
 @bp.post("/images/generations")
 def images_generations():
     """OpenAI Images API: `n` images for a prompt, as links or base64."""
-    svc = services()
-    req = parse_image_generation(json_body(), svc.config.max_images)
-    model = svc.models.require(req.model)
-    g.model = model.id
-    job = svc.pipeline.plan(parse_prompt(req.prompt), req.prompt, model, size=req.size,
-                            seed=req.seed, steps=req.steps, negative=req.negative_prompt,
-                            guidance=req.guidance, output_format=req.output_format)
-    return render_images(job, req.n, req.response_format, req.model)
+    req = parse_image_generation(json_body(), services().config.max_images)
+    order = ImageOrder(prompt=req.prompt, model=req.model, n=req.n, size=req.size,
+                       seed=req.seed, steps=req.steps, negative=req.negative_prompt,
+                       guidance=req.guidance, output_format=req.output_format)
+    return images_answer(order, req.response_format)
 
 
-@bp.get("/v1/models")
 @bp.get("/models")
 def list_models():
     """The image models offered, in OpenAI's list format."""
@@ -134,7 +95,6 @@ def list_models():
         [_model_object(svc, spec) for spec in svc.models.models]))
 
 
-@bp.get("/v1/models/<path:model_id>")
 @bp.get("/models/<path:model_id>")
 def get_model(model_id: str):
     """One model with its capabilities; 404 model_not_found for unknown ids."""

@@ -24,6 +24,7 @@ from ..errors import (
 from ..logs import printable
 from .body import too_large
 from .context import services
+from .routes import blueprint_of
 
 # What a caller without a key learns when storage fails: what failed, not where it lives (a
 # Redis error names host and port, an S3 one its endpoint, a disk one may name a path).
@@ -77,7 +78,8 @@ def public(exc: APIError) -> APIError:
     """The error as a caller may see it: storage errors on open routes name no address."""
     if not isinstance(exc, StorageError):
         return exc
-    behind_key = request.blueprint == "api" and services().config.auth_required
+    behind_key = (blueprint_of(request.blueprint) == "api"
+                  and services().config.auth_required)
     if behind_key:
         return exc
     hidden = type(exc)(without_addresses(exc.message), retry_after=exc.retry_after)

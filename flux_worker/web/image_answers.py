@@ -1,41 +1,42 @@
-"""The Images API answer, shared by generations, edits and variations: render, then format."""
+"""The Images API answer, shared by generations, edits and variations: start, render, format."""
 
 from __future__ import annotations
 
-from typing import Any
+from flask import Response, g, jsonify
 
-from flask import Response, g, jsonify, request
-
-from ..chat.streaming import ClientWatch, peer_closed
-from ..generation.pipeline import ImageJob
+from ..generation.job import ImageOrder
 from ..openai_api import answers
-from .auth import caller_identity, caller_key
 from .base_url import image_linker, public_base_url
+from .callers import request_caller
 from .context import services
 
 
-def render_images(job: ImageJob, n: int, response_format: str | None,
-                  model_name: str | None, *, extra: dict[str, Any] | None = None) -> Response:
-    """Admit, render `n` images of `job` and answer in OpenAI's Images format (+ `extra`)."""
+def images_answer(order: ImageOrder, response_format: str | None, *,
+                  name_models: bool = False) -> Response:
+    """Render the order's `n` images and answer in OpenAI's Images format.
+
+    `name_models` (edits, variations): say which model drew, and which was asked for when
+    EDIT_MODEL stood in; OpenAI's answer allows extra fields.
+    """
     svc = services()
-    g.model = job.model.id
-    svc.pipeline.check_storage()
-    with svc.admission.admit(caller_identity(), n, key=caller_key(),
-                             estimate=job.estimate) as ticket:
-        # A caller that gave up (timed out) stops the batch before anything is stored.
-        cancel = ClientWatch(peer_closed(request.environ.get("gunicorn.socket")))
-        batch = svc.pipeline.render_batch(job, n, cancel=cancel, hold=ticket.hold)
+    with svc.generations.start(order, request_caller()) as generation:
+        job = generation.job
+        g.model = job.model.id
+        batch = generation.render_all()
     # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
     items = answers.image_items(
-        batch.results, response_format or svc.models.default_response_format(model_name),
+        batch.results, response_format or svc.models.default_response_format(order.model),
         image_linker(public_base_url()),
         revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=job.model.seed)
     body = answers.images_response(
         items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1])
-    body.update(extra or {})
+    if name_models:
+        body["model"] = job.model.id
+        if job.requested is not None:
+            body["requested_model"] = job.requested.id
     response = jsonify(body)
-    tell_neurons(response, ticket.hold.neurons if ticket.hold else None)
+    tell_neurons(response, generation.neurons)
     return response
 
 

@@ -21,7 +21,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import ClosingIterator, get_current_url
 
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge
-from ..mcp.caller import CALLER_KEY, Caller
+from ..mcp.caller import CALLER_KEY, ToolCaller
 from ..services import Services
 from .auth import bearer_token, check_api_key
 from .hooks import common_headers, request_done, request_id
@@ -59,7 +59,7 @@ class McpMount:
         if "*" not in config.cors_origins:
             extra.append(("Vary", "Origin"))
         method = environ.get("REQUEST_METHOD", "GET")
-        caller = Caller(identity="", link=lambda result: None, request_id=rid)
+        caller = ToolCaller(identity="", link=lambda result: None, request_id=rid)
         status_seen = [0]
 
         def respond(status: str, headers: list, exc_info=None):

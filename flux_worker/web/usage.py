@@ -16,7 +16,6 @@ from .context import services
 bp = Blueprint("usage", __name__)
 
 
-@bp.get("/v1/usage")
 @bp.get("/usage")
 def usage() -> Response:
     """Today's spend in neurons: the caller's key and the service; everything for the admin."""

@@ -1,0 +1,151 @@
+"""Plans: from an order to the ImageJob the pipeline renders, for new pictures and edits alike.
+
+Every interface (chat, the Images API, edits, variations, MCP) plans here, in two steps:
+
+    before admission   `choose_model` and `estimate`: which model draws and what one image may
+                       cost, from the order alone (no input image read yet), so a caller over its
+                       rate limit or budget costs no download and no decode
+    after admission    `plan`, with the decoded input images: the exact size (an edit keeps the
+                       input's proportions unless a size is asked), seed, steps, mask
+
+One rule picks the model of an edit for every interface: the model named (the default when none
+is), replaced by EDIT_MODEL when it takes no images; the answer then says which model drew.
+Nothing here does I/O; validation errors are InvalidRequest with the field they concern.
+"""
+
+from __future__ import annotations
+
+import secrets
+from fractions import Fraction
+
+from ..catalog.models import SEED_MAX, ModelRegistry, ModelSpec, model_for_images
+from ..errors import InvalidRequest
+from ..inputs.image import InputImage
+from ..inputs.intake import mask_from_alpha, sd_mask
+from .job import ImageJob, ImageOrder
+from .prompt import ParsedPrompt, parse_prompt
+from .sizes import RATIO_MAX, SizeSpec, resolve_size
+
+# What a variation asks the model for: there is no user prompt, and the picture is the subject.
+VARIATION_PROMPT = ("A new variation of this image: the same subject, composition, colours and "
+                    "style, with small natural differences in the details.")
+_RATIO_DENOMINATOR = 16       # an edit keeps the input's proportions, to the nearest x/16
+# The shapes an edit without a size may take (it follows its input, unknown before decoding):
+# admission reserves the dearest of them, and the plan lowers the hold to the real figure.
+_EDIT_SHAPES = tuple(SizeSpec(ratio=r, width=None, height=None, source="%d:%d" % r) for r in (
+    (1, 1), (4, 3), (3, 4), (16, 9), (9, 16), (2, 1), (1, 2), (4, 1), (1, 4),
+    (RATIO_MAX, 1), (1, RATIO_MAX)))
+
+
+class Planner:
+    """Plans orders against the offered models."""
+
+    def __init__(self, models: ModelRegistry, default_steps: int):
+        self.models = models
+        self.default_steps = default_steps
+
+    def choose_model(self, order: ImageOrder) -> tuple[ModelSpec, ModelSpec]:
+        """The model that draws the order and the one it named; raise InvalidRequest if none can.
+
+        A chat client names its "model" freely, so there an unknown name means the default.
+        """
+        requested = (self.models.for_chat(order.model) if order.chat
+                     else self.models.require(order.model))
+        if not order.images:
+            return requested, requested
+        model = model_for_images(requested, len(order.images), order.mask is not None,
+                                 self.models.edit_model)
+        return model, requested
+
+    def estimate(self, order: ImageOrder, model: ModelSpec) -> float | None:
+        """Neurons one image of the order may cost, before its inputs are read; None: unpriced.
+
+        Checks what can be checked without the inputs (prompt, size), so a bad request is
+        refused before it counts against any limit.
+        """
+        parsed = parse_prompt(order.prompt)
+        _check_prompt(parsed, model, has_images=bool(order.images))
+        size = order.size or parsed.size
+        shapes = (size,) if size is not None or not order.images else _EDIT_SHAPES
+        steps = self._steps(model, order.steps if order.steps is not None else parsed.steps)
+        references = len(order.images) if model.reference_images else 0
+        figures = []
+        for shape in shapes:
+            resolved = resolve_size(shape, model)
+            figures.append(model.estimate(resolved.width, resolved.height, steps, references))
+        if any(figure is None for figure in figures):
+            return None
+        return max(figure for figure in figures if figure is not None)
+
+    def plan(self, order: ImageOrder, model: ModelSpec, requested: ModelSpec,
+             images: tuple[InputImage, ...] = (), mask: InputImage | None = None) -> ImageJob:
+        """Resolve size, steps and options for `model`; raise InvalidRequest for a bad order."""
+        parsed = parse_prompt(order.prompt)
+        _check_prompt(parsed, model, has_images=bool(images))
+        sd = _sd_mask(model, images, mask) if images else None
+        size = order.size or parsed.size or (input_ratio(images[0]) if images else None)
+        resolved = resolve_size(size, model)
+        seed = order.seed if order.seed is not None else parsed.seed
+        steps = order.steps if order.steps is not None else parsed.steps
+        negative = order.negative if order.negative is not None else parsed.negative
+        ignored = []
+        if "seed" in parsed.options and not model.seed:
+            ignored.append("--seed")
+        if "steps" in parsed.options and not model.steps_field:
+            ignored.append("--steps")
+        if "no" in parsed.options and not model.negative_prompt:
+            ignored.append("--no")
+        if model.seed and seed is None:
+            # A seed the user can see lets them reproduce or vary an image they liked.
+            seed = secrets.randbelow(SEED_MAX + 1)
+        job_steps = self._steps(model, steps)
+        # Only what the user asked for is reported; FLUX_NUM_STEPS is clamped silently.
+        clamped = (f"--steps {steps} → {job_steps}",) if steps and job_steps not in (
+            None, steps) else ()
+        return ImageJob(
+            original=order.prompt, prompt=parsed.text, model=model,
+            width=resolved.width, height=resolved.height, ratio=resolved.ratio_label,
+            steps=job_steps,
+            seed=seed if model.seed else None,
+            negative=negative if model.negative_prompt else None,
+            guidance=model.clamp_guidance(order.guidance),
+            output_format=order.output_format, ignored=tuple(ignored), clamped=clamped,
+            images=images, mask=sd if model.mask else None,
+            strength=order.strength if model.strength else None, variation=order.variation,
+            requested=requested if requested is not model else None)
+
+    def _steps(self, model: ModelSpec, asked: int | None) -> int | None:
+        return model.clamp_steps(asked or self.default_steps) if model.steps_field else None
+
+
+def _check_prompt(parsed: ParsedPrompt, model: ModelSpec, *, has_images: bool) -> None:
+    if not parsed.text.strip():
+        raise InvalidRequest(
+            "The prompt is empty: describe the image you want, such as `a cute cat 16:9`.",
+            param="prompt")
+    if not has_images:
+        model.check_text_only()   # img2img / inpainting cannot draw from text alone
+    model.check_prompt(parsed.text)
+
+
+def _sd_mask(model: ModelSpec, images: tuple[InputImage, ...],
+             mask: InputImage | None) -> bytes | None:
+    """The inpainting mask: the one sent, else (OpenAI's rule) the image's own transparency."""
+    sd = sd_mask(mask, images[0]) if mask is not None else None
+    if model.mask and sd is None:
+        sd = mask_from_alpha(images[0])
+        # Only an inpainting model cannot work without one (an upstream edits API can).
+        if sd is None and model.needs_image:
+            raise InvalidRequest(
+                f"{model.short_name} repaints only a masked area: send a `mask` (fully "
+                "transparent where the image should change), or an image with transparent "
+                "pixels there.", param="mask", code="mask_required")
+    return sd
+
+
+def input_ratio(image: InputImage) -> SizeSpec:
+    """A size request with the proportions of the input (within 1:8 to 8:1)."""
+    ratio = Fraction(image.width, image.height).limit_denominator(_RATIO_DENOMINATOR)
+    ratio = max(Fraction(1, RATIO_MAX), min(Fraction(RATIO_MAX, 1), ratio))
+    terms = (ratio.numerator, ratio.denominator)
+    return SizeSpec(ratio=terms, width=None, height=None, source="%d:%d" % terms)
