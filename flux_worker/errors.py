@@ -28,12 +28,16 @@ responses at the boundary.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .openai_api.answers import error_body
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import threading
+
+
+def error_body(message: str, type_: str, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error answer `{"error": {message, type, param, code}}`."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class APIError(Exception):

@@ -198,7 +198,7 @@ def test_every_error_class_is_covered():
 def test_every_error_answer_conforms(cls):
     ERROR.validate(cls("Something went wrong: do this instead.").body())
     ERROR.validate(cls("Bad field.", param="n", code="custom", retry_after=3).body())
-    ERROR.validate(answers.error_body("m", cls.type, None, cls.code))
+    ERROR.validate(cls("m").body())
 
 
 # --- the live app -----------------------------------------------------------------------------

@@ -134,12 +134,6 @@ def images_response(items: list[dict[str, Any]], *, size: str | None = None,
     return answer
 
 
-def error_body(message: str, type_: str, param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
-    """Return the error answer `{"error": {message, type, param, code}}`."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
 class _Image(Protocol):
     # Read-only, so frozen dataclasses (the pipeline's ImageResult) satisfy it.
     @property
