@@ -121,8 +121,6 @@ def build_request(model: ModelSpec, request: GenerationRequest
     return fields, None
 
 
-# --- image input (issue 11) ----------------------------------------------------------------------
-
 def _reference_files(model: ModelSpec, request: GenerationRequest) -> dict[str, tuple]:
     """FLUX.2 reference images as files input_image_0..3, each scaled under 512x512."""
     if not request.images or not model.reference_images:
@@ -150,7 +148,6 @@ def _source_fields(model: ModelSpec, request: GenerationRequest,
     if model.strength and request.strength is not None:
         extra["strength"] = float(max(0.0, min(1.0, request.strength)))
     return extra
-# --- end image input -----------------------------------------------------------------------------
 
 
 def seconds_until_utc_midnight(now: datetime | None = None) -> int:
@@ -266,8 +263,8 @@ class CloudflareBackend:
         """Generate one image on the first usable account, moving on when one is out."""
         model = request.model
         json_body, files = build_request(model, request)
-        direct = self._goes_direct(model, bool(request.images))   # image input (issue 11)
-        # -- accounts (CF_ACCOUNTS): which account this attempt uses, and moving on ---------
+        direct = self._goes_direct(model, bool(request.images))
+        # CF_ACCOUNTS: the first usable account draws; one used up or refused passes it on.
         estimate = model.estimate(request.width, request.height, request.steps) or 0.0
         last: APIError | None = None
         for index, account in enumerate(self.accounts.choose(estimate)):
@@ -286,7 +283,6 @@ class CloudflareBackend:
                 continue
             return replace(image, account=account.id)
         raise self.accounts.out_of_accounts(last, estimate)
-        # -- end of the account part ---------------------------------------------------------
 
     def _generate_on(self, account: Account, model: ModelSpec, json_body: dict | None,
                      files: dict | None, cancel: threading.Event | None,
@@ -315,7 +311,8 @@ class CloudflareBackend:
             return failure.retry_after if failure.retry_after <= RETRY_AFTER_CAP else None
         return self._rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
 
-    # --- image input (issue 11) ---------------------------------------------------------------
+    # -- multipart calls past the gateway (reference §8) ------------------------------------
+
     def _goes_direct(self, model: ModelSpec, has_images: bool) -> bool:
         """Whether a multipart call skips the gateway (reference §8), saying so once in the log."""
         if not self.gateway_url or model.encoding != "multipart":
@@ -334,7 +331,6 @@ class CloudflareBackend:
     def _is_gateway_7000(self, model: ModelSpec, resp: Answer) -> bool:
         return (model.encoding == "multipart" and resp.status_code == 500
                 and self._error_from(resp).code == 7000)
-    # --- end image input ----------------------------------------------------------------------
 
     def _attempt(self, model: ModelSpec, json_body: dict | None, files: dict | None,
                  attempt: int, attempts: int, account: Account,
@@ -345,7 +341,7 @@ class CloudflareBackend:
             resp = self._post(model, self.url_for(model, account=account, direct=direct),
                               json_body, files, attempt, attempts, account, direct)
             if via_gateway and self._is_gateway_7000(model, resp):
-                # image input (issue 11): fall back to the direct route, and stay there.
+                # AI Gateway fails FLUX.2 multipart calls: take the direct route, and stay there.
                 self._multipart_direct = True
                 self._say_direct("multipart calls")
                 via_gateway = False

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from ..errors import InvalidRequest, ModelNotFound, PromptTooLong
 
-# --- OpenAI name aliases (issue 13) ---
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
 # so they are aliases of the configured default model. DALL·E answers links by default;
 # OpenAI's GPT image models always answer base64, and OpenAI's documented code decodes
@@ -20,7 +19,6 @@ from ..errors import InvalidRequest, ModelNotFound, PromptTooLong
 DALL_E_ALIASES = ("dall-e-2", "dall-e-3")
 GPT_IMAGE_ALIASES = ("gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2")
 URL, B64_JSON = "url", "b64_json"
-# --- end OpenAI name aliases ---
 
 
 # The fewest diffusion steps any model takes; each model's most is its `steps_max`.
@@ -143,13 +141,12 @@ class ModelSpec:
     created: int = 1735689600
     price: Price | None = None             # None: no Workers AI price (another provider's model)
     default_steps: int = 4                 # what the model runs when no steps are sent
-    # --- image input (issue 11) ---------------------------------------------------------------
+    # Image input: what the model takes besides the prompt.
     reference_images: int = 0              # FLUX.2: up to N references as input_image_0..N-1
     source_image: bool = False             # img2img: one source image (image_b64)
     mask: bool = False                     # inpainting: a mask beside the source image
     strength: bool = False                 # how far the result may move from the source, 0..1
     needs_image: bool = False              # refuses a text-only request (img2img, inpainting)
-    # --- end image input ----------------------------------------------------------------------
 
     @property
     def short_name(self) -> str:
@@ -174,7 +171,6 @@ class ModelSpec:
                 f"The prompt has {len(prompt)} characters; {self.short_name} accepts at most "
                 f"{self.max_prompt}. Shorten the prompt and try again.", param="prompt")
 
-    # --- image input (issue 11) ---------------------------------------------------------------
     @property
     def max_images(self) -> int:
         """How many input images the model takes (0: none)."""
@@ -198,7 +194,6 @@ class ModelSpec:
                 f"{self.short_name} changes an existing picture and needs an input image: use "
                 "POST /v1/images/edits (or attach an image in chat), or pick a text-to-image "
                 "model.", param="model", code="image_required")
-    # --- end image input ----------------------------------------------------------------------
 
     def output_limits(self) -> tuple[int, int]:
         """The smallest and largest side an answer may state for this model."""
@@ -412,8 +407,6 @@ class ModelRegistry:
         return self.get(name) or self.default
 
 
-# --- image input (issue 11) ----------------------------------------------------------------------
-
 def model_for_images(requested: ModelSpec, count: int, has_mask: bool,
                      edit_model: ModelSpec | None) -> ModelSpec:
     """The model that draws a request bringing `count` images; raise InvalidRequest if none can.
@@ -441,4 +434,3 @@ def model_for_images(requested: ModelSpec, count: int, has_mask: bool,
             "takes one, such as stable-diffusion-v1-5-inpainting.", param="mask",
             code="mask_not_supported")
     return model
-# --- end image input -----------------------------------------------------------------------------
