@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from .catalog.models import GPT_IMAGE_ALIASES
+from .catalog.spec import GPT_IMAGE_ALIASES
 from .cost.accounts import Account, read_accounts
 from .cost.budget import BudgetRules, parse_key_budgets, parse_neurons
 from .storage.location import S3, CountersLocation, S3Options, StorageLocation

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import requests
 
 from .backends.base import ImageBackend
-from .catalog.models import ModelRegistry
+from .catalog.registry import ModelRegistry
 from .config import Config, ConfigError
 from .cost.accounts import AccountPool
 from .cost.admission import Admission

@@ -11,7 +11,7 @@ import responses
 
 from flux_worker.backends.base import GenerationRequest
 from flux_worker.backends.cloudflare import CloudflareBackend, billed_neurons
-from flux_worker.catalog.models import CATALOG
+from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.config import Config, ConfigError
 from flux_worker.cost.accounts import (
     EXHAUSTED,

@@ -20,7 +20,7 @@ from flux_worker.backends.cloudflare import (
     build_request,
     seconds_until_utc_midnight,
 )
-from flux_worker.catalog.models import CATALOG
+from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.errors import (
     ContentPolicy,
     Overloaded,

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..catalog.models import ModelSpec
+from ..catalog.spec import ModelSpec
 from ..inputs.intake import InputImage
 
 

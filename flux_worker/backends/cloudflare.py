@@ -37,7 +37,7 @@ import orjson
 import pybase64
 import requests
 
-from ..catalog.models import ModelSpec
+from ..catalog.spec import ModelSpec
 from ..config import DEFAULT_CF_API_BASE
 from ..cost.accounts import Account, AccountPool
 from ..errors import (

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import requests
 from PIL import Image
 
-from ..catalog.models import ModelSpec, SizeRange
+from ..catalog.spec import ModelSpec, SizeRange
 from ..errors import (
     ContentPolicy,
     QuotaExceeded,

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..catalog.models import FREE_DAILY_NEURONS
+from ..catalog.spec import FREE_DAILY_NEURONS
 from ..errors import APIError, QuotaExceeded, UpstreamAuthFailed
 from .budget import (
     Books,

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Mapping, Protocol
 
 from .. import metrics
-from ..catalog.models import USD_PER_NEURON
+from ..catalog.spec import USD_PER_NEURON
 from ..errors import QuotaExceeded
 from ..storage.counters import directory, redis_client
 from ..storage.location import DISK, REDIS, CountersLocation

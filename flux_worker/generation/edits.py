@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator
 
-from ..catalog.models import ModelRegistry, model_for_images
+from ..catalog.registry import ModelRegistry, model_for_images
 from ..chat.answer import image_pieces, plan_lines
 from ..chat.phrases import Phrasebook
 from ..cost.budget import Hold
