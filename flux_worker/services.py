@@ -16,7 +16,8 @@ from .catalog.registry import ModelRegistry
 from .config import Config, ConfigError
 from .cost.accounts import AccountPool
 from .cost.admission import Admission
-from .cost.budget import Books, BudgetRules, MemoryLedger, ledger_from_location
+from .cost.books import Books, BudgetRules
+from .cost.ledgers import MemoryLedger, ledger_from_location
 from .cost.throttle import InflightGate, RateLimiter
 from .generation.pipeline import Pipeline
 from .generation.translate import ChatTranslator, Translator

@@ -23,7 +23,8 @@ from flux_worker.cost.accounts import (
     parse_accounts,
     read_accounts,
 )
-from flux_worker.cost.budget import Books, BudgetRules, MemoryLedger
+from flux_worker.cost.books import Books, BudgetRules
+from flux_worker.cost.ledgers import MemoryLedger
 from flux_worker.errors import QuotaExceeded, UpstreamAuthFailed
 from flux_worker.net.upstream import make_session
 

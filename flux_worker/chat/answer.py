@@ -11,7 +11,8 @@ import threading
 from typing import Callable, Iterable, Iterator
 
 from ..cost.admission import Ticket
-from ..cost.budget import Hold, neurons_text, usd_text
+from ..cost.books import Hold
+from ..cost.money import neurons_text, usd_text
 from ..errors import APIError
 from ..generation.pipeline import ImageJob, ImageResult, Pipeline
 from ..openai_api import answers

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 from ..catalog.registry import ModelRegistry, model_for_images
 from ..chat.answer import image_pieces, plan_lines
 from ..chat.phrases import Phrasebook
-from ..cost.budget import Hold
+from ..cost.books import Hold
 from ..errors import InvalidRequest
 from ..inputs.intake import ImageIntake, InputImage, mask_from_alpha, own_image_key, sd_mask
 from .pipeline import ImageJob, ImageResult, Pipeline

@@ -20,7 +20,7 @@ from typing import Callable
 from .. import metrics
 from ..backends.base import GenerationRequest, ImageBackend
 from ..catalog.spec import SEED_MAX, ModelSpec
-from ..cost.budget import Hold
+from ..cost.books import Hold
 from ..errors import InvalidRequest, StorageError, UpstreamError, raise_if_cancelled
 from ..inputs.intake import InputImage
 from ..storage import ImageStore, new_key
