@@ -10,7 +10,8 @@ import pytest
 import responses
 
 from flux_worker.backends.base import GenerationRequest
-from flux_worker.backends.cloudflare import CloudflareBackend, billed_neurons
+from flux_worker.backends.cloudflare import CloudflareBackend
+from flux_worker.backends.cloudflare.payloads import billed_neurons
 from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.config import Config, ConfigError
 from flux_worker.cost.accounts import (
