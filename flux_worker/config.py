@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from .catalog.models import GPT_IMAGE_ALIASES
+from .catalog.spec import GPT_IMAGE_ALIASES
 from .cost.accounts import Account, read_accounts
-from .cost.budget import BudgetRules, parse_key_budgets, parse_neurons
+from .cost.books import BudgetRules, parse_key_budgets, parse_neurons
 from .storage.location import S3, CountersLocation, S3Options, StorageLocation
 
 DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"

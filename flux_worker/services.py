@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 import requests
 
 from .backends.base import ImageBackend
-from .catalog.models import ModelRegistry
+from .catalog.registry import ModelRegistry
 from .chat.phrases import Phrasebook
 from .chat.turn import ChatTurns
 from .config import Config, ConfigError
 from .cost.accounts import AccountPool
 from .cost.admission import Admission
-from .cost.budget import Books, BudgetRules, MemoryLedger, ledger_from_location
+from .cost.books import Books, BudgetRules
+from .cost.ledgers import MemoryLedger, ledger_from_location
 from .cost.throttle import InflightGate, RateLimiter
 from .generation.pipeline import Pipeline
 from .generation.planner import Planner

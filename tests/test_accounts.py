@@ -10,8 +10,9 @@ import pytest
 import responses
 
 from flux_worker.backends.base import GenerationRequest
-from flux_worker.backends.cloudflare import CloudflareBackend, billed_neurons
-from flux_worker.catalog.models import CATALOG
+from flux_worker.backends.cloudflare import CloudflareBackend
+from flux_worker.backends.cloudflare.payloads import billed_neurons
+from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.config import Config, ConfigError
 from flux_worker.cost.accounts import (
     EXHAUSTED,
@@ -23,7 +24,8 @@ from flux_worker.cost.accounts import (
     parse_accounts,
     read_accounts,
 )
-from flux_worker.cost.budget import Books, BudgetRules, MemoryLedger
+from flux_worker.cost.books import Books, BudgetRules
+from flux_worker.cost.ledgers import MemoryLedger
 from flux_worker.errors import QuotaExceeded, UpstreamAuthFailed
 from flux_worker.net.upstream import make_session
 

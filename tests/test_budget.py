@@ -6,18 +6,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from flux_worker.cost.budget import (
-    Books,
-    BudgetRules,
+from flux_worker.cost.books import Books, BudgetRules, parse_key_budgets
+from flux_worker.cost.days import human_duration, next_reset, utc_day
+from flux_worker.cost.ledgers import (
     DiskLedger,
     MemoryLedger,
     RedisLedger,
-    human_duration,
     ledger_from_location,
-    next_reset,
-    parse_key_budgets,
     short_hash,
-    utc_day,
 )
 from flux_worker.errors import QuotaExceeded
 from flux_worker.storage import CountersLocation

@@ -15,12 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux_worker.backends.base import GeneratedImage, GenerationRequest
-from flux_worker.backends.cloudflare import (
-    CloudflareBackend,
-    build_request,
-    seconds_until_utc_midnight,
-)
-from flux_worker.catalog.models import CATALOG
+from flux_worker.backends.cloudflare import CloudflareBackend
+from flux_worker.backends.cloudflare.failures import seconds_until_utc_midnight
+from flux_worker.backends.cloudflare.payloads import build_request
+from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.errors import (
     ContentPolicy,
     Overloaded,

@@ -11,7 +11,7 @@ import responses
 from PIL import Image
 
 from flux_worker import create_app
-from flux_worker.cost.budget import short_hash
+from flux_worker.cost.ledgers import short_hash
 from tests.helpers import make_config
 
 ALICE, BOB = "sk-alice-key-000001", "sk-bob-key-000002"

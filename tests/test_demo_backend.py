@@ -10,7 +10,7 @@ from PIL import Image, ImageFont, ImageStat
 
 from flux_worker.backends.base import GeneratedImage, GenerationRequest
 from flux_worker.backends.demo import ELLIPSIS, DemoBackend, _wrap
-from flux_worker.catalog.models import CATALOG
+from flux_worker.catalog.workers_ai import CATALOG
 
 FLUX = CATALOG[0]
 

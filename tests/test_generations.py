@@ -256,7 +256,7 @@ def test_over_the_rate_limit_is_refused_by_check_and_start():
         svc.close()
 
 
-# --- the planner: one rule for the model of an edit ------------------------------------------------
+# --- the planner: one rule for the model of an edit ---------------------------------------------
 
 def test_an_edit_without_a_model_asks_the_default_and_edit_model_stands_in(services):
     planner = Planner(services.models, 4)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flux_worker import redaction
-from flux_worker.backends import cloudflare
+from flux_worker.backends.cloudflare import failures, payloads
 from flux_worker.chat import background_requests
 from flux_worker.config import Config
 from flux_worker.errors import InvalidRequest
@@ -43,8 +43,8 @@ PATTERNS: dict[str, re.Pattern] = {
     "translate.open_tag": translate._OPEN_TAG,
     "translate.close_tag": translate._CLOSE_TAG,
     "translate.label": translate._LABEL,
-    "cloudflare.code_in_text": cloudflare._CODE_IN_TEXT,
-    "cloudflare.data_url": cloudflare._DATA_URL,
+    "cloudflare.code_in_text": failures._CODE_IN_TEXT,
+    "cloudflare.data_url": payloads._DATA_URL,
     "redaction.bearer": redaction._BEARER,
 }
 # Patterns the code only ever anchors with .match at one position (a field's start, the end of

@@ -15,12 +15,9 @@ import re
 import pytest
 from PIL import Image
 
-from flux_worker.catalog.models import (
-    CATALOG,
-    DALL_E_ALIASES,
-    GPT_IMAGE_ALIASES,
-    ModelRegistry,
-)
+from flux_worker.catalog.registry import ModelRegistry
+from flux_worker.catalog.spec import DALL_E_ALIASES, GPT_IMAGE_ALIASES
+from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.chat.phrases import PHRASES, Phrasebook
 from flux_worker.config import Config, ConfigError
 from flux_worker.errors import InvalidRequest

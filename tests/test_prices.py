@@ -13,13 +13,8 @@ import pathlib
 
 import pytest
 
-from flux_worker.catalog.models import (
-    CATALOG,
-    FREE_DAILY_NEURONS,
-    USD_PER_NEURON,
-    cost_table,
-    tiles,
-)
+from flux_worker.catalog.spec import FREE_DAILY_NEURONS, USD_PER_NEURON, tiles
+from flux_worker.catalog.workers_ai import CATALOG, cost_table
 
 MODELS = {m.short_name: m for m in CATALOG}
 
@@ -115,4 +110,4 @@ def test_readme_cost_table_is_the_catalogs():
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
     start = readme.index("<!-- cost-table:")
     table = readme[readme.index("\n", start) + 1:readme.index("<!-- /cost-table -->")].strip()
-    assert table == cost_table(), "regenerate with flux_worker.catalog.models.cost_table()"
+    assert table == cost_table(), "regenerate with flux_worker.catalog.workers_ai.cost_table()"

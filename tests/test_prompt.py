@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flux_worker.catalog.models import CATALOG, ModelSpec, SizeRange
+from flux_worker.catalog.spec import ModelSpec, SizeRange
+from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.errors import InvalidRequest
 from flux_worker.generation.prompt import ParsedPrompt, parse_prompt
 from flux_worker.generation.sizes import (

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..catalog.models import ModelSpec
+from ..catalog.spec import ModelSpec
 from ..inputs.image import InputImage
 
 
@@ -22,12 +22,11 @@ class GenerationRequest:
     seed: int | None = None
     negative_prompt: str | None = None
     guidance: float | None = None
-    # --- image input (issue 11) ---------------------------------------------------------------
+    # Image input: what an edit or a variation brings besides the prompt.
     images: tuple[InputImage, ...] = ()  # checked, upright; references or the source image
     mask: bytes | None = None            # SD mask PNG (white repaint) at the first image's size
     strength: float | None = None        # 0..1, for models with `strength`
     variation: bool = False              # an images/variations request (no user prompt)
-    # --- end image input ----------------------------------------------------------------------
     # Set when the client has gone: a backend checks it before any retry.
     cancel: threading.Event | None = None
 

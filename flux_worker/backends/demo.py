@@ -84,8 +84,6 @@ def render(prompt: str, width: int, height: int, *, model: str, seed: int | None
     return image
 
 
-# --- image input (issue 11) ----------------------------------------------------------------------
-
 def render_edit(source: bytes, prompt: str, width: int, height: int, *, model: str,
                 seed: int | None, mask: bytes | None = None) -> Image.Image:
     """Return the input picture, tinted per prompt and seed, with DEMO and the prompt on it.
@@ -122,7 +120,6 @@ def render_edit(source: bytes, prompt: str, width: int, height: int, *, model: s
         draw.text((width / 2, top + index * line_height), line, font=text, anchor="ma",
                   fill=_WHITE, stroke_width=max(1, text_size // 16), stroke_fill=_INK)
     return image
-# --- end image input -----------------------------------------------------------------------------
 
 
 def _gradient(width: int, height: int, digest: bytes) -> Image.Image:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import requests
 from PIL import Image
 
-from ..catalog.models import ModelSpec, SizeRange
+from ..catalog.spec import ModelSpec, SizeRange
 from ..errors import (
     ContentPolicy,
     QuotaExceeded,
@@ -81,7 +81,6 @@ class OpenAIImagesBackend:
             resp = self._send(self.url, request.model.id, deadline, json=body)
         return self._image_from(resp, deadline)
 
-    # --- image input (issue 11) ---------------------------------------------------------------
     def _with_images(self, request: GenerationRequest) -> GeneratedImage:
         """Forward an edit to /images/edits, a variation to /images/variations (multipart)."""
         size = f"{_round64(request.width)}x{_round64(request.height)}"
@@ -105,8 +104,6 @@ class OpenAIImagesBackend:
             form.pop("response_format")
             resp = self._send(url, request.model.id, deadline, data=form, files=files)
         return self._image_from(resp, deadline)
-
-    # --- end image input ----------------------------------------------------------------------
 
     def _image_from(self, resp: Answer, deadline: float) -> GeneratedImage:
         """The image of an Images API answer (b64_json or url); map errors to ours."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable, Iterator
 
-from ..cost.budget import neurons_text, usd_text
+from ..cost.money import neurons_text, usd_text
 from ..errors import APIError
 from ..generation.job import ImageJob, ImageResult
 from ..generation.service import Generation

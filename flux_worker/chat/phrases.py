@@ -24,7 +24,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ Image generation failed: {}",
         "cost": "💰 Cost: {neurons} neurons ({usd} at the Workers AI paid rate)",
         "housekeeping": "This is an image generation model: send a description of the picture you want, such as `a cute cat 16:9`.",
-        # image input (issue 11)
+        # image input
         "references": "🖼️ Reference: {}",
         "attached": "attached image {n} ({size})",
         "instruction": "✏️ Instruction: {}",
@@ -48,7 +48,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ Bilderstellung fehlgeschlagen: {}",
         "cost": "💰 Kosten: {neurons} Neuronen ({usd} zum bezahlten Workers-AI-Tarif)",
         "housekeeping": "Dies ist ein Bildgenerierungsmodell: Beschreiben Sie das gewünschte Bild, zum Beispiel `a cute cat 16:9`.",
-        # image input (issue 11)
+        # image input
         "references": "🖼️ Vorlage: {}",
         "attached": "angehängtes Bild {n} ({size})",
         "instruction": "✏️ Anweisung: {}",
@@ -72,7 +72,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ 图像生成失败：{}",
         "cost": "💰 费用：{neurons} 神经元（按 Workers AI 付费价格约 {usd}）",
         "housekeeping": "这是一个图像生成模型：请描述你想要的图片，例如 `一只可爱的猫 16:9`。",
-        # image input (issue 11)
+        # image input
         "references": "🖼️ 参考图：{}",
         "attached": "附加图像 {n}（{size}）",
         "instruction": "✏️ 编辑指令：{}",
@@ -96,7 +96,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ 圖像生成失敗：{}",
         "cost": "💰 費用：{neurons} 神經元（按 Workers AI 付費價格約 {usd}）",
         "housekeeping": "這是一個圖像生成模型：請描述你想要的圖片，例如 `一隻可愛的貓 16:9`。",
-        # image input (issue 11)
+        # image input
         "references": "🖼️ 參考圖：{}",
         "attached": "附加圖像 {n}（{size}）",
         "instruction": "✏️ 編輯指令：{}",
@@ -120,7 +120,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ 画像の生成に失敗しました：{}",
         "cost": "💰 コスト：{neurons} ニューロン（Workers AI 有料料金で {usd}）",
         "housekeeping": "これは画像生成モデルです。欲しい画像を説明してください（例：`a cute cat 16:9`）。",
-        # image input (issue 11)
+        # image input
         "references": "🖼️ 参照画像：{}",
         "attached": "添付画像 {n}（{size}）",
         "instruction": "✏️ 指示：{}",
@@ -144,7 +144,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ La generación de la imagen falló: {}",
         "cost": "💰 Coste: {neurons} neuronas ({usd} con la tarifa de pago de Workers AI)",
         "housekeeping": "Este es un modelo de generación de imágenes: describe la imagen que quieres, por ejemplo `a cute cat 16:9`.",
-        # image input (issue 11)
+        # image input
         "references": "🖼️ Referencia: {}",
         "attached": "imagen adjunta {n} ({size})",
         "instruction": "✏️ Instrucción: {}",
@@ -168,7 +168,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ La génération de l'image a échoué : {}",
         "cost": "💰 Coût : {neurons} neurones ({usd} au tarif payant de Workers AI)",
         "housekeeping": "Ceci est un modèle de génération d'images : décrivez l'image souhaitée, par exemple `a cute cat 16:9`.",
-        # image input (issue 11)
+        # image input
         "references": "🖼️ Référence : {}",
         "attached": "image jointe {n} ({size})",
         "instruction": "✏️ Instruction : {}",
@@ -192,7 +192,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "failed": "❌ Не удалось создать изображение: {}",
         "cost": "💰 Стоимость: {neurons} нейронов ({usd} по платному тарифу Workers AI)",
         "housekeeping": "Это модель для создания изображений: опишите нужную картинку, например `a cute cat 16:9`.",
-        # image input (issue 11)
+        # image input
         "references": "🖼️ Исходное изображение: {}",
         "attached": "вложенное изображение {n} ({size})",
         "instruction": "✏️ Инструкция: {}",

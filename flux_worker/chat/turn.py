@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ..catalog.models import ModelRegistry
+from ..catalog.registry import ModelRegistry
 from ..generation.job import Caller, ImageOrder
 from ..generation.service import Generation, Generations
 from ..generation.translate import Translator

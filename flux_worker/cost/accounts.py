@@ -21,20 +21,11 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..catalog.models import FREE_DAILY_NEURONS
+from ..catalog.spec import FREE_DAILY_NEURONS
 from ..errors import APIError, QuotaExceeded, UpstreamAuthFailed
-from .budget import (
-    Books,
-    BudgetRules,
-    Clock,
-    MemoryLedger,
-    account_counter,
-    human_duration,
-    next_reset,
-    parse_neurons,
-    short_account,
-    utc_now,
-)
+from .books import Books, BudgetRules, parse_neurons
+from .days import Clock, human_duration, next_reset, utc_now
+from .ledgers import MemoryLedger, account_counter, short_account
 
 log = logging.getLogger("flux_worker.cost.accounts")
 

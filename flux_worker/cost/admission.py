@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from .budget import Books, Hold
+from .books import Books, Hold
 from .throttle import InflightGate, RateLimiter
 
 

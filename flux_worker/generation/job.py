@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from ..catalog.models import ModelSpec
+from ..catalog.spec import ModelSpec
 from ..inputs.image import ImageSource, InputImage
 from .sizes import SizeSpec
 

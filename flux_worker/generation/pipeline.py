@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import metrics
 from ..backends.base import GenerationRequest, ImageBackend
-from ..catalog.models import SEED_MAX
-from ..cost.budget import Hold
+from ..catalog.spec import SEED_MAX
+from ..cost.books import Hold
 from ..errors import StorageError, UpstreamError, raise_if_cancelled
 from ..storage import ImageStore, new_key
 from ..storage.health import StoreHealth

@@ -18,7 +18,8 @@ from __future__ import annotations
 import secrets
 from fractions import Fraction
 
-from ..catalog.models import SEED_MAX, ModelRegistry, ModelSpec, model_for_images
+from ..catalog.registry import ModelRegistry, model_for_images
+from ..catalog.spec import SEED_MAX, ModelSpec
 from ..errors import InvalidRequest
 from ..inputs.image import InputImage
 from ..inputs.intake import mask_from_alpha, sd_mask

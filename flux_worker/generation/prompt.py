@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..catalog.models import SEED_MAX
+from ..catalog.spec import SEED_MAX
 from .sizes import PRESETS, SizeSpec, pixel_spec, ratio_spec
 
 STEPS_MAX = 100

@@ -18,7 +18,7 @@ No Flask here.
 from __future__ import annotations
 
 from ..cost.admission import Admission, Ticket
-from ..cost.budget import Hold
+from ..cost.books import Hold
 from ..inputs.intake import ImageIntake
 from ..storage.health import StoreHealth
 from .job import Batch, Caller, ImageJob, ImageOrder, ImageResult, PromptChoice

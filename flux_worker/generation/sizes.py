@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog.models import ModelSpec, round8
+from ..catalog.spec import ModelSpec, round8
 from ..errors import InvalidRequest, json_type_name
 
 # The original Worker's size presets, unchanged, so its users get the sizes they know.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog.models import ModelSpec
+from ..catalog.spec import ModelSpec
 from ..errors import InvalidRequest
 from ..generation.sizes import parse_size_param
 from ..openai_api import edit_requests

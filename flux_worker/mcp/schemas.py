@@ -10,7 +10,7 @@ from typing import Any
 
 import mcp_types as types
 
-from ..catalog.models import SEED_MAX, ModelSpec
+from ..catalog.spec import SEED_MAX, ModelSpec
 from ..openai_api.edit_requests import MAX_EDIT_IMAGES
 from ..services import Services
 from .preview import PREVIEW_MAX_BYTES, PREVIEW_MAX_SIDE

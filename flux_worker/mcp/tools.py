@@ -15,7 +15,7 @@ from typing import Any
 
 import mcp_types as types
 
-from ..cost.budget import neurons_text, usd_text
+from ..cost.money import neurons_text, usd_text
 from ..errors import APIError, InvalidRequest
 from ..generation.job import Batch, Caller, ImageJob, ImageOrder, ImageResult
 from ..inputs.image import ImageSource

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from ..catalog.models import SEED_MAX
+from ..catalog.spec import SEED_MAX
 from ..errors import InvalidRequest, json_type_name
 from ..generation.fitting import OUTPUT_FORMATS
 from ..generation.prompt import STEPS_MAX

@@ -308,7 +308,7 @@
     text.textContent = entry.prompt;
     let edit = null;
     if (entry.expires > Date.now()) {
-      // image input (issue 11): edit this image (the service reads its own link from storage).
+      // Edit this image (the service reads its own link from storage).
       edit = document.createElement("button");
       edit.type = "button";
       edit.className = "ghost small shot-edit";
@@ -346,7 +346,7 @@
     }
   }
 
-  // ---- image input (issue 11): the image to edit ----
+  // ---- image input: the image to edit ----
 
   // Photos are scaled down in the browser first: the chat request is a JSON body under the
   // server's MAX_BODY_BYTES, and the models work on about a megapixel anyway.
@@ -418,8 +418,6 @@
     const file = event.dataTransfer && event.dataTransfer.files[0];
     if (file) attachFile(file);
   });
-
-  // ---- end image input ----
 
   // ---- wiring ----
 

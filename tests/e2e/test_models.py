@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from flux_worker.catalog.models import CATALOG
+from flux_worker.catalog.workers_ai import CATALOG
 
 from .service import API_KEY, LLM_KEY, cloudflare_env, start_service
 

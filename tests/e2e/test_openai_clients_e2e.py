@@ -18,7 +18,7 @@ import pytest
 import requests
 from PIL import Image
 
-from flux_worker.catalog.models import GPT_IMAGE_ALIASES
+from flux_worker.catalog.spec import GPT_IMAGE_ALIASES
 
 from .service import API_KEY
 

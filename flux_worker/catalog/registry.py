@@ -1,0 +1,108 @@
+"""The models this instance offers, found by id, alias or OpenAI name, and the one an edit uses."""
+
+from __future__ import annotations
+
+from ..errors import InvalidRequest, ModelNotFound
+from .spec import B64_JSON, DALL_E_ALIASES, GPT_IMAGE_ALIASES, URL, ModelSpec
+from .workers_ai import CATALOG
+
+
+class ModelRegistry:
+    """The models this instance offers, looked up by id or alias."""
+
+    def __init__(self, offered: tuple[ModelSpec, ...], default: ModelSpec,
+                 gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES,
+                 edit_model: ModelSpec | None = None):
+        self.models = offered
+        self.default = default
+        self.edit_model = edit_model   # EDIT_MODEL: draws image requests for models without input
+        self._by_name: dict[str, ModelSpec] = {}
+        for spec in offered:
+            for name in (spec.id, *spec.aliases):
+                self._by_name[name.lower()] = spec
+        self._b64_names = frozenset(n.strip().lower() for n in gpt_image_names if n.strip())
+        for name in (*DALL_E_ALIASES, *sorted(self._b64_names)):
+            self._by_name.setdefault(name, default)
+
+    @classmethod
+    def build(cls, names: tuple[str, ...], default_name: str,
+              catalog: tuple[ModelSpec, ...] = CATALOG,
+              gpt_image_names: tuple[str, ...] = GPT_IMAGE_ALIASES,
+              edit_name: str = "") -> "ModelRegistry":
+        """Pick the offered models by id or alias; raise ValueError naming an unknown one."""
+        everything = cls(catalog, catalog[0], gpt_image_names)
+        offered = (tuple(dict.fromkeys(everything.find_known(n) for n in names)) if names
+                   else catalog)
+        default = everything.find_known(default_name)
+        if default not in offered:
+            offered = (default, *offered)
+        edit_model = everything.find_known(edit_name) if edit_name else None
+        if edit_model is not None and edit_model.max_images == 0:
+            raise ValueError(f"EDIT_MODEL {edit_name!r} takes no input images; pick one that "
+                             "does, such as flux-2-klein-4b")
+        if edit_model is not None and edit_model not in offered:
+            offered = (*offered, edit_model)
+        return cls(offered, default, gpt_image_names, edit_model)
+
+    def default_response_format(self, name: str | None) -> str:
+        """The Images API answer form when the request names none: `url` or `b64_json`."""
+        if not name or not isinstance(name, str):
+            name = self.default.id
+        return B64_JSON if name.strip().lower() in self._b64_names else URL
+
+    def find_known(self, name: str) -> ModelSpec:
+        spec = self._by_name.get(name.strip().lower())
+        if spec is None:
+            raise ValueError(f"unknown image model {name!r}; known: "
+                             + ", ".join(s.short_name for s in self.models))
+        return spec
+
+    def get(self, name: str | None) -> ModelSpec | None:
+        """The model named by id or alias, or None."""
+        if not name or not isinstance(name, str):
+            return None
+        return self._by_name.get(name.strip().lower())
+
+    def require(self, name: str | None, param: str = "model") -> ModelSpec:
+        """The named model, the default when no name is given, else ModelNotFound."""
+        if name is None or name == "":
+            return self.default
+        spec = self.get(name)
+        if spec is None:
+            raise ModelNotFound(
+                f"The model `{name}` does not exist or is not offered here. "
+                "GET /v1/models lists the available models.", param=param)
+        return spec
+
+    def for_chat(self, name: str | None) -> ModelSpec:
+        """The model named in a chat request, falling back to the default for any other name."""
+        return self.get(name) or self.default
+
+
+def model_for_images(requested: ModelSpec, count: int, has_mask: bool,
+                     edit_model: ModelSpec | None) -> ModelSpec:
+    """The model that draws a request bringing `count` images; raise InvalidRequest if none can.
+
+    A model that takes no images is replaced by EDIT_MODEL (the answer says which model drew);
+    a model that takes images but fewer than sent, or no mask, is an error the client can fix.
+    """
+    model = requested
+    if requested.max_images == 0:
+        if edit_model is None or edit_model.max_images == 0:
+            raise InvalidRequest(
+                f"{requested.short_name} cannot take input images, and no EDIT_MODEL is set to "
+                "draw edits instead. Pick a model that takes images (GET /v1/models/<id> lists "
+                "`image_input`), such as flux-2-klein-4b.", param="model",
+                code="model_cannot_take_images")
+        model = edit_model
+    if count > model.max_images:
+        raise InvalidRequest(
+            f"{model.short_name} takes at most {model.max_images} input image"
+            f"{'s' if model.max_images != 1 else ''}; {count} were sent. Send fewer images.",
+            param="image", code="too_many_images")
+    if has_mask and not model.mask:
+        raise InvalidRequest(
+            f"{model.short_name} does not take a mask. Leave the mask out, or use a model that "
+            "takes one, such as stable-diffusion-v1-5-inpainting.", param="mask",
+            code="mask_not_supported")
+    return model
