@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .backends.base import ImageBackend
 from .catalog.registry import ModelRegistry
 from .chat.phrases import Phrasebook
 from .chat.turn import ChatTurns
@@ -22,6 +21,7 @@ from .cost.admission import Admission
 from .cost.books import Books, BudgetRules
 from .cost.ledgers import MemoryLedger, ledger_from_location
 from .cost.throttle import InflightGate, RateLimiter
+from .generation.backend import ImageBackend
 from .generation.pipeline import Pipeline
 from .generation.planner import Planner
 from .generation.service import Generations

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import responses
 
-from flux_worker.backends.base import GenerationRequest
 from flux_worker.backends.cloudflare import CloudflareBackend
 from flux_worker.backends.cloudflare.payloads import billed_neurons
 from flux_worker.catalog.workers_ai import CATALOG
@@ -27,6 +26,7 @@ from flux_worker.cost.accounts import (
 from flux_worker.cost.books import Books, BudgetRules
 from flux_worker.cost.ledgers import MemoryLedger
 from flux_worker.errors import QuotaExceeded, UpstreamAuthFailed
+from flux_worker.generation.backend import GenerationRequest
 from flux_worker.net.upstream import make_session
 
 API = "https://api.cloudflare.com/client/v4"

@@ -18,11 +18,11 @@ import requests
 import responses
 from PIL import Image
 
-from flux_worker.backends.base import GenerationRequest
 from flux_worker.backends.cloudflare import CloudflareBackend
 from flux_worker.backends.openai_images import OpenAIImagesBackend, generic_model
 from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.errors import RateLimited, UpstreamError
+from flux_worker.generation.backend import GenerationRequest
 from flux_worker.generation.translate import ChatTranslator, TranslationFailed
 from flux_worker.net.upstream import (
     RETRY_AFTER_MAX,

@@ -14,7 +14,6 @@ import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flux_worker.backends.base import GeneratedImage, GenerationRequest
 from flux_worker.backends.cloudflare import CloudflareBackend
 from flux_worker.backends.cloudflare.failures import seconds_until_utc_midnight
 from flux_worker.backends.cloudflare.payloads import build_request
@@ -29,6 +28,7 @@ from flux_worker.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from flux_worker.generation.backend import GeneratedImage, GenerationRequest
 from flux_worker.net.upstream import make_session
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image, ImageFont, ImageStat
 
-from flux_worker.backends.base import GeneratedImage, GenerationRequest
 from flux_worker.backends.demo import ELLIPSIS, DemoBackend, _wrap
 from flux_worker.catalog.workers_ai import CATALOG
+from flux_worker.generation.backend import GeneratedImage, GenerationRequest
 
 FLUX = CATALOG[0]
 

@@ -12,13 +12,13 @@ import pytest
 import responses
 from PIL import Image
 
-from flux_worker.backends.base import GenerationRequest
 from flux_worker.backends.cloudflare import CloudflareBackend
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.backends.openai_images import OpenAIImagesBackend, generic_model
 from flux_worker.catalog.registry import ModelRegistry, model_for_images
 from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.errors import InvalidRequest
+from flux_worker.generation.backend import GenerationRequest
 from flux_worker.inputs.image import InputImage
 from flux_worker.inputs.intake import decode, sd_mask
 from flux_worker.net.upstream import make_session

@@ -18,7 +18,7 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .base import GeneratedImage, GenerationRequest
+from ..generation.backend import GeneratedImage, GenerationRequest
 
 JPEG_QUALITY = 88
 ELLIPSIS = "…"

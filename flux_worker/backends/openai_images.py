@@ -28,10 +28,10 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..generation import fitting
+from ..generation.backend import GeneratedImage, GenerationRequest
 from ..generation.translate import chat_completions_url
 from ..net.upstream import Answer, UpstreamProblem, call, retry_after_seconds
 from ..redaction import redact
-from .base import GeneratedImage, GenerationRequest
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import metrics
-from ..backends.base import GenerationRequest, ImageBackend
 from ..catalog.spec import SEED_MAX
 from ..cost.books import Hold
 from ..errors import StorageError, UpstreamError, raise_if_cancelled
 from ..storage import ImageStore, new_key
 from ..storage.health import StoreHealth
 from . import fitting
+from .backend import GenerationRequest, ImageBackend
 from .job import Batch, ImageJob, ImageResult, PromptChoice
 from .translate import TranslationFailed, Translator
 

@@ -20,9 +20,9 @@ from ...catalog.spec import ModelSpec
 from ...config import DEFAULT_CF_API_BASE
 from ...cost.accounts import Account, AccountPool
 from ...errors import APIError, QuotaExceeded, UpstreamAuthFailed, UpstreamError, raise_if_cancelled
+from ...generation.backend import GeneratedImage, GenerationRequest
 from ...net.upstream import Answer, UpstreamProblem, call
 from ...redaction import redact
-from ..base import GeneratedImage, GenerationRequest
 from .failures import (
     CloudflareError,
     Failure,

@@ -18,9 +18,9 @@ import pybase64
 
 from ...catalog.spec import ModelSpec
 from ...generation import fitting
+from ...generation.backend import GeneratedImage, GenerationRequest
 from ...inputs import intake
 from ...net.upstream import Answer
-from ..base import GeneratedImage, GenerationRequest
 
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?;base64,", re.I)
 _WHITESPACE = b" \t\r\n\f\v"
