@@ -16,14 +16,13 @@ import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import orjson
-from werkzeug.datastructures import Authorization
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import ClosingIterator, get_current_url
 
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge
 from ..mcp.caller import CALLER_KEY, Caller
 from ..services import Services
-from .auth import bearer_token, check_api_key
+from .auth import bearer_of_header, budget_key, check_api_key, identity_of
 from .hooks import common_headers, request_done, request_id
 
 if TYPE_CHECKING:
@@ -73,7 +72,8 @@ class McpMount:
         if method == "OPTIONS":
             respond("204 No Content", [])
             return ClosingIterator([], [finish])
-        token = bearer_token(Authorization.from_header(environ.get("HTTP_AUTHORIZATION")))
+        # Parsed once; the key check, the rate-limit identity and the budget all read it.
+        token = bearer_of_header(environ.get("HTTP_AUTHORIZATION"))
         try:
             check_api_key(config.api_keys, token)
             if method != "POST":
@@ -98,9 +98,8 @@ class McpMount:
             respond(f"{exc.status} {HTTP_STATUS_CODES[exc.status]}", headers)
             return ClosingIterator([body], [finish])
         # Per API key when keys are configured, else per client address, as for the API.
-        caller.identity = (token if config.api_keys and token
-                           else environ.get("REMOTE_ADDR") or "anonymous")
-        caller.key = token if config.api_keys else None  # budgets count per key, as for the API
+        caller.identity = identity_of(config.api_keys, token, environ.get("REMOTE_ADDR"))
+        caller.key = budget_key(config.api_keys, token)  # budgets count per key, as for the API
         base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
         links = self.services.links
         caller.link = lambda result: links(base, result.key)
