@@ -110,8 +110,12 @@ class AuthenticationError(APIError):
     code = "invalid_api_key"
 
     def headers(self) -> dict[str, str]:
-        """Name the scheme the client must use (RFC 9110 requires it on a 401)."""
-        return {**super().headers(), "WWW-Authenticate": 'Bearer realm="flux-worker"'}
+        """Name the scheme the client must use (RFC 9110 requires a challenge on a 401)."""
+        # The bare scheme, on every edge: MCP clients (the SDKs, MCP Inspector) read this
+        # challenge for RFC 9728's resource_metadata and for scope/error to start an OAuth
+        # flow; this server has no OAuth to offer, so it names only what works: a Bearer key.
+        # A realm would tell no client anything (there is one protection space).
+        return {**super().headers(), "WWW-Authenticate": "Bearer"}
 
 
 class NotFound(APIError):
@@ -134,6 +138,16 @@ class MethodNotAllowed(APIError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...] = (), param: str | None = None,
+                 code: str | None = None, retry_after: int | None = None):
+        super().__init__(message, param=param, code=code, retry_after=retry_after)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        """Name the methods the route takes (RFC 9110 requires Allow on a 405)."""
+        extra = {"Allow": ", ".join(self.allow)} if self.allow else {}
+        return {**super().headers(), **extra}
 
 
 class PayloadTooLarge(APIError):

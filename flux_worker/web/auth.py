@@ -1,4 +1,10 @@
-"""Who is calling: the Bearer key, read once per request, and whom the rate limits count."""
+"""Who is calling: the Bearer key, read once per request, and whom the rate limits count.
+
+The Authorization header is parsed once per request (`presented_key`, kept in `g`); the key
+check, the usage page's admin check, the rate-limit identity and the budget key all read that
+one value. The /mcp mount, which runs without Flask, parses its request's header once with
+`bearer_of_header` and calls the same Flask-free `check_api_key`, `identity_of` and `budget_key`.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,46 @@ from ..errors import AuthenticationError
 from .context import services
 
 
+def presented_key() -> str | None:
+    """The Bearer token this request presents, parsed from its header on the first call only."""
+    if "bearer" not in g:
+        g.bearer = bearer_token(request.authorization)
+    return g.bearer
+
+
 def require_api_key() -> None:
-    """Read the Bearer key once per request; raise AuthenticationError unless it is configured."""
-    g.api_key = bearer_token(request.authorization)
-    check_api_key(services().config.api_keys, g.api_key)
+    """Raise AuthenticationError unless the request presents one of the configured keys."""
+    keys = services().config.api_keys
+    token = presented_key()
+    check_api_key(keys, token)
+    # Set only once the key passed: a refused key never becomes an identity or a budget.
+    g.api_key = token
+    if keys:
+        prove_key()
+
+
+def prove_key() -> None:
+    """Record that this request proved a configured key (ADMIN_API_KEY or an API_KEY).
+
+    Errors then answer it in full: a storage error may name its host (`edge.public`).
+    """
+    g.key_proved = True
+
+
+def key_proved() -> bool:
+    """Whether this request proved a configured key (see `prove_key`)."""
+    return bool(g.get("key_proved"))
 
 
 def bearer_token(auth: Authorization | None) -> str | None:
     """The Bearer token of a parsed Authorization header; anything else counts as no key."""
     token = auth.token if auth is not None and auth.type == "bearer" else None
     return token.strip() if token else None
+
+
+def bearer_of_header(header: str | None) -> str | None:
+    """The Bearer token of a raw Authorization header value (no Flask: the /mcp mount)."""
+    return bearer_token(Authorization.from_header(header))
 
 
 def check_api_key(keys: tuple[str, ...], token: str | None) -> None:
@@ -39,15 +75,23 @@ def check_api_key(keys: tuple[str, ...], token: str | None) -> None:
             "`Authorization: Bearer <key>`.")
 
 
+def identity_of(keys: tuple[str, ...], token: str | None, address: str | None) -> str:
+    """Whom rate limits count: the checked key when keys are configured, else the address."""
+    if keys and token:
+        return token
+    return address or "anonymous"
+
+
+def budget_key(keys: tuple[str, ...], token: str | None) -> str | None:
+    """Whose budget a generation counts against: the checked key when keys are configured."""
+    return token if keys else None
+
+
 def caller_identity() -> str:
     """Whom rate limits count: the API key when keys are configured, else the client address."""
-    if services().config.api_keys and getattr(g, "api_key", None):
-        return g.api_key
-    return request.remote_addr or "anonymous"
+    return identity_of(services().config.api_keys, g.get("api_key"), request.remote_addr)
 
 
 def caller_key() -> str | None:
     """Whose budget a generation counts against: the API key when keys are configured."""
-    if services().config.api_keys:
-        return getattr(g, "api_key", None)
-    return None
+    return budget_key(services().config.api_keys, g.get("api_key"))

@@ -11,38 +11,42 @@ from flask import Flask, Response, g, request
 
 from .. import metrics
 from ..logs import printable
+from .edge import common_headers
 
 # A deliberately named logger: operators route access lines apart from the rest.
 log = logging.getLogger("flux_worker.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID, OpenAI-Organization, OpenAI-Project"
 
 
 def install(app: Flask) -> None:
     """Install request ids, CORS, preflight answers and the access log on `app`."""
     config = app.extensions["flux_worker"].config
     origins = config.cors_origins
-    allow_any = "*" in origins
 
     @app.before_request
     def start_request():
         g.started = time.monotonic()
         g.request_id = request_id(request.headers.get("X-Request-ID", ""))
         if request.method == "OPTIONS":
-            # Preflight for any path, known or not: browsers only need the CORS headers.
-            return Response(status=204)
+            # Preflight for any path, known or not: browsers only need the CORS headers. No
+            # Content-Type for no content, as /mcp answers its preflights.
+            preflight = Response(status=204)
+            del preflight.headers["Content-Type"]
+            return preflight
         return None
 
     @app.after_request
     def finish_request(response: Response):
         rid = getattr(g, "request_id", None)
+        # The same headers the fast path and /mcp add (web.edge); a view's own Vary is kept.
         for name, value in common_headers(origins, request.headers.get("Origin"),
                                           request.headers.get("Access-Control-Request-Headers"),
                                           rid):
-            response.headers[name] = value
-        if not allow_any:
-            response.vary.add("Origin")
+            if name == "Vary":
+                response.vary.add(value)
+            else:
+                response.headers[name] = value
         started = getattr(g, "started", None)
         if started is not None:
             done = request_done(started, rid, request.method, request.path,
@@ -60,26 +64,6 @@ def install(app: Flask) -> None:
 def request_id(incoming: str) -> str:
     """The client's X-Request-ID when it is sane, else a fresh one."""
     return incoming if _REQUEST_ID.match(incoming or "") else secrets.token_hex(8)
-
-
-def common_headers(origins: tuple[str, ...], origin: str | None, requested: str | None,
-                   rid: str | None) -> list[tuple[str, str]]:
-    """CORS, request id and nosniff headers that every answer carries."""
-    headers = []
-    if "*" in origins:
-        headers.append(("Access-Control-Allow-Origin", "*"))
-    elif origin and origin in origins:
-        headers.append(("Access-Control-Allow-Origin", origin))
-    headers += [
-        ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
-        ("Access-Control-Allow-Headers", requested or _ALLOWED_HEADERS),
-        ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, ETag, X-Neurons"),
-        ("Access-Control-Max-Age", "86400"),
-        ("X-Content-Type-Options", "nosniff"),
-    ]
-    if rid:
-        headers.append(("X-Request-ID", rid))
-    return headers
 
 
 def request_done(started: float, rid: str | None, method: str, path: str, route: str,

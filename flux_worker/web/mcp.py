@@ -2,7 +2,8 @@
 
 A thin WSGI layer in front of the SDK's transport gives MCP requests what every API request gets:
 a request id, CORS headers, the Bearer key check (401 with the API's JSON error, before the MCP
-layer sees the request), the caller's rate-limit identity and the access-log line.
+layer sees the request), the caller's rate-limit identity and the access-log line. Its own errors
+(401, 405, 413) are answered by `web.edge`, exactly as Flask's boundary answers them.
 
 The SDK and its transport load with the first MCP request a process serves, not with the app:
 they are half of the app's import time and ~28 MiB of each worker's memory (docs/benchmarks.md),
@@ -15,16 +16,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
-import orjson
-from werkzeug.datastructures import Authorization
-from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import ClosingIterator, get_current_url
 
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge
 from ..mcp.caller import CALLER_KEY, ToolCaller
 from ..services import Services
-from .auth import bearer_token, check_api_key
-from .hooks import common_headers, request_done, request_id
+from . import edge
+from .auth import bearer_of_header, budget_key, check_api_key, identity_of
+from .hooks import request_done, request_id
 
 if TYPE_CHECKING:
     from ..mcp.bridge import McpBridge
@@ -54,17 +53,15 @@ class McpMount:
         config = self.services.config
         started = time.monotonic()
         rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        extra = common_headers(config.cors_origins, environ.get("HTTP_ORIGIN"),
-                               environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"), rid)
-        if "*" not in config.cors_origins:
-            extra.append(("Vary", "Origin"))
+        extra = edge.common_headers(config.cors_origins, environ.get("HTTP_ORIGIN"),
+                                    environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"), rid)
         method = environ.get("REQUEST_METHOD", "GET")
         caller = ToolCaller(identity="", link=lambda result: None, request_id=rid)
         status_seen = [0]
 
         def respond(status: str, headers: list, exc_info=None):
             status_seen[0] = int(status.split(" ", 1)[0])
-            return start_response(status, list(headers) + extra, exc_info)
+            return start_response(status, edge.with_headers(list(headers), extra), exc_info)
 
         def finish() -> None:
             request_done(started, rid, method, environ.get("PATH_INFO", ""), "/mcp",
@@ -73,15 +70,19 @@ class McpMount:
         if method == "OPTIONS":
             respond("204 No Content", [])
             return ClosingIterator([], [finish])
-        token = bearer_token(Authorization.from_header(environ.get("HTTP_AUTHORIZATION")))
+        # Parsed once; the key check, the rate-limit identity and the budget all read it.
+        token = bearer_of_header(environ.get("HTTP_AUTHORIZATION"))
+        proved = False  # whether a configured key passed: errors may then name addresses
         try:
             check_api_key(config.api_keys, token)
+            proved = bool(config.api_keys)
             if method != "POST":
                 # Stateless: no stream for server messages (GET) and no session to end (DELETE).
                 # The spec's answer is 405; an open GET would also hold a worker thread forever.
                 raise MethodNotAllowed(
                     f"{method} is not used here: send MCP messages as JSON-RPC with POST. This "
-                    "server keeps no sessions and opens no event stream.")
+                    "server keeps no sessions and opens no event stream.",
+                    allow=("POST", "OPTIONS"))
             declared = environ.get("CONTENT_LENGTH") or ""
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 # Answered like the API's 413 (the SDK's own is plain text).
@@ -89,18 +90,13 @@ class McpMount:
                     f"The request body is too large ({declared} bytes); /mcp accepts at most "
                     f"{self.max_body_bytes} (MAX_UPLOAD_BYTES). Send smaller images.")
         except APIError as exc:
-            body = orjson.dumps(exc.body())
-            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            if isinstance(exc, MethodNotAllowed):
-                headers.append(("Allow", "POST, OPTIONS"))
-            elif exc.status == 401:
-                headers.append(("WWW-Authenticate", "Bearer"))
-            respond(f"{exc.status} {HTTP_STATUS_CODES[exc.status]}", headers)
-            return ClosingIterator([body], [finish])
+            edge.log_error(method, environ.get("PATH_INFO", ""), exc)
+            answer = edge.error_answer(exc, behind_key=proved)
+            respond(answer.status_line, answer.headers)
+            return ClosingIterator([] if method == "HEAD" else [answer.body], [finish])
         # Per API key when keys are configured, else per client address, as for the API.
-        caller.identity = (token if config.api_keys and token
-                           else environ.get("REMOTE_ADDR") or "anonymous")
-        caller.key = token if config.api_keys else None  # budgets count per key, as for the API
+        caller.identity = identity_of(config.api_keys, token, environ.get("REMOTE_ADDR"))
+        caller.key = budget_key(config.api_keys, token)  # budgets count per key, as for the API
         base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
         links = self.services.links
         caller.link = lambda result: links(base, result.key)

@@ -19,11 +19,6 @@ def register_api(app: Flask, blueprint: Blueprint) -> None:
     app.register_blueprint(blueprint, name=blueprint.name + _UNPREFIXED)
 
 
-def blueprint_of(name: str | None) -> str | None:
-    """The blueprint a request's blueprint name registers (the same for both prefixes)."""
-    return name.removesuffix(_UNPREFIXED) if name else name
-
-
 def unprefixed_aliases(app: Flask) -> dict[str, str]:
     """Each /v1 API path (OpenAPI style, `{param}`) and its root alias, from the URL map."""
     aliases = {}

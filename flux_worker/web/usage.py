@@ -7,10 +7,10 @@ never a token). The numbers come from the budget ledger every instance shares.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify
 
 from ..auth import key_matches
-from .auth import require_api_key
+from .auth import presented_key, prove_key, require_api_key
 from .context import services
 
 bp = Blueprint("usage", __name__)
@@ -21,13 +21,15 @@ def usage() -> Response:
     """Today's spend in neurons: the caller's key and the service; everything for the admin."""
     svc = services()
     admin = _is_admin(svc.config.admin_api_key)
-    if not admin:
+    if admin:
+        prove_key()
+    else:
         require_api_key()
     books = svc.books
     spent = books.spent()
     body: dict = {"object": "usage", "day": books.today(), **books.resets(),
                   "service": books.usage_of_service(spent)}
-    key = getattr(g, "api_key", None)
+    key = g.get("api_key")
     if not admin and svc.config.api_keys and key:
         body["key"] = books.usage_of_key(key, spent)
     if admin:
@@ -38,6 +40,5 @@ def usage() -> Response:
 
 def _is_admin(admin_key: str) -> bool:
     """Whether the request carries ADMIN_API_KEY (anything else is checked as a client key)."""
-    auth = request.authorization
-    token = auth.token if auth is not None and auth.type == "bearer" else None
-    return bool(admin_key and token) and key_matches((admin_key,), (token or "").strip())
+    token = presented_key()  # the same parse that require_api_key reads, not a second one
+    return bool(admin_key and token) and key_matches((admin_key,), token)
