@@ -49,7 +49,7 @@ def _env_int(name: str, default: str) -> int:
 
 
 workers = _env_int("WEB_CONCURRENCY", "1" if _ONE_PROCESS_STORE else "2")
-# config.py owns GUNICORN_THREADS, so that MAX_INFLIGHT's default can stay below it.
+# flux_worker/config/ owns GUNICORN_THREADS, so that MAX_INFLIGHT's default can stay below it.
 threads = _CONFIG.gunicorn_threads if _CONFIG is not None else 1
 # gthread workers heartbeat from their main loop, so a long generation in a thread does not
 # trip this; it only catches a worker that is truly stuck.

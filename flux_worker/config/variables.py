@@ -1,0 +1,354 @@
+"""The declaration: every environment variable the service reads, once, as a field of `Config`.
+
+Each field names its variable, its default (the text a user would set, parsed as a set value is)
+and its help, the README table's "meaning" column (tests/test_config.py compares the two).
+`Config.from_env()` is the only place that reads the environment: a bad value raises ConfigError
+naming the variable, so the service refuses to start instead of failing per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Mapping, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ..catalog.spec import GPT_IMAGE_ALIASES
+from ..storage.location import S3, CountersLocation, S3Options
+from .values import (
+    BLANK_MEANS_NONE,
+    Accounts,
+    BaseURL,
+    ConfigError,
+    Flag,
+    HttpURL,
+    ModelNames,
+    Names,
+    Neurons,
+    Origins,
+    Proxies,
+    RateLimit,
+    Storage,
+    choose,
+    config_error,
+    one_of,
+    read_counters,
+    read_whole,
+    seconds,
+    whole,
+)
+
+if TYPE_CHECKING:  # cost/ is imported when the configuration is read: see Config.from_env
+    from ..cost.accounts import Account
+    from ..cost.books import BudgetRules
+
+DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"
+DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"
+# A current, cheap text model that Cloudflare keeps (llama-3.1-8b-instruct was deprecated
+# on 2026-05-30; the -fast variant stays).
+DEFAULT_TRANSLATE_MODEL = "@cf/meta/llama-3.1-8b-instruct-fast"
+LANGUAGES = ("en", "de", "zh-cn", "zh-hant", "ja", "es", "fr", "ru")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+BACKENDS = ("cloudflare", "demo", "openai")
+# How answers link to images: through this service, straight to a public bucket, or presigned.
+IMAGE_LINK_MODES = ("service", "direct", "presigned")
+
+
+def variable(name: str, default: str, help: str, *, alias: str = "",
+             secret: bool = False) -> Any:
+    """A field's environment variable: its name, default and help (the README's "meaning").
+
+    The default is text, as a user would set it, and goes through the field's parser like a set
+    value (validate_default). `alias` is an older name, read when `name` is unset. A secret is
+    left out of the repr.
+    """
+    return Field(default, validation_alias=AliasChoices(name, alias) if alias else name,
+                 description=help, validate_default=True, repr=not secret)
+
+
+def _names_of(field: FieldInfo) -> list[str]:
+    """The environment variable(s) a field reads, the preferred name first."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [str(alias)]
+
+
+class Config(BaseSettings):
+    """The whole configuration of one service instance, validated.
+
+    Fields are validated in order, so a field whose value follows from another's comes after it
+    (IMAGE_BACKEND after the Cloudflare credentials, COUNTERS_URL after STORAGE_URL, MAX_INFLIGHT
+    after GUNICORN_THREADS, KEY_BUDGETS after API_KEY).
+    """
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    api_keys: Names = variable("API_KEY", "", "Client key(s) for `Authorization: Bearer`; comma-separated for several. Required with a real backend; without it the demo backend needs no key.", secret=True)
+    admin_api_key: str = variable("ADMIN_API_KEY", "", "Key for `GET /v1/usage` with every key's (by short hash) and every account's spend; not a client key.", secret=True)
+
+    # Cloudflare Workers AI (backends/cloudflare.py, cost/accounts.py)
+    cf_account_id: str = variable("CF_ACCOUNT_ID", "", "Cloudflare account id for Workers AI. Without it (and the token) the offline demo backend runs.")
+    cf_api_token: str = variable("CF_API_TOKEN", "", "Cloudflare API token with Workers AI permission.", secret=True)
+    cf_accounts: Accounts = variable("CF_ACCOUNTS", "", "Several Cloudflare accounts, used in order: `account_id:token[@neurons],...` (optional daily budget per account), or the path of a file holding that list. Replaces `CF_ACCOUNT_ID` + `CF_API_TOKEN`.")
+    cf_api_base: BaseURL = variable("CF_API_BASE", DEFAULT_CF_API_BASE, "Cloudflare API base; the service calls `{CF_API_BASE}/accounts/{CF_ACCOUNT_ID}/ai/run/{model}`. Point it at a proxy or a local fake.")
+    cf_ai_gateway: BaseURL = variable("CF_AI_GATEWAY", "", "Cloudflare AI Gateway base URL (`https://gateway.ai.cloudflare.com/v1/{account}/{gateway}`); when set, Workers AI calls go through it.")
+    cf_ai_gateway_token: str = variable("CF_AI_GATEWAY_TOKEN", "", "Gateway token, sent as `cf-aig-authorization: Bearer ...` (authenticated gateways).", secret=True)
+
+    # Prompt translation (generation/translate.py)
+    translate: Flag = variable("CF_IS_TRANSLATE", "false", "`true`: translate and enrich the prompt with an LLM before generating.", alias="PROMPT_OPTIMIZATION")
+    external_api_base: HttpURL = variable("EXTERNAL_API_BASE", "", "OpenAI-compatible LLM base URL for translation, with or without `/v1`. Unset: Cloudflare's own chat endpoint is used.")
+    external_model: str = variable("EXTERNAL_MODEL", "", "Model name for `EXTERNAL_API_BASE`.")
+    external_api_key: str = variable("EXTERNAL_API_KEY", "", "API key for `EXTERNAL_API_BASE`.", secret=True)
+    translate_model: str = variable("TRANSLATE_MODEL", DEFAULT_TRANSLATE_MODEL, "Workers AI text model used for translation when `EXTERNAL_API_BASE` is unset.")
+    system_message: str = variable("SYSTEM_MESSAGE", "", "Replaces the built-in system message for prompt translation.")
+    translate_timeout: Annotated[float, seconds(0.1, 600)] = variable("TRANSLATE_TIMEOUT", "20", "Seconds to wait for the translation LLM before falling back to the original prompt.")
+
+    # Models and image backends (catalog/, backends/)
+    flux_model: str = variable("FLUX_MODEL", DEFAULT_FLUX_MODEL, "Default image model (id or alias).")
+    flux_num_steps: Annotated[int, whole(1, 100)] = variable("FLUX_NUM_STEPS", "4", "Diffusion steps sent to the model, clamped to the model's range.")
+    gpt_image_aliases: Annotated[ModelNames, BLANK_MEANS_NONE] = variable("GPT_IMAGE_ALIASES", ",".join(GPT_IMAGE_ALIASES), "Comma-separated model names that mean `FLUX_MODEL` and, like OpenAI's GPT image models, answer the Images API with `b64_json` unless `response_format: \"url\"` is asked; empty for none. (`dall-e-2` and `dall-e-3` are always aliases and answer links.)")
+    image_models: Names = variable("IMAGE_MODELS", "", "Comma-separated model ids or aliases offered; empty offers the whole catalog.")
+    image_backend: str = variable("IMAGE_BACKEND", "", "`cloudflare`, `openai` or `demo`; empty picks `cloudflare` when credentials are set, else `demo`.")
+    image_api_base: HttpURL = variable("IMAGE_API_BASE", "", "For `IMAGE_BACKEND=openai`: base URL of an OpenAI-compatible Images API.")
+    image_api_key: str = variable("IMAGE_API_KEY", "", "For `IMAGE_BACKEND=openai`: its API key.", secret=True)
+    max_images: Annotated[int, whole(1, 10)] = variable("MAX_IMAGES", "4", "Largest `n` accepted by the Images API.")
+
+    # Storage of images and counters (storage/)
+    image_expiration: Annotated[int, whole(0, 366 * 86400)] = variable("IMAGE_EXPIRATION", "1800", "Seconds an image is kept and served; `0` keeps images for ever (bounded by `STORAGE_MAX_BYTES`, Redis's maxmemory or the bucket).")
+    storage: Storage = variable("STORAGE_URL", "disk://data", "`memory://`, `disk://<relative path>`, `disk:///<absolute path>`, `redis://[:password@]host:port/db` (`rediss://` for TLS) or `s3://bucket/optional/prefix` (S3, R2, MinIO).")
+    storage_max_bytes: Annotated[int, whole(1 << 20, 1 << 50)] = variable("STORAGE_MAX_BYTES", "1073741824", "Upper bound of the bytes kept by `memory://` and `disk://` storage (oldest go first).")
+    counters: CountersLocation = variable("COUNTERS_URL", "", "Where rate-limit and budget counters live: `redis://…`, `rediss://…`, a directory (`disk://…` or a path) or `memory://`. Empty: beside the images for memory, disk and Redis storage; `./data/counters` for S3 (start-up warns that hosts do not share counts).")
+    image_links: Annotated[str, one_of(*IMAGE_LINK_MODES)] = variable("IMAGE_LINKS", "service", "Image links in answers: `service` (`/image/<key>` through this service), `direct` (`S3_PUBLIC_BASE_URL/<object key>`) or `presigned` (presigned S3 GET, at most 7 days).")
+    s3_endpoint_url: BaseURL = variable("S3_ENDPOINT_URL", "", "S3 API endpoint for `s3://` storage: `https://<account>.r2.cloudflarestorage.com` for R2, a MinIO address; empty: AWS S3.")
+    s3_public_base_url: BaseURL = variable("S3_PUBLIC_BASE_URL", "", "For `IMAGE_LINKS=direct`: public base URL of the bucket (an R2 public bucket, custom domain or CDN); links are `<base>/<prefix><key>`.")
+    aws_region: str = variable("AWS_REGION", "", "Region of the bucket for `s3://` storage (`auto` for R2); empty: boto3's default.")
+    aws_access_key_id: str = variable("AWS_ACCESS_KEY_ID", "", "Access key id for `s3://` storage; empty: boto3's usual credential chain (instance role, ~/.aws).")
+    aws_secret_access_key: str = variable("AWS_SECRET_ACCESS_KEY", "", "Secret access key for `s3://` storage.", secret=True)
+
+    # HTTP (web/)
+    public_base_url: BaseURL = variable("PUBLIC_BASE_URL", "", "Base of image links (`https://img.example.com`); empty derives it from the request.")
+    trusted_proxies: Annotated[Proxies, BLANK_MEANS_NONE] = variable("TRUSTED_PROXIES", "127.0.0.1,::1", "Comma-separated addresses/networks whose `X-Forwarded-Proto`/`-Host`/`-For` are believed; `*` trusts all, empty none.")
+    language: Annotated[str, one_of(*LANGUAGES)] = variable("LANGUAGE", "en", f"Language of the chat answer: {', '.join(LANGUAGES)}.")
+    cors_origins: Origins = variable("CORS_ORIGINS", "*", "Allowed CORS origins, comma-separated, or `*`.")
+    max_body_bytes: Annotated[int, whole(1024, 1 << 30)] = variable("MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 above it).")
+    log_level: Annotated[str, one_of(*LOG_LEVELS)] = variable("LOG_LEVEL", "INFO", f"Logging level ({', '.join(LOG_LEVELS)}).")
+
+    # Upstream calls and capacity (net/upstream.py, cost/throttle.py, gunicorn_worker.py)
+    upstream_timeout: Annotated[float, seconds(1, 3600)] = variable("UPSTREAM_TIMEOUT", "120", "Seconds to wait for one image generation upstream.")
+    upstream_retries: Annotated[int, whole(0, 10)] = variable("UPSTREAM_RETRIES", "2", "Retries of a capacity error (3040), 5xx or connection failure, with backoff and jitter.")
+    rate_limit: RateLimit = variable("RATE_LIMIT", "", "Per API key limits such as `30/minute;500/day`; empty: none.")
+    gunicorn_threads: Annotated[int, whole(1, 10000)] = variable("GUNICORN_THREADS", "256", "Threads per process: each holds one generation in flight (see docs/benchmarks.md).")
+    max_inflight: int = variable("MAX_INFLIGHT", "", "Images one process generates at once before answering 503 with `Retry-After`; empty: `GUNICORN_THREADS` minus an eighth (at least 4 threads stay free for health checks and quick requests); 0: no cap.")
+    request_read_timeout: Annotated[float, seconds(1, 3600)] = variable("REQUEST_READ_TIMEOUT", "30", "Seconds a client has to send a whole request (request line, headers and body); a slower connection is closed. Requests are gathered without holding a thread, so slow clients cannot starve the others.")
+
+    # Budgets in neurons (cost/books.py)
+    daily_neurons: Neurons = variable("DAILY_NEURONS", "", "Daily budget of the whole service in Workers AI neurons (e.g. `10000`, the free allocation); empty: none. Resets 00:00 UTC.")
+    key_daily_neurons: Neurons = variable("KEY_DAILY_NEURONS", "", "Default daily budget in neurons of each API key; empty: none.")
+    key_budgets: tuple[tuple[str, float], ...] = variable("KEY_BUDGETS", "", "Daily budgets of single API keys: `sk-alice=3000,sk-bob=500` (neurons); they override `KEY_DAILY_NEURONS`.")
+    show_cost: Flag = variable("SHOW_COST", "false", "`true`: the chat answer ends with one line giving the neurons the image cost and its price at the paid rate.")
+
+    # Image input: edits, variations, images in chat (inputs/intake.py, generation/edits.py)
+    edit_model: Annotated[str, BLANK_MEANS_NONE] = variable("EDIT_MODEL", "flux-2-klein-4b", "Model that draws a request bringing images when the named model takes none (the answer says so); empty: such a request is a 400.")
+    chat_edits: Annotated[str, one_of("explicit", "auto")] = variable("CHAT_EDITS", "explicit", "`explicit`: a chat message edits only with attached images or `--edit`; `auto`: the translation LLM also decides whether a follow-up edits the last image (without an LLM, as `explicit`).")
+    fetch_remote_images: Flag = variable("FETCH_REMOTE_IMAGES", "false", "`true`: image links to other sites are downloaded (public addresses only, 10 s, no redirects to other hosts); off, only uploads, `data:` URLs and this service's own links are read.")
+    max_input_image_bytes: Annotated[int, whole(1024, 1 << 30)] = variable("MAX_INPUT_IMAGE_BYTES", "10485760", "Largest single input image (upload, `data:` URL or download), in bytes.")
+    max_upload_bytes: Annotated[int, whole(1024, 1 << 31)] = variable("MAX_UPLOAD_BYTES", "20971520", "Largest multipart body of `/v1/images/edits` and `/v1/images/variations` (413 above it); JSON bodies keep `MAX_BODY_BYTES`.")
+
+    # ---- values that follow from other variables -----------------------------------------------
+
+    @field_validator("image_backend", mode="plain")
+    @classmethod
+    def _pick_backend(cls, text: str, info: ValidationInfo) -> str:
+        if text:
+            return choose(text, BACKENDS)
+        has_cf = any(info.data.get(name) for name in ("cf_account_id", "cf_api_token",
+                                                      "cf_accounts"))
+        return "cloudflare" if has_cf else "demo"
+
+    @field_validator("counters", mode="plain")
+    @classmethod
+    def _counters(cls, text: str, info: ValidationInfo) -> CountersLocation:
+        if text:
+            return read_counters(text)
+        if "storage" not in info.data:
+            raise ValueError("follows STORAGE_URL, which is invalid")  # its error comes first
+        return CountersLocation.following(info.data["storage"])
+
+    @field_validator("max_inflight", mode="plain")
+    @classmethod
+    def _max_inflight(cls, text: str, info: ValidationInfo) -> int:
+        if text:
+            return read_whole(text, 0, 100000)
+        if "gunicorn_threads" not in info.data:
+            raise ValueError("follows GUNICORN_THREADS, which is invalid")  # its error comes first
+        return default_max_inflight(info.data["gunicorn_threads"])
+
+    @field_validator("key_budgets", mode="plain")
+    @classmethod
+    def _key_budgets(cls, text: str, info: ValidationInfo) -> tuple[tuple[str, float], ...]:
+        from ..cost.books import parse_key_budgets
+
+        # Its messages name entries by position, never by key.
+        return tuple(parse_key_budgets(text, info.data.get("api_keys", ())).items())
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        check_consistency(self)
+        return self
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Config:
+        """Read and validate the configuration; raise ConfigError naming the bad variable."""
+        if not cls.__pydantic_complete__:
+            # Account comes with cost/, which loads prometheus_client: it is imported now, when
+            # the configuration is read, rather than with this module.
+            from ..cost.accounts import Account
+
+            cls.model_rebuild(_types_namespace={"Account": Account})
+        given: dict[str, Any] = {}
+        for field in cls.model_fields.values():
+            # The first name that is set is read (CF_IS_TRANSLATE before PROMPT_OPTIMIZATION), and
+            # only it is handed over: given both, pydantic-settings may take either.
+            name = next((name for name in _names_of(field) if name in environ), None)
+            if name is None:
+                continue  # unset: the default
+            text = environ[name].strip()
+            # Blank counts as unset (deploy dashboards keep variables that were emptied),
+            # except where blank means "none".
+            given[name] = text if text or BLANK_MEANS_NONE in field.metadata else field.default
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            # `from None`: the ValidationError quotes every input, secrets included.
+            raise config_error(exc) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what from_env hands over is read. It reads the mapping it is given (os.environ in
+        # the service, a dict in tests); os.environ, .env files or a secrets directory read here
+        # as well would fill in what a test's dict leaves unset.
+        return (init_settings,)
+
+    # ---- derived views -------------------------------------------------------------------------
+
+    @property
+    def cloudflare_accounts(self) -> tuple[Account, ...]:
+        """The Cloudflare accounts in order: CF_ACCOUNTS, or CF_ACCOUNT_ID + CF_API_TOKEN."""
+        if self.cf_accounts:
+            return self.cf_accounts
+        if self.cf_account_id and self.cf_api_token:
+            from ..cost.accounts import Account
+
+            return (Account(self.cf_account_id, self.cf_api_token),)
+        return ()
+
+    def budget_rules(self) -> BudgetRules:
+        """The daily budgets as the books apply them."""
+        from ..cost.books import BudgetRules
+
+        return BudgetRules(self.daily_neurons, self.key_daily_neurons, dict(self.key_budgets))
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests must carry one of the API keys."""
+        return bool(self.api_keys)
+
+    @property
+    def s3(self) -> S3Options:
+        """How to reach the S3-compatible store of `s3://` storage."""
+        return S3Options(region=self.aws_region, endpoint_url=self.s3_endpoint_url,
+                         access_key_id=self.aws_access_key_id,
+                         secret_access_key=self.aws_secret_access_key)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, so the log filter can redact them."""
+        values = (*self.api_keys, self.cf_api_token, self.external_api_key,
+                  self.image_api_key, self.cf_ai_gateway_token, self.admin_api_key,
+                  *(a.token for a in self.cf_accounts), self.aws_secret_access_key,
+                  _password(self.storage.url), _password(self.counters.url))
+        return tuple(v for v in values if v and len(v) >= 4)
+
+
+def default_max_inflight(threads: int) -> int:
+    """The in-flight cap that leaves threads free for health checks and quick requests."""
+    # Every generation holds a gunicorn thread; with all of them taken, /healthz, /readyz and
+    # the 503s that tell clients to come back would queue behind generations of a minute.
+    spare = max(4, threads // 8)
+    return max(1, threads - spare)
+
+
+def check_consistency(cfg: Config) -> None:
+    """Refuse settings that are each valid but do not work together."""
+    if cfg.cf_accounts and (cfg.cf_account_id or cfg.cf_api_token):
+        raise ConfigError("CF_ACCOUNTS replaces CF_ACCOUNT_ID and CF_API_TOKEN: set one form only")
+    if cfg.image_backend == "cloudflare" and not cfg.cf_accounts:
+        if not (cfg.cf_account_id and cfg.cf_api_token):
+            missing = "CF_API_TOKEN" if cfg.cf_account_id else "CF_ACCOUNT_ID"
+            raise ConfigError(f"{missing} is required for the Cloudflare backend (set both CF_ACCOUNT_ID and CF_API_TOKEN)")
+    if cfg.image_backend == "openai" and not cfg.image_api_base:
+        raise ConfigError("IMAGE_API_BASE is required when IMAGE_BACKEND=openai")
+    if cfg.image_backend != "demo" and not cfg.api_keys:
+        raise ConfigError(
+            "API_KEY is required when a real image backend is configured: "
+            "set API_KEY to one or more comma-separated client keys")
+    if cfg.image_links != "service" and cfg.storage.scheme != S3:
+        raise ConfigError(
+            f"IMAGE_LINKS={cfg.image_links} needs object storage (STORAGE_URL=s3://bucket/...); "
+            "with other storage, links go through this service (IMAGE_LINKS=service)")
+    if cfg.image_links == "direct" and not cfg.s3_public_base_url:
+        raise ConfigError(
+            "S3_PUBLIC_BASE_URL is required when IMAGE_LINKS=direct: set it to the bucket's "
+            "public URL (an R2 public bucket, a custom domain or a CDN)")
+    if cfg.translate and cfg.external_api_base and not cfg.external_model:
+        raise ConfigError("EXTERNAL_MODEL is required when EXTERNAL_API_BASE is set")
+    if cfg.translate and not cfg.external_api_base and not cfg.cloudflare_accounts:
+        raise ConfigError(
+            "CF_IS_TRANSLATE=true needs EXTERNAL_API_BASE and EXTERNAL_MODEL, or Cloudflare credentials "
+            "(CF_ACCOUNT_ID and CF_API_TOKEN) to translate with a Workers AI text model")
+
+
+def _password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, default (as the text a user would set) and help."""
+
+    name: str
+    default: str
+    help: str
+
+
+def _variables() -> tuple[Variable, ...]:
+    found = []
+    for field in Config.model_fields.values():
+        name, *aliases = _names_of(field)
+        found.append(Variable(name, field.default, field.description or ""))
+        found += [Variable(alias, "", f"Alias of `{name}` (used when `{name}` is unset).")
+                  for alias in aliases]
+    return tuple(found)
+
+
+# Every variable Config reads, in declaration order: the README's table is checked against it.
+VARIABLES: tuple[Variable, ...] = _variables()
