@@ -28,10 +28,21 @@ responses at the boundary.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import threading
+
+
+# What a caller without a key learns when storage fails: what failed, not where it lives (a
+# Redis error names host and port, an S3 one its endpoint, a disk one may name a path).
+_ADDRESSES = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*+://\S++"                    # URLs
+    r"|\[[0-9A-Fa-f:.]++\](?::[0-9]++)?+"                   # [IPv6]:port
+    r"|\b[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]++)?+"       # IPv4[:port]
+    r"|\b[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)*+:[0-9]{2,5}\b"  # host:port
+    r"|(?<![\w.])/[\w.~-]++(?:/[\w.~-]*+)++")              # absolute paths
 
 
 def error_body(message: str, type_: str, param: str | None = None,
@@ -252,3 +263,22 @@ class ServerError(APIError):
     status = 500
     type = "server_error"
     code = "server_error"
+
+
+def without_addresses(text: str) -> str:
+    """Text with URLs, IP addresses, host:port pairs and absolute paths replaced."""
+    return _ADDRESSES.sub("<address>", text)
+
+
+def public_error(exc: APIError, *, behind_key: bool) -> APIError:
+    """The error as this caller may see it: storage errors name no address unless `behind_key`.
+
+    `behind_key` means the caller proved one of the configured API keys. Open routes (images,
+    health), and every interface of a server without keys, answer anyone, and where the store
+    lives is not anyone's business; the log keeps the whole message.
+    """
+    if behind_key or not isinstance(exc, StorageError):
+        return exc
+    hidden = type(exc)(without_addresses(exc.message), retry_after=exc.retry_after)
+    hidden.status = exc.status
+    return hidden

@@ -23,6 +23,8 @@ from flux_worker.errors import (
     MethodNotAllowed,
     StorageError,
     StorageFull,
+    public_error,
+    without_addresses,
 )
 from flux_worker.web import auth as web_auth
 from flux_worker.web import edge
@@ -164,7 +166,7 @@ def test_storage_errors_name_no_address_on_any_edge(monkeypatch, cors, origin, e
     message = response.get_json()["error"]["message"]
     for address in ("cache.internal", "10.0.0.5", "fd00", "6379", "/var/lib", "/srv", "nas.local"):
         assert address not in message, message
-    assert message == edge.without_addresses(exc.message) and "<address>" in message
+    assert message == without_addresses(exc.message) and "<address>" in message
     assert response.headers.get("Retry-After") == (str(exc.retry_after) if exc.retry_after
                                                    else None)
     assert_cors(response, cors, origin)
@@ -277,12 +279,12 @@ def test_error_answer_is_status_headers_and_json_bytes():
 
 def test_public_hides_addresses_only_from_callers_without_a_key():
     exc = StorageFull(ADDRESSES, retry_after=3)
-    hidden = edge.public(exc, behind_key=False)
+    hidden = public_error(exc, behind_key=False)
     assert isinstance(hidden, StorageFull) and hidden.status == 507 and hidden.retry_after == 3
     assert "10.0.0.5" not in hidden.message
-    assert edge.public(exc, behind_key=True) is exc
+    assert public_error(exc, behind_key=True) is exc
     other = InvalidRequest("see http://example.com/x")
-    assert edge.public(other, behind_key=False) is other  # only storage errors name the store
+    assert public_error(other, behind_key=False) is other  # only storage errors name the store
 
 
 def test_cors_headers_vary_only_with_a_list():

@@ -338,3 +338,25 @@ def _mask_url(width: int, height: int) -> str:
     out = io.BytesIO()
     img.save(out, "PNG")
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+@pytest.mark.parametrize("proved", [False, True])
+def test_a_storage_failure_names_its_address_only_to_a_proved_key(services, monkeypatch, proved):
+    from flux_worker.errors import StorageError
+
+    def down():
+        raise StorageError("Storage is unavailable (Error 111 connecting to 10.1.2.3:6379).")
+
+    monkeypatch.setattr(services.generations.health, "check", down)
+    server = build_server(ImageTools(services), lambda ctx: ToolCaller(
+        identity="t", link=lambda result: None, key_proved=proved))
+
+    async def main():
+        async with Client(server) as client:
+            return await client.call_tool("generate_image", {"prompt": "a fox"})
+
+    result = anyio.run(main)
+    assert result.is_error is True
+    text = result.content[0].text
+    assert text.startswith("storage_error: ")
+    assert ("10.1.2.3:6379" in text) is proved

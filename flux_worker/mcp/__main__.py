@@ -64,7 +64,7 @@ async def serve(config: Config) -> None:
             else file_link(pathlib.Path(tempfile.gettempdir()) / "flux-worker-mcp"))
     tools = ImageTools(services)
     server = build_server(tools, lambda ctx: ToolCaller(identity="stdio", link=link,
-                                                    links_expire=served))
+                                                    links_expire=served, key_proved=True))
     try:
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())

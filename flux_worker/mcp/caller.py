@@ -29,4 +29,5 @@ class ToolCaller:
     request_id: str | None = None
     key: str | None = field(default=None, repr=False)  # whose budget: the API key, if any
     links_expire: bool = True     # False: links to files of the local user, kept until removed
+    key_proved: bool = False      # a configured key passed: errors may name where storage is
     model: str = field(default="-")

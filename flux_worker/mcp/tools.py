@@ -16,7 +16,7 @@ from typing import Any
 import mcp_types as types
 
 from ..cost.money import neurons_text, usd_text
-from ..errors import APIError, InvalidRequest
+from ..errors import APIError, InvalidRequest, public_error
 from ..generation.job import Batch, Caller, ImageJob, ImageOrder, ImageResult
 from ..inputs.image import ImageSource
 from ..services import Services
@@ -57,7 +57,7 @@ class ImageTools:
         except APIError as exc:
             log.info("%s tool %s failed: %s %s", caller.request_id or "-", name,
                      exc.code or exc.type, exc.message)
-            return tool_error(exc)
+            return tool_error(public_error(exc, behind_key=caller.key_proved))
         except Exception:
             log.exception("%s tool %s failed unexpectedly", caller.request_id or "-", name)
             return tool_error(None)

@@ -37,7 +37,7 @@ def require_api_key() -> None:
 def prove_key() -> None:
     """Record that this request proved a configured key (ADMIN_API_KEY or an API_KEY).
 
-    Errors then answer it in full: a storage error may name its host (`edge.public`).
+    Errors then answer it in full: a storage error may name its host (`errors.public_error`).
     """
     g.key_proved = True
 

@@ -11,29 +11,18 @@ the same CORS headers for the same request.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import orjson
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ..errors import APIError, StorageError
+from ..errors import APIError, public_error
 from ..logs import printable
 
 log = logging.getLogger(__name__)
 
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID, OpenAI-Organization, OpenAI-Project"
 _EXPOSED_HEADERS = "X-Request-ID, Retry-After, ETag, X-Neurons"
-
-# What a caller without a key learns when storage fails: what failed, not where it lives (a
-# Redis error names host and port, an S3 one its endpoint, a disk one may name a path).
-_ADDRESSES = re.compile(
-    r"[A-Za-z][A-Za-z0-9+.-]*+://\S++"                    # URLs
-    r"|\[[0-9A-Fa-f:.]++\](?::[0-9]++)?+"                   # [IPv6]:port
-    r"|\b[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]++)?+"       # IPv4[:port]
-    r"|\b[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)*+:[0-9]{2,5}\b"  # host:port
-    r"|(?<![\w.])/[\w.~-]++(?:/[\w.~-]*+)++")              # absolute paths
-
 
 def cors_headers(origins: tuple[str, ...], origin: str | None,
                  requested: str | None = None) -> list[tuple[str, str]]:
@@ -94,25 +83,6 @@ def _add_vary(headers: list[tuple[str, str]], value: str) -> list[tuple[str, str
     return [*headers, ("Vary", value)]
 
 
-def without_addresses(text: str) -> str:
-    """Text with URLs, IP addresses, host:port pairs and absolute paths replaced."""
-    return _ADDRESSES.sub("<address>", text)
-
-
-def public(exc: APIError, *, behind_key: bool) -> APIError:
-    """The error as this caller may see it: storage errors name no address unless `behind_key`.
-
-    `behind_key` means the caller proved one of the configured API keys on this request. Open
-    routes (images, health), and every route of a server without keys, answer anyone, and
-    where the store lives is not anyone's business; the log keeps the whole message.
-    """
-    if behind_key or not isinstance(exc, StorageError):
-        return exc
-    hidden = type(exc)(without_addresses(exc.message), retry_after=exc.retry_after)
-    hidden.status = exc.status
-    return hidden
-
-
 def encodable(text: str) -> str:
     """Text with anything UTF-8 cannot encode (a lone surrogate) replaced by `?`."""
     return text.encode("utf-8", "replace").decode("utf-8")
@@ -146,13 +116,13 @@ class ErrorAnswer:
 
 
 def error_answer(exc: APIError, *, behind_key: bool) -> ErrorAnswer:
-    """The answer to `exc`: public() text, repaired UTF-8 and the error's own headers.
+    """The answer to `exc`: public_error() text, repaired UTF-8 and the error's own headers.
 
     The error's headers come from the error tree: Retry-After, the 401's WWW-Authenticate
     challenge and the 405's Allow. CORS headers are not here: every answer carries them,
     errors or not, and each edge adds them to all it sends (`common_headers`).
     """
-    shown = public(exc, behind_key=behind_key)
+    shown = public_error(exc, behind_key=behind_key)
     body = error_json(shown)
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                *shown.headers().items()]

@@ -19,6 +19,7 @@ from ..errors import (
     MethodNotAllowed,
     NotFound,
     ServerError,
+    public_error,
 )
 from ..logs import printable
 from . import edge
@@ -55,14 +56,9 @@ def _from_http(exc: HTTPException) -> APIError:
     return ServerError("The server could not complete the request.")
 
 
-def without_addresses(text: str) -> str:
-    """Text with URLs, IP addresses, host:port pairs and absolute paths replaced."""
-    return edge.without_addresses(text)
-
-
 def public(exc: APIError) -> APIError:
     """The error as this request's caller may see it (views that answer it themselves: /readyz)."""
-    return edge.public(exc, behind_key=key_proved())
+    return public_error(exc, behind_key=key_proved())
 
 
 def register(app: Flask) -> None:

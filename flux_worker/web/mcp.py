@@ -97,6 +97,7 @@ class McpMount:
         # Per API key when keys are configured, else per client address, as for the API.
         caller.identity = identity_of(config.api_keys, token, environ.get("REMOTE_ADDR"))
         caller.key = budget_key(config.api_keys, token)  # budgets count per key, as for the API
+        caller.key_proved = proved
         base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
         links = self.services.links
         caller.link = lambda result: links(base, result.key)
