@@ -3,9 +3,9 @@
 An interface parses its request into an `ImageOrder`, says who asks (`Caller`), and calls
 `Generations.start`, which always goes the same way:
 
-    1. storage, checked once: an image that cannot be kept must not be paid for
-    2. the model and what one image may cost, from the order alone: a bad request is refused
+    1. the model and what one image may cost, from the order alone: a bad request is refused
        here, before it counts against any limit
+    2. storage, checked once: an image that cannot be kept must not be paid for
     3. admission: rate limit, in-flight slots and budget reservation (a `Ticket`)
     4. only then the input images are read (downloads, decodes) and the job is planned
 
@@ -99,14 +99,14 @@ class Generations:
     def start(self, order: ImageOrder, caller: Caller) -> Generation:
         """Admit and plan `order` for `caller`; the caller must close the Generation.
 
-        :raises StorageError: storage is down (nothing charged).
         :raises InvalidRequest: the order cannot be drawn (nothing charged), or one of its
             images cannot be used (read after admission: the rate limit counted the request).
+        :raises StorageError: storage is down (nothing charged).
         :raises Overloaded, RateLimited, QuotaExceeded: admission refused (nothing read).
         """
-        self.health.check()
         model, requested = self.planner.choose_model(order)
         estimate = self.planner.estimate(order, model)
+        self.health.check()
         ticket = self.admission.admit(caller.identity, order.n, key=caller.key,
                                       estimate=estimate)
         try:
