@@ -1,0 +1,167 @@
+"""The pipeline: translate -> generate -> fit -> store, with nothing kept when a step fails."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+from PIL import Image
+
+from flux_worker.backends.demo import DemoBackend
+from flux_worker.catalog.registry import ModelRegistry
+from flux_worker.errors import Cancelled, StorageError, UpstreamError
+from flux_worker.generation.backend import GeneratedImage
+from flux_worker.generation.job import ImageOrder
+from flux_worker.generation.pipeline import Pipeline
+from flux_worker.generation.planner import Planner
+from flux_worker.generation.translate import Translation, TranslationFailed
+from flux_worker.storage.memory import MemoryStore
+
+MODELS = ModelRegistry.build((), "flux-1-schnell")
+SEEDED = next(m.id for m in MODELS.models if m.seed and not m.needs_image)
+
+
+class Keys(MemoryStore):
+    """A memory store that tells which keys it holds now."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_bytes=1 << 26, **kwargs)
+        self.keys: set[str] = set()
+
+    def put(self, key, data, content_type, ttl):
+        stored = super().put(key, data, content_type, ttl)
+        self.keys.add(key)
+        return stored
+
+    def delete(self, key):
+        super().delete(key)
+        self.keys.discard(key)
+
+
+def job(text="a cat 16:9", model=None, **order):
+    planner = Planner(MODELS, 4)
+    chosen = MODELS.require(model)
+    return planner.plan(ImageOrder(prompt=text, model=model, **order), chosen, chosen)
+
+
+class Recording(DemoBackend):
+    """The demo backend, recording its requests; `fail_on` makes the n-th call fail."""
+
+    def __init__(self, fail_on: int | None = None, answer: bytes | None = None):
+        self.requests, self.fail_on, self.answer = [], fail_on, answer
+        self._lock = threading.Lock()
+
+    def generate(self, request):
+        with self._lock:
+            self.requests.append(request)
+            count = len(self.requests)
+        if count == self.fail_on:
+            raise UpstreamError("the model failed")
+        if self.answer is not None:
+            return GeneratedImage(self.answer, neurons=12.5)
+        return super().generate(request)
+
+
+class FixedTranslator:
+    def __init__(self, reply=None, fail=False):
+        self.reply, self.fail, self.calls = reply, fail, []
+        self.model = "llm"
+
+    def translate(self, prompt, ratio, *, edit=False):
+        self.calls.append((prompt, ratio, edit))
+        if self.fail:
+            raise TranslationFailed("the LLM timed out")
+        return Translation(self.reply, "llm")
+
+
+def pipeline(backend=None, translator=None, store=None) -> Pipeline:
+    return Pipeline(backend=backend or Recording(), store=store or Keys(),
+                    translator=translator, expiration=600)
+
+
+class SpyHold:
+    def __init__(self):
+        self.settled = []
+
+    def settle(self, neurons, *, estimate, model, account=None):
+        self.settled.append((neurons, estimate, model))
+
+
+def test_render_stores_the_exact_size_and_settles_its_neurons():
+    pipe, hold = pipeline(), SpyHold()
+    planned = job("a fox 16:9")
+    result = pipe.render(planned, planned.prompt, hold=hold)  # type: ignore[arg-type]
+    stored = pipe.store.get(result.key)
+    assert stored is not None and Image.open(io.BytesIO(stored.data)).size == (1024, 576)
+    assert (result.width, result.height, result.seed) == (1024, 576, planned.seed)
+    assert hold.settled == [(planned.estimate, planned.estimate, planned.model.id)]
+
+
+def test_a_cancelled_render_calls_nothing_and_stores_nothing():
+    backend, cancel = Recording(), threading.Event()
+    cancel.set()
+    pipe = pipeline(backend)
+    with pytest.raises(Cancelled):
+        pipe.render(job(), "a cat", cancel=cancel)
+    assert backend.requests == [] and pipe.store.keys == set()
+
+
+def test_bytes_that_are_not_an_image_are_the_models_failure_and_stored_nowhere():
+    pipe = pipeline(Recording(answer=b"<html>oops</html>"))
+    with pytest.raises(UpstreamError, match="not an image"):
+        pipe.render(job(), "a cat")
+    assert pipe.store.keys == set()
+
+
+def test_a_failed_store_marks_storage_failed_for_the_next_requests():
+    class Full(MemoryStore):
+        def put(self, *args, **kwargs):
+            raise StorageError("the store is full")
+
+    pipe = pipeline(store=Full(max_bytes=1 << 20))
+    with pytest.raises(StorageError):
+        pipe.render(job(), "a cat")
+    with pytest.raises(StorageError):
+        pipe.health.check()       # remembered: no upstream call is paid for meanwhile
+
+
+def test_a_batch_keeps_all_or_none():
+    store = Keys()
+    pipe = pipeline(Recording(fail_on=3), store=store)
+    with pytest.raises(UpstreamError):
+        pipe.render_batch(job(), 4)
+    assert store.keys == set()      # the images that were made are deleted again
+    assert len(pipe.backend.requests) == 4
+
+
+def test_a_batch_draws_distinct_reproducible_seeds_and_translates_once():
+    translator = FixedTranslator("a fluffy cat")
+    backend = Recording()
+    pipe = pipeline(backend, translator)
+    planned = job("eine Katze --seed 7", model=SEEDED)
+    batch = pipe.render_batch(planned, 3)
+    assert [r.seed for r in batch.results] == [7, 8, 9]
+    assert {r.prompt for r in backend.requests} == {"a fluffy cat"}
+    assert len(translator.calls) == 1 and batch.choice.model == "llm"
+
+
+def test_translation_failure_keeps_the_users_prompt_and_says_why():
+    pipe = pipeline(translator=FixedTranslator(fail=True))
+    choice = pipe.choose_prompt(job("ein Hund"))
+    assert choice.prompt == "ein Hund" and choice.model is None
+    assert choice.skipped == "the LLM timed out"
+
+
+def test_an_over_long_translation_is_cut_at_a_word_within_the_model_limit():
+    model = next(m for m in MODELS.models if m.max_prompt)
+    pipe = pipeline(translator=FixedTranslator("word " * (model.max_prompt // 2)))
+    choice = pipe.choose_prompt(job("a cat", model=model.id))
+    assert len(choice.prompt) <= model.max_prompt and not choice.prompt.endswith(" ")
+
+
+def test_a_variation_is_never_translated():
+    translator = FixedTranslator("unused")
+    pipe = pipeline(translator=translator)
+    assert pipe.choose_prompt(job("keep me", variation=True)).prompt == "keep me"
+    assert translator.calls == []
