@@ -8,12 +8,14 @@ for chat), and formats the outcome. The blueprint is registered under /v1 and at
 from __future__ import annotations
 
 import time
+from typing import Iterable
 
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from ..chat.answer import LinkCollector, sse_events
 from ..chat.streaming import Background, ClientWatch
-from ..generation.job import ImageOrder
+from ..chat.turn import ChatTurn
+from ..generation.job import Caller, ImageOrder
 from ..openai_api import answers
 from ..openai_api.generation_requests import (
     ChatCompletionRequest,
@@ -49,32 +51,39 @@ def chat_completions():
     g.model = turn.model
     images = links if chat.wants_images else None
     if not chat.stream:
-        content = "".join(turn.pieces)
-        response = jsonify(answers.chat_completion(
-            answers.completion_id(), int(time.time()), turn.model, content,
-            answers.usage(chat.prompt, content), images=images.urls if images else None))
-        tell_neurons(response, turn.neurons)
+        response = _completion(chat, turn, images)
+        tell_neurons(response, turn.neurons)       # settled: the pieces have all been read
         return response
-    pieces = turn.pieces
-    if turn.generation is not None:
-        # The generation runs in its own thread from now on and holds its slot until it ends.
-        assert isinstance(caller.cancel, ClientWatch)
-        pieces = Background(pieces, HEARTBEAT_SECONDS, caller.cancel, gone=caller.cancel.gone)
-    response = _event_stream(chat, turn.model, pieces, images)
+    response = _event_stream(chat, turn, caller, images)
     # Headers go before the body, so a stream can only tell the estimate (README: Costs).
     tell_neurons(response, turn.estimate)
-    # Also for a stream the server closes before it was read at all: stop the generation.
-    response.call_on_close(caller.cancel.set)
     return response
 
 
-def _event_stream(chat: ChatCompletionRequest, model: str, pieces,
+def _completion(chat: ChatCompletionRequest, turn: ChatTurn,
+                images: LinkCollector | None) -> Response:
+    content = "".join(turn.pieces)
+    return jsonify(answers.chat_completion(
+        answers.completion_id(), int(time.time()), turn.model, content,
+        answers.usage(chat.prompt, content), images=images.urls if images else None))
+
+
+def _event_stream(chat: ChatCompletionRequest, turn: ChatTurn, caller: Caller,
                   images: LinkCollector | None) -> Response:
-    writer = answers.ChunkWriter(answers.completion_id(), int(time.time()), model,
+    pieces: Iterable[object] = turn.pieces
+    if turn.generation is not None:
+        # The generation runs in its own thread from now on and holds its slot until it ends.
+        assert isinstance(caller.cancel, ClientWatch)
+        pieces = Background(turn.pieces, HEARTBEAT_SECONDS, caller.cancel,
+                            gone=caller.cancel.gone)
+    writer = answers.ChunkWriter(answers.completion_id(), int(time.time()), turn.model,
                                  chat.include_usage)
     events = sse_events(pieces, writer, chat.prompt, services().chat.words, images)
-    return Response(stream_with_context(events), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(stream_with_context(events), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # Also for a stream the server closes before it was read at all: stop the generation.
+    response.call_on_close(caller.cancel.set)
+    return response
 
 
 @bp.post("/images/generations")
