@@ -40,7 +40,7 @@ MAX_TRANSLATION_CHARS = 2000
 _VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.I)
 
 
-# image input (issue 11): an edit's text is an instruction about a picture the model also gets.
+# An edit's text is an instruction about a picture the model also gets.
 EDIT_SYSTEM_MESSAGE = """\
 You write instructions for an image-editing model that gets the user's picture.
 Turn the user's request, in whatever language, into one short English editing instruction.
@@ -158,7 +158,6 @@ class ChatTranslator:
                  (time.monotonic() - started) * 1000)
         return Translation(prompt=text, model=self.model)
 
-    # --- image input (issue 11) ---------------------------------------------------------------
     def decide_edit(self, message: str) -> bool:
         """Ask whether a follow-up message edits the previous image (False on any failure)."""
         try:
@@ -167,7 +166,6 @@ class ChatTranslator:
             log.warning("edit decision skipped (%s): a new picture", exc)
             return False
         return answer.strip().upper().startswith("EDIT")
-    # --- end image input ----------------------------------------------------------------------
 
     def _ask(self, system: str, user: str) -> str:
         """Send one system and one user message; return the cleaned reply."""
