@@ -1,18 +1,25 @@
 """What agents read about the tools: descriptions and JSON input schemas, and the models.
 
 Written for a model to read: what each argument does, its range and default, and which models
-take what, built from the configuration (offered models, MAX_IMAGES, IMAGE_EXPIRATION).
+take what, built from the configuration (offered models, MAX_IMAGES, IMAGE_EXPIRATION). The
+input schemas are not written here: they are the JSON Schemas of the argument models in
+arguments.py, which validate the calls, so a schema states exactly what a call may send.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 import mcp_types as types
+from pydantic import BaseModel
 
-from ..catalog.spec import SEED_MAX, ModelSpec
+from ..catalog.spec import ModelSpec
+from ..openai_api import fields
 from ..openai_api.edit_requests import MAX_EDIT_IMAGES
 from ..services import Services
+from .arguments import EditImageArguments, GenerateImageArguments
 from .preview import PREVIEW_MAX_BYTES, PREVIEW_MAX_SIDE
 
 
@@ -33,50 +40,9 @@ def generate_tool(svc: Services) -> types.Tool:
             "each model accepts.\n\nModels offered (first name is what to pass as `model`):\n"
             + "\n".join(model_line(m, m is models.default) for m in models.models
                         if not m.needs_image)),
-        input_schema={
-            "type": "object",
-            "properties": {
-                "prompt": {
-                    "type": "string", "minLength": 1,
-                    "description": "What the image shows. May end with a size such as "
-                                   "`16:9` or `1024x768` (the `size`/`aspect_ratio` "
-                                   "arguments win when given)."},
-                "model": {
-                    "type": "string",
-                    "description": "Model id or alias from list_models. Default: "
-                                   f"{models.default.short_name}."},
-                "size": {
-                    "type": "string", "pattern": r"^\s*\d+\s*[xX×]\s*\d+\s*$",
-                    "description": "Exact output size `WIDTHxHEIGHT` in pixels, such as "
-                                   "`1024x768`; scaled into the model's range when outside "
-                                   "it. Give `size` or `aspect_ratio`, not both."},
-                "aspect_ratio": {
-                    "type": "string", "pattern": r"^\s*\d+\s*:\s*\d+\s*$",
-                    "description": "Shape such as `16:9`, `3:2`, `1:1`, `9:16`; the model's "
-                                   "usual size for that shape is used. Default: square."},
-                "seed": {
-                    "type": "integer", "minimum": 0, "maximum": SEED_MAX,
-                    "description": "Seed for a reproducible image; the same prompt, model, "
-                                   "size and seed give the same image. Only models with "
-                                   "seed support use it; default: random (reported back)."},
-                "steps": {
-                    "type": "integer", "minimum": 1, "maximum": 100,
-                    "description": "Diffusion steps: more is slower and often finer. "
-                                   "Clamped to the model's maximum; ignored by models with "
-                                   f"fixed steps. Default: {svc.config.flux_num_steps}."},
-                "negative_prompt": {
-                    "type": "string",
-                    "description": "What the image must not show. Only Stable Diffusion "
-                                   "models and phoenix-1.0 use it."},
-                "n": {
-                    "type": "integer", "minimum": 1, "maximum": max_n, "default": 1,
-                    "description": f"Number of images, 1 to {max_n}; each counts against "
-                                   "the rate limit. They share the prompt and differ by "
-                                   "seed (seed, seed+1, ...)."},
-            },
-            "required": ["prompt"],
-            "additionalProperties": False,
-        },
+        input_schema=input_schema(GenerateImageArguments, max_n, {
+            "default_model": models.default.short_name, "max_n": max_n,
+            "steps": svc.config.flux_num_steps}),
         annotations=types.ToolAnnotations(
             title="Generate image", read_only_hint=False, destructive_hint=False,
             idempotent_hint=False, open_world_hint=True),
@@ -108,63 +74,33 @@ def edit_tool(svc: Services) -> types.Tool:
             f"are {sources}. The output keeps the first image's proportions unless `size` or "
             f"`aspect_ratio` is given.{fallback}\n\nModels that take images:\n"
             + "\n".join(edit_model_line(m) for m in takers)),
-        input_schema={
-            "type": "object",
-            "properties": {
-                "prompt": {
-                    "type": "string", "minLength": 1,
-                    "description": "The change to make (\"make the sky stormy\", \"put a red "
-                                   "hat on the cat\"), or how to combine several references."},
-                "images": {
-                    "type": "array", "minItems": 1, "maxItems": MAX_EDIT_IMAGES,
-                    "items": {"type": "string", "minLength": 1},
-                    "description": f"1 to {MAX_EDIT_IMAGES} images: {sources}. Reference "
-                                   "models (FLUX.2) take up to 4; img2img and inpainting "
-                                   "models take 1."},
-                "mask": {
-                    "type": "string",
-                    "description": "Inpainting models only: an image of the same size whose "
-                                   "fully transparent pixels mark the area to repaint. "
-                                   "Without it, the first image's own transparency is used."},
-                "model": {
-                    "type": "string",
-                    "description": "Model id or alias (see below and list_models). Default: "
-                                   f"{default.short_name}."},
-                "strength": {
-                    "type": "number", "minimum": 0, "maximum": 1,
-                    "description": "img2img and inpainting models: how far the result may "
-                                   "move from the source, 0 (unchanged) to 1 (ignore it)."},
-                "size": {
-                    "type": "string", "pattern": r"^\s*\d+\s*[xX×]\s*\d+\s*$",
-                    "description": "Output size `WIDTHxHEIGHT`; default: the first image's "
-                                   "proportions at the model's usual size."},
-                "aspect_ratio": {
-                    "type": "string", "pattern": r"^\s*\d+\s*:\s*\d+\s*$",
-                    "description": "Output shape such as `16:9`; give `size` or "
-                                   "`aspect_ratio`, not both."},
-                "seed": {
-                    "type": "integer", "minimum": 0, "maximum": SEED_MAX,
-                    "description": "Seed for a reproducible result (models with seed "
-                                   "support); default: random, reported back."},
-                "steps": {
-                    "type": "integer", "minimum": 1, "maximum": 100,
-                    "description": "Diffusion steps, clamped to the model's maximum; ignored "
-                                   "by models with fixed steps."},
-                "negative_prompt": {
-                    "type": "string",
-                    "description": "What the result must not show (Stable Diffusion models)."},
-                "n": {
-                    "type": "integer", "minimum": 1, "maximum": max_n, "default": 1,
-                    "description": f"Number of results, 1 to {max_n}, differing by seed; "
-                                   "each counts against the rate limit."},
-            },
-            "required": ["prompt", "images"],
-            "additionalProperties": False,
-        },
+        input_schema=input_schema(EditImageArguments, max_n, {
+            "default_model": default.short_name, "max_n": max_n, "sources": sources}),
         annotations=types.ToolAnnotations(
             title="Edit image", read_only_hint=False, destructive_hint=False,
             idempotent_hint=False, open_world_hint=True),
     )
+
+
+def input_schema(arguments: type[BaseModel], max_n: int, facts: dict[str, Any]) -> dict[str, Any]:
+    """A tool's inputSchema: its arguments model's JSON Schema, with the configuration's facts.
+
+    Optional arguments are plain types to be left out, not "or null" (see
+    `fields.without_nulls`); `{name}` in a description is filled from `facts`.
+    """
+    schema = fields.bound_n(fields.without_nulls(copy.deepcopy(_json_schema(arguments))), max_n)
+    for prop in schema["properties"].values():
+        text = prop.get("description", "")
+        for name, value in facts.items():
+            text = text.replace("{" + name + "}", str(value))
+        prop["description"] = text
+    return schema
+
+
+@functools.cache
+def _json_schema(arguments: type[BaseModel]) -> dict[str, Any]:
+    # Made once per model (a few ms each); every caller gets its own copy to fill in.
+    return arguments.model_json_schema()
 
 
 def list_models_tool() -> types.Tool:

@@ -3,20 +3,26 @@
 Both endpoints come as multipart forms (what OpenAI's SDKs send: text fields plus files) and
 edits also as JSON (`images: [{"image_url": ...}]`, `mask: {"image_url": ...}`). The text fields
 of either form are validated here once, into typed values; the image bytes are the intake's job.
-Form fields arrive as strings, so numbers are parsed leniently ("2" is 2), as OpenAI does.
+Form fields arrive as strings, so numbers are read leniently ("2" is 2), as OpenAI does, and an
+empty field is a field not sent. The fields shared with the Images API are declared in
+fields.py; errors are worded in wording.py, like every other request's.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import InvalidRequest
-from ..generation.fitting import OUTPUT_FORMATS
 from ..generation.sizes import SizeSpec, parse_size_param
+from . import fields
+from .fields import MAX_EDIT_IMAGES
+from .wording import Say, validate, worded
 
-MAX_EDIT_IMAGES = 4
+__all__ = ["MAX_EDIT_IMAGES", "EditRequest", "ImageRef", "VariationRequest", "parse"]
+
+_REF_EXAMPLE = '{"image_url": "data:image/png;base64,..."}'
 
 
 class ImageRef(BaseModel):
@@ -38,36 +44,48 @@ class ImageRef(BaseModel):
         return value.strip()
 
 
+def _at_most_edit_images(refs: list[ImageRef]) -> list[ImageRef]:
+    # Worded and coded as the view's count of uploads and links together.
+    if len(refs) > MAX_EDIT_IMAGES:
+        raise worded(f"At most {MAX_EDIT_IMAGES} images can be edited at once; {len(refs)} "
+                     "were sent.", "images", "too_many_images")
+    return refs
+
+
+ImageRefs = Annotated[list[ImageRef], AfterValidator(_at_most_edit_images), Field(
+    description=f"JSON form: 1 to {MAX_EDIT_IMAGES} images by URL (`data:` URLs, this service's "
+                "own `/image/{key}` links, other links only with FETCH_REMOTE_IMAGES).",
+    json_schema_extra={"maxItems": MAX_EDIT_IMAGES}),
+    Say(f"must be a list of 1 to {MAX_EDIT_IMAGES} objects such as {_REF_EXAMPLE}.")]
+
+ImageOrRef = Annotated[str | ImageRef | None, Say(
+    f"must be an image link, or an object such as {_REF_EXAMPLE}; upload files as multipart "
+    "form fields instead.")]
+
+
 class _Common(BaseModel):
     """Fields shared by edits and variations."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    model: str | None = None
-    n: int = Field(1, ge=1, le=10)
-    size: str | None = None
-    response_format: Literal["url", "b64_json"] | None = None   # None: as the model's name says
-    output_format: str | None = None
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    model: fields.ModelName = Field(
+        None, description="An offered model id or alias; one that takes no images means "
+                          "EDIT_MODEL.")
+    n: fields.Count = 1
+    size: fields.SizeText = Field(
+        None, description="`WIDTHxHEIGHT`, a ratio such as `16:9`, or `auto` (the input's "
+                          "proportions).")
+    response_format: fields.ResponseFormat = None   # None: as the model's name says
+    output_format: fields.OutputFormat = None
+    seed: fields.Seed = None
 
-    @field_validator("model", "size", "output_format", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator("response_format", mode="before")
-    @classmethod
-    def _default_format(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator("output_format")
-    @classmethod
-    def _known_output(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if value.lower() not in OUTPUT_FORMATS:
-            raise ValueError('must be "png", "jpeg" or "webp"')
-        return OUTPUT_FORMATS[value.lower()]
+    def _empty_is_not_sent(cls, data: Any) -> Any:
+        # A form cannot leave a field out once a client's form has it: "" means not sent.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
 
     def size_spec(self) -> SizeSpec | None:
         """The size as the prompt module reads it (None: follow the input's proportions)."""
@@ -77,14 +95,19 @@ class _Common(BaseModel):
 class EditRequest(_Common):
     """An images/edits request's text fields (and, in the JSON form, its image URLs)."""
 
-    prompt: str = Field(min_length=1, max_length=32000)
-    steps: int | None = Field(None, ge=1, le=100)
-    strength: float | None = Field(None, ge=0, le=1)
-    guidance: float | None = Field(None, ge=0, le=100)
-    negative_prompt: str | None = None
-    images: list[ImageRef] = Field(default_factory=list, max_length=16)
-    image: str | ImageRef | None = None        # JSON form, one image
-    mask: str | ImageRef | None = None
+    BODY_EXAMPLE: ClassVar[str] = '{"prompt": "make it blue", "images": [' + _REF_EXAMPLE + "]}"
+
+    prompt: fields.EditPrompt
+    steps: fields.Steps = None
+    strength: fields.Strength = None
+    guidance: fields.Guidance = None
+    negative_prompt: fields.NegativePrompt = None
+    images: ImageRefs = Field(default_factory=list)
+    image: ImageOrRef = Field(None, description="JSON form, one image: a link or "
+                                                + _REF_EXAMPLE + ".")
+    mask: ImageOrRef = Field(None, description="JSON form: the mask (fully transparent where "
+                                               "the image should change), as a link or "
+                                               + _REF_EXAMPLE + ".")
 
     def image_links(self) -> list[str]:
         """The image URLs of the JSON form, in order."""
@@ -105,18 +128,5 @@ class VariationRequest(_Common):
 
 
 def parse(model: type[_Common], fields: dict[str, Any], max_n: int) -> Any:
-    """Validate fields into `model`; raise InvalidRequest naming the first bad field."""
-    try:
-        parsed = model.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or "body"
-        message = first["msg"]
-        if first["type"] == "missing":
-            message = "is required" + (": describe the change you want, such as \"make it "
-                                       "blue\"" if name == "prompt" else "")
-        raise InvalidRequest(f"`{name}` {message}.", param=str(first["loc"][0])
-                             if first["loc"] else None) from None
-    if parsed.n > max_n:
-        raise InvalidRequest(f"`n` must be a whole number from 1 to {max_n}.", param="n")
-    return parsed
+    """Validate fields into `model` (n up to max_n); raise InvalidRequest naming the field."""
+    return validate(model, fields, {"max_n": max_n})
