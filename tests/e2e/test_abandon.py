@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -19,10 +20,10 @@ import diskcache
 import pytest
 import requests
 
-from tests.fakes import cloudflare
-from tests.redis_server import RedisServer
-
-from .service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from harness.fakes import cloudflare
+from harness.service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from tests import support
+from tests.support import RedisServer
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -33,6 +34,7 @@ STORE_OK_CACHE = 5.0          # pipeline.StoreHealth's ok_for: how long an "ok" 
 DROPPERS = 200
 CHAT = (b'{"model": "flux-1-schnell", "stream": true, "messages": [{"role": "user", '
         b'"content": "a cute cat 16:9"}]}')
+chat = functools.partial(support.chat, model="flux-1-schnell")
 
 
 @pytest.fixture
@@ -112,8 +114,7 @@ def test_dropped_streams_hold_their_slot_and_store_nothing(slow_cf, tmp_path):
         assert stored(tmp_path / "images") == 0, "images were stored for clients that left"
 
         # The slots came back: a client that stays gets its image.
-        resp = requests.post(service.api + "/chat/completions", headers=AUTH, timeout=30, json={
-            "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cat"}]})
+        resp = chat(service, "a cat")
         assert resp.status_code == 200, resp.text
         assert stored(tmp_path / "images") == 1
     finally:
@@ -143,11 +144,6 @@ def test_callers_that_time_out_get_nothing_stored(slow_cf, tmp_path):
         assert sum(" 499 " in line for line in access) == 6, access
     finally:
         service.stop()
-
-
-def chat(service, timeout: float = 30) -> requests.Response:
-    return requests.post(service.api + "/chat/completions", headers=AUTH, timeout=timeout, json={
-        "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cute cat"}]})
 
 
 def test_storage_outage_answers_503_at_once_and_buys_nothing_upstream(fake_cf, cf, tmp_path):

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from tests.fakes import cloudflare
-
-from .service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from harness.fakes import cloudflare
+from harness.service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -8,6 +8,7 @@ trickling connections take every thread and `/healthz` times out.)
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -17,7 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from .service import API_KEY, cloudflare_env, start_service
+from harness.service import API_KEY, cloudflare_env, start_service
+from tests import support
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -50,9 +52,7 @@ def address(service) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-def generate(service) -> requests.Response:
-    return requests.post(service.api + "/chat/completions", headers=AUTH, timeout=5, json={
-        "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cute cat"}]})
+generate = functools.partial(support.chat, model="flux-1-schnell", timeout=5)
 
 
 def timed(call) -> tuple[float, requests.Response]:

@@ -11,13 +11,10 @@ import openai
 import pytest
 import requests
 
-from tests.helpers import free_port
-
-from .service import API_KEY, cloudflare_env, start_service
+from harness.service import API_KEY, cloudflare_env, start_service
+from tests.support import free_port, image_url
 
 pytestmark = pytest.mark.e2e
-
-LINK = re.compile(r"\((https?://[^)\s]+)\)")
 
 
 def chat_link(service, stream: bool = False, prompt: str = "a lighthouse at dusk") -> str:
@@ -31,9 +28,9 @@ def chat_link(service, stream: bool = False, prompt: str = "a lighthouse at dusk
     else:
         answer = client.chat.completions.create(model="flux-schnell", messages=messages)
         content = answer.choices[0].message.content
-    found = LINK.search(content)
-    assert found, content
-    return found.group(1)
+    link = image_url(content)
+    assert link.startswith(("http://", "https://")), content
+    return link
 
 
 @pytest.fixture(scope="module")
