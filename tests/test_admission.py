@@ -14,7 +14,7 @@ from flux_worker.errors import Overloaded, RateLimited, StorageError
 from flux_worker.generation.pipeline import StoreHealth
 from flux_worker.storage import CountersLocation
 from tests import support
-from tests.support import AUTH, FakeClock
+from tests.support import AUTH, FakeClock, wait_until
 
 # This file's chat request: "stream" always sent, false unless a test asks for a stream.
 chat = functools.partial(support.chat, content="a cat 16:9", stream=False)
@@ -110,10 +110,7 @@ def test_an_abandoned_stream_holds_its_slot_until_the_generation_ends_and_stores
     stored = []
     services.store.put = lambda *args, **kwargs: stored.append(args)  # must not be reached
     backend.release.set()
-    for _ in range(200):
-        if services.admission.gate.in_use == 0:
-            break
-        threading.Event().wait(0.02)
+    wait_until(lambda: services.admission.gate.in_use == 0, timeout=4, fail=False)
     assert services.admission.gate.in_use == 0 and stored == [] and backend.calls == 1
     del events
 

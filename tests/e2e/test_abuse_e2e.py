@@ -20,6 +20,7 @@ from tests.support import RedisServer
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+STORE_FAILED_CACHE = 1.0      # pipeline.StoreHealth's failed_for: how long a failure is trusted
 
 chat = functools.partial(support.chat, content="a cat", model="flux")
 
@@ -80,7 +81,10 @@ def test_storage_outage_and_hang_buy_no_generation(fake_cf, cf, tmp_path):
                 assert chat(svc, timeout=15).status_code == 503
             assert _healthy(svc)
             redis.start()
-            time.sleep(1.5)                       # the cached storage probe sees it is back
+            # Time has to pass: the failure the process saw is trusted for a second, and the
+            # requests below must meet the hang itself (a fresh probe), not that remembered
+            # failure. Asking /readyz instead would leave an "ok" that skips the probe.
+            time.sleep(STORE_FAILED_CACHE + 0.5)
             process = redis._process
             assert process is not None
             process.send_signal(signal.SIGSTOP)
@@ -92,7 +96,8 @@ def test_storage_outage_and_hang_buy_no_generation(fake_cf, cf, tmp_path):
             finally:
                 process.send_signal(signal.SIGCONT)
             assert _image_calls(cf) == before
-            time.sleep(1.5)
+            # Again the remembered failure has to age out: then the service recovers by itself.
+            time.sleep(STORE_FAILED_CACHE + 0.5)
             assert chat(svc).status_code == 200
         finally:
             svc.stop()
