@@ -48,9 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from harness.ports import free_port
+
 from . import run as matrix
 from .loadgen import Request, fetch, json_post, run_load
-from .run import CLK_TCK, MemorySampler, MiB, Row, free_port, measure
+from .run import CLK_TCK, MemorySampler, MiB, Row, measure
 
 ROOT = matrix.ROOT
 # ../shared/peer beside the checkout (a worktree may sit one level deeper).

@@ -5,7 +5,7 @@
     git show main:flux_worker/generation/fitting.py > /tmp/before.py
     .venv/bin/python -m bench.imaging_bench --module /tmp/before.py   # "before" figures
 
-The input is what the fake Cloudflare answers (tests/fakes/cloudflare.py): flux-1-schnell's
+The input is what the fake Cloudflare answers (harness/fakes/cloudflare/): flux-1-schnell's
 1024x1024 JPEG of 150 KB, noisy enough that decoding costs what a real one does, and for the
 enlarging case a 512x512 JPEG of 37 KB (a model output smaller than the asked size).
 
@@ -48,7 +48,7 @@ CASES = {
 def make_sources(directory: Path) -> dict[str, Path]:
     """Write the fake's large and small JPEGs into directory."""
     sys.path.insert(0, str(ROOT))
-    from tests.fakes.cloudflare import ImageMaker
+    from harness.fakes.cloudflare import ImageMaker
 
     files = {"large": ImageMaker(150).image(MODEL, 1024, 1024, "JPEG"),
              "small": ImageMaker(37).image(MODEL, 512, 512, "JPEG")}

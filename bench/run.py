@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.run [--quick] [--out docs/benchmarks-latest.md] [--profile DIR]
 
-Starts the strict fake Cloudflare (tests/fakes/cloudflare/) under its own small gunicorn at a
+Starts the strict fake Cloudflare (harness/fakes/cloudflare/) under its own small gunicorn at a
 set upstream latency, answering a 150 KB JPEG, and a fresh service for every case exactly as
 deployed: `gunicorn -c gunicorn.conf.py -b 127.0.0.1:PORT app:app`, with CF_* pointing at the
 fake, disk storage in a temporary directory and LOG_LEVEL=WARNING. WEB_CONCURRENCY,
@@ -37,7 +37,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,8 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+from harness.ports import free_port
 
 from . import loadgen
 from .loadgen import Request, fetch, json_post, run_load
@@ -83,12 +84,6 @@ MEM_TARGET_MIB = 300.0
 # -------------------------------------------------------------------------------------------
 # Processes: the fake upstream, the service, and what /proc says about them.
 # -------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
@@ -245,7 +240,7 @@ async def start_fake(work: Path, latency: float, threads: int) -> Server:
         f"threads = {threads}\nbacklog = 2048\nkeepalive = 75\ntimeout = 120\n"
         "accesslog = None\nerrorlog = '-'\nloglevel = 'warning'\n"
         "control_socket_disable = True\n")
-    app = f"tests.fakes.cloudflare:make_app(latency={latency!r}, image_kb={IMAGE_KB})"
+    app = f"harness.fakes.cloudflare:make_app(latency={latency!r}, image_kb={IMAGE_KB})"
     fake = Server(f"fake cloudflare (latency {latency:g} s)",
                   [PYTHON, "-m", "gunicorn", "-c", str(conf), app], _base_env(work),
                   work / f"fake-{port}.log", f"http://127.0.0.1:{port}")
@@ -679,7 +674,7 @@ def markdown(rows: dict[str, Row], plan: Plan, header: dict) -> str:
     lines = [f"Command: `{header['command']}`  ",
              f"Run: {header['date']}, {header['duration']:.0f} s; machine: {header['machine']}  ",
              f"Service: {header['service']}; code at commit {header['code']}  ",
-             f"Upstream: fake Cloudflare (tests/fakes/cloudflare/) under gunicorn, 1 gthread "
+             f"Upstream: fake Cloudflare (harness/fakes/cloudflare/) under gunicorn, 1 gthread "
              f"worker, {IMAGE_KB} KB JPEG 1024x1024 from flux-1-schnell; storage disk:// (tmp)."
              + (" **--quick run: short windows, not for comparison.**" if plan.quick else ""),
              "",

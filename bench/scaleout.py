@@ -40,12 +40,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.redis_server import RedisServer
-from tests.s3_server import MotoServer
+from harness.ports import free_port
+from harness.redis_server import RedisServer
+from harness.s3_server import MotoServer
 
 from . import loadgen
 from .loadgen import Request, json_post
-from .run import CF_ACCOUNT, CF_TOKEN, PYTHON, ROOT, Server, _base_env, free_port, machine_info
+from .run import CF_ACCOUNT, CF_TOKEN, PYTHON, ROOT, Server, _base_env, machine_info
 
 INSTANCES = 3
 PROBE_KEY = "sk-scaleout-probe"
@@ -258,7 +259,7 @@ async def start_fake(work: Path, latency: float, image_kb: int) -> Server:
                     "threads = 512\nbacklog = 2048\nkeepalive = 75\ntimeout = 120\n"
                     "accesslog = None\nerrorlog = '-'\nloglevel = 'warning'\n"
                     "control_socket_disable = True\n")
-    app = f"tests.fakes.cloudflare:make_app(latency={latency!r}, image_kb={image_kb})"
+    app = f"harness.fakes.cloudflare:make_app(latency={latency!r}, image_kb={image_kb})"
     fake = Server("fake cloudflare", [PYTHON, "-m", "gunicorn", "-c", str(conf), app],
                   _base_env(work), work / "fake.log", f"http://127.0.0.1:{port}")
     await fake.wait_ready("/_fake/health")

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.ports import free_port
+
 from . import loadgen
 from .run import (
     API_KEY,
@@ -36,7 +38,6 @@ from .run import (
     PYTHON,
     Server,
     _base_env,
-    free_port,
     machine_info,
     rss_pss,
     start_service,
@@ -59,7 +60,7 @@ async def start_failing_fake(work: Path, latency: float, fail_rate: float) -> Se
     conf.write_text(f"bind = ['127.0.0.1:{port}']\nworkers = 1\nworker_class = 'gthread'\n"
                     "threads = 256\nbacklog = 2048\nkeepalive = 75\naccesslog = None\n"
                     "errorlog = '-'\nloglevel = 'warning'\ncontrol_socket_disable = True\n")
-    app = (f"tests.fakes.cloudflare:make_app(latency={latency!r}, image_kb={IMAGE_KB}, "
+    app = (f"harness.fakes.cloudflare:make_app(latency={latency!r}, image_kb={IMAGE_KB}, "
            f"fail_rate={fail_rate!r})")
     fake = Server("fake cloudflare", [PYTHON, "-m", "gunicorn", "-c", str(conf), app],
                   _base_env(work), work / "fake.log", f"http://127.0.0.1:{port}")

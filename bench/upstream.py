@@ -1,7 +1,7 @@
 """A lenient fake of the Workers AI run endpoint, for benchmarking the service and the original
 Worker against the very same upstream (standard library HTTP server, one thread per connection).
 
-The strict fake (tests/fakes/cloudflare.py) rejects what the original Worker sends to
+The strict fake (harness/fakes/cloudflare/) rejects what the original Worker sends to
 flux-1-schnell (`num_steps`, `width`, `height` are not in today's schema), so a side-by-side run
 needs one that accepts both: any `POST .../accounts/<id>/ai/run/<model>` with a JSON `prompt` and
 `Authorization: Bearer <token>` gets the JSON envelope with a base64 JPEG after the set latency.
@@ -33,7 +33,7 @@ IMAGES = {"large": (1024, 1024, 150), "small": (512, 512, 37)}     # width, heig
 def envelopes() -> dict[str, bytes]:
     """The success body for each image variant, serialised once."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.fakes.cloudflare import ImageMaker
+    from harness.fakes.cloudflare import ImageMaker
 
     out = {}
     for name, (width, height, kb) in IMAGES.items():

@@ -28,6 +28,7 @@ from flux_worker.cost.ledgers import MemoryLedger
 from flux_worker.errors import QuotaExceeded, UpstreamAuthFailed
 from flux_worker.generation.backend import GenerationRequest
 from flux_worker.net.upstream import make_session
+from tests.support import FakeClock
 
 API = "https://api.cloudflare.com/client/v4"
 FREE = Account("aaaaaaaa11112222333344445555", "tok-FREE-secret-1")
@@ -42,17 +43,9 @@ AUTH_BODY = {"result": None, "success": False, "messages": [],
              "errors": [{"code": 10000, "message": "Authentication error"}]}
 
 
-class Clock:
-    def __init__(self):
-        self.now = datetime(2026, 11, 20, 22, 0, tzinfo=timezone.utc)
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock(datetime(2026, 11, 20, 22, 0, tzinfo=timezone.utc))
 
 
 @pytest.fixture

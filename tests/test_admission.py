@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
 
-from flux_worker import create_app
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.cost.admission import Admission, Ticket
 from flux_worker.cost.throttle import InflightGate, RateLimiter
 from flux_worker.errors import Overloaded, RateLimited, StorageError
-from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation
 from flux_worker.storage.health import StoreHealth
+from tests import support
+from tests.support import AUTH, FakeClock, wait_until
 
-from .helpers import TEST_KEY, make_config
-
-AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
+# This file's chat request: "stream" always sent, false unless a test asks for a stream.
+chat = functools.partial(support.chat, content="a cat 16:9", stream=False)
 
 
 def test_ticket_releases_exactly_once():
@@ -83,49 +83,48 @@ class GatedBackend(DemoBackend):
         return super().generate(request)
 
 
-def _app(**config):
-    services = build_services(make_config(**config))
-    backend = GatedBackend()
-    services.backend = services.pipeline.backend = backend
-    return create_app(services=services), services, backend
+@pytest.fixture
+def gated_app(apps):
+    """Builds (app, services, backend) with a GatedBackend, all closed after the test."""
+
+    def build(**config):
+        services = apps.services(**config)
+        backend = GatedBackend()
+        services.backend = services.pipeline.backend = backend
+        return apps.app(services=services), services, backend
+
+    return build
 
 
-def _chat(client, *, stream=False, text="a cat 16:9"):
-    return client.post("/v1/chat/completions", headers=AUTH,
-                       json={"stream": stream, "messages": [{"role": "user", "content": text}]})
-
-
-def test_an_abandoned_stream_holds_its_slot_until_the_generation_ends_and_stores_nothing():
-    app, services, backend = _app(MAX_INFLIGHT="1")
+def test_an_abandoned_stream_holds_its_slot_until_the_generation_ends_and_stores_nothing(
+        gated_app):
+    app, services, backend = gated_app(MAX_INFLIGHT="1")
     client = app.test_client()
-    resp = _chat(client, stream=True)
+    resp = chat(client, stream=True)
     events = resp.response  # the stream, not yet read
     assert backend.entered.wait(10)
     resp.close()  # the client goes away while the upstream call runs
     # The generation is still running upstream: its slot is still taken.
     assert services.admission.gate.in_use == 1
-    assert _chat(client).status_code == 503
+    assert chat(client).status_code == 503
     stored = []
     services.store.put = lambda *args, **kwargs: stored.append(args)  # must not be reached
     backend.release.set()
-    for _ in range(200):
-        if services.admission.gate.in_use == 0:
-            break
-        threading.Event().wait(0.02)
+    wait_until(lambda: services.admission.gate.in_use == 0, timeout=4, fail=False)
     assert services.admission.gate.in_use == 0 and stored == [] and backend.calls == 1
     del events
 
 
-def test_a_finished_stream_and_a_failed_one_free_their_slot():
-    app, services, backend = _app(MAX_INFLIGHT="1")
+def test_a_finished_stream_and_a_failed_one_free_their_slot(gated_app):
+    app, services, backend = gated_app(MAX_INFLIGHT="1")
     backend.release.set()
     client = app.test_client()
-    body = _chat(client, stream=True).get_data(as_text=True)
+    body = chat(client, stream=True).get_data(as_text=True)
     assert "[DONE]" in body and "/image/" in body
     assert services.admission.gate.in_use == 0
     # A failure after the stream began is a last chunk, and the slot is free again.
     services.pipeline.backend = services.backend = _Failing()
-    body = _chat(client, stream=True).get_data(as_text=True)
+    body = chat(client, stream=True).get_data(as_text=True)
     assert "[DONE]" in body and services.admission.gate.in_use == 0
 
 
@@ -137,8 +136,8 @@ class _Failing:
         raise UpstreamError("the model failed")
 
 
-def test_images_n_counts_n_slots():
-    app, services, backend = _app(MAX_INFLIGHT="3")
+def test_images_n_counts_n_slots(gated_app):
+    app, services, backend = gated_app(MAX_INFLIGHT="3")
     backend.release.set()
     client = app.test_client()
     resp = client.post("/v1/images/generations", headers=AUTH,
@@ -150,23 +149,23 @@ def test_images_n_counts_n_slots():
     assert services.admission.gate.in_use == 0
 
 
-def test_rate_limit_counts_images_and_comes_before_title_detection():
-    app, services, backend = _app(RATE_LIMIT="3/minute")
+def test_rate_limit_counts_images_and_comes_before_title_detection(gated_app):
+    app, services, backend = gated_app(RATE_LIMIT="3/minute")
     backend.release.set()
     client = app.test_client()
     title = "Please generate a four to five word title summarizing our conversation"
     # Title requests cost nothing while the caller is within its limit...
-    assert _chat(client, text=title).status_code == 200
+    assert chat(client, content=title).status_code == 200
     ok = client.post("/v1/images/generations", headers=AUTH, json={"prompt": "a fox", "n": 3})
     assert ok.status_code == 200 and backend.calls == 3
     # ...but a caller over its limit is refused before its text is looked at.
-    refused = _chat(client, text=title)
+    refused = chat(client, content=title)
     assert refused.status_code == 429 and refused.headers["Retry-After"]
-    assert _chat(client).status_code == 429 and backend.calls == 3
+    assert chat(client).status_code == 429 and backend.calls == 3
 
 
-def test_storage_down_means_no_upstream_call_and_recovery_after_readyz():
-    app, services, backend = _app()
+def test_storage_down_means_no_upstream_call_and_recovery_after_readyz(gated_app):
+    app, services, backend = gated_app()
     backend.release.set()
     client = app.test_client()
     outage = StorageError("Image storage (Redis) is unreachable")
@@ -176,13 +175,13 @@ def test_storage_down_means_no_upstream_call_and_recovery_after_readyz():
 
     services.store.ping = down
     for stream in (False, True):
-        resp = _chat(client, stream=stream)
+        resp = chat(client, stream=stream)
         assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "storage_error"
     images = client.post("/v1/images/generations", headers=AUTH, json={"prompt": "a fox"})
     assert images.status_code == 503 and backend.calls == 0
     del services.store.ping
     assert client.get("/readyz").status_code == 200
-    assert _chat(client).status_code == 200 and backend.calls == 1
+    assert chat(client).status_code == 200 and backend.calls == 1
 
 
 class _SlowPingStore:
@@ -198,14 +197,6 @@ class _SlowPingStore:
         self.release.wait(5)
         if self.error is not None:
             raise self.error
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _check_in_threads(health: StoreHealth, count: int) -> tuple[list, list[threading.Thread]]:
@@ -225,7 +216,7 @@ def _check_in_threads(health: StoreHealth, count: int) -> tuple[list, list[threa
 
 
 def test_one_request_pings_while_the_others_go_by_the_last_answer():
-    store, clock = _SlowPingStore(), _Clock()
+    store, clock = _SlowPingStore(), FakeClock(100.0)
     health = StoreHealth(store, ok_for=5.0, failed_for=1.0, clock=clock)  # type: ignore[arg-type]
     # No answer yet: everyone waits for the first ping, which only one of them makes.
     outcomes, threads = _check_in_threads(health, 20)

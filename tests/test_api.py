@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import re
@@ -11,34 +12,17 @@ import pytest
 import responses
 from PIL import Image
 
-from flux_worker import create_app
 from flux_worker.generation.sizes import PRESETS
+from tests import support
+from tests.support import IMAGE_LINK, TEST_KEY, image_url, make_config, sse_events
 
-from .helpers import TEST_KEY, make_config
-
-LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")
-
-
-def chat(client, content, auth, **extra):
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": content}], **extra}
-    return client.post("/v1/chat/completions", json=body, headers=auth)
+# What a client made for ChatGPT sends: a model name this server does not have.
+chat = functools.partial(support.chat, model="gpt-4o")
 
 
 def text_of(response) -> str:
     """Return the text of a chat completion answer."""
     return response.get_json()["choices"][0]["message"]["content"]
-
-
-def sse_events(response) -> list:
-    """Parse an SSE body into JSON events, with the literal "[DONE]" kept as a string."""
-    events = []
-    for block in response.get_data(as_text=True).split("\n\n"):
-        if not block.strip():
-            continue
-        assert block.startswith("data: "), block
-        payload = block[len("data: "):]
-        events.append(payload if payload == "[DONE]" else json.loads(payload))
-    return events
 
 
 def image_at(client, url):
@@ -50,7 +34,7 @@ def image_at(client, url):
 
 @pytest.mark.parametrize("ratio,size", sorted(PRESETS.items()))
 def test_chat_gives_image_of_the_stated_size_for_every_preset(client, auth, ratio, size):
-    resp = chat(client, f"a cute cat {ratio}", auth)
+    resp = chat(client, f"a cute cat {ratio}", headers=auth)
     assert resp.status_code == 200
     body = resp.get_json()
     content = body["choices"][0]["message"]["content"]
@@ -59,13 +43,13 @@ def test_chat_gives_image_of_the_stated_size_for_every_preset(client, auth, rati
     assert "🌐 Translated prompt: a cute cat\n" in content
     assert f"📐 Image size: {size[0]}x{size[1]}" in content
     assert "🌟 Image generated successfully!\nHere is the result:\n\n![Generated image](" in content
-    img_resp, img = image_at(client, LINK.search(content)["url"])
+    img_resp, img = image_at(client, image_url(content))
     assert img.size == size
     assert img_resp.mimetype == "image/jpeg"
 
 
 def test_chat_completion_object_shape(client, auth):
-    body = chat(client, "a red fox", auth).get_json()
+    body = chat(client, "a red fox", headers=auth).get_json()
     assert body["id"].startswith("chatcmpl-")
     assert body["object"] == "chat.completion"
     assert body["model"] == "@cf/black-forest-labs/flux-1-schnell"  # gpt-4o falls back
@@ -98,13 +82,13 @@ def test_only_last_user_message_counts_and_parts_are_joined(client, auth):
 
 
 def test_ignored_option_is_reported(client, auth):
-    content = text_of(chat(client, "a dog --seed 7 --no cats", auth))
+    content = text_of(chat(client, "a dog --seed 7 --no cats", headers=auth))
     assert "Ignored options" in content and "--seed" in content and "--no" in content
     assert "🌱 Seed" not in content  # schnell has no seed
 
 
 def test_stream_matches_non_stream_and_ends_with_done(client, auth):
-    resp = chat(client, "a cute cat 3:2", auth, stream=True)
+    resp = chat(client, "a cute cat 3:2", headers=auth, stream=True)
     assert resp.status_code == 200
     assert resp.mimetype == "text/event-stream"
     events = sse_events(resp)
@@ -116,14 +100,14 @@ def test_stream_matches_non_stream_and_ends_with_done(client, auth):
     assert len({c["id"] for c in chunks}) == 1
     content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert len([c for c in chunks if c["choices"][0]["delta"].get("content")]) >= 3
-    plain = text_of(chat(client, "a cute cat 3:2", auth))
+    plain = text_of(chat(client, "a cute cat 3:2", headers=auth))
     # Identical except for the image key.
-    assert LINK.sub("IMG", content) == LINK.sub("IMG", plain)
+    assert IMAGE_LINK.sub("IMG", content) == IMAGE_LINK.sub("IMG", plain)
     assert "usage" not in chunks[0]
 
 
 def test_stream_usage_chunk_when_asked(client, auth):
-    events = sse_events(chat(client, "a cat", auth, stream=True,
+    events = sse_events(chat(client, "a cat", headers=auth, stream=True,
                              stream_options={"include_usage": True}))
     usage_chunk = events[-2]
     assert usage_chunk["choices"] == [] and usage_chunk["usage"]["total_tokens"] > 0
@@ -131,7 +115,7 @@ def test_stream_usage_chunk_when_asked(client, auth):
 
 
 def test_stream_bad_request_is_http_error_not_broken_stream(client, auth):
-    resp = chat(client, "   ", auth, stream=True)
+    resp = chat(client, "   ", headers=auth, stream=True)
     assert resp.status_code == 400
     assert resp.get_json()["error"]["type"] == "invalid_request_error"
 
@@ -175,18 +159,18 @@ def test_bad_api_key_is_401(client, header):
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
 
 
-def test_several_keys_and_no_key_mode():
-    app = create_app(make_config(API_KEY="k1-aaaa, k2-bbbb"))
+def test_several_keys_and_no_key_mode(apps):
+    app = apps.app(API_KEY="k1-aaaa, k2-bbbb")
     client = app.test_client()
     for key in ("k1-aaaa", "k2-bbbb"):
         resp = client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
         assert resp.status_code == 200
-    open_app = create_app(make_config(API_KEY=""))
+    open_app = apps.app(API_KEY="")
     assert open_app.test_client().get("/v1/models").status_code == 200
 
 
 def test_image_serving_headers_conditional_and_head(client, auth):
-    url = LINK.search(text_of(chat(client, "a cat", auth)))["url"]
+    url = image_url(text_of(chat(client, "a cat", headers=auth)))
     path = "/" + url.split("/", 3)[3]
     resp = client.get(path)
     max_age = int(re.search(r"max-age=(\d+)", resp.headers["Cache-Control"])[1])
@@ -211,25 +195,25 @@ def test_links_follow_trusted_proxy_headers(client, auth):
     headers = dict(auth, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "img.example.com"})
     content = text_of(client.post("/v1/chat/completions", headers=headers, json={
         "messages": [{"role": "user", "content": "a cat"}]}))
-    assert LINK.search(content)["url"].startswith("https://img.example.com/image/")
+    assert image_url(content).startswith("https://img.example.com/image/")
 
 
-def test_untrusted_proxy_headers_are_ignored_and_public_base_url_wins(auth):
+def test_untrusted_proxy_headers_are_ignored_and_public_base_url_wins(apps, auth):
     for env, expected in (({"TRUSTED_PROXIES": ""}, "http://localhost/image/"),
                           ({"PUBLIC_BASE_URL": "https://cdn.example.org/"},
                            "https://cdn.example.org/image/")):
-        client = create_app(make_config(**env)).test_client()
+        client = apps.client(**env)
         headers = dict(auth, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"})
         content = text_of(client.post("/v1/chat/completions", headers=headers, json={
             "messages": [{"role": "user", "content": "a cat"}]}))
-        assert LINK.search(content)["url"].startswith(expected)
+        assert image_url(content).startswith(expected)
 
 
 @pytest.mark.parametrize("language,word", [("de", "Bildgröße"), ("zh-cn", "图像尺寸"),
                                            ("zh-hant", "圖像尺寸"), ("ja", "画像サイズ"),
                                            ("es", "Tamaño"), ("fr", "Taille"), ("ru", "Размер")])
-def test_answer_language(auth, language, word):
-    client = create_app(make_config(LANGUAGE=language)).test_client()
+def test_answer_language(apps, auth, language, word):
+    client = apps.client(LANGUAGE=language)
     content = text_of(client.post("/v1/chat/completions", headers=auth, json={
         "messages": [{"role": "user", "content": "a cat"}]}))
     assert word in content and "📐" in content
@@ -277,16 +261,16 @@ def test_images_api_url_default_and_model_alias(client, auth):
 
 
 @responses.activate
-def test_translated_prompt_is_revised_prompt_and_shown_in_chat(auth):
+def test_translated_prompt_is_revised_prompt_and_shown_in_chat(apps, auth):
     responses.add(responses.POST, "http://llm.invalid/v1/chat/completions", json={
         "choices": [{"message": {"content": "<think>plan</think>A small cat, watercolor"}}]})
     config = make_config(CF_IS_TRANSLATE="true", EXTERNAL_API_BASE="http://llm.invalid",
                          EXTERNAL_MODEL="tiny-llm", EXTERNAL_API_KEY="llm-k")
-    client = create_app(config).test_client()
+    client = apps.client(config)
     resp = client.post("/v1/images/generations", headers=auth, json={"prompt": "一只小猫"})
     body = resp.get_json()
     assert body["data"][0]["revised_prompt"] == "A small cat, watercolor"
-    content = text_of(chat(client, "一只小猫 16:9", auth))
+    content = text_of(chat(client, "一只小猫 16:9", headers=auth))
     assert "💬 Prompt model: tiny-llm" in content
     assert "🌐 Translated prompt: A small cat, watercolor" in content
     sent = json.loads(responses.calls[-1].request.body)

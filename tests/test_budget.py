@@ -17,26 +17,15 @@ from flux_worker.cost.ledgers import (
 )
 from flux_worker.errors import QuotaExceeded
 from flux_worker.storage import CountersLocation
+from tests.support import FakeClock
 
 ALICE, BOB, CAROL = "sk-alice-0001", "sk-bob-0002", "sk-carol-0003"
 
 
-class Clock:
-    """A settable clock (UTC)."""
-
-    def __init__(self, when: datetime):
-        self.now = when
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def clock():
-    return Clock(datetime(2026, 11, 20, 23, 58, 0, tzinfo=timezone.utc))
+    """A settable clock (UTC), two minutes before midnight."""
+    return FakeClock(datetime(2026, 11, 20, 23, 58, 0, tzinfo=timezone.utc))
 
 
 @pytest.fixture(params=["memory", "disk", "redis"])

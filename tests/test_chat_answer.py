@@ -14,7 +14,7 @@ from flux_worker.errors import UpstreamError
 from flux_worker.generation.job import Caller, ImageOrder
 from flux_worker.openai_api.answers import ChunkWriter
 from flux_worker.services import build_services
-from tests.helpers import TEST_KEY, make_config
+from tests.support import TEST_KEY, make_config
 
 WORDS = Phrasebook("en")
 

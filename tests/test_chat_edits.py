@@ -11,7 +11,7 @@ from flux_worker.errors import InvalidRequest
 from flux_worker.generation.translate import EDIT_SYSTEM_MESSAGE, ChatTranslator
 from flux_worker.inputs.chat_images import find_chat_edit, newest_own_image
 from flux_worker.net.upstream import make_session
-from tests.helpers import AUTH, app_with
+from tests.support import AUTH, app_with
 
 KEY = "K" * 22
 LINK = f"https://img.example.com/image/{KEY}"
@@ -142,7 +142,7 @@ def test_chat_edits_auto_without_an_llm_is_explicit():
 
 @pytest.mark.parametrize("mode", ["direct", "presigned"])
 def test_edit_flag_finds_bucket_links(mode, tmp_path):
-    from tests.s3_server import MotoServer
+    from harness.s3_server import MotoServer
     with MotoServer() as s3:
         bucket = s3.create_bucket()
         env = {"STORAGE_URL": f"s3://{bucket}/img/", "IMAGE_LINKS": mode,

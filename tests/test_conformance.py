@@ -22,6 +22,7 @@ from referencing.jsonschema import DRAFT202012
 
 from flux_worker import errors
 from flux_worker.openai_api import answers
+from tests.support import sse_chunks
 
 SCHEMAS_FILE = Path(__file__).parent / "reference" / "openai-schemas.json"
 BASE = "urn:openai-schemas"
@@ -62,18 +63,6 @@ IMAGES = validator("ImagesResponse")
 MODEL = validator("Model")
 MODELS = validator("ListModelsResponse")
 ERROR = validator("ErrorResponse")
-
-
-def sse_chunks(text: str) -> list[dict]:
-    """The JSON chunks of an SSE body; asserts it ends with [DONE]."""
-    datas = []
-    for block in text.split("\n\n"):
-        if not block.strip():
-            continue
-        assert block.startswith("data: "), block
-        datas.append(block.removeprefix("data: "))
-    assert datas and datas[-1] == "[DONE]"
-    return [json.loads(data) for data in datas[:-1]]
 
 
 # --- the validation bites ----------------------------------------------------------------------

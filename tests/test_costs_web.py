@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 
@@ -10,9 +11,9 @@ import pytest
 import responses
 from PIL import Image
 
-from flux_worker import create_app
 from flux_worker.cost.ledgers import short_hash
-from tests.helpers import make_config
+from tests import support
+from tests.support import bearer
 
 ALICE, BOB = "sk-alice-key-000001", "sk-bob-key-000002"
 ADMIN = "sk-admin-key-999999"
@@ -31,29 +32,17 @@ JPEG_B64 = _jpeg_b64()
 
 
 @pytest.fixture
-def make_client():
-    apps = []
+def make_client(apps):
+    """Builds a client of an app with ALICE's and BOB's keys and ADMIN as the admin key."""
 
     def build(**overrides):
-        env = {"API_KEY": f"{ALICE},{BOB}", "ADMIN_API_KEY": ADMIN}
-        env.update(overrides)
-        application = create_app(make_config(**env))
-        apps.append(application)
-        return application.test_client()
+        return apps.client(**{"API_KEY": f"{ALICE},{BOB}", "ADMIN_API_KEY": ADMIN, **overrides})
 
-    yield build
-    for application in apps:
-        application.extensions["flux_worker"].close()
+    return build
 
 
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def chat(client, key=ALICE, content="a cute cat", **extra):
-    return client.post("/v1/chat/completions", headers=bearer(key),
-                       json={"model": "flux", "messages": [{"role": "user", "content": content}],
-                             **extra})
+# As ALICE unless a test says otherwise.
+chat = functools.partial(support.chat, key=ALICE, model="flux")
 
 
 def usage(client, key=ALICE) -> dict:

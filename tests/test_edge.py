@@ -29,8 +29,7 @@ from flux_worker.errors import (
 from flux_worker.web import auth as web_auth
 from flux_worker.web import edge
 from flux_worker.web import mcp as web_mcp
-
-from .helpers import TEST_KEY, make_config
+from tests.support import TEST_KEY, make_config
 
 ALLOWED = "https://a.example"
 CORS_LIST = f"{ALLOWED},https://b.example"

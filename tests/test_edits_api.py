@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 
 import diskcache
 import pytest
 from PIL import Image
 
-from tests.helpers import AUTH, app_with
+from tests import support
+from tests.support import AUTH, app_with
 
 INPAINT = "@cf/runwayml/stable-diffusion-v1-5-inpainting"
 
@@ -213,13 +215,11 @@ def test_generations_refuse_image_only_models(client):
 
 # --- chat ----------------------------------------------------------------------------------------
 
-def chat(client, messages, **extra):
-    return client.post("/v1/chat/completions", headers=AUTH,
-                       json={"model": "flux", "messages": messages, **extra})
+chat = functools.partial(support.chat, model="flux")
 
 
 def test_chat_with_an_attached_image_is_an_edit(client):
-    resp = chat(client, [{"role": "user", "content": [
+    resp = chat(client, messages=[{"role": "user", "content": [
         {"type": "text", "text": "make it blue"},
         {"type": "image_url", "image_url": {"url": data_url(png((400, 200)))}}]}])
     assert resp.status_code == 200, resp.get_json()
@@ -232,12 +232,12 @@ def test_chat_with_an_attached_image_is_an_edit(client):
 
 
 def test_chat_edit_flag_takes_the_previous_image(client):
-    first = chat(client, [{"role": "user", "content": "a red car"}]).get_json()
+    first = chat(client, messages=[{"role": "user", "content": "a red car"}]).get_json()
     answer = first["choices"][0]["message"]["content"]
     link = answer.rsplit("(", 1)[-1].rstrip(")")
-    resp = chat(client, [{"role": "user", "content": "a red car"},
-                         {"role": "assistant", "content": answer},
-                         {"role": "user", "content": "make it blue --edit"}], stream=True)
+    resp = chat(client, messages=[{"role": "user", "content": "a red car"},
+                                  {"role": "assistant", "content": answer},
+                                  {"role": "user", "content": "make it blue --edit"}], stream=True)
     text = resp.get_data(as_text=True)
     assert resp.status_code == 200
     assert f"[1]({link})" in text
@@ -245,18 +245,19 @@ def test_chat_edit_flag_takes_the_previous_image(client):
 
 
 def test_chat_edit_without_an_earlier_image_is_a_400(client):
-    resp = chat(client, [{"role": "user", "content": "make it blue --edit"}])
+    resp = chat(client, messages=[{"role": "user", "content": "make it blue --edit"}])
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "no_image_to_edit"
 
 
 def test_chat_with_more_than_four_images_is_a_400(client):
     part = {"type": "image_url", "image_url": {"url": data_url(png((32, 32)))}}
-    resp = chat(client, [{"role": "user", "content": [{"type": "text", "text": "x"}, *[part] * 5]}])
+    resp = chat(client, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "x"}, *[part] * 5]}])
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "too_many_images"
 
 
 def test_chat_with_a_remote_image_and_fetching_off_is_a_400(client):
-    resp = chat(client, [{"role": "user", "content": [
+    resp = chat(client, messages=[{"role": "user", "content": [
         {"type": "text", "text": "x"},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}], stream=True)
     assert resp.status_code == 400

@@ -16,11 +16,8 @@ import pytest
 import responses
 from PIL import Image
 
-from flux_worker import create_app
 from flux_worker.errors import StorageError, StorageFull
-from flux_worker.services import build_services
-
-from .helpers import TEST_KEY, make_config
+from tests.support import TEST_KEY, sse_chunks
 
 CF_BASE = "http://cf.invalid/client/v4"
 CF_TOKEN = "cf-secret-token-abcdef"
@@ -100,8 +97,8 @@ def test_preflight_is_204_on_any_path(client):
         assert "authorization" in resp.headers["Access-Control-Allow-Headers"].lower()
 
 
-def test_cors_origin_list():
-    client = create_app(make_config(CORS_ORIGINS="https://a.example,https://b.example")).test_client()
+def test_cors_origin_list(apps):
+    client = apps.client(CORS_ORIGINS="https://a.example,https://b.example")
     ok = client.get("/healthz", headers={"Origin": "https://b.example"})
     assert ok.headers["Access-Control-Allow-Origin"] == "https://b.example"
     other = client.get("/healthz", headers={"Origin": "https://evil.example"})
@@ -123,14 +120,11 @@ class SpyStore:
 
 
 @pytest.fixture
-def cf_app():
-    config = make_config(CF_ACCOUNT_ID="acct", CF_API_TOKEN=CF_TOKEN, CF_API_BASE=CF_BASE,
-                         UPSTREAM_RETRIES="0")
-    services = build_services(config)
+def cf_app(apps):
+    services = apps.services(CF_ACCOUNT_ID="acct", CF_API_TOKEN=CF_TOKEN, CF_API_BASE=CF_BASE,
+                             UPSTREAM_RETRIES="0")
     services.store = services.pipeline.store = SpyStore(services.store)
-    app = create_app(services=services)
-    yield app
-    services.close()
+    return apps.app(services=services)
 
 
 def cf_error(status, code, message, headers=None):
@@ -166,7 +160,7 @@ def test_upstream_failures_map_and_store_nothing(cf_app, upstream, status, code,
     if stream:
         text = resp.get_data(as_text=True)
         assert resp.status_code == 200 and text.endswith("data: [DONE]\n\n")
-        chunks = [json.loads(b[6:]) for b in text.split("\n\n") if b.startswith("data: {")]
+        chunks = sse_chunks(text)
         last_words = chunks[-2]["choices"][0]["delta"]["content"]
         assert "❌" in last_words and chunks[-1]["choices"][0]["finish_reason"] == "stop"
         assert CF_TOKEN not in text
@@ -203,11 +197,9 @@ def test_schnell_gets_only_prompt_and_steps_and_output_is_resized(cf_app):
     (StorageFull("Image storage is full: free disk space"), 507),
     (StorageError("Image storage (Redis) is unreachable"), 503),
 ])
-def test_storage_failures_are_storage_errors(tmp_path, failure, status):
-    config = make_config(STORAGE_URL=f"disk://{tmp_path}")
-    services = build_services(config)
-    app = create_app(services=services)
-    client = app.test_client()
+def test_storage_failures_are_storage_errors(apps, tmp_path, failure, status):
+    services = apps.services(STORAGE_URL=f"disk://{tmp_path}")
+    client = apps.app(services=services).test_client()
     with mock.patch.object(services.store, "put", side_effect=failure), \
             mock.patch.object(services.store, "ping", side_effect=failure):
         resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
@@ -219,4 +211,3 @@ def test_storage_failures_are_storage_errors(tmp_path, failure, status):
     assert client.get("/readyz").status_code == 200
     assert client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
                        json=USER).status_code == 200
-    services.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fakes.cloudflare import make_app
+from harness.fakes.cloudflare import make_app
 
 SCHNELL = "@cf/black-forest-labs/flux-1-schnell"
 

@@ -15,8 +15,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.fakes import cloudflare
-from tests.fakes.cloudflare import make_app, start
+from harness.fakes import cloudflare
+from harness.fakes.cloudflare import make_app, start
 
 TOKEN = {"Authorization": "Bearer test-cf-token"}
 LLM = {"Authorization": "Bearer test-llm-key"}

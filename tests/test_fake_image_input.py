@@ -9,7 +9,7 @@ import json
 import pytest
 from PIL import Image
 
-from tests.fakes.cloudflare import make_app
+from harness.fakes.cloudflare import make_app
 
 TOKEN = {"Authorization": "Bearer test-cf-token"}
 BASE = "/client/v4/accounts/test-account/ai/run/"

@@ -26,7 +26,7 @@ from flux_worker.openai_api.generation_requests import (
 from flux_worker.openai_api.openapi import openapi_spec
 from flux_worker.openai_api.wording import Say, validate
 from flux_worker.services import build_services
-from tests.helpers import make_config
+from tests.support import make_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,7 +156,7 @@ _CHANGED_STEPS = textwrap.dedent("""
     from flux_worker.mcp.schemas import edit_tool, generate_tool
     from flux_worker.openai_api.openapi import openapi_spec
     from flux_worker.services import build_services
-    from tests.helpers import AUTH, make_config
+    from tests.support import AUTH, make_config
 
     out = {}
     svc = build_services(make_config())

@@ -27,7 +27,7 @@ from flux_worker.mcp.caller import ToolCaller
 from flux_worker.mcp.server import build_server
 from flux_worker.mcp.tools import ImageTools
 from flux_worker.services import build_services
-from tests.helpers import AUTH, TEST_KEY, make_config
+from tests.support import AUTH, TEST_KEY, make_config
 
 REMOTE = "https://img.example.org/cat.png"
 

@@ -8,11 +8,9 @@ import logging
 
 import pytest
 
-from flux_worker import create_app
 from flux_worker.logs import RedactSecrets, printable
 from flux_worker.web.body import MAX_DEPTH
-
-from .helpers import TEST_KEY, make_config
+from tests.support import TEST_KEY, make_config
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
@@ -125,9 +123,8 @@ def test_forwarded_host_and_prefix_must_be_sane(client):
     assert info["base_url"] == "http://img.example.com:8443/flux/v1"
 
 
-def test_fast_path_images_vary_on_origin_with_a_cors_list():
-    app = create_app(make_config(CORS_ORIGINS="https://a.example,https://b.example"))
-    client = app.test_client()
+def test_fast_path_images_vary_on_origin_with_a_cors_list(apps):
+    client = apps.client(CORS_ORIGINS="https://a.example,https://b.example")
     body = client.post("/v1/images/generations", headers=AUTH,
                        json={"prompt": "a cat", "response_format": "url"}).get_json()
     path = "/" + body["data"][0]["url"].split("://", 1)[1].split("/", 1)[1]
@@ -135,16 +132,13 @@ def test_fast_path_images_vary_on_origin_with_a_cors_list():
     assert response.status_code == 200
     assert "Origin" in response.headers.get("Vary", "")
     assert response.headers["Access-Control-Allow-Origin"] == "https://a.example"
-    app.extensions["flux_worker"].close()
 
 
-def test_storage_failures_on_open_routes_reveal_no_address():
-    app = create_app(make_config(STORAGE_URL="redis://127.0.0.1:9/0"))
-    client = app.test_client()
+def test_storage_failures_on_open_routes_reveal_no_address(apps):
+    client = apps.client(STORAGE_URL="redis://127.0.0.1:9/0")
     for path in ("/readyz", "/image/" + "A" * 32):
         response = client.get(path)
         text = response.get_data(as_text=True)
         assert response.status_code == 503, text
         assert "127.0.0.1" not in text and ":9" not in text, text
         json.loads(text)
-    app.extensions["flux_worker"].close()

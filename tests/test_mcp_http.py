@@ -13,7 +13,7 @@ import pytest
 from werkzeug.test import Client
 
 from flux_worker import create_app
-from tests.helpers import TEST_KEY, make_config
+from tests.support import TEST_KEY, make_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ACCEPT = "application/json, text/event-stream"
@@ -143,7 +143,7 @@ def test_the_sdk_loads_with_the_first_mcp_request_not_with_the_app():
         "import sys\n"
         "from werkzeug.test import Client\n"
         "from flux_worker import create_app\n"
-        "from tests.helpers import TEST_KEY, make_config\n"
+        "from tests.support import TEST_KEY, make_config\n"
         "app = create_app(make_config())\n"
         "loaded = lambda: sorted(m for m in sys.modules if m.split('.')[0] in "
         "('mcp', 'mcp_types', 'a2wsgi'))\n"

@@ -16,7 +16,7 @@ from flux_worker.mcp.preview import PREVIEW_MAX_SIDE, PREVIEW_SIDE, inline_image
 from flux_worker.mcp.server import build_server
 from flux_worker.mcp.tools import ImageTools
 from flux_worker.services import build_services
-from tests.helpers import make_config
+from tests.support import make_config
 
 
 def run(services, calls):

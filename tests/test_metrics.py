@@ -7,23 +7,22 @@ its counters live as long as the process: every test compares a scrape before an
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 
 import pytest
 import responses
-from prometheus_client.parser import text_string_to_metric_families
 
-from flux_worker import create_app
-from flux_worker.services import build_services
-
-from .helpers import TEST_KEY, make_config
+from tests import support
+from tests.support import TEST_KEY, image_url, metric_value
 
 CF_BASE = "http://cf.invalid/client/v4"
 CF_TOKEN = "cf-secret-token-metrics"
 SCHNELL = "@cf/black-forest-labs/flux-1-schnell"
 SCHNELL_URL = f"{CF_BASE}/accounts/acct/ai/run/{SCHNELL}"
-LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")
+# This file's chat request: "stream" always sent, false unless a test asks for a stream.
+chat = functools.partial(support.chat, stream=False)
 
 
 def scrape(client) -> str:
@@ -33,29 +32,13 @@ def scrape(client) -> str:
     return resp.get_data(as_text=True)
 
 
-def value(text: str, name: str, **labels) -> float:
-    """The sum of the samples called `name` whose labels include `labels`."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-def chat(client, content, *, stream=False):
-    return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
-                       json={"messages": [{"role": "user", "content": content}],
-                             "stream": stream})
-
-
 def test_chat_and_image_fetch_are_counted_by_route_template(client):
     before = scrape(client)
     resp = chat(client, "a red fox 16:9")
     assert resp.status_code == 200
     body = resp.get_json()
     model = body["model"]
-    url = LINK.search(body["choices"][0]["message"]["content"])["url"]
+    url = image_url(body["choices"][0]["message"]["content"])
     key = url.rsplit("/", 1)[1]
     image = client.get(url.split("localhost", 1)[1])
     assert image.status_code == 200 and image.data
@@ -65,7 +48,7 @@ def test_chat_and_image_fetch_are_counted_by_route_template(client):
     after = scrape(client)
 
     def delta(name, **labels):
-        return value(after, name, **labels) - value(before, name, **labels)
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
 
     assert delta("flux_worker_http_requests_total", method="POST",
                  route="/v1/chat/completions", status="200") == 1
@@ -81,7 +64,7 @@ def test_chat_and_image_fetch_are_counted_by_route_template(client):
     assert delta("flux_worker_upstream_latency_seconds_count", model=model) == 1
     assert delta("flux_worker_images_stored_total") >= 1
     assert delta("flux_worker_image_bytes_stored_total") >= len(image.data)
-    assert value(after, "flux_worker_generations_in_flight") == 0
+    assert metric_value(after, "flux_worker_generations_in_flight") == 0
     # Raw paths never become labels: neither the image key nor the unknown path shows up.
     assert key not in after and "no-such-route" not in after
 
@@ -108,8 +91,9 @@ def test_streamed_answer_is_counted_and_logged_when_it_closes(client, caplog):
     assert access_lines() == []
     resp.close()  # what the WSGI server does once the stream is sent
     after = scrape(client)
-    counted = (value(after, "flux_worker_http_requests_total", route="/v1/chat/completions")
-               - value(before, "flux_worker_http_requests_total", route="/v1/chat/completions"))
+    route = "/v1/chat/completions"
+    counted = (metric_value(after, "flux_worker_http_requests_total", route=route)
+               - metric_value(before, "flux_worker_http_requests_total", route=route))
     assert counted == 1
     lines = access_lines()
     assert len(lines) == 1
@@ -120,20 +104,16 @@ def test_unknown_method_is_labelled_other(client):
     before = scrape(client)
     client.open("/healthz", method="BREW")
     after = scrape(client)
-    assert (value(after, "flux_worker_http_requests_total", method="other")
-            - value(before, "flux_worker_http_requests_total", method="other")) == 1
+    assert (metric_value(after, "flux_worker_http_requests_total", method="other")
+            - metric_value(before, "flux_worker_http_requests_total", method="other")) == 1
     assert 'method="BREW"' not in after
 
 
 @pytest.fixture
-def cf_app():
+def cf_app(apps):
     """An app on the Cloudflare backend whose HTTP edge is played by `responses`."""
-    config = make_config(CF_ACCOUNT_ID="acct", CF_API_TOKEN=CF_TOKEN, CF_API_BASE=CF_BASE,
-                         UPSTREAM_RETRIES="0")
-    services = build_services(config)
-    app = create_app(services=services)
-    yield app
-    services.close()
+    return apps.app(services=apps.services(CF_ACCOUNT_ID="acct", CF_API_TOKEN=CF_TOKEN,
+                                           CF_API_BASE=CF_BASE, UPSTREAM_RETRIES="0"))
 
 
 FAILURES = [
@@ -159,12 +139,12 @@ def test_failed_generation_counts_its_error_code(cf_app, upstream, outcome):
     after = scrape(client)
 
     def delta(name, **labels):
-        return value(after, name, **labels) - value(before, name, **labels)
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
 
     assert delta("flux_worker_generations_total", model=SCHNELL, outcome=outcome) == 1
     assert delta("flux_worker_generations_total", model=SCHNELL, outcome="ok") == 0
     assert delta("flux_worker_upstream_latency_seconds_count", model=SCHNELL) == 1
     assert delta("flux_worker_images_stored_total") == 0
-    assert value(after, "flux_worker_generations_in_flight") == 0
+    assert metric_value(after, "flux_worker_generations_in_flight") == 0
     for secret in (TEST_KEY, CF_TOKEN):
         assert secret not in after

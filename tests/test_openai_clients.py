@@ -8,9 +8,8 @@ tests/e2e/test_openai_clients_e2e.py with the official SDK.
 from __future__ import annotations
 
 import base64
+import functools
 import io
-import json
-import re
 
 import pytest
 from PIL import Image
@@ -23,6 +22,8 @@ from flux_worker.config import Config, ConfigError
 from flux_worker.errors import InvalidRequest
 from flux_worker.openai_api import answers
 from flux_worker.openai_api.generation_requests import parse_chat_completion, parse_image_generation
+from tests import support
+from tests.support import IMAGE_LINK, image_url, sse_chunks
 
 DEFAULT = "@cf/black-forest-labs/flux-1-schnell"
 
@@ -113,19 +114,7 @@ def test_builders_add_openrouter_images_only_when_given():
 
 # ---- through the app (Flask's test client) ----
 
-LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)\s]+)\)")
-
-
-def chat(client, auth, content, **extra):
-    body = {"model": "flux", "messages": [{"role": "user", "content": content}], **extra}
-    return client.post("/v1/chat/completions", json=body, headers=auth)
-
-
-def sse_events(response) -> list[dict]:
-    """Each `data:` event of a stream as JSON, without the final [DONE]."""
-    blocks = [b for b in response.get_data(as_text=True).split("\n\n") if b.strip()]
-    assert blocks[-1] == "data: [DONE]"
-    return [json.loads(b[len("data: "):]) for b in blocks[:-1]]
+chat = functools.partial(support.chat, model="flux")
 
 
 @pytest.mark.parametrize("name", GPT_IMAGE_ALIASES)
@@ -148,35 +137,35 @@ def test_dall_e_and_other_names_answer_links(client, auth, name):
 
 
 @pytest.mark.parametrize("modalities", [["image", "text"], ["image"]])
-def test_modalities_add_message_images_with_the_markdown_link(client, auth, modalities):
-    message = chat(client, auth, "a fox 16:9", modalities=modalities).get_json()[
+def test_modalities_add_message_images_with_the_markdown_link(client, modalities):
+    message = chat(client, "a fox 16:9", modalities=modalities).get_json()[
         "choices"][0]["message"]
-    url = LINK.search(message["content"])["url"]
+    url = image_url(message["content"])
     assert message["images"] == [{"type": "image_url", "image_url": {"url": url}}]
-    plain = chat(client, auth, "a fox 16:9").get_json()["choices"][0]["message"]
-    assert "images" not in plain and LINK.search(plain["content"])
-    assert "images" not in chat(client, auth, "a fox", modalities=["text"]).get_json()[
+    plain = chat(client, "a fox 16:9").get_json()["choices"][0]["message"]
+    assert "images" not in plain and IMAGE_LINK.search(plain["content"])
+    assert "images" not in chat(client, "a fox", modalities=["text"]).get_json()[
         "choices"][0]["message"]
 
 
-def test_modalities_add_delta_images_to_the_chunk_that_brings_the_image(client, auth):
-    events = sse_events(chat(client, auth, "a fox 16:9", stream=True, modalities=["image", "text"]))
+def test_modalities_add_delta_images_to_the_chunk_that_brings_the_image(client):
+    events = sse_chunks(chat(client, "a fox 16:9", stream=True, modalities=["image", "text"]))
     deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
     with_images = [d for d in deltas if "images" in d]
     assert len(with_images) == 1
     (delta,) = with_images
-    url = LINK.search(delta["content"])["url"]
+    url = image_url(delta["content"])
     assert delta["images"] == [{"type": "image_url", "image_url": {"url": url}}]
-    plain = sse_events(chat(client, auth, "a fox 16:9", stream=True))
+    plain = sse_chunks(chat(client, "a fox 16:9", stream=True))
     assert not [e for e in plain if e["choices"] and "images" in e["choices"][0]["delta"]]
 
 
-def test_a_clamped_step_count_is_reported_in_the_answer(client, auth):
-    content = chat(client, auth, "a fox --steps 50").get_json()["choices"][0]["message"]["content"]
+def test_a_clamped_step_count_is_reported_in_the_answer(client):
+    content = chat(client, "a fox --steps 50").get_json()["choices"][0]["message"]["content"]
     assert "ℹ️ Adjusted to what flux-1-schnell accepts: --steps 50 → 8" in content
-    within = chat(client, auth, "a fox --steps 6").get_json()["choices"][0]["message"]["content"]
+    within = chat(client, "a fox --steps 6").get_json()["choices"][0]["message"]["content"]
     assert "Adjusted" not in within
-    fixed = chat(client, auth, "a fox --steps 9", model="klein-4b").get_json()[
+    fixed = chat(client, "a fox --steps 9", model="klein-4b").get_json()[
         "choices"][0]["message"]["content"]
     assert "Adjusted" not in fixed and "Ignored options" in fixed and "--steps" in fixed
 
@@ -196,16 +185,16 @@ MAX_EVENT_BYTES = 8192
 
 @pytest.mark.parametrize("extra", [{}, {"modalities": ["image", "text"]},
                                    {"stream_options": {"include_usage": True}}])
-def test_stream_brings_the_markdown_tag_whole_in_one_chunk_and_no_base64(client, auth, extra):
-    resp = chat(client, auth, "a lighthouse at dusk 16:9", stream=True, **extra)
+def test_stream_brings_the_markdown_tag_whole_in_one_chunk_and_no_base64(client, extra):
+    resp = chat(client, "a lighthouse at dusk 16:9", stream=True, **extra)
     raw = resp.get_data(as_text=True)
     assert all(len(line.encode()) < MAX_EVENT_BYTES for line in raw.split("\n")), \
         max(len(line) for line in raw.split("\n"))
     assert "base64," not in raw and "data:image" not in raw
-    pieces = [e["choices"][0]["delta"].get("content", "") for e in sse_events(resp)
+    pieces = [e["choices"][0]["delta"].get("content", "") for e in sse_chunks(resp)
               if e["choices"]]
     tagged = [p for p in pieces if "![" in p or "](" in p]
     assert len(tagged) == 1, pieces
-    (tag,) = LINK.findall(tagged[0])
+    (tag,) = IMAGE_LINK.findall(tagged[0])
     assert tag.startswith("http://localhost/image/")
-    assert LINK.search("".join(pieces))["url"] == tag
+    assert image_url("".join(pieces)) == tag

@@ -19,11 +19,9 @@ from flux_worker.openai_api.generation_requests import (
     parse_image_generation,
 )
 from flux_worker.openai_api.openapi import openapi_spec
-
-from .helpers import make_config
+from tests.support import make_config
 
 SPEC = openapi_spec()
-LINK = re.compile(r"\]\((?P<url>[^)]+)\)")
 
 
 def test_spec_is_a_valid_openapi_document():

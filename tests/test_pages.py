@@ -7,9 +7,7 @@ import re
 
 import pytest
 
-from flux_worker import create_app
-
-from .helpers import app_with, make_config
+from tests.support import app_with
 
 HTML = {"Accept": "text/html"}
 
@@ -21,18 +19,9 @@ def csp_of(response) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_client():
-    """Build clients for apps with other settings; close their services afterwards."""
-    apps = []
-
-    def build(**overrides):
-        application = create_app(make_config(**overrides))
-        apps.append(application)
-        return application.test_client()
-
-    yield build
-    for application in apps:
-        application.extensions["flux_worker"].close()
+def make_client(apps):
+    """Build clients for apps with other settings; closed after the test."""
+    return apps.client
 
 
 def test_page_has_a_strict_csp(client):

@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import string
 import threading
-import time
 from collections import namedtuple
 from unittest import mock
 
@@ -39,24 +38,10 @@ from flux_worker.storage.disk import DiskStore
 from flux_worker.storage.memory import MemoryStore
 from flux_worker.storage.redis import RedisStore
 from flux_worker.storage.s3 import S3Store
-from tests.redis_server import RedisServer
+from tests.support import FakeClock, RedisServer
 
 MAX_BYTES = 1 << 20
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float | None = None):
-        self.now = time.time() if now is None else now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward by `seconds`."""
-        self.now += seconds
 
 
 @pytest.fixture

@@ -25,8 +25,7 @@ from flux_worker.storage.counters import REDIS_TIMEOUT, directory, redis_client
 from flux_worker.storage.disk import DiskStore
 from flux_worker.storage.memory import MemoryStore
 from flux_worker.storage.redis import RedisStore
-from tests.helpers import free_port
-from tests.redis_server import RedisServer
+from tests.support import RedisServer, free_port
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256))
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -102,9 +101,9 @@ def test_redis_forms_put_images_and_counts_in_the_same_database(scheme, redis_ur
         services.close()
 
 
-def test_memory_storage_counts_in_the_process(place):
+def test_memory_storage_counts_in_the_process(apps, place):
     config = Config.from_env({"STORAGE_URL": "MEMORY://", "RATE_LIMIT": "1/minute"})
-    services = build_services(config)
+    services = apps.services(config)
     assert isinstance(services.store, MemoryStore)
     assert config.counters.scheme == "memory"
     services.admission.limiter.hit("client")

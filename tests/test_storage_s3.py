@@ -11,30 +11,19 @@ import requests
 
 from flux_worker.config import Config, ConfigError
 from flux_worker.errors import StorageError
-from flux_worker.services import build_services
 from flux_worker.startup import advice, startup_problems
 from flux_worker.storage import KEEP_FOREVER, S3Options, StorageLocation, new_key, open_store
 from flux_worker.storage.links import MAX_PRESIGN_SECONDS, ImageLinks
 from flux_worker.storage.s3 import S3Store
-from tests.helpers import AUTH, app_with, free_port
-from tests.s3_server import KEY_ID, SECRET, MotoServer
+from harness.s3_server import KEY_ID, SECRET, MotoServer
+from tests.support import AUTH, FakeClock, app_with, free_port
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
 
 
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture
@@ -194,12 +183,12 @@ def test_presigned_links_for_long_lived_images_warn_at_start():
     assert advice(short) == []
 
 
-def test_image_links_follow_the_configuration(s3_server, s3_location):
+def test_image_links_follow_the_configuration(apps, s3_server, s3_location):
     config = Config.from_env({"STORAGE_URL": f"s3://{s3_location.bucket}/images",
                               "IMAGE_LINKS": "direct",
                               "S3_PUBLIC_BASE_URL": "https://img.example.com/",
                               **s3_server.env()})
-    services = build_services(config)
+    services = apps.services(config)
     links = services.links
     assert links("https://svc", "k" * 22) == "https://img.example.com/images/" + "k" * 22
     assert links.foreign_origin() == "https://img.example.com"

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
 
-from flux_worker import create_app
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.cost.throttle import InflightGate, RateLimiter
 from flux_worker.errors import Overloaded, RateLimited
-from flux_worker.services import build_services
 from flux_worker.storage import CountersLocation
-
-from .helpers import TEST_KEY, make_config
+from tests import support
+from tests.support import TEST_KEY
 
 
 @pytest.fixture(params=["memory", "disk", "redis"])
@@ -65,13 +64,11 @@ def test_inflight_gate():
         unlimited.acquire()
 
 
-def ask(client, content="a cat", **extra):
-    return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {TEST_KEY}"},
-                       json={"messages": [{"role": "user", "content": content}], **extra})
+ask = functools.partial(support.chat, content="a cat")
 
 
-def test_rate_limit_through_the_api():
-    client = create_app(make_config(RATE_LIMIT="2/minute")).test_client()
+def test_rate_limit_through_the_api(apps):
+    client = apps.client(RATE_LIMIT="2/minute")
     assert ask(client).status_code == 200
     assert ask(client, stream=True).status_code == 200
     resp = ask(client)
@@ -96,11 +93,11 @@ class BlockingBackend(DemoBackend):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_inflight_cap_answers_503_and_frees_the_slot(stream):
-    services = build_services(make_config(MAX_INFLIGHT="1"))
+def test_inflight_cap_answers_503_and_frees_the_slot(apps, stream):
+    services = apps.services(MAX_INFLIGHT="1")
     backend = BlockingBackend()
     services.backend = services.pipeline.backend = backend
-    app = create_app(services=services)
+    app = apps.app(services=services)
     first = {}
 
     def run_first():

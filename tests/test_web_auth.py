@@ -8,8 +8,7 @@ from werkzeug.test import Client
 from flux_worker import create_app
 from flux_worker.errors import AuthenticationError
 from flux_worker.web import auth as web_auth
-
-from .helpers import TEST_KEY, make_config
+from tests.support import TEST_KEY, make_config
 
 ADMIN = "sk-admin-key-0000"
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

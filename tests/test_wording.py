@@ -14,7 +14,7 @@ from flux_worker.errors import InvalidRequest
 from flux_worker.mcp.arguments import edit_request, images_request
 from flux_worker.mcp.caller import ToolCaller
 from flux_worker.mcp.tools import ImageTools
-from tests.helpers import AUTH, app_with
+from tests.support import AUTH, app_with
 
 # What pydantic says, and what must therefore never reach a client.
 PYDANTIC = ("should have at least", "should have at most", "less than or equal",

@@ -1,7 +1,7 @@
 """The Workers AI text-to-image models: one entry each, and the README's cost table.
 
 Facts come from the model schemas summarised in the reference notes. Adding a model is adding one
-entry to CATALOG (and its schema to the fake in tests/fakes/cloudflare/schemas.py).
+entry to CATALOG (and its schema to the fake in harness/fakes/cloudflare/schemas.py).
 """
 
 from __future__ import annotations

@@ -7,9 +7,8 @@ import pathlib
 
 import pytest
 
-from tests.fakes import cloudflare
-
-from .service import CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from harness.fakes import cloudflare
+from harness.service import CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
 
 
 @pytest.fixture(scope="session")

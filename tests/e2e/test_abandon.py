@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -19,10 +20,10 @@ import diskcache
 import pytest
 import requests
 
-from tests.fakes import cloudflare
-from tests.redis_server import RedisServer
-
-from .service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from harness.fakes import cloudflare
+from harness.service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from tests import support
+from tests.support import RedisServer, metric_value, wait_until
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -33,6 +34,7 @@ STORE_OK_CACHE = 5.0          # pipeline.StoreHealth's ok_for: how long an "ok" 
 DROPPERS = 200
 CHAT = (b'{"model": "flux-1-schnell", "stream": true, "messages": [{"role": "user", '
         b'"content": "a cute cat 16:9"}]}')
+chat = functools.partial(support.chat, model="flux-1-schnell")
 
 
 @pytest.fixture
@@ -46,6 +48,21 @@ def slow_cf():
 
 def image_calls(fake) -> list[dict]:
     return [r for r in fake.requests() if r.get("kind") == "run"]
+
+
+def generations_ended(service, fake) -> bool:
+    """Whether every upstream call the fake received has been answered, and the service runs no
+    generation any more (its in-flight gauge drops only once a generation has really ended)."""
+    if any(call["status"] is None for call in image_calls(fake)):
+        return False
+    scrape = requests.get(service.url + "/metrics", timeout=10)
+    return metric_value(scrape.text, "flux_worker_generations_in_flight") == 0
+
+
+def cancelled_lines(service) -> list[str]:
+    """The access-log lines of answers nobody received (499: the client had left)."""
+    return [line for line in service.log().splitlines()
+            if "flux_worker.access" in line and " 499 " in line]
 
 
 def most_at_once(calls: list[dict], seconds: float) -> int:
@@ -92,6 +109,8 @@ def test_dropped_streams_hold_their_slot_and_store_nothing(slow_cf, tmp_path):
                 status = drop_stream(parts.hostname or "127.0.0.1", parts.port or 80)
                 with lock:
                     statuses.append(status)
+                # A client's pause between attempts: the drops arrive over a second or so,
+                # while admitted generations still run, rather than in one burst.
                 time.sleep(0.05)
 
         threads = [threading.Thread(target=client, args=(DROPPERS // 20,)) for _ in range(20)]
@@ -103,7 +122,10 @@ def test_dropped_streams_hold_their_slot_and_store_nothing(slow_cf, tmp_path):
         admitted = statuses.count(200)
         assert admitted >= 1
 
-        time.sleep(UPSTREAM_SECONDS + 2)      # every abandoned generation has ended by now
+        # Every abandoned generation has ended (a stray write after that is caught below: the
+        # last request takes a whole upstream call, and then exactly one image is stored).
+        wait_until(lambda: generations_ended(service, slow_cf), timeout=UPSTREAM_SECONDS + 10,
+                   interval=0.2, message="the abandoned generations to end")
         calls = image_calls(slow_cf)
         # One upstream call per admitted stream at most: no retry, nothing started for a
         # refused one; and never more than the cap at once.
@@ -112,8 +134,7 @@ def test_dropped_streams_hold_their_slot_and_store_nothing(slow_cf, tmp_path):
         assert stored(tmp_path / "images") == 0, "images were stored for clients that left"
 
         # The slots came back: a client that stays gets its image.
-        resp = requests.post(service.api + "/chat/completions", headers=AUTH, timeout=30, json={
-            "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cat"}]})
+        resp = chat(service, "a cat")
         assert resp.status_code == 200, resp.text
         assert stored(tmp_path / "images") == 1
     finally:
@@ -136,7 +157,10 @@ def test_callers_that_time_out_get_nothing_stored(slow_cf, tmp_path):
             caller.start()
         for caller in callers:
             caller.join(10)
-        time.sleep(UPSTREAM_SECONDS + 1)      # their generations have come back by now
+        # Their generations have come back: each of the six requests ends with its 499 line.
+        wait_until(lambda: len(cancelled_lines(service)) >= 6
+                   and generations_ended(service, slow_cf), timeout=UPSTREAM_SECONDS + 10,
+                   interval=0.2, fail=False)
         assert len(image_calls(slow_cf)) == 8
         assert stored(tmp_path / "images") == 0, "images were stored for callers that left"
         access = [line for line in service.log().splitlines() if "flux_worker.access" in line]
@@ -145,17 +169,13 @@ def test_callers_that_time_out_get_nothing_stored(slow_cf, tmp_path):
         service.stop()
 
 
-def chat(service, timeout: float = 30) -> requests.Response:
-    return requests.post(service.api + "/chat/completions", headers=AUTH, timeout=timeout, json={
-        "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cute cat"}]})
-
-
 def test_storage_outage_answers_503_at_once_and_buys_nothing_upstream(fake_cf, cf, tmp_path):
     with RedisServer() as redis:
         service = start_service(tmp_path, cloudflare_env(fake_cf, STORAGE_URL=redis.url),
                                 workers=2)
         try:
             assert chat(service).status_code == 200
+            ok_since = time.monotonic()    # the last time storage was seen to work
             before = len(image_calls(cf))
             assert before == 1
 
@@ -173,7 +193,9 @@ def test_storage_outage_answers_503_at_once_and_buys_nothing_upstream(fake_cf, c
             # process may pay for one image, the one whose write reveals the outage; no more.
             assert len(image_calls(cf)) - before <= 2, "images were bought while storage was down"
             bought = len(image_calls(cf))
-            time.sleep(STORE_OK_CACHE + 1)
+            # Time has to pass here: once the "ok" a process may still trust has aged out,
+            # every request must probe storage and buy nothing.
+            time.sleep(max(0.0, ok_since + STORE_OK_CACHE + 1 - time.monotonic()))
             for _ in range(10):
                 assert chat(service, timeout=10).status_code == 503
             assert len(image_calls(cf)) == bought, "an image was bought while storage was down"
@@ -181,11 +203,10 @@ def test_storage_outage_answers_503_at_once_and_buys_nothing_upstream(fake_cf, c
             assert requests.get(service.url + "/readyz", timeout=5).status_code == 503
 
             redis.start()
-            deadline = time.monotonic() + 15
-            while requests.get(service.url + "/readyz", timeout=5).status_code != 200:
-                assert time.monotonic() < deadline, "storage never came back"
-                time.sleep(0.2)
-            # A process that saw the failure trusts it for a second (StoreHealth's failed_for).
+            wait_until(lambda: requests.get(service.url + "/readyz", timeout=5).status_code == 200,
+                       timeout=15, interval=0.2, message="storage never came back")
+            # A process that saw the failure trusts it for a second (StoreHealth's failed_for):
+            # time has to pass for both processes to look again by themselves.
             time.sleep(STORE_FAILED_CACHE + 0.5)
             for _ in range(4):    # both processes, whichever answers
                 resp = chat(service)

@@ -7,24 +7,22 @@ test_load_health.py and test_abandon.py.
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 
 import pytest
 import requests
 
-from tests.redis_server import RedisServer
-
-from .service import API_KEY, LLM_KEY, cloudflare_env, start_service
+from harness.service import API_KEY, LLM_KEY, cloudflare_env, start_service
+from tests import support
+from tests.support import RedisServer
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+STORE_FAILED_CACHE = 1.0      # pipeline.StoreHealth's failed_for: how long a failure is trusted
 
-
-def _chat(service, content: str = "a cat", timeout: float = 30, **extra):
-    return requests.post(service.api + "/chat/completions", headers=AUTH, timeout=timeout,
-                         json={"model": "flux", "messages": [
-                             {"role": "user", "content": content}], **extra})
+chat = functools.partial(support.chat, content="a cat", model="flux")
 
 
 def _image_calls(fake) -> int:
@@ -52,17 +50,17 @@ def test_trickling_upstream_and_llm_are_cut_at_their_deadlines(fake_cf, cf, tmp_
     try:
         cf.add_faults("trickle")
         started = time.monotonic()
-        cut = _chat(svc)
+        cut = chat(svc)
         assert cut.status_code == 504, cut.text          # one byte a second, for an hour
         assert time.monotonic() - started < 3 + 2
         cf.add_llm_faults("trickle")
-        fell_back = _chat(svc, "un chat roux")
+        fell_back = chat(svc, content="un chat roux")
         assert fell_back.status_code == 200, fell_back.text
         assert fell_back.elapsed.total_seconds() < 2 + 2
         runs = [r for r in cf.requests() if r["kind"] == "run"]
         assert runs[-1]["json"]["prompt"] == "un chat roux"   # the prompt as typed
         cf.add_faults("huge")
-        huge = _chat(svc)
+        huge = chat(svc)
         assert huge.status_code == 502 and "32 MB" in huge.json()["error"]["message"]
         assert _healthy(svc)
     finally:
@@ -76,27 +74,31 @@ def test_storage_outage_and_hang_buy_no_generation(fake_cf, cf, tmp_path):
         svc = start_service(tmp_path, cloudflare_env(fake_cf, STORAGE_URL=redis.url,
                                                      RATE_LIMIT="1000/minute"), workers=1)
         try:
-            assert _chat(svc).status_code == 200
+            assert chat(svc).status_code == 200
             before = _image_calls(cf)
             redis.stop()
             for _ in range(20):
-                assert _chat(svc, timeout=15).status_code == 503
+                assert chat(svc, timeout=15).status_code == 503
             assert _healthy(svc)
             redis.start()
-            time.sleep(1.5)                       # the cached storage probe sees it is back
+            # Time has to pass: the failure the process saw is trusted for a second, and the
+            # requests below must meet the hang itself (a fresh probe), not that remembered
+            # failure. Asking /readyz instead would leave an "ok" that skips the probe.
+            time.sleep(STORE_FAILED_CACHE + 0.5)
             process = redis._process
             assert process is not None
             process.send_signal(signal.SIGSTOP)
             try:
                 for _ in range(3):
                     started = time.monotonic()
-                    assert _chat(svc, timeout=30).status_code == 503
+                    assert chat(svc, timeout=30).status_code == 503
                     assert time.monotonic() - started < 5
             finally:
                 process.send_signal(signal.SIGCONT)
             assert _image_calls(cf) == before
-            time.sleep(1.5)
-            assert _chat(svc).status_code == 200
+            # Again the remembered failure has to age out: then the service recovers by itself.
+            time.sleep(STORE_FAILED_CACHE + 0.5)
+            assert chat(svc).status_code == 200
         finally:
             svc.stop()
 
@@ -120,4 +122,4 @@ def test_strange_bodies_are_refused_before_any_upstream_call(service, cf):
         assert refused.headers["Content-Type"].startswith("application/json")
     assert _image_calls(cf) == 0
     assert _healthy(service)
-    assert _chat(service).status_code == 200
+    assert chat(service).status_code == 200

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from .service import start_service
+from harness.service import start_service
 
 pytestmark = pytest.mark.e2e
 

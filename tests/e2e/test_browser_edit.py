@@ -7,7 +7,8 @@ import io
 import pytest
 from PIL import Image
 
-from .service import start_service
+from harness.service import start_service
+
 from .test_browser import TIMEOUT_MS
 
 pytestmark = pytest.mark.e2e

@@ -13,10 +13,9 @@ import openai
 import pytest
 import requests
 
-from tests.fakes import cloudflare
-from tests.redis_server import RedisServer, redis_server_binary
-
-from .service import start_service
+from harness.fakes import cloudflare
+from harness.service import start_service
+from tests.support import RedisServer, need_redis
 
 pytestmark = pytest.mark.e2e
 
@@ -182,7 +181,7 @@ def test_usage_for_a_key_and_for_the_admin(two_accounts, cf):
 
 
 def test_key_budgets_hold_across_two_instances_sharing_redis(cf, tmp_path):
-    redis_server_binary()
+    need_redis()
     with RedisServer() as redis:
         env = env_for(cf, STORAGE_URL=redis.url, KEY_BUDGETS=f"{ALICE}=100",
                       KEY_DAILY_NEURONS="1000")

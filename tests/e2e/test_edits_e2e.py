@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
-from .service import API_KEY, cloudflare_env, start_service
+from harness.service import API_KEY, cloudflare_env, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -202,7 +202,7 @@ def test_strict_service_errors(cf, strict_service):
 # --- IMAGE_BACKEND=openai: edits and variations go to the upstream's own endpoints --------------
 
 def test_openai_backend_forwards_edits_and_variations(cf, fake_cf, tmp_path):
-    from .service import LLM_KEY
+    from harness.service import LLM_KEY
     service = start_service(tmp_path, {
         "API_KEY": API_KEY, "IMAGE_BACKEND": "openai", "IMAGE_API_BASE": fake_cf.url,
         "IMAGE_API_KEY": LLM_KEY, "IMAGE_MODELS": "gpt-image-1"}, workers=1)
@@ -227,9 +227,8 @@ def test_openai_backend_forwards_edits_and_variations(cf, fake_cf, tmp_path):
 # --- AI Gateway: FLUX.2 multipart calls go direct (reference §8) ---------------------------------
 
 def test_gateway_multipart_goes_direct_and_says_so_once(tmp_path):
-    from tests.fakes import cloudflare
-
-    from .service import CF_ACCOUNT, CF_TOKEN
+    from harness.fakes import cloudflare
+    from harness.service import CF_ACCOUNT, CF_TOKEN
     fake = cloudflare.start(account_id=CF_ACCOUNT, api_token=CF_TOKEN,
                             gateway_multipart_7000=True)
     service = start_service(tmp_path, cloudflare_env(

@@ -6,18 +6,17 @@ ends a stream cleanly with [DONE], and serves the next good request.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import diskcache
 import pytest
-import requests
 
-from tests.helpers import free_port
-
-from .service import API_KEY, LLM_KEY, cloudflare_env, start_service
+from harness.service import API_KEY, LLM_KEY, cloudflare_env, start_service
+from tests import support
+from tests.support import free_port, sse_chunks
 
 pytestmark = pytest.mark.e2e
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 FAULTS = [
     ("3030", 400, "content_policy_violation"),
@@ -56,9 +55,8 @@ def stored(service) -> int:
         return len(cache)
 
 
-def chat(service, stream=False, content="a cute cat 16:9"):
-    return requests.post(service.api + "/chat/completions", headers=AUTH, timeout=30, json={
-        "model": "x", "stream": stream, "messages": [{"role": "user", "content": content}]})
+# A model name the service does not know (it falls back), "stream" always sent.
+chat = functools.partial(support.chat, content="a cute cat 16:9", model="x", stream=False)
 
 
 def fault_id(value) -> str:
@@ -82,8 +80,7 @@ def test_fault_maps_to_exact_error_and_stores_nothing(service, cf, fault, status
     streamed = chat(service, stream=True)
     assert streamed.status_code == 200
     assert streamed.text.endswith("data: [DONE]\n\n")
-    chunks = [json.loads(line[6:]) for line in streamed.text.split("\n\n")
-              if line.startswith("data: {")]
+    chunks = sse_chunks(streamed)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert "❌" in chunks[-2]["choices"][0]["delta"]["content"]
     assert stored(service) == before

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .service import start_service
+from harness.service import start_service
 
 pytestmark = pytest.mark.e2e
 

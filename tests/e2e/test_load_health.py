@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from tests.fakes import cloudflare
-
-from .service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from harness.fakes import cloudflare
+from harness.service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -87,11 +87,15 @@ def test_probes_answer_and_every_client_gets_an_answer_under_full_load(service, 
                for o in outcomes]
     for client in clients:
         client.start()
-    time.sleep(3)                        # every stream is open or was refused by now
+    # Every stream is open or was refused (the probes then run beside them all); half the
+    # upstream's time at most, so that the probes still meet the streams running.
+    wait_until(lambda: all(o.status is not None or o.error for o in outcomes),
+               timeout=UPSTREAM_SECONDS / 2, interval=0.1, fail=False)
     probes = []
     for _ in range(5):
         probes.append(("healthz", probe(service.url + "/healthz")))
         probes.append(("readyz", probe(service.url + "/readyz")))
+        # The point: probes over several seconds of full load, not one burst.
         time.sleep(1)
     for client in clients:
         client.join(UPSTREAM_SECONDS * 4)

@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from PIL import Image
 
-from .service import API_KEY, CF_TOKEN, ROOT, cloudflare_env, start_service
+from harness.service import API_KEY, CF_TOKEN, ROOT, cloudflare_env, start_service
 
 pytestmark = pytest.mark.e2e
 SCHNELL = "@cf/black-forest-labs/flux-1-schnell"

@@ -14,9 +14,8 @@ import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.test_metrics import value
-
-from .service import start_service
+from harness.service import start_service
+from tests.support import metric_value as value
 
 pytestmark = pytest.mark.e2e
 KEY = "k-metrics-1234"

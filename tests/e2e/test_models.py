@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 
 import openai
 import pytest
@@ -16,11 +15,10 @@ import requests
 from PIL import Image
 
 from flux_worker.catalog.workers_ai import CATALOG
-
-from .service import API_KEY, LLM_KEY, cloudflare_env, start_service
+from harness.service import API_KEY, LLM_KEY, cloudflare_env, start_service
+from tests.support import image_url
 
 pytestmark = pytest.mark.e2e
-LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")
 SNIFF = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG"}
 
 
@@ -45,7 +43,7 @@ def test_every_model_through_chat(cf_service, cf, model):
     assert reply.model == model.id
     content = reply.choices[0].message.content
     assert "📐 Image size: 1024x576" in content
-    resp = requests.get(LINK.search(content)["url"], timeout=10)
+    resp = requests.get(image_url(content), timeout=10)
     img = open_image(resp.content)
     assert img.size == (1024, 576)
     assert resp.headers["Content-Type"] == Image.MIME[img.format]
@@ -132,7 +130,7 @@ def test_image_models_setting_limits_the_offer(fake_cf, tmp_path):
 
 
 def test_ai_gateway_route_and_header(tmp_path):
-    from tests.fakes import cloudflare
+    from harness.fakes import cloudflare
     with cloudflare.start(gateway_token="gw-token-1", gateway_run_only=True) as fake:
         svc = start_service(tmp_path, cloudflare_env(
             fake, CF_AI_GATEWAY=f"{fake.url}/gateway/v1/test-account/my-gw",
@@ -173,7 +171,7 @@ def test_openai_compatible_image_backend(fake_cf, cf, tmp_path):
         assert {m.id for m in client.models.list()} == {"sd-turbo", "dall-e-3"}
         content = client.chat.completions.create(model="sd-turbo", messages=[
             {"role": "user", "content": "a cat 16:9"}]).choices[0].message.content
-        img = open_image(requests.get(LINK.search(content)["url"], timeout=10).content)
+        img = open_image(requests.get(image_url(content), timeout=10).content)
         assert img.size == (1024, 576)
         sent = [r for r in cf.requests() if r["kind"] == "images"][-1]["json"]
         assert sent["model"] == "sd-turbo" and sent["size"] == "1024x576"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 
 import openai
 import pytest
@@ -19,11 +18,10 @@ import requests
 from PIL import Image
 
 from flux_worker.catalog.spec import GPT_IMAGE_ALIASES
-
-from .service import API_KEY
+from harness.service import API_KEY
+from tests.support import IMAGE_LINK, image_url
 
 pytestmark = pytest.mark.e2e
-LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)\s]+)\)")
 
 
 def sdk(service) -> openai.OpenAI:
@@ -68,7 +66,7 @@ def test_modalities_add_message_images(cf_service, cf):
         model="flux-1-schnell", messages=[{"role": "user", "content": "a castle 16:9"}],
         extra_body={"modalities": ["image", "text"]})
     message = reply.choices[0].message
-    url = LINK.search(message.content)["url"]
+    url = image_url(message.content)
     # The SDK keeps fields it does not model in model_extra; to_dict() shows them too.
     assert message.model_extra["images"] == [{"type": "image_url", "image_url": {"url": url}}]
     assert message.to_dict()["images"][0]["image_url"]["url"] == url
@@ -88,10 +86,10 @@ def test_modalities_add_delta_images_to_the_chunk_with_the_image(cf_service, cf)
         c.choices[0].delta.model_extra or {})]
     assert len(carrying) == 1
     (delta,) = carrying
-    url = LINK.search(delta.content)["url"]
+    url = image_url(delta.content)
     assert delta.to_dict()["images"] == [{"type": "image_url", "image_url": {"url": url}}]
     content = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert LINK.search(content)["url"] == url
+    assert image_url(content) == url
     assert requests.get(url, timeout=10).status_code == 200
 
 
@@ -129,6 +127,6 @@ def test_every_chunk_brings_the_tag_whole_and_no_base64(cf_service, cf, body):
             tagged.append(piece)
     # Exactly one chunk has the tag, and it has all of it.
     assert len(tagged) == 1, pieces
-    (tag,) = LINK.findall(tagged[0])
-    assert LINK.search("".join(pieces))["url"] == tag
+    (tag,) = IMAGE_LINK.findall(tagged[0])
+    assert image_url("".join(pieces)) == tag
     assert requests.get(tag, timeout=10).status_code == 200

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import re
+import functools
 
 import pytest
 import requests
 
-from tests.redis_server import RedisServer, redis_server_binary
-
-from .service import API_KEY, start_service
+from harness.service import API_KEY, start_service
+from tests import support
+from tests.support import RedisServer, image_url, need_redis
 
 pytestmark = pytest.mark.e2e
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-LINK = re.compile(r"\((?P<url>http[^)]+/image/[^)]+)\)")
 
 
 @pytest.fixture
 def redis():
-    redis_server_binary()  # skips (or fails in CI) when redis-server is missing
+    need_redis()  # skips (or fails in CI) when redis-server is missing
     with RedisServer() as server:
         yield server
 
 
-def chat(service, content="a cute cat 16:9"):
-    return requests.post(service.api + "/chat/completions", headers=AUTH, timeout=30, json={
-        "messages": [{"role": "user", "content": content}]})
+chat = functools.partial(support.chat, content="a cute cat 16:9")
 
 
 def test_two_instances_share_one_redis(redis, tmp_path):
@@ -33,7 +29,8 @@ def test_two_instances_share_one_redis(redis, tmp_path):
     first = start_service(tmp_path / "a", env, workers=1)
     second = start_service(tmp_path / "b", env, workers=1)
     try:
-        url = LINK.search(chat(first).json()["choices"][0]["message"]["content"])["url"]
+        url = image_url(chat(first).json()["choices"][0]["message"]["content"])
+        assert url.startswith("http") and "/image/" in url, url
         key = url.rsplit("/", 1)[1]
         served = requests.get(f"{second.url}/image/{key}", timeout=5)
         assert served.status_code == 200 and served.headers["Content-Type"] == "image/jpeg"

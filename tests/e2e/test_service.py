@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 import sys
 
@@ -13,11 +12,10 @@ import requests
 from PIL import Image
 
 from flux_worker.generation.sizes import PRESETS
-
-from .service import API_KEY, CF_TOKEN, LLM_KEY, ROOT, cloudflare_env, start_service
+from harness.service import API_KEY, CF_TOKEN, LLM_KEY, ROOT, cloudflare_env, start_service
+from tests.support import image_url
 
 pytestmark = pytest.mark.e2e
-LINK = re.compile(r"!\[[^\]]*\]\((?P<url>[^)]+)\)")
 SCHNELL = "@cf/black-forest-labs/flux-1-schnell"
 
 
@@ -44,7 +42,7 @@ def test_chat_every_preset_against_strict_cloudflare(cf_service, cf, ratio, size
     content = reply.choices[0].message.content
     assert reply.model == SCHNELL
     assert f"📐 Image size: {size[0]}x{size[1]}" in content
-    resp, img = fetch_image(LINK.search(content)["url"])
+    resp, img = fetch_image(image_url(content))
     assert img.size == size and resp.headers["Content-Type"] == "image/jpeg"
     sent = cf.requests()[-1]
     assert sent["model"] == SCHNELL and sent["json"] == {"prompt": "a cute cat", "steps": 4}
@@ -61,7 +59,7 @@ def test_stream_through_the_sdk(cf_service, cf):
     assert finishes[-1] == "stop" and finishes.count("stop") == 1
     assert chunks[-1].usage.total_tokens > 0 and chunks[-1].choices == []
     assert "📐 Image size: 1024x576" in text
-    _, img = fetch_image(LINK.search(text)["url"])
+    _, img = fetch_image(image_url(text))
     assert img.size == (1024, 576)
 
 
@@ -109,7 +107,7 @@ def test_errors_and_cors_with_requests(cf_service):
 def test_image_headers_and_conditional_get(cf_service, cf):
     reply = sdk(cf_service).chat.completions.create(
         model="x", messages=[{"role": "user", "content": "a red fox"}])
-    url = LINK.search(reply.choices[0].message.content)["url"]
+    url = image_url(reply.choices[0].message.content)
     first = requests.get(url, timeout=5)
     assert first.headers["ETag"] and "max-age=" in first.headers["Cache-Control"]
     again = requests.get(url, headers={"If-None-Match": first.headers["ETag"]}, timeout=5)
@@ -121,7 +119,7 @@ def test_image_headers_and_conditional_get(cf_service, cf):
 def test_images_shared_by_all_worker_processes(cf_service, cf):
     """Disk storage is one cache for all gunicorn processes: every fetch finds the image."""
     client = sdk(cf_service)
-    urls = [LINK.search(ask(client, f"cat {i}"))["url"] for i in range(4)]
+    urls = [image_url(ask(client, f"cat {i}")) for i in range(4)]
     for url in urls:
         for _ in range(4):  # new connections land on either process
             assert requests.get(url, timeout=5, headers={"Connection": "close"}).status_code == 200
@@ -166,7 +164,7 @@ def test_demo_backend_on_embedded_defaults(demo_service):
     assert page.status_code == 200 and "demo" in page.text.lower()
     reply = sdk(demo_service, key="anything").chat.completions.create(
         model="flux", messages=[{"role": "user", "content": "a cute cat 9:16"}])
-    _, img = fetch_image(LINK.search(reply.choices[0].message.content)["url"])
+    _, img = fetch_image(image_url(reply.choices[0].message.content))
     assert img.size == (576, 1024)
     assert requests.get(demo_service.url + "/readyz", timeout=5).json()["checks"]["storage"] == "ok"
     assert "DEMO backend active" in demo_service.log()
@@ -196,7 +194,7 @@ def test_memory_storage_runs_one_worker_so_every_image_is_found(tmp_path):
         for i in range(4):
             content = ask(client, f"cat {i}")
             for _ in range(3):
-                url = LINK.search(content)["url"]
+                url = image_url(content)
                 fresh = requests.get(url, timeout=5, headers={"Connection": "close"})
                 assert fresh.status_code == 200
         assert "keeps images inside each process" not in service.log()

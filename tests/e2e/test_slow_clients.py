@@ -8,6 +8,7 @@ trickling connections take every thread and `/healthz` times out.)
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -17,7 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from .service import API_KEY, cloudflare_env, start_service
+from harness.service import API_KEY, cloudflare_env, start_service
+from tests import support
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -50,15 +53,25 @@ def address(service) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-def generate(service) -> requests.Response:
-    return requests.post(service.api + "/chat/completions", headers=AUTH, timeout=5, json={
-        "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cute cat"}]})
+generate = functools.partial(support.chat, model="flux-1-schnell", timeout=5)
 
 
 def timed(call) -> tuple[float, requests.Response]:
     start = time.monotonic()
     resp = call()
     return time.monotonic() - start, resp
+
+
+def closed_by_server(sock: socket.socket) -> bool | None:
+    """True once the server has closed `sock` (or reset it), None while it is open and silent,
+    False when it sent something. Never waits, and leaves what was sent to be read."""
+    try:
+        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None                   # still open
+    except OSError:
+        return True                   # reset by the server
+    return not data
 
 
 class Trickler:
@@ -80,6 +93,7 @@ class Trickler:
                 sock.sendall(request[:header_end])
         self.cut: set[int] = set()
         self.answered: set[int] = set()
+        self.sent_once = [False] * count
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -102,6 +116,17 @@ class Trickler:
                 except OSError:
                     self.cut.add(i)
                 self.offsets[i] = end
+                self.sent_once[i] = True
+
+    def all_trickling(self) -> bool:
+        """Whether every connection has sent at least one byte since the start (or was cut)."""
+        return all(sent or i in self.cut for i, sent in enumerate(self.sent_once))
+
+    def all_ended(self) -> bool:
+        """Whether the server has closed (or answered) every connection; looks without waiting
+        and records nothing: check_closed() does."""
+        return all(i in self.cut or closed_by_server(sock) is not None
+                   for i, sock in enumerate(self.sockets))
 
     def check_closed(self) -> None:
         """Record which connections the server closed, and whether any got an answer."""
@@ -122,18 +147,22 @@ class Trickler:
 def test_trickling_clients_hold_no_thread_and_are_cut_at_the_deadline(service, cf):
     with ExitStack() as stack:
         trickler = Trickler(service, CONNECTIONS, stack)
+        opened = time.monotonic()
         trickler.start()
         try:
-            time.sleep(2)         # every connection has started to trickle
+            wait_until(trickler.all_trickling, timeout=10, message="every connection trickles")
             for _ in range(3):
                 took, health = timed(lambda: requests.get(service.url + "/healthz", timeout=5))
                 assert health.status_code == 200 and took < 1, took
                 took, made = timed(lambda: generate(service))
                 assert made.status_code == 200, made.text
                 assert took < 1, took
+                # The probes are spread over the trickling, not sent in one burst.
                 time.sleep(0.5)
             # The deadline runs from each connection's start; give the event loop its second.
-            time.sleep(DEADLINE + 2 - 3.5)
+            # (Done as soon as all are closed; the assertions below say what was not.)
+            left = opened + DEADLINE + 2 - time.monotonic()
+            wait_until(trickler.all_ended, timeout=max(0.0, left), interval=0.2, fail=False)
         finally:
             trickler.stop()
         trickler.check_closed()
@@ -150,7 +179,7 @@ def test_a_slow_request_within_the_deadline_is_served(service, cf):
         # Headers in three pieces, the body in two, over about two seconds.
         for piece in (request[:20], request[20:60], request[60:-30], request[-30:]):
             sock.sendall(piece)
-            time.sleep(0.5)
+            time.sleep(0.5)           # the point: a client that is slow, within the deadline
         answer = b""
         while b"\r\n\r\n" not in answer:
             answer += sock.recv(4096)
@@ -182,7 +211,7 @@ def test_pipelined_and_kept_alive_requests_are_served(service, cf):
     with socket.create_connection(address(service), timeout=10) as sock:
         sock.sendall(request + request)        # two requests in one send
         first = read_answers(sock, 2)
-        time.sleep(1)                           # idle on keep-alive, then one more
+        time.sleep(1)            # the point: idle on keep-alive for a while, then one more
         sock.sendall(request)
         second = read_answers(sock, 1)
     assert all(head.startswith(b"HTTP/1.1 200") for head in first + second), first + second
@@ -206,7 +235,9 @@ def test_silent_connections_are_closed_like_idle_kept_alive_ones(fake_cf, tmp_pa
         stack.callback(service.stop)
         socks = [stack.enter_context(socket.create_connection(address(service), timeout=5))
                  for _ in range(50)]
-        time.sleep(KEEPALIVE + 2)        # not a byte sent: closed at gunicorn's keep-alive
+        # Not a byte sent: closed at gunicorn's keep-alive (within KEEPALIVE + 2 s, as before).
+        wait_until(lambda: all(closed_by_server(sock) for sock in socks),
+                   timeout=KEEPALIVE + 2, interval=0.2, fail=False)
         closed = 0
         for sock in socks:
             sock.settimeout(0.2)

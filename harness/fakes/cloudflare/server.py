@@ -9,8 +9,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.fakes.cloudflare.app import make_app
-from tests.fakes.cloudflare.state import (
+from harness.fakes.cloudflare.app import make_app
+from harness.fakes.cloudflare.state import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_API_TOKEN,
     DEFAULT_LLM_KEY,

@@ -1,13 +1,12 @@
-"""A real, throwaway redis-server for tests: start, stop, restart, and pytest fixtures.
+"""A real, throwaway redis-server: start, stop, restart on the same port.
 
     with RedisServer() as server:            # 127.0.0.1 on a free port, no persistence
         server.url                           # redis://127.0.0.1:<port>/0
         server.stop(); server.start()        # an outage and the recovery, same port
 
-In a test module, `from tests.redis_server import redis_url, redis_server` makes the fixtures
-available: `redis_url` (one server for the session) and `redis_server` (a server of its own that
-the test may stop and restart). Without the redis-server binary the tests are skipped, unless
-FLUX_REQUIRE_REDIS=1 (set in CI), where they fail instead.
+Without the redis-server binary, RedisServer() raises RedisUnavailable. The tests turn that into
+a skip (a failure under FLUX_REQUIRE_REDIS=1, as in CI): see tests/support.py and the
+`redis_url` and `redis_server` fixtures in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -19,24 +18,24 @@ import subprocess
 import tempfile
 import time
 
-import pytest
-
-from tests.helpers import free_port
+from harness.ports import free_port
 
 CANDIDATES = ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
 START_TIMEOUT = 10.0
 
 
+class RedisUnavailable(RuntimeError):
+    """redis-server is not installed here."""
+
+
 def redis_server_binary() -> str:
-    """Return the path of redis-server, or skip (fail when FLUX_REQUIRE_REDIS=1) without it."""
+    """Return the path of redis-server; raise RedisUnavailable without it."""
     found = shutil.which("redis-server") or next(
         (path for path in CANDIDATES if os.access(path, os.X_OK)), None)
     if found:
         return found
-    message = "redis-server is not installed (Debian/Ubuntu: apt-get install -y redis-server)"
-    if os.environ.get("FLUX_REQUIRE_REDIS") == "1":
-        pytest.fail(f"FLUX_REQUIRE_REDIS=1 but {message}", pytrace=False)
-    pytest.skip(message)
+    raise RedisUnavailable(
+        "redis-server is not installed (Debian/Ubuntu: apt-get install -y redis-server)")
 
 
 class RedisServer:
@@ -126,16 +125,3 @@ class RedisServer:
         except OSError:
             return False
 
-
-@pytest.fixture(scope="session")
-def redis_url():
-    """The URL of a redis-server shared by the whole test session."""
-    with RedisServer() as server:
-        yield server.url
-
-
-@pytest.fixture
-def redis_server():
-    """A redis-server of the test's own, which it may stop and restart."""
-    with RedisServer() as server:
-        yield server

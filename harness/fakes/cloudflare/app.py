@@ -12,8 +12,8 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from PIL import Image
 
-from tests.fakes.cloudflare.pictures import ImageMaker
-from tests.fakes.cloudflare.schemas import (
+from harness.fakes.cloudflare.pictures import ImageMaker
+from harness.fakes.cloudflare.schemas import (
     MODELS,
     BadInput,
     Flagged,
@@ -23,7 +23,7 @@ from tests.fakes.cloudflare.schemas import (
     validate_form,
     validate_json,
 )
-from tests.fakes.cloudflare.state import (
+from harness.fakes.cloudflare.state import (
     _HTTP_TEXT,
     DEFAULT_ACCOUNT_ID,
     DEFAULT_API_TOKEN,

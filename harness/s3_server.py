@@ -1,4 +1,4 @@
-"""A real S3 protocol server for tests: moto in server mode on 127.0.0.1, and pytest fixtures.
+"""A real S3 protocol server: moto in server mode on 127.0.0.1, in a process of its own.
 
     with MotoServer() as server:             # python -m moto.server on a free port
         server.endpoint                      # http://127.0.0.1:<port>
@@ -6,8 +6,8 @@
         server.options                       # S3Options pointing at it
 
 No in-process mocks: the code under test talks HTTP to a separate process, as it would to S3,
-R2 or MinIO. `s3_server` is one server for the whole session; `s3_location` a fresh bucket.
-`MotoServer(enforce_auth=True)` refuses every key (it knows no IAM user), for wrong-key tests.
+R2 or MinIO. `MotoServer(enforce_auth=True)` refuses every key (it knows no IAM user), for
+wrong-key tests. The tests' `s3_server` and `s3_location` fixtures are in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import socket
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import boto3
-import pytest
 
-from flux_worker.storage import S3Options, StorageLocation
-from tests.helpers import free_port
+from harness.ports import free_port
+
+if TYPE_CHECKING:
+    from flux_worker.storage import S3Options
 
 START_TIMEOUT = 20.0
 KEY_ID, SECRET = "AKIAFLUXTEST00000001", "flux-test-secret-key-0123456789abcdefghij"
@@ -45,7 +47,10 @@ class MotoServer:
 
     @property
     def options(self) -> S3Options:
-        """S3Options for this server."""
+        """S3Options for this server (the package's own type: for tests of its S3 code)."""
+        # Imported here, so that starting the server needs nothing from the package under test.
+        from flux_worker.storage import S3Options
+
         return S3Options(region="us-east-1", endpoint_url=self.endpoint, access_key_id=KEY_ID,
                          secret_access_key=SECRET)
 
@@ -116,15 +121,3 @@ class MotoServer:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-
-@pytest.fixture(scope="session")
-def s3_server():
-    """A moto S3 server shared by the test session."""
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def s3_location(s3_server) -> StorageLocation:
-    """A fresh bucket on the session's server, with a key prefix."""
-    return StorageLocation.parse(f"s3://{s3_server.create_bucket()}/images")

@@ -1,4 +1,10 @@
-"""Start the real service under gunicorn on 127.0.0.1, for end-to-end tests and their fixtures."""
+"""Start the real service under gunicorn on 127.0.0.1, for end-to-end tests and benchmarks.
+
+`start_service(tmp, env)` runs `gunicorn -c gunicorn.conf.py app:app` from the repository root
+with a small, explicit environment and waits until /healthz answers; `cloudflare_env(fake)` is
+what points its Cloudflare backend at the fake (harness.fakes.cloudflare), with the account,
+token and keys below.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,9 @@ from dataclasses import dataclass
 
 import requests
 
-from tests.helpers import free_port
+from harness.ports import free_port
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 API_KEY = "sk-e2e-client-key-0001"
 CF_ACCOUNT = "test-account"
 CF_TOKEN = "test-cf-token"

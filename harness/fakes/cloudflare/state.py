@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 
-from tests.fakes.cloudflare.pictures import ImageMaker
+from harness.fakes.cloudflare.pictures import ImageMaker
 
 DEFAULT_ACCOUNT_ID = "test-account"
 DEFAULT_API_TOKEN = "test-cf-token"

@@ -27,8 +27,8 @@ Use
 ---
 * in-process: ``srv = start(latency=0)``; ``srv.url``, ``srv.add_faults("3030")``, ``srv.stop()``;
 * a Flask test client: ``make_app().test_client()``;
-* standalone: ``python -m tests.fakes.cloudflare --port 8788 --latency 2.0 --image-kb 150``;
-* gunicorn: ``gunicorn 'tests.fakes.cloudflare:make_app(latency=2.0, image_kb=150)'`` (control
+* standalone: ``python -m harness.fakes.cloudflare --port 8788 --latency 2.0 --image-kb 150``;
+* gunicorn: ``gunicorn 'harness.fakes.cloudflare:make_app(latency=2.0, image_kb=150)'`` (control
   state such as queued faults is per worker process, so use one worker when injecting faults).
 
 Modules
@@ -46,9 +46,9 @@ Imports flow one way: ``server`` -> ``app`` -> ``state`` / ``schemas`` / ``pictu
 * ``server``: ``FakeServer``, ``start`` and the command line (``main``, also ``__main__``).
 """
 
-from tests.fakes.cloudflare.app import make_app
-from tests.fakes.cloudflare.pictures import ImageMaker
-from tests.fakes.cloudflare.schemas import (
+from harness.fakes.cloudflare.app import make_app
+from harness.fakes.cloudflare.pictures import ImageMaker
+from harness.fakes.cloudflare.schemas import (
     MODELS,
     BadInput,
     Flagged,
@@ -57,12 +57,12 @@ from tests.fakes.cloudflare.schemas import (
     validate_form,
     validate_json,
 )
-from tests.fakes.cloudflare.server import (
+from harness.fakes.cloudflare.server import (
     FakeServer,
     main,
     start,
 )
-from tests.fakes.cloudflare.state import (
+from harness.fakes.cloudflare.state import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_API_TOKEN,
     DEFAULT_FAULT_SLEEP,
