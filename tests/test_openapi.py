@@ -19,9 +19,13 @@ from flux_worker.openai_api.generation_requests import (
     parse_image_generation,
 )
 from flux_worker.openai_api.openapi import openapi_spec
-from tests.support import make_config
+from flux_worker.web.routes import unprefixed_aliases
+from tests.support import app_with, make_config
 
-SPEC = openapi_spec()
+# The document as the app serves it: the root aliases come from the app's own routes.
+with app_with() as (_app, _):
+    ALIASES = unprefixed_aliases(_app)
+SPEC = openapi_spec(aliases=ALIASES)
 
 
 def test_spec_is_a_valid_openapi_document():
@@ -262,7 +266,7 @@ def test_served_document_is_the_spec_with_the_request_root(client, app):
     resp = client.get("/openapi.json", base_url="https://api.example.com")
     cfg = app.extensions["flux_worker"].config
     assert resp.get_json() == openapi_spec("https://api.example.com", max_images=cfg.max_images,
-                                           max_body_bytes=cfg.max_body_bytes)
+                                           max_body_bytes=cfg.max_body_bytes, aliases=ALIASES)
     assert "Authorization" not in resp.request.headers  # no key needed
 
 
@@ -329,3 +333,18 @@ def test_body_over_the_limit_conforms(auth):
         assert_conforms(resp, "/v1/images/generations")
     finally:
         application.extensions["flux_worker"].close()
+
+
+def test_every_api_route_is_registered_once_and_served_with_and_without_v1():
+    assert ALIASES == {
+        "/v1/chat/completions": "/chat/completions",
+        "/v1/images/generations": "/images/generations",
+        "/v1/images/edits": "/images/edits",
+        "/v1/images/variations": "/images/variations",
+        "/v1/models": "/models",
+        "/v1/models/{model_id}": "/models/{model_id}",
+        "/v1/usage": "/usage",
+    }
+    for path, alias in ALIASES.items():
+        assert SPEC["paths"][alias]["x-alias-of"] == path if "x-alias-of" in SPEC["paths"][alias] \
+            else "alias" in next(iter(SPEC["paths"][alias].values()))["tags"]

@@ -18,7 +18,7 @@ Two conventions worth knowing when reading it:
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Mapping
 
 from ..version import __version__
 from .fields import MAX_EDIT_IMAGES
@@ -34,27 +34,19 @@ from .openapi_components import (
 
 OPENAPI_VERSION = "3.1.0"
 
-# Every API route also answers without the /v1 prefix, for clients whose base URL lacks it.
-ALIASES = {
-    "/v1/chat/completions": "/chat/completions",
-    "/v1/images/generations": "/images/generations",
-    "/v1/images/edits": "/images/edits",
-    "/v1/images/variations": "/images/variations",
-    "/v1/models": "/models",
-    "/v1/models/{model_id}": "/models/{model_id}",
-    "/v1/usage": "/usage",
-}
-
 # What a generation can fail with, on top of its own validation errors.
 GENERATION_ERRORS = (400, 401, 413, 429, 500, 502, 503, 504, 507)
 
 
 def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
-                 max_body_bytes: int = 1 << 20) -> dict:
+                 max_body_bytes: int = 1 << 20,
+                 aliases: Mapping[str, str] | None = None) -> dict:
     """The OpenAPI document of the whole public API.
 
     `server_url` is the service's root as clients reach it (None: relative, `/`); `max_images`
-    and `max_body_bytes` are the running configuration's MAX_IMAGES and MAX_BODY_BYTES.
+    and `max_body_bytes` are the running configuration's MAX_IMAGES and MAX_BODY_BYTES;
+    `aliases` maps each /v1 path to the root path that also serves it, as the app's routes
+    register them (`web/routes.py`).
     """
     paths = {
         "/": {"get": _index()},
@@ -71,7 +63,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/openapi.json": {"get": _openapi_json()},
         "/metrics": {"get": _metrics()},
     }
-    for path, alias in ALIASES.items():
+    for path, alias in (aliases or {}).items():
         paths[alias] = _alias_of(path, paths[path])
     return {
         "openapi": OPENAPI_VERSION,
