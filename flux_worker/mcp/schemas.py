@@ -15,7 +15,9 @@ from typing import Any
 import mcp_types as types
 from pydantic import BaseModel
 
+from ..catalog.registry import model_for_images
 from ..catalog.spec import ModelSpec
+from ..errors import InvalidRequest
 from ..openai_api import fields
 from ..openai_api.edit_requests import MAX_EDIT_IMAGES
 from ..services import Services
@@ -63,7 +65,11 @@ def edit_tool(svc: Services) -> types.Tool:
     fallback = (f" A model that takes no images hands the edit to {models.edit_model.short_name} "
                 "(the result says so)." if models.edit_model else
                 " A model that takes no images is refused.")
-    default = models.edit_model or (takers[0] if takers else models.default)
+    # What draws when no model is named: the planner's one rule, as for /v1/images/edits.
+    try:
+        default = model_for_images(models.default, 1, False, models.edit_model)
+    except InvalidRequest:
+        default = takers[0] if takers else models.default
     return types.Tool(
         name="edit_image",
         title="Edit image",
