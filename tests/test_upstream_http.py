@@ -186,7 +186,8 @@ def test_a_refused_connection_is_a_connection_error_not_a_timeout():
 def test_the_deadline_of_a_call_does_not_outlive_it():
     def late_then_whole(conn: socket.socket) -> None:
         time.sleep(0.6)               # the point: headers come after the first call's deadline
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        # The server closes each connection after one answer, and says so.
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
     with LocalUpstream(late_then_whole) as upstream:
         session = make_session(1)
