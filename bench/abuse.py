@@ -13,7 +13,9 @@ image could not be kept). Scenarios:
 - full-load: `--clients` streams against a 10 s upstream, GUNICORN_THREADS=64;
 - dropped-streams: 200 streams dropped at once, MAX_INFLIGHT=4, a 3 s upstream;
 - storage-outage: redis-server as STORAGE_URL, stopped for 8 s under steady traffic;
-- trickling-upstream: an upstream that sends its answer a byte at a time (when the fake can).
+- trickling-upstream: an upstream that sends its answer a byte at a time (when the fake can);
+- open-routes: anonymous reads of `/`, `/readyz`, `/metrics`, `/healthz` with two accounts, spend,
+  budgets and Redis stopped, then the page of a presigned bucket (moto): what they give away.
 
 Loopback only, every loop bounded (about three minutes in all). Needs redis-server for one
 scenario (skipped without it).
@@ -345,10 +347,83 @@ def trickling_upstream(work: Path, clients: int) -> Report:
     return report
 
 
+# What an anonymous caller must not learn from an open route (open-routes): the accounts, spend
+# and budgets are ADMIN_API_KEY's, storage's address and errno texts the log's.
+OPEN_ROUTES = (("/", {"Accept": "text/html"}), ("/", {"Accept": "application/json"}),
+               ("/readyz", {}), ("/metrics", {}), ("/healthz", {}))
+ACCOUNT_A, ACCOUNT_B = "f00dface0000aaaa1111bbbb", "beefcafe2222cccc3333dddd"
+ADMIN_KEY = "sk-abuse-admin-key-0001"
+
+
+def leaks(seen: str, details: dict[str, tuple[str, ...]]) -> list[str]:
+    """The kinds of detail (account, spend, ...) any of whose texts `seen` contains."""
+    return [kind for kind, texts in details.items() if any(t in seen for t in texts)]
+
+
+def open_routes(work: Path, clients: int) -> Report:
+    from tests.redis_server import RedisServer
+    from tests.s3_server import MotoServer
+    report = Report("open routes (2 accounts, spend, budgets, Redis stopped; presigned page)")
+    try:
+        redis = RedisServer()
+    except BaseException as exc:      # pytest.skip without the binary
+        report.notes = f"skipped: {exc}"
+        report.for_nobody = "-"
+        return report
+    found: list[str] = []
+    with redis, cloudflare.start(account_id=ACCOUNT_A, api_token=CF_TOKEN, llm_key=LLM_KEY,
+                                 more_accounts={ACCOUNT_B: CF_TOKEN}) as cf:
+        env = cloudflare_env(cf, STORAGE_URL=redis.url, ADMIN_API_KEY=ADMIN_KEY,
+                             CF_ACCOUNTS=f"{ACCOUNT_A}:{CF_TOKEN},{ACCOUNT_B}:{CF_TOKEN}",
+                             DAILY_NEURONS="98765", KEY_DAILY_NEURONS="4321")
+        for single in ("CF_ACCOUNT_ID", "CF_API_TOKEN"):  # CF_ACCOUNTS replaces them
+            env.pop(single)
+        service = start_service(work / "redis", env)
+        try:
+            cf.exhaust(ACCOUNT_A)
+            cf.state.neurons_header = "313.37"
+            probe(service, report)
+            # Read once with storage up (the counters hold the spend), once with Redis stopped.
+            for phase in ("", ", Redis stopped"):
+                if phase:
+                    redis.stop()
+                    probe(service, report, generate=False)
+                for path, headers in OPEN_ROUTES:
+                    resp = requests.get(service.url + path, headers=headers,
+                                        timeout=PROBE_TIMEOUT)
+                    seen = "\n".join(f"{k}: {v}" for k, v in resp.headers.items()) + resp.text
+                    details = {"account ids": (ACCOUNT_A[:8], ACCOUNT_B[:8]),
+                               "account states": ("allocation_used_up", "allocation used up"),
+                               "storage address": (f"127.0.0.1:{redis.port}",),
+                               "errno text": ("Error 111", "Connection refused")}
+                    if path != "/metrics":  # its neurons per model stay; timings' digits vary
+                        details.update({"spend": ("313.37", "313.4"),
+                                        "budget": ("98765", "4321")})
+                    where = f"{path}{' (JSON)' if 'json' in str(headers) else ''}{phase}"
+                    found += [f"{where}: {kind}" for kind in leaks(seen, details)]
+        finally:
+            cf.state.neurons_header = None
+            service.stop()
+    with MotoServer() as s3, fake() as cf:
+        bucket = s3.create_bucket()
+        service = start_service(work / "s3", cloudflare_env(
+            cf, STORAGE_URL=f"s3://{bucket}", IMAGE_LINKS="presigned", COUNTERS_URL="memory://",
+            **s3.env()))
+        try:
+            page = requests.get(service.url + "/", timeout=PROBE_TIMEOUT)
+            if f"127.0.0.1:{s3.port}" in page.headers.get("Content-Security-Policy", ""):
+                found.append("/ (presigned): bucket host in the CSP")
+        finally:
+            service.stop()
+    report.for_nobody = "-"
+    report.notes = (f"{len(found)} leaks: " + "; ".join(found)) if found else "0 leaks"
+    return report
+
+
 SCENARIOS: dict[str, Callable[[Path, int], Report]] = {
     "regex-freeze": regex_freeze, "slowloris": slowloris, "full-load": full_load,
     "dropped-streams": dropped_streams, "storage-outage": storage_outage,
-    "trickling-upstream": trickling_upstream,
+    "trickling-upstream": trickling_upstream, "open-routes": open_routes,
 }
 
 

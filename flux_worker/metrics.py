@@ -62,10 +62,12 @@ UPSTREAM_LATENCY = Histogram(
 IMAGES_STORED = Counter("flux_worker_images_stored_total", "Images written to storage.")
 IMAGE_BYTES_STORED = Counter("flux_worker_image_bytes_stored_total",
                              "Bytes of images written to storage.")
+# By model only: /metrics is open, and which Cloudflare accounts there are and what each spends
+# is ADMIN_API_KEY's to see (GET /v1/usage), so no label carries an account.
 NEURONS = Counter(
     "flux_worker_neurons",
     "Workers AI neurons spent (Cloudflare's figure when it reports one, else the estimate), "
-    "by model and account (shortened id; \"-\" for other backends).", ["model", "account"])
+    "by model.", ["model"])
 # livesum: the sum over live processes only, so a dead worker's generations stop counting.
 IN_FLIGHT = Gauge("flux_worker_generations_in_flight", "Generations running right now.",
                   multiprocess_mode="livesum")
@@ -122,9 +124,9 @@ def observe_stored(nbytes: int) -> None:
     IMAGE_BYTES_STORED.inc(nbytes)
 
 
-def observe_neurons(model_id: str, account: str, neurons: float) -> None:
-    """Count the neurons one image cost, under its model and shortened account id."""
-    NEURONS.labels(model_id, account).inc(max(0.0, neurons))
+def observe_neurons(model_id: str, neurons: float) -> None:
+    """Count the neurons one image cost, under its model."""
+    NEURONS.labels(model_id).inc(max(0.0, neurons))
 
 
 def render() -> tuple[bytes, str]:

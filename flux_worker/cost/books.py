@@ -17,7 +17,7 @@ from typing import Iterable, Mapping
 from .. import metrics
 from ..errors import QuotaExceeded
 from .days import Clock, human_duration, next_reset, utc_day, utc_now
-from .ledgers import MILLI, SERVICE, Ledger, account_counter, key_counter, short_account, short_hash
+from .ledgers import MILLI, SERVICE, Ledger, account_counter, key_counter, short_hash
 from .money import dollars, neurons_text
 
 # The name these lines have always carried in the log, which operators may filter on.
@@ -97,7 +97,7 @@ class Hold:
         if account:
             amounts[account_counter(account)] = amounts.get(account_counter(account), 0) + real
         self.books.add(self.day, amounts)
-        metrics.observe_neurons(model, short_account(account) if account else "-", neurons)
+        metrics.observe_neurons(model, neurons)
 
     def lower_to(self, neurons: float) -> None:
         """Hold no more than `neurons`: give back what was reserved above it.

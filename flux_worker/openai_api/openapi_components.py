@@ -347,7 +347,7 @@ def _schemas(max_images: int) -> dict:
              "service": ref("UsageLine"), "key": ref("UsageLine"),
              "keys": {"type": "array", "items": ref("UsageLine")},
              "accounts": {"type": "array", "items": ref("AccountUsage")}},
-            ["object", "day", "resets_at", "resets_in_seconds", "service"]),
+            ["object", "day", "resets_at", "resets_in_seconds"]),
 
         "ServiceStatus": obj(
             {"service": {"const": "flux-worker"}, "status": {"const": "ok"},
@@ -356,9 +356,6 @@ def _schemas(max_images: int) -> dict:
              "auth_required": {"type": "boolean"},
              "translation": nullable(string("The translation model, or null when off.")),
              "default_model": string(), "models": {"type": "array", "items": string()},
-             "base_url": string("The base URL to give an OpenAI client."),
-             "budget": obj({"service": ref("UsageLine"), "resets_at": string(),
-                            "resets_in_seconds": integer(minimum=1)}),
-             "accounts": {"type": "array", "items": ref("AccountUsage")}},
+             "base_url": string("The base URL to give an OpenAI client.")},
             ["service", "status", "backend", "storage", "models", "base_url"]),
     }

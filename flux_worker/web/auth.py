@@ -42,6 +42,19 @@ def prove_key() -> None:
     g.key_proved = True
 
 
+def prove_presented_key() -> None:
+    """On an open route: prove the request's key when it is a configured one (API_KEY or
+    ADMIN_API_KEY), so errors answer it in full; any other key, or none, stays anonymous.
+
+    Probes and scrapers send no key and must never get a 401, so nothing here refuses.
+    """
+    config = services().config
+    keys = config.api_keys + ((config.admin_api_key,) if config.admin_api_key else ())
+    token = presented_key()
+    if keys and token and key_matches(keys, token):
+        prove_key()
+
+
 def key_proved() -> bool:
     """Whether this request proved a configured key (see `prove_key`)."""
     return bool(g.get("key_proved"))

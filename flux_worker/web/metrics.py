@@ -1,8 +1,10 @@
 """Serve the Prometheus metrics at /metrics.
 
 No API key: scrapers rarely send one, and the metrics hold only counts and timings under
-bounded labels (routes, models, status codes), nothing secret. Keep it off the public edge at
-the proxy if the numbers themselves should stay private.
+bounded labels (routes, models, status codes), nothing secret: no label names a Cloudflare
+account, so the neurons counted are the service's per model, never an account's (those are
+ADMIN_API_KEY's, on GET /v1/usage). Keep it off the public edge at the proxy (an allow-list
+of the scraper's addresses) if the numbers themselves should stay private.
 """
 
 from __future__ import annotations

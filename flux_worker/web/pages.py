@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, jsonify, make_response, render_template, request
 
-from ..errors import StorageError
+from ..cost.accounts import OK
+from ..errors import StorageError, StorageFull
+from .auth import key_proved, prove_presented_key
 from .base_url import public_base_url
 from .context import services
 from .errors import public
@@ -19,7 +21,11 @@ bp = Blueprint("pages", __name__)
 
 
 def status() -> dict:
-    """What the service runs with: backend, storage, models, auth, lifetime."""
+    """What the service runs with: backend, storage, models, auth, lifetime.
+
+    An open route: spend, budgets and the Cloudflare accounts are not here but on GET /v1/usage
+    (a client key its own line, ADMIN_API_KEY everything).
+    """
     svc = services()
     cfg = svc.config
     return {
@@ -34,15 +40,7 @@ def status() -> dict:
         "default_model": svc.models.default.id,
         "models": [m.id for m in svc.models.models],
         "base_url": public_base_url() + "/v1",
-        **spend(svc),
     }
-
-
-def spend(svc) -> dict:
-    """Today's spend: the service's against DAILY_NEURONS, and each account's (no tokens)."""
-    spent = svc.books.spent()
-    return {"budget": {"service": svc.books.usage_of_service(spent), **svc.books.resets()},
-            "accounts": svc.accounts.status() if svc.accounts else []}
 
 
 # The playground's aspect-ratio picker: the ratios whose sizes the README promises.
@@ -73,17 +71,25 @@ def index():
 def page_csp(public_base: str, image_origin: str | None = None) -> str:
     """The welcome page's Content-Security-Policy: only this service's own files and API.
 
-    Images may also come from PUBLIC_BASE_URL's origin when links point elsewhere, and from
-    the bucket's (`image_origin`) when IMAGE_LINKS sends them straight there.
+    Images may also come from PUBLIC_BASE_URL's origin when links point elsewhere. When
+    IMAGE_LINKS sends them straight to the bucket (`image_origin`), images of that origin's
+    scheme are allowed (`img-src https:`) instead of naming it: the page is an open route, and
+    a bucket's host is the store's address (an R2 endpoint's carries the account id). Naming it
+    only to an authenticated caller cannot work, since a browser opens the page without a key.
+    Only images widen: scripts, styles, connections, forms, frames and the base stay this
+    service's own or none, so an image from elsewhere can neither run nor read anything.
     """
     images = ["'self'", "data:", "blob:"]
-    for base in filter(None, (public_base, image_origin)):
-        parts = urlsplit(base)
+    if public_base:
+        parts = urlsplit(public_base)
         origin = f"{parts.scheme}://{parts.netloc}"
         # Only a plain host[:port] goes into the header, so no value can inject a directive.
         plain = re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", parts.netloc) is not None
         if parts.scheme in ("http", "https") and plain and origin != request.host_url.rstrip("/"):
             images.append(origin)
+    scheme = urlsplit(image_origin).scheme if image_origin else ""
+    if scheme in ("http", "https"):
+        images.append(scheme + ":")
     return "; ".join([
         "default-src 'none'", "script-src 'self'", "style-src 'self'",
         "img-src " + " ".join(images), "connect-src 'self'", "form-action 'none'",
@@ -98,21 +104,26 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: storage reachable and writable, configuration loaded."""
+    """Readiness: storage reachable and writable, configuration loaded.
+
+    Each check is "ok" or a reason in general words: an open route says whether the service is
+    ready and why not, never where storage lives nor how it failed (the log does, and so does
+    this answer to a configured key), nor anything about accounts or spend (GET /v1/usage).
+    """
     svc = services()
+    prove_presented_key()
     checks: dict = {"config": "ok", "backend": svc.backend.name}
     if svc.accounts is not None:
         # Detail only: a rejected token is logged loudly, and a restart would not fix it.
-        checks["accounts"] = svc.accounts.status()
+        checks["accounts"] = accounts_in_general(svc.accounts.status())
     try:
         # A real ping, which also tells generations at once that storage is back (or gone).
         svc.pipeline.health.probe()
         checks["storage"] = "ok"
     except StorageError as exc:
-        # An open route: the cause is told, its addresses (host, port, path) only in the log.
         log.warning("readiness: storage unavailable: %s", exc.message)
-        shown = public(exc)
-        checks["storage"] = shown.message
+        checks["storage"] = storage_in_general(exc)
+        shown = public(exc) if key_proved() else not_ready(exc, checks["storage"])
         body = shown.body()
         body["status"] = "unavailable"
         body["checks"] = checks
@@ -121,3 +132,30 @@ def readyz():
         response.headers["Retry-After"] = "5"
         return response
     return jsonify({"status": "ready", "checks": checks})
+
+
+def storage_in_general(exc: StorageError) -> str:
+    """Why storage fails, in words that name no host, port, bucket or errno text."""
+    if isinstance(exc, StorageFull):
+        return "image storage is full"
+    return "image storage is unreachable or refuses to store images"
+
+
+def not_ready(exc: StorageError, reason: str) -> StorageError:
+    """The error /readyz answers anyone: the reason in general words and what to do."""
+    general = type(exc)(f"The service is not ready: {reason}. The service's log names the "
+                        "cause (so does GET /readyz with an API key); it is ready again by "
+                        "itself once storage is.", retry_after=exc.retry_after)
+    general.status = exc.status
+    return general
+
+
+def accounts_in_general(lines: list[dict]) -> str:
+    """Whether the Cloudflare accounts can take generations, naming none of them."""
+    usable = sum(1 for line in lines if line["state"] == OK)
+    which = "GET /v1/usage with ADMIN_API_KEY says which and why"
+    if usable == len(lines):
+        return "ok"
+    if usable:
+        return f"some Cloudflare accounts are skipped for now; {which}"
+    return f"no Cloudflare account can take a generation now; {which}"

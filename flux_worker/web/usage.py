@@ -1,8 +1,9 @@
 """GET /v1/usage: what a key has spent today against its budget, and the service's.
 
-A client key sees its own line (by the key's short hash) and the service's. `ADMIN_API_KEY`
-sees every key (short hashes only, never a key) and every Cloudflare account (shortened ids,
-never a token). The numbers come from the budget ledger every instance shares.
+A client key sees its own line only (by the key's short hash): what other keys, the service
+and the accounts spend is not its business. `ADMIN_API_KEY` sees the service's line, every key
+(short hashes only, never a key) and every Cloudflare account (shortened ids, never a token).
+The numbers come from the budget ledger every instance shares.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ bp = Blueprint("usage", __name__)
 
 @bp.get("/usage")
 def usage() -> Response:
-    """Today's spend in neurons: the caller's key and the service; everything for the admin."""
+    """Today's spend in neurons: the caller's key's; everything for the admin."""
     svc = services()
     admin = _is_admin(svc.config.admin_api_key)
     if admin:
@@ -27,12 +28,12 @@ def usage() -> Response:
         require_api_key()
     books = svc.books
     spent = books.spent()
-    body: dict = {"object": "usage", "day": books.today(), **books.resets(),
-                  "service": books.usage_of_service(spent)}
+    body: dict = {"object": "usage", "day": books.today(), **books.resets()}
     key = g.get("api_key")
     if not admin and svc.config.api_keys and key:
         body["key"] = books.usage_of_key(key, spent)
     if admin:
+        body["service"] = books.usage_of_service(spent)
         body["keys"] = books.all_keys(svc.config.api_keys, spent)
         body["accounts"] = svc.accounts.status() if svc.accounts else []
     return jsonify(body)

@@ -87,8 +87,7 @@ def test_used_up_account_moves_to_the_next_within_one_request(two_accounts, cf):
     assert sdk(two_accounts).chat.completions.create(
         model="flux", messages=[{"role": "user", "content": "a dog"}]).choices
     assert runs(cf) == [FREE_ID, PAID_ID, PAID_ID]
-    info = requests.get(two_accounts.url + "/", headers={"Accept": "application/json"},
-                        timeout=10).json()
+    info = requests.get(two_accounts.api + "/usage", headers=bearer(ADMIN), timeout=10).json()
     assert [a["state"] for a in info["accounts"]] == ["allocation_used_up", "ok"]
     assert info["accounts"][1]["spent_neurons"] == pytest.approx(2 * SCHNELL_1024)
     assert_no_secret_logged(two_accounts)
@@ -104,10 +103,13 @@ def test_cloudflares_neurons_header_is_the_figure_used(two_accounts, cf):
     assert resp.status_code == 200 and resp.headers["X-Neurons"] == "172.8"
     mine = requests.get(two_accounts.api + "/usage", headers=bearer(BOB), timeout=10).json()
     assert mine["key"]["spent_neurons"] == pytest.approx(172.8)
+    admin = requests.get(two_accounts.api + "/usage", headers=bearer(ADMIN), timeout=10).json()
+    assert admin["accounts"][0]["spent_neurons"] == pytest.approx(172.8)
+    # /metrics is open: the neurons per model, no account label.
     metrics = requests.get(two_accounts.url + "/metrics", timeout=10).text
-    assert any(line.startswith("flux_worker_neurons_total")
-               and f'account="{FREE_ID[:8]}…"' in line and line.endswith(" 172.8")
+    assert any(line.startswith("flux_worker_neurons_total") and line.endswith(" 172.8")
                for line in metrics.splitlines())
+    assert "account=" not in metrics and FREE_ID[:8] not in metrics
 
 
 def test_stream_moves_to_the_next_account_without_an_error(two_accounts, cf):
@@ -151,8 +153,11 @@ def test_rejected_token_is_skipped_and_reported_on_readyz(cf, tmp_path):
         resp = requests.post(service.api + "/images/generations", headers=bearer(ALICE),
                              json={"prompt": "a cat", "n": 2}, timeout=30)
         assert resp.status_code == 200 and float(resp.headers["X-Neurons"]) == 115.2
+        # /readyz, open, says an account is skipped; the admin's /v1/usage says which and why.
         ready = requests.get(service.url + "/readyz", timeout=10).json()
-        states = {a["account"]: a["state"] for a in ready["checks"]["accounts"]}
+        assert ready["checks"]["accounts"].startswith("some Cloudflare accounts are skipped")
+        admin = requests.get(service.api + "/usage", headers=bearer(ADMIN), timeout=10).json()
+        states = {a["account"]: a["state"] for a in admin["accounts"]}
         assert states == {FREE_ID[:8] + "…": "token_rejected", PAID_ID[:8] + "…": "ok"}
         log = service.log()
         assert "REJECTED" in log and "cf-WRONG-token-SECRET" not in log
@@ -200,9 +205,53 @@ def test_key_budgets_hold_across_two_instances_sharing_redis(cf, tmp_path):
             assert sdk(second, BOB).images.generate(model="flux", prompt="a dog").data
             usage = requests.get(first.api + "/usage", headers=bearer(BOB), timeout=10).json()
             assert usage["key"]["spent_neurons"] == pytest.approx(SCHNELL_1024)
-            assert usage["service"]["spent_neurons"] == pytest.approx(2 * SCHNELL_1024)
+            admin = requests.get(first.api + "/usage", headers=bearer(ADMIN), timeout=10).json()
+            assert admin["service"]["spent_neurons"] == pytest.approx(2 * SCHNELL_1024)
             for service in (first, second):
                 assert_no_secret_logged(service)
         finally:
             first.stop()
             second.stop()
+
+
+def test_open_routes_tell_anyone_nothing_of_accounts_spend_or_storage(cf, tmp_path):
+    # Spend recorded on two accounts (one used up), budgets set, then Redis (images and
+    # counters) stopped: an anonymous caller of every open route learns ready or not, and why
+    # in general words; no account, no spend, no budget, no Redis address or errno text.
+    need_redis()
+    cf.exhaust(FREE_ID)
+    with RedisServer() as redis:
+        env = env_for(cf, STORAGE_URL=redis.url, DAILY_NEURONS="98765",
+                      KEY_DAILY_NEURONS="4321")
+        service = start_service(tmp_path, env, workers=1)
+        try:
+            cf.state.neurons_header = "313.37"
+            try:
+                assert sdk(service).images.generate(model="flux", prompt="a cat").data
+            finally:
+                cf.state.neurons_header = None
+            redis.stop()
+            port = str(redis.port)
+            open_routes = [("/", {"Accept": "text/html"}), ("/", {"Accept": "application/json"}),
+                           ("/readyz", {}), ("/healthz", {}), ("/metrics", {})]
+            for path, headers in open_routes:
+                resp = requests.get(service.url + path, headers=headers, timeout=10)
+                seen = "\n".join(f"{k}: {v}" for k, v in resp.headers.items()) + resp.text
+                for detail in (FREE_ID[:8], PAID_ID[:8], "allocation_used_up", "spent_neurons",
+                               "budget", f"127.0.0.1:{port}", "Error 111", "Connection refused",
+                               "Redis", "account=", FREE_TOKEN, PAID_TOKEN):
+                    assert detail not in seen, (path, headers, detail)
+                if path != "/metrics":
+                    # /metrics keeps the neurons per model, and its timings' digits may hold
+                    # any figure by chance.
+                    for figure in ("313.37", "98765", "4321", port):
+                        assert figure not in seen, (path, headers, figure)
+            ready = requests.get(service.url + "/readyz", timeout=10)
+            assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+            assert ready.json()["checks"]["storage"].startswith("image storage is unreachable")
+            # The cause is in the log, and told to a configured key.
+            assert "Error 111" in service.log()
+            behind_key = requests.get(service.url + "/readyz", headers=bearer(ALICE), timeout=10)
+            assert port in behind_key.json()["error"]["message"]
+        finally:
+            service.stop()
