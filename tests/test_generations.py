@@ -273,3 +273,24 @@ def test_a_chat_names_its_model_freely(services):
     with pytest.raises(Exception) as info:
         planner.choose_model(ImageOrder(prompt="x", model="gpt-4o"))
     assert getattr(info.value, "code", None) == "model_not_found"
+
+
+def test_a_hang_up_after_the_upstream_call_counts_on_the_keys_budget(services):
+    from flux_worker.cost.ledgers import key_counter
+    from flux_worker.errors import Cancelled
+
+    asking = caller()
+
+    class LeavesDuringTheCall(CountingBackend):
+        def generate(self, request):
+            generated = super().generate(request)
+            asking.cancel.set()
+            return generated
+
+    services.backend = services.pipeline.backend = LeavesDuringTheCall()
+    with pytest.raises(Cancelled):
+        with services.generations.start(ImageOrder(prompt="a cat", n=2), asking) as generation:
+            generation.render_all()
+    spent = services.books.spent()[key_counter(TEST_KEY)]
+    assert spent == pytest.approx(2 * generation.job.estimate)    # both images were drawn
+    assert services.admission.gate.in_use == 0

@@ -165,3 +165,34 @@ def test_a_variation_is_never_translated():
     pipe = pipeline(translator=translator)
     assert pipe.choose_prompt(job("keep me", variation=True)).prompt == "keep me"
     assert translator.calls == []
+
+
+def test_a_caller_who_hangs_up_during_the_upstream_call_still_pays_for_it():
+    cancel = threading.Event()
+
+    class HangsUp(Recording):
+        def generate(self, request):
+            generated = super().generate(request)
+            cancel.set()                       # the client left while the model drew
+            return generated
+
+    pipe, hold = pipeline(HangsUp(answer=None)), SpyHold()
+    planned = job("a fox")
+    with pytest.raises(Cancelled):
+        pipe.render(planned, planned.prompt, cancel=cancel, hold=hold)  # type: ignore[arg-type]
+    assert hold.settled == [(planned.estimate, planned.estimate, planned.model.id)]
+    assert pipe.store.keys == set()            # nothing kept for nobody
+
+
+def test_a_hang_up_is_charged_the_upstreams_own_figure_when_it_gives_one():
+    cancel = threading.Event()
+
+    class HangsUp(Recording):
+        def generate(self, request):
+            cancel.set()
+            return GeneratedImage(b"x", neurons=33.0, account="acc1")
+
+    hold = SpyHold()
+    with pytest.raises(Cancelled):
+        pipeline(HangsUp()).render(job(), "a cat", cancel=cancel, hold=hold)  # type: ignore[arg-type]
+    assert [figure for figure, _, _ in hold.settled] == [33.0]

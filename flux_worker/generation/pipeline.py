@@ -81,8 +81,12 @@ class Pipeline:
         with metrics.track_generation(job.model.id) as generation:
             generated = self.backend.generate(request)
             generation.upstream_done()
-            # Fitting and storing cost this server's time and storage: not for a client that left.
-            raise_if_cancelled(cancel)
+            neurons = generated.neurons if generated.neurons is not None else job.estimate
+            if cancel is not None and cancel.is_set():
+                # The upstream made (and billed) the image: a caller who hung up still spent it,
+                # on its budgets and the account's; only fitting and storing are saved.
+                _settle(hold, neurons, job, generated.account)
+                raise_if_cancelled(cancel)
             try:
                 fitted = fitting.fit(generated.data, job.width, job.height, job.output_format)
             except fitting.NotAnImage as exc:
@@ -98,10 +102,7 @@ class Pipeline:
         metrics.observe_stored(len(fitted.data))
         log.debug("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
-        neurons = generated.neurons if generated.neurons is not None else job.estimate
-        if hold is not None and neurons is not None:
-            hold.settle(neurons, estimate=job.estimate or 0.0, model=job.model.id,
-                        account=generated.account)
+        _settle(hold, neurons, job, generated.account)
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
                            width=fitted.width, height=fitted.height, seed=seed,
                            neurons=neurons, account=generated.account)
@@ -149,3 +150,9 @@ class Pipeline:
             return index or None
         return (job.seed + index) % (SEED_MAX + 1)
 
+
+def _settle(hold: Hold | None, neurons: float | None, job: ImageJob,
+            account: str | None) -> None:
+    """Book one image's neurons (the upstream's figure, else the estimate) on the hold."""
+    if hold is not None and neurons is not None:
+        hold.settle(neurons, estimate=job.estimate or 0.0, model=job.model.id, account=account)
