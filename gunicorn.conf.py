@@ -118,3 +118,8 @@ def on_exit(server):
     """Remove the metrics folder this config created, unless an upgraded master still uses it."""
     if _METRICS_DIR_OWNED and not server.reexec_pid:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+# gunicorn 27's control socket is one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn/
+# gunicorn.ctl): a second instance on the same host replaced the first's. Nothing here uses it
+# (stop, reload and scale go through signals, systemd or the platform), so it stays off.
+control_socket_disable = True

@@ -200,3 +200,18 @@ def test_memory_storage_runs_one_worker_so_every_image_is_found(tmp_path):
         assert "keeps images inside each process" not in service.log()
     finally:
         service.stop()
+
+
+def test_two_instances_on_one_host_leave_no_shared_control_socket(tmp_path):
+    # gunicorn 27 put one control socket per user at ~/.gunicorn/gunicorn.ctl, and a second
+    # instance replaced the first's; the service turns it off.
+    home = tmp_path / "home"
+    first = start_service(tmp_path / "a", {"HOME": str(home)}, workers=1)
+    second = start_service(tmp_path / "b", {"HOME": str(home)}, workers=1)
+    try:
+        for service in (first, second):
+            assert requests.get(service.url + "/healthz", timeout=5).status_code == 200
+        assert not (home / ".gunicorn").exists()
+    finally:
+        first.stop()
+        second.stop()
