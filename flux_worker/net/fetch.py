@@ -29,11 +29,29 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# IPv6 forms that carry an IPv4 address in their last 32 bits, and mean that address:
+# IPv4-compatible (::a.b.c.d, deprecated but still routed by some stacks) and NAT64 (64:ff9b::/96,
+# RFC 6052; 64:ff9b:1::/48, RFC 8215). ::ffff:a.b.c.d (mapped) has ipaddress's own accessor.
+_EMBEDDING_IPV4 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b::/96"),
+                   ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
 def is_public_address(address: str) -> bool:
-    """Whether an address is on the public internet (not loopback, private, link-local, ...)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    """Whether an address is on the public internet (not loopback, private, link-local, ...).
+
+    An IPv6 address that embeds an IPv4 one (mapped, compatible, NAT64, 6to4, Teredo) is judged
+    by the IPv4 address it reaches.
+    """
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+        address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:            # fec0::/10: deprecated, but some networks still route it
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and int(ip) > 1 and any(ip in net for net in _EMBEDDING_IPV4):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded               # ::ffff:127.0.0.1, ::7f00:1, 64:ff9b::7f00:1 are 127.0.0.1
     # is_global excludes loopback, RFC 1918, link-local (169.254.169.254, the cloud metadata
     # address), CGNAT, ULA (fd00:ec2::254) and the reserved ranges; multicast is global but no host.
     return ip.is_global and not ip.is_multicast
@@ -96,11 +114,11 @@ class RemoteFetcher:
             addresses = []
         if not addresses:
             raise ImageRefused(f"{label}: the host {host} could not be resolved.", param="image")
-        refused = [a for a in addresses if not self._allowed(a)]
-        if refused:
+        if not all(self._allowed(a) for a in addresses):
             raise ImageRefused(
-                f"{label} points to an internal address ({host} is {refused[0]}); only public "
-                "internet addresses are fetched.", param="image")
+                # Which internal address a name has is not the caller's business.
+                f"{label} points to an internal address; only public internet addresses are "
+                "fetched.", param="image")
         address = addresses[0]
         left = max(0.1, deadline - time.monotonic())
         timeout = urllib3.Timeout(connect=min(5.0, left), read=left)
