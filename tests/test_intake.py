@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import http.server
 import io
+import socket
 import struct
 import threading
+import time
 import zlib
 
 import pytest
@@ -351,3 +353,55 @@ def test_bucket_links_count_as_own_under_direct_or_presigned_links():
     assert own_image_key(f"{bucket}/bucket/{key}?X-Amz-Signature=abc", bucket) == key
     assert own_image_key(f"https://elsewhere.example/{key}", bucket) is None
     assert own_image_key(f"{bucket}/flux/not-a-key", bucket) is None
+
+
+# --- a total deadline for every download ---------------------------------------------------------
+
+def _trickling_host(head: bytes, body: bytes, pause: float = 0.1):
+    """A host on 127.0.0.1 that sends `head` then `body` one byte every `pause` seconds."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.recv(65536)
+                    for byte in head + body:
+                        if stop.is_set():
+                            return
+                        conn.sendall(bytes([byte]))
+                        time.sleep(pause)
+                except OSError:
+                    pass                 # cut by the fetcher: what the test wants
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, stop
+
+
+PNG_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 500\r\n\r\n"
+
+
+@pytest.mark.parametrize("head,body", [
+    (PNG_HEAD, b""),                                           # the headers trickle
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", b"\x89PNG" + b"x" * 496),  # the body
+    (b"HTTP/1.1 200 OK\r\n\r\n", b"x" * 500),                  # a body without a length
+])
+def test_a_trickling_host_is_cut_at_the_fetchs_one_deadline(head, body):
+    listener, stop = _trickling_host(head, body if body else b"")
+    port = listener.getsockname()[1]
+    fetcher = RemoteFetcher(max_bytes=1 << 20, timeout=1.0, resolver=pictures_resolver,
+                            allowed=lambda address: True)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ImageRefused, match="took longer than 1 seconds"):
+            fetcher.fetch(f"http://pics.example.test:{port}/cat.png", "ref")
+        # One deadline for the whole download, not one per read (generous: a loaded machine).
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        listener.close()

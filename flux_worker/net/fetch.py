@@ -15,6 +15,8 @@ from urllib.parse import urljoin, urlsplit
 import urllib3
 
 from ..errors import ImageRefused
+from . import upstream
+from .upstream import DeadlinePool, DeadlineTLSPool
 
 REMOTE_TIMEOUT = 10.0          # seconds for one remote fetch, connect + whole body
 REMOTE_MAX_REDIRECTS = 3
@@ -122,43 +124,54 @@ class RemoteFetcher:
         address = addresses[0]
         left = max(0.1, deadline - time.monotonic())
         timeout = urllib3.Timeout(connect=min(5.0, left), read=left)
+        # The deadline pools' connections are shut by the process's watchdog when the fetch's
+        # deadline passes while headers trickle in (a timeout per read never ends a trickle).
         pool: urllib3.HTTPConnectionPool
         if parts.scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=host,
-                                               assert_hostname=host, timeout=timeout,
-                                               retries=False, maxsize=1)
+            pool = DeadlineTLSPool(address, port, server_hostname=host, assert_hostname=host,
+                                   timeout=timeout, retries=False, maxsize=1)
         else:
-            pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False,
-                                              maxsize=1)
+            pool = DeadlinePool(address, port, timeout=timeout, retries=False, maxsize=1)
         default_port = 443 if parts.scheme == "https" else 80
         host_header = host if port == default_port else f"{host}:{port}"
         if ":" in host and not host.startswith("["):
             host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            return pool.urlopen("GET", path, headers={"Host": host_header, "Accept": "image/*"},
-                                redirect=False, preload_content=False, retries=False)
+            with upstream.deadline(deadline):
+                return pool.urlopen("GET", path, headers={"Host": host_header,
+                                                          "Accept": "image/*"},
+                                    redirect=False, preload_content=False, retries=False)
         except urllib3.exceptions.HTTPError as exc:
-            raise ImageRefused(f"{label} could not be downloaded ({type(exc).__name__}).",
-                               param="image") from None
+            raise self._failed(label, deadline, exc) from None
 
     def _body(self, response: urllib3.BaseHTTPResponse, label: str, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise ImageRefused.too_large(label, self.max_bytes)
         chunks, total = [], 0
+        sock = getattr(getattr(response, "connection", None), "sock", None)
         try:
-            for chunk in response.stream(64 * 1024):
-                total += len(chunk)
-                if total > self.max_bytes:
-                    raise ImageRefused.too_large(label, self.max_bytes)
-                if time.monotonic() > deadline:
-                    raise ImageRefused(f"{label} took longer than {self.timeout:g} seconds to "
-                                       "download.", param="image")
-                chunks.append(chunk)
+            # A body trickled a byte at a time is cut at the deadline, not between pieces.
+            with upstream.deadline(deadline, sock):
+                for chunk in response.stream(64 * 1024):
+                    total += len(chunk)
+                    if total > self.max_bytes:
+                        raise ImageRefused.too_large(label, self.max_bytes)
+                    chunks.append(chunk)
         except urllib3.exceptions.HTTPError as exc:
-            raise ImageRefused(f"{label} could not be downloaded ({type(exc).__name__}).",
-                               param="image") from None
+            raise self._failed(label, deadline, exc) from None
+        if time.monotonic() >= deadline:
+            raise self._failed(label, deadline, None)   # cut short: what came is not the image
         return b"".join(chunks)
+
+    def _failed(self, label: str, deadline: float,
+                exc: Exception | None) -> ImageRefused:
+        """Why a download failed: too slow (its deadline passed), else the error's kind."""
+        if exc is None or time.monotonic() >= deadline:
+            return ImageRefused(f"{label} took longer than {self.timeout:g} seconds to "
+                                "download.", param="image")
+        return ImageRefused(f"{label} could not be downloaded ({type(exc).__name__}).",
+                            param="image")
 
 

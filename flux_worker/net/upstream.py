@@ -8,6 +8,7 @@ knows whether repeating a call is safe (a timed-out generation may already be bi
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -52,8 +53,8 @@ def make_session(pool_size: int) -> requests.Session:
                           max_retries=Retry(total=0, read=False))
     # Pools whose connections end a status line and headers that trickle in at the deadline of
     # the `call` that waits for them (see _DeadlineConnection).
-    adapter.poolmanager.pool_classes_by_scheme = {"http": _DeadlinePool,
-                                                   "https": _DeadlineTLSPool}
+    adapter.poolmanager.pool_classes_by_scheme = {"http": DeadlinePool,
+                                                   "https": DeadlineTLSPool}
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = user_agent()
@@ -165,11 +166,29 @@ class _DeadlineTLSConnection(_DeadlineMixin, HTTPSConnection):
     """An HTTPS connection whose wait for headers ends at the call's deadline."""
 
 
-class _DeadlinePool(HTTPConnectionPool):
+@contextlib.contextmanager
+def deadline(until: float, sock: socket.socket | None = None) -> Iterator[None]:
+    """Within: this thread's waits for headers on a Deadline pool's connections end at `until`
+    (time.monotonic()), and `sock`, when given, is shut then whatever it waits for.
+
+    For HTTP made without `call` (the fetcher of client-named links): one watchdog per process
+    keeps every deadline.
+    """
+    _current.deadline = until
+    ticket = _watchdog.arm(until, sock) if sock is not None else None
+    try:
+        yield
+    finally:
+        _current.deadline = None
+        if ticket is not None:
+            _watchdog.disarm(ticket)
+
+
+class DeadlinePool(HTTPConnectionPool):
     ConnectionCls = _DeadlineConnection
 
 
-class _DeadlineTLSPool(HTTPSConnectionPool):
+class DeadlineTLSPool(HTTPSConnectionPool):
     ConnectionCls = _DeadlineTLSConnection
 
 
