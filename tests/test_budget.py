@@ -15,7 +15,7 @@ from flux_worker.cost.ledgers import (
     ledger_from_location,
     short_hash,
 )
-from flux_worker.errors import QuotaExceeded
+from flux_worker.errors import QuotaExceeded, StorageError
 from flux_worker.storage import CountersLocation
 from tests.support import FakeClock
 
@@ -215,10 +215,36 @@ def test_disk_ledger_is_shared_by_two_openers(tmp_path, clock):
         second.reserve(None, 60)
 
 
-def test_an_unreachable_ledger_does_not_stop_generation(redis_server, clock, caplog):
-    b = Books(RedisLedger(redis_server.url), BudgetRules(service=100), clock)
+def test_an_unreachable_ledger_refuses_what_a_budget_limits_quickly_then_recovers(
+        redis_server, clock, caplog):
+    now = [100.0]
+    b = Books(RedisLedger(redis_server.url), BudgetRules(service=100), clock,
+              monotonic=lambda: now[0])
     redis_server.stop()
-    hold = b.reserve(ALICE, 50)                 # counted as nothing, logged
+    with pytest.raises(StorageError) as info:
+        b.reserve(ALICE, 50)                    # a budget that cannot be counted is not kept
+    assert info.value.status == 503 and info.value.code == "storage_error"
+    assert "COUNTERS_URL" in info.value.message and "127.0.0.1" not in info.value.message
+    assert "budget counters unavailable" in caplog.text and ALICE not in caplog.text
+    calls = []
+    b.ledger.charge = lambda *args: calls.append(args)        # type: ignore[method-assign]
+    with pytest.raises(StorageError):
+        b.reserve(ALICE, 50)                    # the known outage: refused without asking
+    assert calls == []
+    with pytest.raises(StorageError):
+        b.check()                               # readiness asks, and says so
+    redis_server.start()
+    b.ledger = RedisLedger(redis_server.url)
+    now[0] += 10                                # the outage is forgotten after a while
+    b.reserve(ALICE, 50).close()
+    b.check()
+
+
+def test_without_a_budget_an_unreachable_ledger_stops_nothing(redis_server, clock):
+    b = Books(RedisLedger(redis_server.url), BudgetRules(), clock)
+    redis_server.stop()
+    assert not b.enforced
+    hold = b.reserve(ALICE, 50)                 # nothing to keep: the settlement may be lost
     hold.settle(50, estimate=50, model="m")
-    assert "budget ledger unavailable" in caplog.text
-    assert ALICE not in caplog.text
+
+

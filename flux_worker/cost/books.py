@@ -11,17 +11,29 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .. import metrics
-from ..errors import QuotaExceeded
+from ..errors import QuotaExceeded, StorageError
 from .days import Clock, human_duration, next_reset, utc_day, utc_now
 from .ledgers import MILLI, SERVICE, Ledger, account_counter, key_counter, short_hash
 from .money import dollars, neurons_text
 
 # The name these lines have always carried in the log, which operators may filter on.
 log = logging.getLogger("flux_worker.cost.budget")
+
+# Seconds a budget ledger failure is remembered: requests meanwhile are refused at once (a hung
+# Redis made each of them wait its 2 s timeout), and the first one after it asks again.
+OUTAGE_SECONDS = 2.0
+
+
+def _counters_down() -> StorageError:
+    """The 503 of a generation whose budget cannot be counted (names no host: open answers)."""
+    return StorageError("The budget counters (COUNTERS_URL) cannot be reached, so a generation "
+                        "that a daily budget limits cannot start now: nothing was sent to the "
+                        "image model. Try again shortly.", retry_after=5)
 
 
 def _milli(neurons: float) -> int:
@@ -131,10 +143,29 @@ class Hold:
 class Books:
     """Reserve, settle and report neurons against the daily budgets."""
 
-    def __init__(self, ledger: Ledger, rules: BudgetRules, clock: Clock = utc_now):
+    def __init__(self, ledger: Ledger, rules: BudgetRules, clock: Clock = utc_now,
+                 outage_for: float = OUTAGE_SECONDS,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.ledger = ledger
         self.rules = rules
         self.clock = clock
+        self.outage_for = outage_for
+        self._monotonic = monotonic
+        self._outage_since = float("-inf")      # when the ledger last failed (monotonic)
+
+    @property
+    def enforced(self) -> bool:
+        """Whether any budget applies (only then must the ledger answer for a generation)."""
+        return (self.rules.service is not None or self.rules.key_default is not None
+                or bool(self.rules.keys))
+
+    def check(self) -> None:
+        """Raise StorageError unless the ledger answers now (readiness; nothing is cached)."""
+        try:
+            self.ledger.read(self.today())
+        except Exception as exc:
+            raise self._outage(exc) from None
+        self._outage_since = float("-inf")
 
     def today(self) -> str:
         """The UTC day the books count in now."""
@@ -157,14 +188,23 @@ class Books:
             # Nothing to hold back: the settlement alone counts the spend, which saves one
             # ledger transaction per generation (docs/benchmarks.md).
             return Hold(self, day, dict.fromkeys(counters, 0), neurons)
+        if self._monotonic() - self._outage_since < self.outage_for:
+            # A known outage: refuse at once rather than wait a timeout per request.
+            raise _counters_down()
         try:
             refused = self.ledger.charge(day, counters, limits)
-        except Exception as exc:  # the books must not take generation down with them
-            log.warning("budget ledger unavailable, not counting: %s", type(exc).__name__)
-            return Hold(self, day, {}, neurons)
+        except Exception as exc:
+            # A budget that cannot be counted is not kept: refuse rather than spend unseen.
+            raise self._outage(exc) from None
         if refused is not None:
             raise self._over_budget(refused, day, neurons)
         return Hold(self, day, counters, neurons)
+
+    def _outage(self, exc: Exception) -> StorageError:
+        log.warning("budget counters unavailable (%s): generations a budget limits are refused",
+                    type(exc).__name__)
+        self._outage_since = self._monotonic()
+        return _counters_down()
 
     def add(self, day: str, amounts: Mapping[str, int]) -> None:
         """Adjust counters (settlements, releases); a ledger outage is logged, not raised."""

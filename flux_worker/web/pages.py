@@ -120,10 +120,17 @@ def readyz():
         # A real ping, which also tells generations at once that storage is back (or gone).
         svc.pipeline.health.probe()
         checks["storage"] = "ok"
+        if svc.books.enforced:
+            # Budgets that cannot be counted refuse every generation they limit.
+            svc.books.check()
+            checks["counters"] = "ok"
     except StorageError as exc:
         log.warning("readiness: storage unavailable: %s", exc.message)
-        checks["storage"] = storage_in_general(exc)
-        shown = public(exc) if key_proved() else not_ready(exc, checks["storage"])
+        if "storage" not in checks:
+            reason = checks["storage"] = storage_in_general(exc)
+        else:
+            reason = checks["counters"] = "the budget counters are unreachable"
+        shown = public(exc) if key_proved() else not_ready(exc, reason)
         body = shown.body()
         body["status"] = "unavailable"
         body["checks"] = checks
@@ -145,7 +152,7 @@ def not_ready(exc: StorageError, reason: str) -> StorageError:
     """The error /readyz answers anyone: the reason in general words and what to do."""
     general = type(exc)(f"The service is not ready: {reason}. The service's log names the "
                         "cause (so does GET /readyz with an API key); it is ready again by "
-                        "itself once storage is.", retry_after=exc.retry_after)
+                        "itself once storage (and the counters) are back.", retry_after=exc.retry_after)
     general.status = exc.status
     return general
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import openai
 import pytest
 import requests
 
 from harness.fakes import cloudflare
-from harness.service import start_service
+from harness.service import API_KEY, start_service
 from tests.support import RedisServer, need_redis
 
 pytestmark = pytest.mark.e2e
@@ -253,5 +254,35 @@ def test_open_routes_tell_anyone_nothing_of_accounts_spend_or_storage(cf, tmp_pa
             assert "Error 111" in service.log()
             behind_key = requests.get(service.url + "/readyz", headers=bearer(ALICE), timeout=10)
             assert port in behind_key.json()["error"]["message"]
+        finally:
+            service.stop()
+
+
+def test_budgets_refuse_quickly_while_their_counters_are_down(tmp_path):
+    # COUNTERS_URL in Redis, DAILY_NEURONS set, Redis stopped: a budget that cannot be counted
+    # is not kept, so generations are refused (503), at once once the outage is known, and
+    # /readyz says the counters are unreachable; nothing is sent upstream meanwhile.
+    need_redis()
+    with RedisServer() as redis:
+        service = start_service(tmp_path, {"API_KEY": API_KEY, "COUNTERS_URL": redis.url,
+                                           "DAILY_NEURONS": "100000"}, workers=1)
+        try:
+            def chat():
+                started = time.monotonic()
+                resp = requests.post(service.api + "/chat/completions", timeout=30,
+                                     headers={"Authorization": f"Bearer {API_KEY}"},
+                                     json={"messages": [{"role": "user", "content": "a cat"}]})
+                return resp, time.monotonic() - started
+
+            assert chat()[0].status_code == 200
+            redis.stop()
+            answers = [chat() for _ in range(8)]
+            assert {resp.status_code for resp, _ in answers} == {503}
+            assert {resp.json()["error"]["code"] for resp, _ in answers} == {"storage_error"}
+            assert max(took for _, took in answers[1:]) < 1.0     # no timeout wait per request
+            ready = requests.get(service.url + "/readyz", timeout=10)
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["counters"] == "the budget counters are unreachable"
+            assert "6379" not in ready.text and str(redis.url) not in ready.text
         finally:
             service.stop()
