@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import requests
 
 from .catalog.registry import ModelRegistry
+from .catalog.workers_ai import CATALOG
 from .chat.phrases import Phrasebook
 from .chat.turn import ChatTurns
 from .config import Config, ConfigError
@@ -99,7 +100,8 @@ def build_services(config: Config) -> Services:
 
 
 def build_models(config: Config) -> ModelRegistry:
-    """Offer the Workers AI catalog, or the upstream's model names for IMAGE_BACKEND=openai."""
+    """Offer the Workers AI catalog (free for the demo), or the upstream's model names for
+    IMAGE_BACKEND=openai."""
     if config.image_backend == "openai":
         from .backends.openai_images import generic_model
         names = config.image_models or ("dall-e-3",)
@@ -107,8 +109,12 @@ def build_models(config: Config) -> ModelRegistry:
         default = config.flux_model if config.flux_model in names else names[0]
         return ModelRegistry.build(names, default, catalog,
                                    gpt_image_names=config.gpt_image_aliases)
+    catalog = CATALOG
+    if config.image_backend == "demo":
+        from .backends.demo import demo_catalog
+        catalog = demo_catalog()         # the same models, at no cost: the demo bills nothing
     try:
-        return ModelRegistry.build(config.image_models, config.flux_model,
+        return ModelRegistry.build(config.image_models, config.flux_model, catalog,
                                    gpt_image_names=config.gpt_image_aliases,
                                    edit_name=config.edit_model)
     except ValueError as exc:
