@@ -20,6 +20,7 @@ from .config import Config, ConfigError
 from .cost.accounts import AccountPool
 from .cost.admission import Admission
 from .cost.books import Books, BudgetRules
+from .cost.health import CountersHealth
 from .cost.ledgers import MemoryLedger, ledger_from_location
 from .cost.throttle import InflightGate, RateLimiter
 from .generation.backend import ImageBackend
@@ -67,8 +68,12 @@ def build_services(config: Config) -> Services:
     models = build_models(config)
     # Each gunicorn thread may hold one upstream connection: the pool is as large as the threads.
     session = make_session(config.gunicorn_threads)
-    # The budgets count where the rate limits count, so every instance sees the same spend.
-    books = Books(ledger_from_location(config.counters), config.budget_rules())
+    # The budgets count where the rate limits count, so every instance sees the same spend;
+    # one CountersHealth remembers an outage of that store for both.
+    rules = config.budget_rules()
+    counters = CountersHealth(required=bool(config.rate_limit) or rules.any or any(
+        a.budget is not None for a in config.cloudflare_accounts))
+    books = Books(ledger_from_location(config.counters), rules, health=counters)
     accounts = (AccountPool(config.cloudflare_accounts, books)
                 if config.image_backend == "cloudflare" else None)
     backend = build_backend(config, session, accounts)
@@ -80,7 +85,8 @@ def build_services(config: Config) -> Services:
     health = StoreHealth(store)
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
                         expiration=config.image_expiration, health=health)
-    limiter = RateLimiter(config.rate_limit, config.counters) if config.rate_limit else None
+    limiter = (RateLimiter(config.rate_limit, config.counters, health=counters)
+               if config.rate_limit else None)
     admission = Admission(limiter, InflightGate(config.max_inflight), books)
     links = ImageLinks(config.image_links, store, public_base=config.s3_public_base_url,
                        lifetime=config.image_expiration)

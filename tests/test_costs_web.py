@@ -257,3 +257,24 @@ def test_two_accounts_first_used_up_moves_on_and_the_page_shows_both(make_client
     page = client.get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert "second01…" in page and "SECRET" not in page
 
+
+def test_budgets_fail_closed_and_readyz_says_so_while_the_counters_are_down(priced, redis_server):
+    """COUNTERS_URL=redis://… stopped: generations 503 at once, /readyz 503 in general words."""
+    client = priced(COUNTERS_URL=redis_server.url, DAILY_NEURONS="10000")
+    assert chat(client).status_code == 200
+    assert client.get("/readyz").get_json()["checks"]["counters"] == "ok"
+    redis_server.stop()
+    for _ in range(5):
+        refused = chat(client)
+        assert refused.status_code == 503, refused.get_data(as_text=True)
+        error = refused.get_json()["error"]
+        assert error["code"] == "storage_error" and "COUNTERS_URL" in error["message"]
+        assert refused.headers["Retry-After"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["status"] == "unavailable"
+    checks = ready.get_json()["checks"]
+    assert "unreachable" in checks["counters"] and checks["storage"] == "ok"
+    assert str(redis_server.port) not in ready.get_data(as_text=True)
+    redis_server.start()
+    assert client.get("/readyz").get_json()["checks"]["counters"] == "ok"   # told at once
+    assert chat(client).status_code == 200

@@ -98,21 +98,30 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: storage reachable and writable, configuration loaded."""
+    """Readiness: storage reachable and writable, counters reachable, configuration loaded."""
     svc = services()
     checks: dict = {"config": "ok", "backend": svc.backend.name}
     if svc.accounts is not None:
         # Detail only: a rejected token is logged loudly, and a restart would not fix it.
         checks["accounts"] = svc.accounts.status()
+    failure: StorageError | None = None
     try:
-        # A real ping, which also tells generations at once that storage is back (or gone).
+        # Real pings, which also tell generations at once that the counters of budgets and rate
+        # limits, or storage, are back (or gone).
+        checks["counters"] = svc.books.counters_state()
+    except StorageError as exc:
+        failure = exc
+        checks["counters"] = public(exc).message
+    try:
         svc.pipeline.health.probe()
         checks["storage"] = "ok"
     except StorageError as exc:
         # An open route: the cause is told, its addresses (host, port, path) only in the log.
         log.warning("readiness: storage unavailable: %s", exc.message)
-        shown = public(exc)
-        checks["storage"] = shown.message
+        failure = failure or exc
+        checks["storage"] = public(exc).message
+    if failure is not None:
+        shown = public(failure)
         body = shown.body()
         body["status"] = "unavailable"
         body["checks"] = checks
