@@ -14,6 +14,12 @@ image could not be kept). Scenarios:
 - dropped-streams: 200 streams dropped at once, MAX_INFLIGHT=4, a 3 s upstream;
 - storage-outage: redis-server as STORAGE_URL, stopped for 8 s under steady traffic;
 - trickling-upstream: an upstream that sends its answer a byte at a time (when the fake can);
+- counters-outage: COUNTERS_URL on a redis-server that is stopped, then hung (SIGSTOP), while
+  DAILY_NEURONS applies: how many generations pass, how long a refusal takes, what /readyz says;
+- account-overshoot: CF_ACCOUNTS with 300 neurons each and 50 requests at once: spend per
+  account against its budget;
+- hang-ups: 30 streams closed after 0.4 s and 30 Images requests with a 0.5 s timeout under a
+  200-neuron key budget: `/v1/usage` against the neurons the fake billed;
 - open-routes: anonymous reads of `/`, `/readyz`, `/metrics`, `/healthz` with two accounts, spend,
   budgets and Redis stopped, then the page of a presigned bucket (moto): what they give away.
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -361,12 +368,12 @@ def leaks(seen: str, details: dict[str, tuple[str, ...]]) -> list[str]:
 
 
 def open_routes(work: Path, clients: int) -> Report:
-    from tests.redis_server import RedisServer
-    from tests.s3_server import MotoServer
+    from harness.redis_server import RedisServer, RedisUnavailable
+    from harness.s3_server import MotoServer
     report = Report("open routes (2 accounts, spend, budgets, Redis stopped; presigned page)")
     try:
         redis = RedisServer()
-    except BaseException as exc:      # pytest.skip without the binary
+    except RedisUnavailable as exc:      # no redis-server binary here
         report.notes = f"skipped: {exc}"
         report.for_nobody = "-"
         return report
@@ -420,10 +427,174 @@ def open_routes(work: Path, clients: int) -> Report:
     return report
 
 
+SCHNELL_1024 = 57.6        # neurons of one flux-1-schnell image at 1024x1024, 4 steps
+
+
+def billed(fake) -> list[dict]:
+    """The image calls the fake answered with an image: each one billed upstream."""
+    return [r for r in fake.requests() if r.get("kind") == "run" and r.get("status") == 200]
+
+
+def timed_chat(service: Service, timeout: float = 30) -> tuple[int | None, float]:
+    """One chat generation: its status (None: no answer) and milliseconds."""
+    start = time.monotonic()
+    try:
+        status: int | None = requests.post(
+            service.api + "/chat/completions", headers=AUTH, timeout=timeout, json={
+                "model": "flux-1-schnell", "messages": [{"role": "user", "content": "a cat"}]},
+        ).status_code
+    except requests.RequestException:
+        status = None
+    return status, (time.monotonic() - start) * 1000
+
+
+def timed_readyz(service: Service) -> str:
+    start = time.monotonic()
+    try:
+        status = str(requests.get(service.url + "/readyz", timeout=10).status_code)
+    except requests.RequestException:
+        status = "none"
+    return f"{status} in {(time.monotonic() - start) * 1000:.0f} ms"
+
+
+def counters_outage(work: Path, clients: int) -> Report:
+    from harness.redis_server import RedisServer, RedisUnavailable
+    report = Report("counters outage (COUNTERS_URL redis stopped, then hung; DAILY_NEURONS)")
+    try:
+        redis = RedisServer()
+    except RedisUnavailable as exc:      # no redis-server binary here
+        report.notes = f"skipped: {exc}"
+        report.for_nobody = "-"
+        return report
+    with redis, fake() as cf:
+        service = start_service(work, cloudflare_env(cf, COUNTERS_URL=redis.url,
+                                                     DAILY_NEURONS="10000"))
+        try:
+            timed_chat(service)                              # a pooled connection
+            before = len(billed(cf))
+            redis.stop()
+            stopped = [timed_chat(service) for _ in range(20)]
+            probe(service, report)
+            ready_stopped = timed_readyz(service)
+            during = len(billed(cf)) - before
+            redis.start()
+            time.sleep(1.5)
+            timed_chat(service)
+            before = len(billed(cf))
+            process = redis._process
+            assert process is not None
+            process.send_signal(signal.SIGSTOP)
+            try:
+                hung = [timed_chat(service) for _ in range(20)]
+                probe(service, report, generate=False)
+                ready_hung = timed_readyz(service)
+            finally:
+                process.send_signal(signal.SIGCONT)
+            during += len(billed(cf)) - before
+            time.sleep(1.5)
+            probe(service, report)
+            spent = requests.get(service.api + "/usage", headers=AUTH,
+                                 timeout=10).json()["service"]["spent_neurons"]
+
+            def passed(answers: list[tuple[int | None, float]]) -> str:
+                ok = sum(1 for status, _ in answers if status == 200)
+                refused = sum(1 for status, _ in answers if status == 503)
+                # Those that found the outage waited the counters' timeout (0.5 s); the others
+                # went by the remembered answer.
+                waited = [ms for _, ms in answers if ms >= 400]
+                quick = [ms for _, ms in answers if ms < 400]
+                return (f"{ok}/{len(answers)} passed, {refused} refused 503: {len(waited)} "
+                        f"waited {max(waited, default=0):.0f} ms at most, the other "
+                        f"{len(quick)} {max(quick, default=0):.0f} ms at most")
+
+            report.for_nobody = during
+            report.notes = (f"stopped: {passed(stopped)}, /readyz {ready_stopped}; hung: "
+                            f"{passed(hung)}, /readyz {ready_hung}; afterwards /v1/usage "
+                            f"{spent:g} neurons for {len(billed(cf))} billed images")
+        finally:
+            service.stop()
+    return report
+
+
+def account_overshoot(work: Path, clients: int) -> Report:
+    report = Report("account overshoot (CF_ACCOUNTS a@300,b@300, 50 requests at once, 1 s)")
+    alpha, beta = ("alpha000aaaabbbbccccdddd", "cf-ALPHA-token"), ("beta1111aaaabbbbccccdddd",
+                                                                   "cf-BETA-token")
+    with cloudflare.start(account_id=alpha[0], api_token=alpha[1], more_accounts=dict([beta]),
+                          latency=1.0) as cf:
+        env = cloudflare_env(cf, CF_ACCOUNTS=f"{alpha[0]}:{alpha[1]}@300,{beta[0]}:{beta[1]}@300",
+                             GUNICORN_THREADS="64", UPSTREAM_RETRIES="0")
+        del env["CF_ACCOUNT_ID"], env["CF_API_TOKEN"]
+        service = start_service(work, env)
+        try:
+            def images(_: int) -> int | None:
+                try:
+                    return requests.post(service.api + "/images/generations", headers=AUTH,
+                                         timeout=60, json={"prompt": "a cat"}).status_code
+                except requests.RequestException:
+                    return None
+
+            with ThreadPoolExecutor(50) as pool:
+                answers = pool.map(images, range(50))
+                time.sleep(0.5)
+                probe(service, report, generate=False)
+                statuses = list(answers)
+            made = billed(cf)
+            spend = ", ".join(
+                f"{who[:5]}… {SCHNELL_1024 * sum(1 for r in made if r['account'] == who):g} of "
+                "300" for who in (alpha[0], beta[0]))
+            report.notes = (f"{statuses.count(200)} served, {statuses.count(429)} refused 429; "
+                            f"neurons billed per account: {spend}")
+        finally:
+            service.stop()
+    return report
+
+
+def hang_ups(work: Path, clients: int) -> Report:
+    report = Report("hang-ups (30 streams closed at 0.4 s, 30 Images with 0.5 s timeout, "
+                    "key budget 200, 1 s upstream)")
+    with fake(latency=1.0) as cf:
+        service = start_service(work, cloudflare_env(cf, KEY_DAILY_NEURONS="200",
+                                                     UPSTREAM_RETRIES="0"), workers=1)
+        try:
+            statuses: list[int] = []
+            for _ in range(30):
+                with requests.post(service.api + "/chat/completions", headers=AUTH,
+                                   stream=True, timeout=30, json={
+                                       "model": "flux-1-schnell", "stream": True, "messages": [
+                                           {"role": "user", "content": "a cat"}]}) as resp:
+                    statuses.append(resp.status_code)
+                    time.sleep(0.4)                       # then the client hangs up
+            probe(service, report, generate=False)
+            for _ in range(30):
+                try:
+                    statuses.append(requests.post(service.api + "/images/generations",
+                                                  headers=AUTH, json={"prompt": "a cat"},
+                                                  timeout=0.5).status_code)
+                except requests.Timeout:
+                    statuses.append(0)
+            time.sleep(2.5)                               # the abandoned generations end
+            neurons = SCHNELL_1024 * len(billed(cf))
+            usage = requests.get(service.api + "/usage", headers=AUTH, timeout=10).json()["key"]
+            metrics = requests.get(service.url + "/metrics", timeout=10).text
+            cancelled = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                            if line.startswith("flux_worker_cancelled_neurons_total"))
+            report.for_nobody = len(billed(cf))
+            report.notes = (f"fake billed {neurons:g} neurons, /v1/usage says "
+                            f"{usage['spent_neurons']:g} of {usage['budget_neurons']:g}; "
+                            f"{statuses.count(429)} refused 429; /metrics cancelled neurons "
+                            f"{cancelled:g}")
+        finally:
+            service.stop()
+    return report
+
+
 SCENARIOS: dict[str, Callable[[Path, int], Report]] = {
     "regex-freeze": regex_freeze, "slowloris": slowloris, "full-load": full_load,
     "dropped-streams": dropped_streams, "storage-outage": storage_outage,
     "trickling-upstream": trickling_upstream, "open-routes": open_routes,
+    "counters-outage": counters_outage, "account-overshoot": account_overshoot,
+    "hang-ups": hang_ups,
 }
 
 

@@ -68,6 +68,10 @@ NEURONS = Counter(
     "flux_worker_neurons",
     "Workers AI neurons spent (Cloudflare's figure when it reports one, else the estimate), "
     "by model.", ["model"])
+CANCELLED_NEURONS = Counter(
+    "flux_worker_cancelled_neurons",
+    "Neurons billed for images whose client had gone before they were stored (also counted in "
+    "flux_worker_neurons_total): the upstream call was already made.", ["model"])
 # livesum: the sum over live processes only, so a dead worker's generations stop counting.
 IN_FLIGHT = Gauge("flux_worker_generations_in_flight", "Generations running right now.",
                   multiprocess_mode="livesum")
@@ -127,6 +131,11 @@ def observe_stored(nbytes: int) -> None:
 def observe_neurons(model_id: str, neurons: float) -> None:
     """Count the neurons one image cost, under its model."""
     NEURONS.labels(model_id).inc(max(0.0, neurons))
+
+
+def observe_cancelled_neurons(model_id: str, neurons: float) -> None:
+    """Count the neurons of an image billed upstream whose client had gone."""
+    CANCELLED_NEURONS.labels(model_id).inc(max(0.0, neurons))
 
 
 def render() -> tuple[bytes, str]:

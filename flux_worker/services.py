@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 import requests
 
 from .catalog.registry import ModelRegistry
+from .catalog.workers_ai import CATALOG
 from .chat.phrases import Phrasebook
 from .chat.turn import ChatTurns
 from .config import Config, ConfigError
 from .cost.accounts import AccountPool
 from .cost.admission import Admission
 from .cost.books import Books, BudgetRules
+from .cost.health import CountersHealth
 from .cost.ledgers import MemoryLedger, ledger_from_location
 from .cost.throttle import InflightGate, RateLimiter
 from .generation.backend import ImageBackend
@@ -66,8 +68,12 @@ def build_services(config: Config) -> Services:
     models = build_models(config)
     # Each gunicorn thread may hold one upstream connection: the pool is as large as the threads.
     session = make_session(config.gunicorn_threads)
-    # The budgets count where the rate limits count, so every instance sees the same spend.
-    books = Books(ledger_from_location(config.counters), config.budget_rules())
+    # The budgets count where the rate limits count, so every instance sees the same spend;
+    # one CountersHealth remembers an outage of that store for both.
+    rules = config.budget_rules()
+    counters = CountersHealth(required=bool(config.rate_limit) or rules.any or any(
+        a.budget is not None for a in config.cloudflare_accounts))
+    books = Books(ledger_from_location(config.counters), rules, health=counters)
     accounts = (AccountPool(config.cloudflare_accounts, books)
                 if config.image_backend == "cloudflare" else None)
     backend = build_backend(config, session, accounts)
@@ -79,7 +85,8 @@ def build_services(config: Config) -> Services:
     health = StoreHealth(store)
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
                         expiration=config.image_expiration, health=health)
-    limiter = RateLimiter(config.rate_limit, config.counters) if config.rate_limit else None
+    limiter = (RateLimiter(config.rate_limit, config.counters, health=counters)
+               if config.rate_limit else None)
     admission = Admission(limiter, InflightGate(config.max_inflight), books)
     links = ImageLinks(config.image_links, store, public_base=config.s3_public_base_url,
                        lifetime=config.image_expiration)
@@ -99,7 +106,8 @@ def build_services(config: Config) -> Services:
 
 
 def build_models(config: Config) -> ModelRegistry:
-    """Offer the Workers AI catalog, or the upstream's model names for IMAGE_BACKEND=openai."""
+    """Offer the Workers AI catalog (free for the demo), or the upstream's model names for
+    IMAGE_BACKEND=openai."""
     if config.image_backend == "openai":
         from .backends.openai_images import generic_model
         names = config.image_models or ("dall-e-3",)
@@ -107,8 +115,12 @@ def build_models(config: Config) -> ModelRegistry:
         default = config.flux_model if config.flux_model in names else names[0]
         return ModelRegistry.build(names, default, catalog,
                                    gpt_image_names=config.gpt_image_aliases)
+    catalog = CATALOG
+    if config.image_backend == "demo":
+        from .backends.demo import demo_catalog
+        catalog = demo_catalog()         # the same models, at no cost: the demo bills nothing
     try:
-        return ModelRegistry.build(config.image_models, config.flux_model,
+        return ModelRegistry.build(config.image_models, config.flux_model, catalog,
                                    gpt_image_names=config.gpt_image_aliases,
                                    edit_name=config.edit_model)
     except ValueError as exc:

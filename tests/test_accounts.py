@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 import responses
 
 from flux_worker.backends.cloudflare import CloudflareBackend
@@ -23,9 +28,9 @@ from flux_worker.cost.accounts import (
     parse_accounts,
     read_accounts,
 )
-from flux_worker.cost.books import Books, BudgetRules
+from flux_worker.cost.books import Books, BudgetRules, ImageCost
 from flux_worker.cost.ledgers import MemoryLedger
-from flux_worker.errors import QuotaExceeded, UpstreamAuthFailed
+from flux_worker.errors import QuotaExceeded, UpstreamAuthFailed, UpstreamTimeout
 from flux_worker.generation.backend import GenerationRequest
 from flux_worker.net.upstream import make_session
 from tests.support import FakeClock
@@ -261,3 +266,83 @@ def test_the_single_account_form_keeps_cloudflares_own_answer(rsps):
     ({"cf-ai-neurons": "-1"}, None), ({"cf-ai-neurons": "x"}, None), ({}, None)])
 def test_billed_neurons_header(headers, expected):
     assert billed_neurons(headers) == expected
+
+
+# -- budgets of accounts are reserved, and what was billed is booked -----------------------------
+
+ALPHA = Account("dddddddd11112222333344445555", "tok-ALPHA-secret-4", budget=300.0)
+BETA = Account("eeeeeeee11112222333344445555", "tok-BETA-secret-5", budget=300.0)
+KEY = "sk-budget-test-key-0001"
+
+
+def draw(accounts: AccountPool, billed: float | None = None) -> tuple[str, float | None]:
+    """One generation as the pipeline runs it: reserve, generate, book, close."""
+    books = accounts.books
+    with books.reserve(KEY, SCHNELL.estimate(1024, 1024, 4)) as hold:
+        cost = ImageCost(hold, hold.estimate, SCHNELL.id)
+        try:
+            image = backend(accounts).generate(replace(request(), cost=cost))
+        except QuotaExceeded:
+            return "refused", None
+        return image.account or "-", cost.billed(image.neurons, image.account)
+
+
+def slow_ok(headers: dict | None = None):
+    def answer(_request):
+        time.sleep(0.2)                     # every generation is in flight at once
+        return 200, {"Content-Type": "application/json", **(headers or {})}, json.dumps(
+            ok_body())
+    return answer
+
+
+@pytest.mark.parametrize("billed", [None, 70.0])
+def test_parallel_generations_stay_within_account_budgets_by_the_stated_bound(
+        rsps, ledger, clock, billed):
+    """50 at once on two accounts @300: once 9.6 times the budget, now within the bound.
+
+    The bound: an account's spend passes its budget by at most what Cloudflare billed above
+    the estimates of the images in flight, so never when it bills the estimate.
+    """
+    accounts = pool(ALPHA, BETA, ledger=ledger, clock=clock)
+    headers = {"cf-ai-neurons": str(billed)} if billed else None
+    rsps.add_callback(responses.POST, url(ALPHA), callback=slow_ok(headers))
+    rsps.add_callback(responses.POST, url(BETA), callback=slow_ok(headers))
+    with ThreadPoolExecutor(50) as pool_:
+        outcomes = list(pool_.map(lambda _: draw(accounts), range(50)))
+    estimate = SCHNELL.estimate(1024, 1024, 4)
+    spent = accounts.books.spent()
+    served = {a.id: sum(1 for who, _ in outcomes if who == a.id) for a in (ALPHA, BETA)}
+    assert served == {ALPHA.id: 5, BETA.id: 5}       # 5 x 57.6 = 288 <= 300 < 6 x 57.6
+    assert sum(1 for who, _ in outcomes if who == "refused") == 40
+    for account in (ALPHA, BETA):
+        over = max(0.0, (billed or estimate) - estimate) * served[account.id]
+        assert spent["account:" + account.id] <= account.budget + over + 1e-6
+        assert spent["account:" + account.id] == pytest.approx(
+            served[account.id] * (billed or estimate))
+    assert len(rsps.calls) == 10                     # the 40 refused sent nothing
+
+
+def test_a_call_that_billed_nothing_gives_the_account_claim_back(rsps, ledger, clock):
+    team = Account(TEAM.id, TEAM.token, budget=100.0)
+    accounts = pool(team, PAID, ledger=ledger, clock=clock)
+    rsps.post(url(team), json=QUOTA_BODY, status=429)
+    rsps.post(url(PAID), json=ok_body())
+    assert draw(accounts) == (PAID.id, pytest.approx(57.6))
+    spent = accounts.books.spent()
+    assert spent.get("account:" + team.id, 0) == 0
+    assert spent["account:" + PAID.id] == pytest.approx(57.6)
+
+
+def test_a_call_that_may_have_been_billed_is_booked_although_it_failed(rsps, ledger, clock):
+    """A read timeout: the model may have run to the end, so the estimate is counted."""
+    accounts = pool(ALPHA, PAID, ledger=ledger, clock=clock)
+    rsps.post(url(ALPHA), body=requests.ReadTimeout("slow"))
+    books = accounts.books
+    with books.reserve(KEY, 57.6) as hold:
+        cost = ImageCost(hold, 57.6, SCHNELL.id)
+        with pytest.raises(UpstreamTimeout):
+            backend(accounts).generate(replace(request(), cost=cost))
+    spent = books.spent()
+    assert spent["service"] == pytest.approx(57.6)
+    assert spent["account:" + ALPHA.id] == pytest.approx(57.6)
+    assert len(rsps.calls) == 1                      # not retried: it may still be running

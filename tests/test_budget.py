@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from flux_worker.cost.books import Books, BudgetRules, parse_key_budgets
 from flux_worker.cost.days import human_duration, next_reset, utc_day
+from flux_worker.cost.health import CountersHealth
 from flux_worker.cost.ledgers import (
     DiskLedger,
     MemoryLedger,
@@ -17,15 +21,27 @@ from flux_worker.cost.ledgers import (
 )
 from flux_worker.errors import QuotaExceeded, StorageError
 from flux_worker.storage import CountersLocation
-from tests.support import FakeClock
+from flux_worker.storage.counters import REDIS_TIMEOUT
 
 ALICE, BOB, CAROL = "sk-alice-0001", "sk-bob-0002", "sk-carol-0003"
 
 
+class Clock:
+    """A settable clock (UTC)."""
+
+    def __init__(self, when: datetime):
+        self.now = when
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
 @pytest.fixture
 def clock():
-    """A settable clock (UTC), two minutes before midnight."""
-    return FakeClock(datetime(2026, 11, 20, 23, 58, 0, tzinfo=timezone.utc))
+    return Clock(datetime(2026, 11, 20, 23, 58, 0, tzinfo=timezone.utc))
 
 
 @pytest.fixture(params=["memory", "disk", "redis"])
@@ -202,8 +218,8 @@ def test_ledger_from_location(tmp_path, redis_url):
     disk.close()
     remote = ledger_from_location(CountersLocation.parse(redis_url))
     assert isinstance(remote, RedisLedger)
-    # The counters' client: a hung Redis costs a generation two seconds, not a hang.
-    assert remote.client.connection_pool.connection_kwargs["socket_timeout"] == 2.0
+    # The counters' client: a hung Redis costs a generation half a second, not a hang.
+    assert remote.client.connection_pool.connection_kwargs["socket_timeout"] == 0.5
     remote.close()
 
 
@@ -215,36 +231,165 @@ def test_disk_ledger_is_shared_by_two_openers(tmp_path, clock):
         second.reserve(None, 60)
 
 
-def test_an_unreachable_ledger_refuses_what_a_budget_limits_quickly_then_recovers(
-        redis_server, clock, caplog):
-    now = [100.0]
-    b = Books(RedisLedger(redis_server.url), BudgetRules(service=100), clock,
-              monotonic=lambda: now[0])
+class Ticking:
+    """A monotonic clock for CountersHealth that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingRedisLedger(RedisLedger):
+    """A Redis ledger that counts the commands it was asked to send."""
+
+    calls = 0
+
+    def charge(self, day, amounts, limits):
+        self.calls += 1
+        return super().charge(day, amounts, limits)
+
+
+def test_with_a_budget_an_unreachable_ledger_refuses_at_once_then_recovers(redis_server, clock,
+                                                                          caplog):
+    """Redis stopped: 503 storage_error, the ledger asked once, not once per request."""
+    ticking = Ticking()
+    ledger = CountingRedisLedger(redis_server.url)
+    b = Books(ledger, BudgetRules(service=100), clock,
+              health=CountersHealth(clock=ticking))
     redis_server.stop()
-    with pytest.raises(StorageError) as info:
-        b.reserve(ALICE, 50)                    # a budget that cannot be counted is not kept
-    assert info.value.status == 503 and info.value.code == "storage_error"
-    assert "COUNTERS_URL" in info.value.message and "127.0.0.1" not in info.value.message
-    assert "budget counters unavailable" in caplog.text and ALICE not in caplog.text
-    calls = []
-    b.ledger.charge = lambda *args: calls.append(args)        # type: ignore[method-assign]
+    for _ in range(20):
+        with pytest.raises(StorageError) as info:
+            b.reserve(ALICE, 50)
+        assert info.value.status == 503 and info.value.code == "storage_error"
+        assert info.value.retry_after and "COUNTERS_URL" in info.value.message
+        assert str(redis_server.port) not in info.value.message
+    assert ledger.calls == 1                        # the outage is remembered
     with pytest.raises(StorageError):
-        b.reserve(ALICE, 50)                    # the known outage: refused without asking
-    assert calls == []
-    with pytest.raises(StorageError):
-        b.check()                               # readiness asks, and says so
+        b.counters_state()                          # /readyz asks for real, and is told
     redis_server.start()
-    b.ledger = RedisLedger(redis_server.url)
-    now[0] += 10                                # the outage is forgotten after a while
-    b.reserve(ALICE, 50).close()
-    b.check()
+    with pytest.raises(StorageError):
+        b.reserve(ALICE, 50)                        # still within the remembered second
+    ticking.now += 1.0
+    b.reserve(ALICE, 50).settle(50, estimate=50, model="m")
+    assert b.spent()["service"] == pytest.approx(50)
+    assert b.counters_state() == "ok"
+    assert ALICE not in caplog.text and "counters unavailable" in caplog.text
+    ledger.close()
 
 
-def test_without_a_budget_an_unreachable_ledger_stops_nothing(redis_server, clock):
+def test_a_hung_ledger_costs_one_request_its_timeout_and_the_others_nothing(redis_server,
+                                                                           clock):
+    """Redis paused (SIGSTOP): the first reserve waits the short timeout, the rest do not."""
+    b = Books(RedisLedger(redis_server.url), BudgetRules(key_default=1000), clock)
+    b.reserve(ALICE, 10).close()                    # a pooled connection, as in service
+    process = redis_server._process
+    process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageError):
+            b.reserve(ALICE, 10)
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(50):
+            with pytest.raises(StorageError):
+                b.reserve(BOB, 10)
+        rest = time.monotonic() - started
+    finally:
+        process.send_signal(signal.SIGCONT)
+    # Generous bounds that still prove the point: once 2 s and 5 s per request, fail-open.
+    assert first < REDIS_TIMEOUT + 1.0
+    assert rest < 0.5
+    b.ledger.close()
+
+
+def test_one_request_asks_a_hung_ledger_again_while_the_others_are_refused(clock):
+    """After the remembered second, one request probes; the others go by the last answer."""
+    release = threading.Event()
+    asked = []
+
+    class Hung(MemoryLedger):
+        def charge(self, day, amounts, limits):
+            asked.append(1)
+            release.wait(5)
+            raise ConnectionError("still down")
+
+    ticking = Ticking()
+    b = Books(Hung(), BudgetRules(service=100), clock, health=CountersHealth(clock=ticking))
+    release.set()
+    with pytest.raises(StorageError):
+        b.reserve(None, 1)                          # the outage is found and remembered
+    release.clear()
+    ticking.now += 1.0
+    outcomes: list[float] = []
+
+    def attempt() -> None:
+        started = time.monotonic()
+        with pytest.raises(StorageError):
+            b.reserve(None, 1)
+        outcomes.append(time.monotonic() - started)
+
+    prober = threading.Thread(target=attempt)
+    prober.start()
+    while len(asked) < 2:
+        time.sleep(0.01)
+    others = [threading.Thread(target=attempt) for _ in range(10)]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(5)
+    assert len(outcomes) == 10 and max(outcomes) < 0.5 and len(asked) == 2
+    release.set()
+    prober.join(5)
+
+
+def test_without_a_budget_an_unreachable_ledger_does_not_stop_generation(redis_server, clock,
+                                                                        caplog):
     b = Books(RedisLedger(redis_server.url), BudgetRules(), clock)
     redis_server.stop()
-    assert not b.enforced
-    hold = b.reserve(ALICE, 50)                 # nothing to keep: the settlement may be lost
-    hold.settle(50, estimate=50, model="m")
+    hold = b.reserve(ALICE, 50)                 # nothing to hold back: no ledger call
+    hold.settle(50, estimate=50, model="m")     # lost, and logged
+    assert "budget ledger unavailable" in caplog.text
+    assert ALICE not in caplog.text
+    assert b.counters_state().startswith("unreachable; no budget")
+    b.ledger.close()
 
 
+def test_a_settlement_lost_in_an_outage_leaves_the_reservation_counted(clock):
+    class Flaky(MemoryLedger):
+        down = False
+
+        def add(self, day, amounts):
+            if self.down:
+                raise ConnectionError("down")
+            super().add(day, amounts)
+
+    ledger = Flaky()
+    b = Books(ledger, BudgetRules(service=100), clock)
+    hold = b.reserve(None, 40)
+    ledger.down = True
+    hold.close()                                # the release is lost: 40 stay counted
+    ledger.down = False
+    assert ledger.read(b.today())["service"] == 40_000
+
+
+# -- per-account budgets: reserved like the key's ------------------------------------------------
+
+def test_an_account_budget_is_reserved_so_parallel_images_cannot_pass_it(ledger, clock):
+    b = books(ledger, clock)
+    holds = [b.reserve(ALICE, 57.6) for _ in range(10)]
+    claimed = [h.claim_account("acc-a", 57.6, 300) for h in holds]
+    assert claimed == [True] * 5 + [False] * 5          # 5 x 57.6 = 288 <= 300 < 345.6
+    assert b.spent()["account:acc-a"] == pytest.approx(288)
+    for hold, ok in zip(holds, claimed, strict=True):
+        if ok:
+            hold.settle(57.6, estimate=57.6, model="m", account="acc-a")
+        hold.close()
+    assert b.spent()["account:acc-a"] == pytest.approx(288)
+    # a claim given back (the call billed nothing) frees the room at once
+    hold = b.reserve(ALICE, 10)
+    assert hold.claim_account("acc-b", 10, 15) and not b.reserve(BOB, 10).claim_account(
+        "acc-b", 10, 15)
+    hold.unclaim_account("acc-b", 10)
+    assert b.reserve(BOB, 10).claim_account("acc-b", 10, 15)

@@ -55,8 +55,18 @@ def usage(client, key=ALICE) -> dict:
     return resp.get_json()
 
 
-def test_x_neurons_on_chat_images_and_streams(make_client):
-    client = make_client()
+OK_BODY = {"result": {"image": JPEG_B64}, "success": True, "errors": [], "messages": []}
+
+
+@pytest.fixture
+def priced(make_client, rsps):
+    """Clients whose images Cloudflare (mocked) draws, priced as Workers AI bills them."""
+    rsps.post(run_url(), json=OK_BODY)
+    return lambda **extra: cf_client(make_client, **extra)
+
+
+def test_x_neurons_on_chat_images_and_streams(priced):
+    client = priced()
     resp = chat(client)
     assert resp.status_code == 200 and resp.headers["X-Neurons"] == "57.6"
     resp = client.post("/v1/images/generations", headers=bearer(ALICE),
@@ -70,18 +80,18 @@ def test_x_neurons_on_chat_images_and_streams(make_client):
         "Access-Control-Expose-Headers"]
 
 
-def test_show_cost_line_in_the_answers_language(make_client):
-    plain = chat(make_client()).get_json()["choices"][0]["message"]["content"]
+def test_show_cost_line_in_the_answers_language(priced):
+    plain = chat(priced()).get_json()["choices"][0]["message"]["content"]
     assert "neurons" not in plain
-    english = chat(make_client(SHOW_COST="true")).get_json()["choices"][0]["message"]["content"]
+    english = chat(priced(SHOW_COST="true")).get_json()["choices"][0]["message"]["content"]
     assert english.rstrip().endswith(
         "💰 Cost: 57.6 neurons ($0.000634 at the Workers AI paid rate)")
-    german = chat(make_client(SHOW_COST="true", LANGUAGE="de")).get_json()
+    german = chat(priced(SHOW_COST="true", LANGUAGE="de")).get_json()
     assert "57.6 Neuronen ($0.000634" in german["choices"][0]["message"]["content"]
 
 
-def test_key_budget_refuses_before_anything_is_generated(make_client):
-    client = make_client(KEY_BUDGETS=f"{ALICE}=100")
+def test_key_budget_refuses_before_anything_is_generated(priced):
+    client = priced(KEY_BUDGETS=f"{ALICE}=100")
     assert chat(client).status_code == 200
     refused = chat(client)
     assert refused.status_code == 429
@@ -99,16 +109,16 @@ def test_key_budget_refuses_before_anything_is_generated(make_client):
                        json={"prompt": "a cat", "n": 1}).status_code == 429
 
 
-def test_service_budget_and_stream_refusal_is_an_http_error(make_client):
-    client = make_client(DAILY_NEURONS="100")
+def test_service_budget_and_stream_refusal_is_an_http_error(priced):
+    client = priced(DAILY_NEURONS="100")
     assert chat(client, key=BOB).status_code == 200
     resp = chat(client, stream=True)
     assert resp.status_code == 429 and resp.mimetype == "application/json"
     assert "DAILY_NEURONS" in resp.get_json()["error"]["message"]
 
 
-def test_usage_for_a_key_and_for_the_admin(make_client):
-    client = make_client(KEY_DAILY_NEURONS="1000", DAILY_NEURONS="10000")
+def test_usage_for_a_key_and_for_the_admin(priced):
+    client = priced(KEY_DAILY_NEURONS="1000", DAILY_NEURONS="10000")
     chat(client)
     mine = usage(client)
     assert mine["object"] == "usage" and mine["resets_at"].endswith("T00:00:00Z")
@@ -120,17 +130,34 @@ def test_usage_for_a_key_and_for_the_admin(make_client):
     body = admin.get_json()
     assert body["service"]["left_neurons"] == pytest.approx(9942.4)
     assert {line["key"] for line in body["keys"]} == {short_hash(ALICE), short_hash(BOB)}
-    assert body["accounts"] == []                     # the demo backend has no accounts
+    assert [a["account"] for a in body["accounts"]] == [CF_ACCOUNT[:8] + "…"]
     text = admin.get_data(as_text=True)
-    assert ALICE not in text and BOB not in text and ADMIN not in text
+    assert ALICE not in text and BOB not in text and ADMIN not in text and CF_TOKEN not in text
     assert client.get("/v1/usage").status_code == 401
     assert client.get("/v1/usage", headers=bearer("sk-wrong")).status_code == 401
     # the admin key is not a client key
     assert chat(client, key=ADMIN).status_code == 401
 
 
+def test_the_demo_spends_nothing_and_no_budget_refuses_it(make_client):
+    """Demo images are drawn offline: 0 neurons everywhere, however small the budgets."""
+    client = make_client(DAILY_NEURONS="100", KEY_DAILY_NEURONS="1", SHOW_COST="true")
+    for _ in range(3):
+        resp = chat(client)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        assert float(resp.headers["X-Neurons"]) == 0
+    images = client.post("/v1/images/generations", headers=bearer(ALICE),
+                         json={"model": "flux", "prompt": "a cat", "n": 2})
+    assert images.status_code == 200 and float(images.headers["X-Neurons"]) == 0
+    mine = usage(client)
+    assert mine["key"]["spent_neurons"] == 0 and mine["key"]["spent_usd"] == 0
+    assert usage(client, ADMIN)["service"]["spent_neurons"] == 0
+    cost = client.get("/v1/models/flux-1-schnell", headers=bearer(ALICE)).get_json()["cost"]
+    assert cost["estimate_neurons"] == 0 and "nothing is billed" in cost["price"]["note"]
+
+
 def test_model_detail_has_price_and_default_size_estimate(make_client):
-    client = make_client()
+    client = cf_client(make_client)
     body = client.get("/v1/models/flux-2-dev", headers=bearer(ALICE)).get_json()
     assert body["cost"]["default_size"] == "1024x768"
     # 4 output tiles x 4 steps (FLUX_NUM_STEPS) x 37.2727 neurons
@@ -138,8 +165,8 @@ def test_model_detail_has_price_and_default_size_estimate(make_client):
     assert "per output tile per step" in body["cost"]["price"]["formula"]
 
 
-def test_the_service_budget_is_the_admins_not_the_welcome_pages(make_client):
-    client = make_client(DAILY_NEURONS="10000")
+def test_the_service_budget_is_the_admins_not_the_welcome_pages(priced):
+    client = priced(DAILY_NEURONS="10000")
     chat(client)
     service = usage(client, ADMIN)["service"]
     assert service["spent_neurons"] == pytest.approx(57.6)
@@ -150,8 +177,8 @@ def test_the_service_budget_is_the_admins_not_the_welcome_pages(make_client):
     assert "10000" not in page and "57.6" not in page and "/v1/usage" in page
 
 
-def test_metrics_count_neurons_per_model_and_no_account(make_client):
-    client = make_client()
+def test_metrics_count_neurons_per_model_and_no_account(priced):
+    client = priced()
     chat(client)
     text = client.get("/metrics").get_data(as_text=True)
     line = next(line for line in text.splitlines() if line.startswith("flux_worker_neurons_total")
@@ -223,3 +250,25 @@ def test_two_accounts_first_used_up_moves_on_and_the_admin_sees_both(make_client
     assert "SECRET" not in json.dumps(info) + json.dumps(ready)
     page = client.get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert "second01" not in page and "SECRET" not in page
+
+
+def test_budgets_fail_closed_and_readyz_says_so_while_the_counters_are_down(priced, redis_server):
+    """COUNTERS_URL=redis://… stopped: generations 503 at once, /readyz 503 in general words."""
+    client = priced(COUNTERS_URL=redis_server.url, DAILY_NEURONS="10000")
+    assert chat(client).status_code == 200
+    assert client.get("/readyz").get_json()["checks"]["counters"] == "ok"
+    redis_server.stop()
+    for _ in range(5):
+        refused = chat(client)
+        assert refused.status_code == 503, refused.get_data(as_text=True)
+        error = refused.get_json()["error"]
+        assert error["code"] == "storage_error" and "COUNTERS_URL" in error["message"]
+        assert refused.headers["Retry-After"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["status"] == "unavailable"
+    checks = ready.get_json()["checks"]
+    assert "unreachable" in checks["counters"] and checks["storage"] == "ok"
+    assert str(redis_server.port) not in ready.get_data(as_text=True)
+    redis_server.start()
+    assert client.get("/readyz").get_json()["checks"]["counters"] == "ok"   # told at once
+    assert chat(client).status_code == 200

@@ -11,6 +11,7 @@ import responses
 from mcp import Client
 from PIL import Image
 
+from flux_worker.backends.demo import DemoBackend
 from flux_worker.mcp.caller import ToolCaller
 from flux_worker.mcp.preview import PREVIEW_MAX_SIDE, PREVIEW_SIDE, inline_image
 from flux_worker.mcp.server import build_server
@@ -205,8 +206,16 @@ def _png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+def priced_services(**env):
+    """Services priced as Workers AI bills (a Cloudflare configuration), drawn offline."""
+    svc = build_services(make_config(CF_ACCOUNT_ID="acc-test", CF_API_TOKEN="cf-test-token",
+                                     **env))
+    svc.backend = svc.pipeline.backend = DemoBackend()
+    return svc
+
+
 def test_budgets_count_mcp_calls_and_refuse_with_a_tool_error():
-    svc = build_services(make_config(DAILY_NEURONS="100", SHOW_COST="true"))
+    svc = priced_services(DAILY_NEURONS="100", SHOW_COST="true")
     try:
         async def twice(client):
             first = await client.call_tool("generate_image", {"prompt": "a cat"})
@@ -226,10 +235,17 @@ def test_budgets_count_mcp_calls_and_refuse_with_a_tool_error():
 
 
 def test_list_models_tells_the_cost_estimate(services):
-    result = run(services, lambda c: c.call_tool("list_models", {}))
+    priced = priced_services()
+    try:
+        result = run(priced, lambda c: c.call_tool("list_models", {}))
+    finally:
+        priced.close()
     by_name = {m["name"]: m for m in result.structured_content["models"]}
     cost = by_name["flux-1-schnell"]["cost"]
     assert cost["estimate_neurons"] == pytest.approx(57.6) and cost["price"] is not None
+    demo = run(services, lambda c: c.call_tool("list_models", {}))    # draws, bills nothing
+    cost = {m["name"]: m for m in demo.structured_content["models"]}["flux-1-schnell"]["cost"]
+    assert cost["estimate_neurons"] == 0
 
 
 def test_images_kept_for_ever_have_no_expiry_note():

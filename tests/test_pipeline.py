@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import threading
+from dataclasses import replace
 
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.catalog.registry import ModelRegistry
@@ -82,10 +84,11 @@ def pipeline(backend=None, translator=None, store=None) -> Pipeline:
 
 class SpyHold:
     def __init__(self):
-        self.settled = []
+        self.settled, self.accounts = [], []
 
     def settle(self, neurons, *, estimate, model, account=None):
         self.settled.append((neurons, estimate, model))
+        self.accounts.append(account)
 
 
 def test_render_stores_the_exact_size_and_settles_its_neurons():
@@ -107,11 +110,35 @@ def test_a_cancelled_render_calls_nothing_and_stores_nothing():
     assert backend.requests == [] and pipe.store.keys == set()
 
 
-def test_bytes_that_are_not_an_image_are_the_models_failure_and_stored_nowhere():
-    pipe = pipeline(Recording(answer=b"<html>oops</html>"))
-    with pytest.raises(UpstreamError, match="not an image"):
-        pipe.render(job(), "a cat")
+def test_a_client_gone_after_the_upstream_answered_is_charged_and_counted():
+    """Cloudflare billed the image: a client that hung up meanwhile pays like one that waited,
+    nothing is stored, and /metrics counts the neurons of the cancelled generation."""
+    cancel = threading.Event()
+
+    class Leaving(Recording):
+        def generate(self, request):
+            image = super().generate(request)
+            cancel.set()                       # the client hangs up while the model draws
+            return replace(image, neurons=61.0, account="acc-1")
+
+    pipe, hold, planned = pipeline(Leaving()), SpyHold(), job()
+    counted = {"model": planned.model.id}
+    before = REGISTRY.get_sample_value("flux_worker_cancelled_neurons_total", counted) or 0.0
+    with pytest.raises(Cancelled):
+        pipe.render(planned, planned.prompt, cancel=cancel, hold=hold)  # type: ignore[arg-type]
+    assert hold.settled == [(61.0, planned.estimate, planned.model.id)]
+    assert hold.accounts == ["acc-1"]          # the account's budget counts it too
     assert pipe.store.keys == set()
+    after = REGISTRY.get_sample_value("flux_worker_cancelled_neurons_total", counted)
+    assert after == pytest.approx(before + 61.0)
+
+
+def test_bytes_that_are_not_an_image_are_the_models_failure_and_stored_nowhere():
+    pipe, hold, planned = pipeline(Recording(answer=b"<html>oops</html>")), SpyHold(), job()
+    with pytest.raises(UpstreamError, match="not an image"):
+        pipe.render(planned, "a cat", hold=hold)  # type: ignore[arg-type]
+    assert pipe.store.keys == set()
+    assert hold.settled == [(12.5, planned.estimate, planned.model.id)]   # billed all the same
 
 
 def test_a_failed_store_marks_storage_failed_for_the_next_requests():

@@ -209,15 +209,40 @@ def test_the_byte_bound_evicts_the_oldest_images(bounded_store):
     assert 0 < len(kept) * size <= MAX_BYTES + size
 
 
-def test_images_kept_for_ever_are_still_bounded_oldest_first(bounded_store):
+def test_images_kept_for_ever_are_never_evicted_a_full_store_refuses_new_ones(bounded_store,
+                                                                             clock):
+    """IMAGE_EXPIRATION=0: one key filling the store must not push out another key's images."""
     size = 64 << 10
-    keys = [new_key() for _ in range(48)]
-    for i, key in enumerate(keys):
-        bounded_store.put(key, bytes([i]) * size, "image/jpeg", KEEP_FOREVER)
-    assert bounded_store.get(keys[0]) is None
-    assert bounded_store.get(keys[-1]).data == bytes([47]) * size
-    kept = [key for key in keys if bounded_store.get(key) is not None]
-    assert 0 < len(kept) * size <= MAX_BYTES + size
+    first = new_key()
+    bounded_store.put(first, b"\x01" * size, "image/jpeg", KEEP_FOREVER)   # someone else's
+    bounded_store.ping()
+    stored, refused = 0, 0
+    for i in range(48):                                   # three times the bound
+        try:
+            bounded_store.put(new_key(), bytes([i]) * size, "image/jpeg", KEEP_FOREVER)
+            stored += 1
+        except StorageFull as exc:
+            refused += 1
+            assert exc.status == 507 and "IMAGE_EXPIRATION=0" in exc.message
+    assert bounded_store.get(first).data == b"\x01" * size
+    assert 0 < stored and (stored + 1) * size <= MAX_BYTES and refused == 48 - stored
+    # Known to be full before the next generation is bought upstream...
+    with pytest.raises(StorageFull):
+        bounded_store.ping()
+    # ...and usable again once an image is gone.
+    bounded_store.delete(first)
+    bounded_store.ping()
+    bounded_store.put(new_key(), b"\x02" * size, "image/jpeg", KEEP_FOREVER)
+
+
+def test_expired_images_make_room_for_one_kept_for_ever(bounded_store, clock):
+    size = 64 << 10
+    for i in range(MAX_BYTES // size):
+        bounded_store.put(new_key(), bytes([i]) * size, "image/jpeg", 60)
+    clock.advance(61)
+    key = new_key()
+    bounded_store.put(key, b"\x03" * size, "image/jpeg", KEEP_FOREVER)
+    assert bounded_store.get(key).data == b"\x03" * size
 
 
 def test_an_image_larger_than_the_bound_is_refused_as_full(bounded_store):

@@ -183,7 +183,7 @@ def test_counters_url_apart_from_the_images(tmp_path, redis_url):
 def test_counter_clients_for_a_ledger(tmp_path, redis_url):
     client = redis_client(CountersLocation.parse(redis_url))
     kwargs = client.connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] == REDIS_TIMEOUT == 2.0
+    assert kwargs["socket_timeout"] == REDIS_TIMEOUT == 0.5
     assert kwargs["socket_connect_timeout"] == REDIS_TIMEOUT
     assert client.incr("flux-worker:test-counter") >= 1
     client.close()

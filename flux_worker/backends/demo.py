@@ -8,6 +8,10 @@ always gives the same bytes, so tests and clients can rely on it.
 Only Pillow's built-in font is used (``ImageFont.load_default(size=...)``, Pillow >= 10.1), so no
 font files are needed. It covers Latin scripts; other characters (Chinese, emoji) are drawn as
 placeholder boxes rather than failing.
+
+Nothing is billed for a demo image, so the demo offers the Workers AI models at a price of 0
+neurons (`demo_catalog`): estimates, reservations, settlements, `/v1/usage` and the page all
+say 0, and no budget ever refuses a demo image.
 """
 
 from __future__ import annotations
@@ -15,10 +19,15 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import io
+from dataclasses import replace
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from ..catalog.spec import ModelSpec, Price
+from ..catalog.workers_ai import CATALOG
 from ..generation.backend import GeneratedImage, GenerationRequest
+
+FREE = Price(note="The demo backend draws offline: nothing is billed.")
 
 JPEG_QUALITY = 88
 ELLIPSIS = "…"
@@ -26,6 +35,11 @@ ELLIPSIS = "…"
 _MAX_PROMPT_CHARS = 600
 _WHITE = (255, 255, 255)
 _INK = (20, 20, 28)
+
+
+def demo_catalog() -> tuple[ModelSpec, ...]:
+    """The models the demo offers: the Workers AI catalog's, at no cost."""
+    return tuple(replace(spec, price=FREE) for spec in CATALOG)
 
 
 class DemoBackend:

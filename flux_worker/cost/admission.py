@@ -81,7 +81,7 @@ class Admission:
         :raises Overloaded: no free slots (503): nothing is charged.
         :raises RateLimited: over the limit (429): the slots are given back.
         :raises QuotaExceeded: over a daily budget (429): slots and count are given back.
-        :raises StorageError: the rate-limit counters are unreachable (503).
+        :raises StorageError: the counters of a rate limit or budget are unreachable (503).
         """
         self.gate.acquire(images)
         ticket = Ticket(lambda: self.gate.release(images))

@@ -3,7 +3,18 @@
 Every count is per UTC day (days.py). A generation is charged in two steps: `reserve` adds the
 estimate before anything is sent upstream, refusing with 429 `insufficient_quota` when a budget
 would be passed; the hold is then settled with the real figure (Cloudflare's, when it reports
-one) or released when the generation failed, so a failure costs nothing in the books.
+one) for every upstream call that was billed, and what was not settled is given back when the
+generation ends. A call is billed once Cloudflare has drawn the image, whoever still listens:
+a client that hung up, an answer that is no image or a store that fails does not undo the bill.
+A failure before that (refused, never sent, an error answer) costs nothing.
+
+Cloudflare accounts with a budget of their own (`CF_ACCOUNTS=id:token@neurons`) are reserved the
+same way, one image at a time, when the backend picks the account (`ImageCost.claim`). So a
+budget is passed only by what Cloudflare bills above the estimates of the images in flight: never
+when its figure is the estimate, as for every model whose price Cloudflare lists.
+
+When a budget applies and its counters cannot be read or written, the generation is refused
+with 503 `storage_error` (health.py): a budget that cannot be counted protects nothing.
 """
 
 from __future__ import annotations
@@ -11,29 +22,18 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from .. import metrics
 from ..errors import QuotaExceeded, StorageError
 from .days import Clock, human_duration, next_reset, utc_day, utc_now
+from .health import CountersHealth
 from .ledgers import MILLI, SERVICE, Ledger, account_counter, key_counter, short_hash
 from .money import dollars, neurons_text
 
 # The name these lines have always carried in the log, which operators may filter on.
 log = logging.getLogger("flux_worker.cost.budget")
-
-# Seconds a budget ledger failure is remembered: requests meanwhile are refused at once (a hung
-# Redis made each of them wait its 2 s timeout), and the first one after it asks again.
-OUTAGE_SECONDS = 2.0
-
-
-def _counters_down() -> StorageError:
-    """The 503 of a generation whose budget cannot be counted (names no host: open answers)."""
-    return StorageError("The budget counters (COUNTERS_URL) cannot be reached, so a generation "
-                        "that a daily budget limits cannot start now: nothing was sent to the "
-                        "image model. Try again shortly.", retry_after=5)
 
 
 def _milli(neurons: float) -> int:
@@ -51,6 +51,11 @@ class BudgetRules:
     def for_key(self, secret: str) -> float | None:
         """The budget of an API key: its own, else the default."""
         return self.keys.get(short_hash(secret), self.key_default)
+
+    @property
+    def any(self) -> bool:
+        """Whether any budget applies (then generations need the counters)."""
+        return self.service is not None or self.key_default is not None or bool(self.keys)
 
 
 def parse_key_budgets(text: str, known_keys: Iterable[str] = ()) -> dict[str, float]:
@@ -91,13 +96,42 @@ class Hold:
         self.books = books
         self.day = day
         self._left = dict(counters)       # reserved milli-neurons not yet settled or released
+        self._accounts: dict[str, int] = {}   # the same, on accounts with a budget of their own
         self._lock = threading.Lock()
         self.neurons = 0.0                # settled so far
         self.estimate = estimate          # what was reserved, in neurons
 
+    def claim_account(self, account: str, neurons: float, budget: float | None) -> bool:
+        """Reserve one image's `neurons` on the Cloudflare account about to draw it.
+
+        Returns False when the account's own budget cannot take them: the reservations of the
+        images in flight are in its counter, so parallel requests cannot all pass it at once.
+        Without a budget nothing is held back; the settlement alone counts the spend.
+
+        :raises StorageError: the counters are unreachable, so the budget cannot be kept.
+        """
+        if budget is None:
+            return True
+        name, amount = account_counter(account), _milli(neurons)
+        if self.books.charge(self.day, {name: amount}, {name: _milli(budget)}) is not None:
+            return False
+        with self._lock:
+            self._accounts[name] = self._accounts.get(name, 0) + amount
+        return True
+
+    def unclaim_account(self, account: str, neurons: float) -> None:
+        """Give back one image's reservation on `account`: the call there billed nothing."""
+        name = account_counter(account)
+        with self._lock:
+            back = min(self._accounts.get(name, 0), _milli(neurons))
+            if back:
+                self._accounts[name] -= back
+        if back:
+            self.books.add(self.day, {name: -back})
+
     def settle(self, neurons: float, *, estimate: float, model: str,
                account: str | None = None) -> None:
-        """Book one image: its real `neurons` replace its `estimate` (reserved earlier)."""
+        """Book one billed call: its real `neurons` replace its `estimate` (reserved earlier)."""
         real, planned = _milli(neurons), _milli(estimate)
         with self._lock:
             self.neurons += neurons
@@ -106,8 +140,12 @@ class Hold:
                 taken = min(self._left[name], planned)
                 self._left[name] -= taken
                 amounts[name] = real - taken
-        if account:
-            amounts[account_counter(account)] = amounts.get(account_counter(account), 0) + real
+            if account:
+                name = account_counter(account)
+                taken = min(self._accounts.get(name, 0), planned)
+                if taken:
+                    self._accounts[name] -= taken
+                amounts[name] = amounts.get(name, 0) + real - taken
         self.books.add(self.day, amounts)
         metrics.observe_neurons(model, neurons)
 
@@ -126,10 +164,12 @@ class Hold:
             self.books.add(self.day, back)
 
     def close(self) -> None:
-        """Give back what was reserved and not settled (failed images cost nothing)."""
+        """Give back what was reserved and not settled (images never billed cost nothing)."""
         with self._lock:
-            back = {name: -left for name, left in self._left.items() if left}
+            back = {name: -left for name, left in (*self._left.items(), *self._accounts.items())
+                    if left}
             self._left = {name: 0 for name in self._left}
+            self._accounts.clear()
         if back:
             self.books.add(self.day, back)
 
@@ -140,39 +180,67 @@ class Hold:
         self.close()
 
 
+class ImageCost:
+    """One image's share of a request's Hold, handed to the backend that draws it.
+
+    The backend claims the Cloudflare account it is about to call (`claim`), gives the claim
+    back when that call billed nothing (`unclaim`), and books a call that was billed although it
+    failed (`billed`: a read timeout, an answer that is no image). The pipeline books a success
+    the same way, as soon as the upstream has answered and before anything else can fail.
+    """
+
+    def __init__(self, hold: Hold | None, estimate: float | None, model: str):
+        self.hold = hold
+        self.estimate = estimate          # one image's neurons; None: not priced
+        self.model = model
+
+    def claim(self, account: str, budget: float | None) -> bool:
+        """Reserve this image on `account`; False when the account's budget cannot take it.
+
+        :raises StorageError: the counters are unreachable while the account has a budget.
+        """
+        if self.hold is None or self.estimate is None:
+            return True
+        return self.hold.claim_account(account, self.estimate, budget)
+
+    def unclaim(self, account: str) -> None:
+        """Give this image's reservation on `account` back: the call there billed nothing."""
+        if self.hold is not None and self.estimate is not None:
+            self.hold.unclaim_account(account, self.estimate)
+
+    def billed(self, neurons: float | None, account: str | None = None) -> float | None:
+        """Book one billed upstream call: `neurons` as reported, else the estimate.
+
+        Returns the figure booked (None for a model without a price).
+        """
+        figure = neurons if neurons is not None else self.estimate
+        if self.hold is not None and figure is not None:
+            self.hold.settle(figure, estimate=self.estimate or 0.0, model=self.model,
+                             account=account)
+        return figure
+
+
 class Books:
     """Reserve, settle and report neurons against the daily budgets."""
 
     def __init__(self, ledger: Ledger, rules: BudgetRules, clock: Clock = utc_now,
-                 outage_for: float = OUTAGE_SECONDS,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 health: CountersHealth | None = None):
         self.ledger = ledger
         self.rules = rules
         self.clock = clock
-        self.outage_for = outage_for
-        self._monotonic = monotonic
-        self._outage_since = float("-inf")      # when the ledger last failed (monotonic)
-
-    @property
-    def enforced(self) -> bool:
-        """Whether any budget applies (only then must the ledger answer for a generation)."""
-        return (self.rules.service is not None or self.rules.key_default is not None
-                or bool(self.rules.keys))
-
-    def check(self) -> None:
-        """Raise StorageError unless the ledger answers now (readiness; nothing is cached)."""
-        try:
-            self.ledger.read(self.today())
-        except Exception as exc:
-            raise self._outage(exc) from None
-        self._outage_since = float("-inf")
+        # Shared with the rate limiter (services.py): both count in COUNTERS_URL.
+        self.health = health or CountersHealth(required=rules.any)
 
     def today(self) -> str:
         """The UTC day the books count in now."""
         return utc_day(self.clock())
 
     def reserve(self, key: str | None, neurons: float) -> Hold:
-        """Reserve `neurons` for the service and `key`; raise QuotaExceeded naming the budget."""
+        """Reserve `neurons` for the service and `key`.
+
+        :raises QuotaExceeded: a budget would be passed (the message names it).
+        :raises StorageError: a budget applies and its counters are unreachable (fail closed).
+        """
         day = self.today()
         amount = _milli(neurons)
         counters = {SERVICE: amount}
@@ -188,43 +256,55 @@ class Books:
             # Nothing to hold back: the settlement alone counts the spend, which saves one
             # ledger transaction per generation (docs/benchmarks.md).
             return Hold(self, day, dict.fromkeys(counters, 0), neurons)
-        if self._monotonic() - self._outage_since < self.outage_for:
-            # A known outage: refuse at once rather than wait a timeout per request.
-            raise _counters_down()
-        try:
-            refused = self.ledger.charge(day, counters, limits)
-        except Exception as exc:
-            # A budget that cannot be counted is not kept: refuse rather than spend unseen.
-            raise self._outage(exc) from None
+        refused = self.charge(day, counters, limits)
         if refused is not None:
             raise self._over_budget(refused, day, neurons)
         return Hold(self, day, counters, neurons)
 
-    def _outage(self, exc: Exception) -> StorageError:
-        log.warning("budget counters unavailable (%s): generations a budget limits are refused",
-                    type(exc).__name__)
-        self._outage_since = self._monotonic()
-        return _counters_down()
+    def charge(self, day: str, counters: Mapping[str, int],
+               limits: Mapping[str, int]) -> str | None:
+        """Add `counters` unless a limited one would pass its limit; return that one's name.
+
+        :raises StorageError: the counters are unreachable (now, or moments ago: health.py).
+        """
+        with self.health.guard("budget"):
+            return self.ledger.charge(day, counters, limits)
 
     def add(self, day: str, amounts: Mapping[str, int]) -> None:
-        """Adjust counters (settlements, releases); a ledger outage is logged, not raised."""
+        """Adjust counters (settlements, releases); a ledger outage is logged, not raised.
+
+        A lost settlement leaves the reservation counted: the books err towards spent.
+        """
         amounts = {name: value for name, value in amounts.items() if value}
         if not amounts:
             return
         try:
-            self.ledger.add(day, amounts)
-        except Exception as exc:
-            log.warning("budget ledger unavailable, a settlement was lost: %s",
-                        type(exc).__name__)
+            with self.health.guard("budget settlement"):
+                self.ledger.add(day, amounts)
+        except StorageError:
+            log.warning("budget ledger unavailable, a settlement was lost")
 
     def spent(self, day: str | None = None) -> dict[str, float]:
-        """Every counter of the day (today by default), in neurons."""
+        """Every counter of the day (today by default), in neurons; {} while unreachable."""
         try:
-            raw = self.ledger.read(day or self.today())
-        except Exception as exc:
-            log.warning("budget ledger unavailable: %s", type(exc).__name__)
+            with self.health.guard("budget read"):
+                raw = self.ledger.read(day or self.today())
+        except StorageError:
             return {}
         return {name: value / MILLI for name, value in raw.items()}
+
+    def counters_state(self) -> str:
+        """Ask the counters now, for /readyz: "ok", or why they are not needed when unreachable.
+
+        :raises StorageError: unreachable while a budget or rate limit must count there.
+        """
+        try:
+            self.health.probe(lambda: self.ledger.read(self.today()), "readiness")
+        except StorageError:
+            if self.health.required:
+                raise
+            return "unreachable; no budget or rate limit counts there, so usage is not recorded"
+        return "ok"
 
     def resets(self) -> dict:
         """When the books reset: the time and the seconds left."""

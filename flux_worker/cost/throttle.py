@@ -10,25 +10,18 @@ across processes).
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import threading
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 from limits import parse_many
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
-from ..errors import Overloaded, RateLimited, StorageError
+from ..errors import Overloaded, RateLimited
 from ..storage.counters import directory, redis_client
 from ..storage.location import DISK, REDIS, CountersLocation
-
-log = logging.getLogger(__name__)
-
-# Seconds a caller is asked to wait while the counter store is unreachable.
-COUNTERS_RETRY_AFTER = 5
+from .health import CountersHealth
 
 
 class DiskcacheStorage(Storage):
@@ -99,19 +92,22 @@ class RateLimiter:
 
     When the counter store is unreachable the limiter fails closed (503 storage_error): counts
     that cannot be kept protect nothing, and an open door would let any caller spend the
-    upstream quota while Redis is down.
+    upstream quota while Redis is down. `health` remembers the outage (shared with the budgets,
+    which count in the same store), so the requests of an outage are refused without a wait.
     """
 
-    def __init__(self, spec: str, counters: CountersLocation):
+    def __init__(self, spec: str, counters: CountersLocation,
+                 health: CountersHealth | None = None):
         self.items = parse_many(spec.replace(";", ","))
         self.storage = limits_storage(counters)
         self.strategy = FixedWindowRateLimiter(self.storage)
+        self.health = health or CountersHealth()
 
     def test(self, identity: str) -> None:
         """Raise RateLimited when `identity` could not take one more image now; count nothing."""
         ident = _digest(identity)
         for item in self.items:
-            with _counters_reachable():
+            with self.health.guard("rate limit"):
                 allowed = self.strategy.test(item, "flux-worker", ident)
             if not allowed:
                 raise self._refusal(item, ident)
@@ -120,13 +116,13 @@ class RateLimiter:
         """Count `cost` images for `identity`; raise RateLimited when a limit would be exceeded."""
         ident = _digest(identity)
         for item in self.items:
-            with _counters_reachable():
+            with self.health.guard("rate limit"):
                 allowed = self.strategy.hit(item, "flux-worker", ident, cost=cost)
             if not allowed:
                 raise self._refusal(item, ident)
 
     def _refusal(self, item, ident: str) -> RateLimited:
-        with _counters_reachable():
+        with self.health.guard("rate limit"):
             reset = self.strategy.get_window_stats(item, "flux-worker", ident).reset_time
         retry = max(1, math.ceil(reset - time.time()))
         return RateLimited(
@@ -137,21 +133,6 @@ class RateLimiter:
 def _digest(identity: str) -> str:
     # The key itself never reaches the storage, only a digest of it.
     return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-@contextmanager
-def _counters_reachable() -> Iterator[None]:
-    """Turn any failure of the counter store into a 503 that names no address."""
-    try:
-        yield
-    except RateLimited:
-        raise
-    except Exception as exc:  # redis, sqlite and OS errors alike: the store is not usable
-        log.warning("rate limit counters unavailable, refusing generations: %s",
-                    type(exc).__name__)
-        raise StorageError(
-            "The rate-limit counters are unreachable, so no generation can be counted. "
-            "Try again in a few seconds.", retry_after=COUNTERS_RETRY_AFTER) from exc
 
 
 class InflightGate:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..catalog.spec import ModelSpec
+from ..cost.books import ImageCost
 from ..inputs.image import InputImage
 
 
@@ -29,6 +30,10 @@ class GenerationRequest:
     variation: bool = False              # an images/variations request (no user prompt)
     # Set when the client has gone: a backend checks it before any retry.
     cancel: threading.Event | None = None
+    # This image's share of the budget reservation: a backend that picks among accounts with
+    # budgets claims one here, and a call billed although it failed is booked here (the
+    # pipeline books a success). None: nothing is counted.
+    cost: ImageCost | None = None
 
 
 @dataclass(frozen=True)

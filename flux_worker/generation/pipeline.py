@@ -5,6 +5,10 @@ The steps are separate methods so the chat stream can report each as it complete
 succeeded, so a failed generation leaves no trace. A `cancel` event, set when the client has gone,
 is checked before every step that costs something (translation, the upstream call, a retry,
 storing), so a generation nobody waits for stops as soon as it can.
+
+What the upstream billed is booked the moment it answers, before anything that can still fail
+(the cancel check, fitting, storing): the call cannot be recalled, so a client that hung up is
+charged for it like one that waited, and so is its key's budget and the account's.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import metrics
 from ..catalog.spec import SEED_MAX
-from ..cost.books import Hold
-from ..errors import StorageError, UpstreamError, raise_if_cancelled
+from ..cost.books import Hold, ImageCost
+from ..errors import Cancelled, StorageError, UpstreamError, raise_if_cancelled
 from ..storage import ImageStore, new_key
 from ..storage.health import StoreHealth
 from . import fitting
@@ -63,7 +67,8 @@ class Pipeline:
                cancel: threading.Event | None = None, hold: Hold | None = None) -> ImageResult:
         """Generate, fit to the job's exact size and store; return the stored image.
 
-        The image's neurons (Cloudflare's figure, else the estimate) are settled on `hold`.
+        The image's neurons (Cloudflare's figure, else the estimate) are settled on `hold` as
+        soon as the backend has answered: billed is billed, whatever happens next.
 
         Storage was checked once, when the generation was admitted (`Generations.start`).
 
@@ -71,22 +76,24 @@ class Pipeline:
         """
         seed = job.seed if seed is None else seed
         raise_if_cancelled(cancel)
+        cost = ImageCost(hold, job.estimate, job.model.id)
         request = GenerationRequest(
             prompt=prompt, model=job.model, width=job.width, height=job.height,
             steps=job.steps, seed=seed, negative_prompt=job.negative, guidance=job.guidance,
             images=job.images, mask=job.mask, strength=job.strength, variation=job.variation,
-            cancel=cancel)
+            cancel=cancel, cost=cost)
         started = time.monotonic()
         # The fit is inside: bytes that are not an image are the model's failure, not a success.
         with metrics.track_generation(job.model.id) as generation:
             generated = self.backend.generate(request)
             generation.upstream_done()
-            neurons = generated.neurons if generated.neurons is not None else job.estimate
-            if cancel is not None and cancel.is_set():
-                # The upstream made (and billed) the image: a caller who hung up still spent it,
-                # on its budgets and the account's; only fitting and storing are saved.
-                _settle(hold, neurons, job, generated.account)
+            neurons = cost.billed(generated.neurons, generated.account)
+            # Fitting and storing cost this server's time and storage: not for a client that left.
+            try:
                 raise_if_cancelled(cancel)
+            except Cancelled:
+                metrics.observe_cancelled_neurons(job.model.id, neurons or 0.0)
+                raise
             try:
                 fitted = fitting.fit(generated.data, job.width, job.height, job.output_format)
             except fitting.NotAnImage as exc:
@@ -102,7 +109,6 @@ class Pipeline:
         metrics.observe_stored(len(fitted.data))
         log.debug("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
-        _settle(hold, neurons, job, generated.account)
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
                            width=fitted.width, height=fitted.height, seed=seed,
                            neurons=neurons, account=generated.account)
@@ -150,9 +156,3 @@ class Pipeline:
             return index or None
         return (job.seed + index) % (SEED_MAX + 1)
 
-
-def _settle(hold: Hold | None, neurons: float | None, job: ImageJob,
-            account: str | None) -> None:
-    """Book one image's neurons (the upstream's figure, else the estimate) on the hold."""
-    if hold is not None and neurons is not None:
-        hold.settle(neurons, estimate=job.estimate or 0.0, model=job.model.id, account=account)

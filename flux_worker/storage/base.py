@@ -14,8 +14,10 @@ from ..errors import StorageFull
 # 16 random bytes = 128 bits, URL-safe base64 without padding: 22 characters.
 KEY_BYTES = 16
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
-# A ttl of 0 (IMAGE_EXPIRATION=0) keeps an image for ever: its `expires` is infinite and only the
-# store's own bound (STORAGE_MAX_BYTES, Redis's maxmemory, the bucket's lifecycle) removes it.
+# A ttl of 0 (IMAGE_EXPIRATION=0) keeps an image for ever: its `expires` is infinite. A store
+# bounded by STORAGE_MAX_BYTES (memory, disk) never evicts such an image for another one: once
+# full it refuses new ones (`kept_for_ever_full`), so one key cannot push out everybody's images.
+# Redis's maxmemory and a bucket's lifecycle are their operators' own rules.
 KEEP_FOREVER = 0
 NEVER = math.inf
 # What `ttl` reports for an image kept for ever: a year, the longest lifetime HTTP caches honour.
@@ -77,6 +79,14 @@ def new_entry(data: bytes, content_type: str, ttl: int, now: float,
     return StoredImage(bytes(data), content_type, now, NEVER if ttl == KEEP_FOREVER else now + ttl)
 
 
+def kept_for_ever_full() -> StorageFull:
+    """The refusal of a store full of images kept for ever (507), for the operator to act on."""
+    return StorageFull(
+        "Image storage is full of images kept for ever (IMAGE_EXPIRATION=0), and none is removed "
+        "to make room for another. Try again later; the operator can raise STORAGE_MAX_BYTES or "
+        "set IMAGE_EXPIRATION so that images expire.")
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """A stored image opened for sending: a binary file and what is needed to serve it.
@@ -131,7 +141,11 @@ class ImageStore(Protocol):
     kind: str  # "memory", "disk", "redis", "s3": shown on the welcome page and /readyz
 
     def put(self, key: str, data: bytes, content_type: str, ttl: int) -> StoredImage:
-        """Store `data` under `key` for `ttl` seconds (KEEP_FOREVER: until the bound evicts it)."""
+        """Store `data` under `key` for `ttl` seconds (KEEP_FOREVER: for ever).
+
+        A bounded store refuses (StorageFull) an image kept for ever that does not fit, rather
+        than evict another one kept for ever.
+        """
 
     def get(self, key: str) -> StoredImage | None:
         """Return the entry, or None when it is missing or expired."""

@@ -9,7 +9,9 @@ so serving them without reading them into memory can be added later without a mi
 
 The bound (`max_bytes`, STORAGE_MAX_BYTES) is diskcache's `size_limit`: it counts the image files
 and the SQLite file, and after each write that ends above it the least recently stored images are
-removed (up to ten per write), so it is a soft bound.
+removed (up to ten per write), so it is a soft bound. Images kept for ever are never removed so:
+one that would pass the bound is refused instead (base.py), checked in the same transaction as
+its write, so processes cannot both pass the check.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Callable, Iterator
 import diskcache
 
 from ..errors import StorageError, StorageFull
-from .base import KEEP_FOREVER, ImageFile, StoredImage, new_entry
+from .base import KEEP_FOREVER, ImageFile, StoredImage, kept_for_ever_full, new_entry
 from .diskcaches import OwnThreadsCache
 
 FULL_MESSAGE = "Image storage is full: free disk space or lower STORAGE_MAX_BYTES."
@@ -38,6 +40,10 @@ LOCK_TIMEOUT = 10.0
 # ping() reports the disk as full below this much free space: a JPEG would no longer fit.
 MIN_FREE_BYTES = 4 << 20
 PING_KEY = "flux-worker:ping"  # never a valid image key (it contains ':')
+# Room kept free when an image kept for ever is written, because the SQLite file grows with the
+# row and diskcache evicts once the total passes the bound: measured at most 12 KiB (3 pages)
+# per write over 1,200 writes of 100 B to 300 KB.
+FOREVER_SLACK = 16 << 10
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _ACCESS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -90,6 +96,8 @@ class DiskStore:
         self.directory = os.path.abspath(os.fspath(directory))
         self.max_bytes = max_bytes
         self._clock = clock
+        # The size of the last image kept for ever that did not fit (0: none), for `ping`.
+        self._refused = 0
         with self._errors("open"):
             # Writes run on the cache's own thread (storage/diskcaches.py), so the threads that
             # generate images open no SQLite connection. Reads stay on the calling thread: a
@@ -102,19 +110,41 @@ class DiskStore:
                 eviction_policy="least-recently-stored")
 
     def put(self, key: str, data: bytes, content_type: str, ttl: int) -> StoredImage:
-        """Store `data` under `key` for `ttl` seconds (KEEP_FOREVER: until the bound evicts it).
+        """Store `data` under `key` for `ttl` seconds (KEEP_FOREVER: for ever).
 
-        :raises StorageFull: when the disk (or quota) is full or the image exceeds the bound.
+        :raises StorageFull: when the disk (or quota) is full, the image exceeds the bound, or
+            an image kept for ever would pass it.
         :raises StorageError: when the directory is not writable or is locked too long.
         """
         item = new_entry(data, content_type, ttl, self._clock(), self.max_bytes)
         tag = json.dumps({"type": content_type, "created": item.created, "expires": item.expires})
-        expire = None if ttl == KEEP_FOREVER else ttl
+        if ttl != KEEP_FOREVER:
+            with self._errors("store an image in"):
+                # `expire` lets diskcache drop the entry by itself (judged by its wall clock);
+                # `get` judges the tag's `expires` by our clock, so a fake clock works in tests.
+                self._shared.write(lambda cache: cache.set(key, item.data, expire=ttl, tag=tag))
+            return item
+
+        def keep(cache: diskcache.Cache) -> bool:
+            with cache.transact():
+                if not self._fits(cache, len(item.data)):
+                    return False
+                cache.set(key, item.data, expire=None, tag=tag)
+                return True
+
         with self._errors("store an image in"):
-            # `expire` lets diskcache drop the entry by itself (judged by its wall clock);
-            # `get` judges the tag's `expires` by our clock, so a fake clock works in tests.
-            self._shared.write(lambda cache: cache.set(key, item.data, expire=expire, tag=tag))
+            kept = self._shared.write(keep)
+        if not kept:
+            self._refused = len(item.data)
+            raise kept_for_ever_full()
         return item
+
+    def _fits(self, cache: diskcache.Cache, size: int) -> bool:
+        """Whether `size` more bytes fit without evicting a live image (expired ones go first)."""
+        if cache.volume() + size + FOREVER_SLACK <= self.max_bytes:
+            return True
+        cache.expire(now=self._clock())
+        return cache.volume() + size + FOREVER_SLACK <= self.max_bytes
 
     def get(self, key: str) -> StoredImage | None:
         """Return the entry, or None when it is missing or expired.
@@ -170,12 +200,18 @@ class DiskStore:
     def ping(self) -> None:
         """Check that an image could be written now: free space, then a tiny write and delete.
 
-        :raises StorageFull: when the disk has (almost) no free space.
+        :raises StorageFull: when the disk has (almost) no free space, or the last image kept
+            for ever that was refused would still not fit.
         :raises StorageError: when the directory is missing, read-only or locked.
         """
         with self._errors("check"):
             if shutil.disk_usage(self.directory).free < MIN_FREE_BYTES:
                 raise StorageFull(FULL_MESSAGE)
+            refused = self._refused
+            if refused and not self._shared.write(lambda cache: self._fits(cache, refused)):
+                # The last image kept for ever that was refused would still not fit.
+                raise kept_for_ever_full()
+            self._refused = 0
             # A real write catches a read-only mount or database that os.access() would miss
             # (and os.access() says yes to root regardless of the mode bits).
             self._shared.write(lambda cache: (cache.set(PING_KEY, b"", expire=60),

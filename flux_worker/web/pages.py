@@ -104,7 +104,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: storage reachable and writable, configuration loaded.
+    """Readiness: storage reachable and writable, counters reachable, configuration loaded.
 
     Each check is "ok" or a reason in general words: an open route says whether the service is
     ready and why not, never where storage lives nor how it failed (the log does, and so does
@@ -116,21 +116,26 @@ def readyz():
     if svc.accounts is not None:
         # Detail only: a rejected token is logged loudly, and a restart would not fix it.
         checks["accounts"] = accounts_in_general(svc.accounts.status())
+    failure: tuple[StorageError, str] | None = None
     try:
-        # A real ping, which also tells generations at once that storage is back (or gone).
+        # Real pings, which also tell generations at once that the counters of budgets and rate
+        # limits, or storage, are back (or gone).
+        checks["counters"] = svc.books.counters_state()
+    except StorageError as exc:
+        log.warning("readiness: counters unavailable: %s", exc.message)
+        checks["counters"] = "the usage counters (COUNTERS_URL) are unreachable"
+        failure = (exc, checks["counters"])
+    try:
         svc.pipeline.health.probe()
         checks["storage"] = "ok"
-        if svc.books.enforced:
-            # Budgets that cannot be counted refuse every generation they limit.
-            svc.books.check()
-            checks["counters"] = "ok"
     except StorageError as exc:
         log.warning("readiness: storage unavailable: %s", exc.message)
-        if "storage" not in checks:
-            reason = checks["storage"] = storage_in_general(exc)
-        else:
-            reason = checks["counters"] = "the budget counters are unreachable"
-        shown = public(exc) if key_proved() else not_ready(exc, reason)
+        checks["storage"] = storage_in_general(exc)
+        # Storage first: its error carries the cause a configured key is told.
+        failure = (exc, checks["storage"])
+    if failure is not None:
+        error, reason = failure
+        shown = public(error) if key_proved() else not_ready(error, reason)
         body = shown.body()
         body["status"] = "unavailable"
         body["checks"] = checks
@@ -152,7 +157,8 @@ def not_ready(exc: StorageError, reason: str) -> StorageError:
     """The error /readyz answers anyone: the reason in general words and what to do."""
     general = type(exc)(f"The service is not ready: {reason}. The service's log names the "
                         "cause (so does GET /readyz with an API key); it is ready again by "
-                        "itself once storage (and the counters) are back.", retry_after=exc.retry_after)
+                        "itself once storage (and the counters) are back.",
+                        retry_after=exc.retry_after)
     general.status = exc.status
     return general
 

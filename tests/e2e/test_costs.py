@@ -282,7 +282,8 @@ def test_budgets_refuse_quickly_while_their_counters_are_down(tmp_path):
             assert max(took for _, took in answers[1:]) < 1.0     # no timeout wait per request
             ready = requests.get(service.url + "/readyz", timeout=10)
             assert ready.status_code == 503
-            assert ready.json()["checks"]["counters"] == "the budget counters are unreachable"
+            assert ready.json()["checks"]["counters"] == (
+                "the usage counters (COUNTERS_URL) are unreachable")
             assert "6379" not in ready.text and str(redis.url) not in ready.text
         finally:
             service.stop()

@@ -19,9 +19,10 @@ import requests
 from ...catalog.spec import ModelSpec
 from ...config import DEFAULT_CF_API_BASE
 from ...cost.accounts import Account, AccountPool
+from ...cost.books import ImageCost
 from ...errors import APIError, QuotaExceeded, UpstreamAuthFailed, UpstreamError, raise_if_cancelled
 from ...generation.backend import GeneratedImage, GenerationRequest
-from ...net.upstream import Answer, UpstreamProblem, call
+from ...net.upstream import Answer, BodyTooLarge, UpstreamProblem, call
 from ...redaction import redact
 from .failures import (
     CloudflareError,
@@ -113,34 +114,61 @@ class CloudflareBackend:
     # -- generation ---------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest) -> GeneratedImage:
-        """Generate one image on the first usable account, moving on when one is out."""
+        """Generate one image on the first usable account, moving on when one is out.
+
+        An account with a budget of its own is reserved (`request.cost`) before it is called,
+        as the key's budget is at admission, so the images in flight cannot all pass it; the
+        claim is given back when the call there billed nothing (an error answer, a used-up
+        allocation, a refused token, a client gone before a retry).
+        """
         model = request.model
         json_body, files = build_request(model, request)
         direct = self._goes_direct(model, bool(request.images))
+        cost = request.cost
         # CF_ACCOUNTS: the first usable account draws; one used up or refused passes it on.
-        estimate = model.estimate(request.width, request.height, request.steps) or 0.0
+        estimate = (cost.estimate if cost is not None and cost.estimate is not None
+                    else model.estimate(request.width, request.height, request.steps) or 0.0)
         last: APIError | None = None
         for index, account in enumerate(self.accounts.choose(estimate)):
             if index:
                 raise_if_cancelled(request.cancel)   # the next account bills again
+            if cost is not None and not cost.claim(account.id, account.budget):
+                continue                             # the images in flight took its budget
             try:
                 image = self._generate_on(account, model, json_body, files, request.cancel,
-                                          direct)
+                                          direct, cost)
             except QuotaExceeded as exc:       # 4006/3036: this account's allocation is gone
+                self._unclaim(cost, account)
                 self.accounts.exhausted(account)
                 last = exc
                 continue
             except UpstreamAuthFailed as exc:  # its token or id was refused
+                self._unclaim(cost, account)
                 self.accounts.rejected(account, exc.message)
                 last = exc
                 continue
+            except BaseException:
+                # A billed failure was booked on the claim already; whatever is left goes back.
+                self._unclaim(cost, account)
+                raise
             return replace(image, account=account.id)
         raise self.accounts.out_of_accounts(last, estimate)
 
+    @staticmethod
+    def _unclaim(cost: ImageCost | None, account: Account) -> None:
+        if cost is not None:
+            cost.unclaim(account.id)
+
     def _generate_on(self, account: Account, model: ModelSpec, json_body: dict | None,
                      files: dict | None, cancel: threading.Event | None,
-                     direct: bool = False) -> GeneratedImage:
-        """Generate on one account, retrying only failures that a retry can fix."""
+                     direct: bool = False, cost: ImageCost | None = None) -> GeneratedImage:
+        """Generate on one account, retrying only failures that a retry can fix.
+
+        Only error answers and connections that never opened are retried, and Cloudflare bills
+        neither, so a client gone before a retry has cost nothing. A failure that may have been
+        billed (a read timeout, an answer that is no image) is never retried: its cost is
+        booked on `cost` (the estimate: no figure came with it) before it is raised.
+        """
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
             outcome = self._attempt(model, json_body, files, attempt, attempts, account, direct)
@@ -148,6 +176,8 @@ class CloudflareBackend:
                 return outcome
             wait = self._wait_before_retry(outcome, attempt)
             if attempt == attempts or wait is None:
+                if outcome.billed and cost is not None:
+                    cost.billed(None, account.id)
                 raise outcome.error from outcome.cause
             self._sleep(wait)
             # A retry is a second bill: not for a client that has gone meanwhile.
@@ -209,9 +239,11 @@ class CloudflareBackend:
                     log.info("cloudflare gateway answers on /workers-ai/run/{model}; using it")
                 resp = run_resp
         except UpstreamProblem as exc:
-            # Too large or a redirect: refused whole, and a retry would meet the same.
+            # Too large or a redirect: refused whole, and a retry would meet the same. An answer
+            # too large was drawn (error answers are small envelopes), so it may be billed.
             return Failure(UpstreamError(
-                f"Cloudflare's answer for {model.id} was refused: {exc}."), cause=exc)
+                f"Cloudflare's answer for {model.id} was refused: {exc}."), cause=exc,
+                billed=isinstance(exc, BodyTooLarge))
         except requests.RequestException as exc:
             return transport_failure(model, exc, attempts, timeout=self.timeout,
                                      connect_timeout=CONNECT_TIMEOUT)
@@ -220,14 +252,14 @@ class CloudflareBackend:
                 image = read_image(resp)
                 refused = oversized(model, image.data)
                 if refused is not None:
-                    return Failure(refused)
+                    return Failure(refused, billed=True)
                 return replace(image, neurons=billed_neurons(resp.headers))
             except Malformed as exc:
                 cf = self._error_from(resp)
                 if cf.code is not None:
                     # A 2xx carrying an error envelope is still that error.
                     return classify(model, cf, resp, attempts, gateway=bool(self.gateway_url))
-                return Failure(malformed(model, str(exc)), cause=exc)
+                return Failure(malformed(model, str(exc)), cause=exc, billed=True)
         return classify(model, self._error_from(resp), resp, attempts,
                         gateway=bool(self.gateway_url))
 

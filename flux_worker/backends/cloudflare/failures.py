@@ -70,6 +70,9 @@ class Failure:
     retryable: bool = False
     retry_after: float | None = None       # what upstream asked for, in seconds
     cause: BaseException | None = None
+    # Whether the call may have been billed: the model may have run to the end (a read timeout,
+    # a broken body, an answer that is no usable image). Cloudflare's error answers are not.
+    billed: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,8 @@ def transport_failure(model: ModelSpec, exc: requests.RequestException, attempts
         # Not retried: the generation may still be running, and billed, upstream.
         return Failure(UpstreamTimeout(
             f"Cloudflare Workers AI did not answer within {timeout:g} seconds for "
-            f"{model.id}. Try again, perhaps with fewer steps or a smaller size."), cause=exc)
+            f"{model.id}. Try again, perhaps with fewer steps or a smaller size."), cause=exc,
+            billed=True)
     if isinstance(exc, requests.ConnectionError):
         return Failure(UpstreamError(
             f"Could not reach Cloudflare Workers AI for {model.id} ({kind}, {attempts} "
@@ -211,7 +215,8 @@ def transport_failure(model: ModelSpec, exc: requests.RequestException, attempts
             retryable=True, cause=exc)
     # Broken bodies and the like: the request may have run, so no retry.
     return Failure(UpstreamError(
-        f"The connection to Cloudflare Workers AI failed for {model.id} ({kind})."), cause=exc)
+        f"The connection to Cloudflare Workers AI failed for {model.id} ({kind})."), cause=exc,
+        billed=True)
 
 
 def oversized(model: ModelSpec, data: bytes) -> UpstreamError | None:
