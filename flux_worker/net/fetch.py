@@ -7,6 +7,7 @@ upstream is trusted and configured, while these links come from clients.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import time
 from typing import Callable
@@ -15,6 +16,8 @@ from urllib.parse import urljoin, urlsplit
 import urllib3
 
 from ..errors import ImageRefused
+
+log = logging.getLogger(__name__)
 
 REMOTE_TIMEOUT = 10.0          # seconds for one remote fetch, connect + whole body
 REMOTE_MAX_REDIRECTS = 3
@@ -29,11 +32,32 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# IPv6 forms that carry an IPv4 address in their last 32 bits; they are judged by that address
+# (a NAT64 gateway turns 64:ff9b::7f00:1 into a connection to 127.0.0.1).
+_EMBEDDING_IPV4 = tuple(ipaddress.IPv6Network(net) for net in (
+    "::/96",               # IPv4-compatible (RFC 4291, deprecated): ::127.0.0.1
+    "::ffff:0:0:0/96",     # IPv4-translated (RFC 2765, SIIT)
+    "64:ff9b::/96",        # NAT64's well-known prefix (RFC 6052)
+))
+# Prefixes that are someone's inside network whatever follows: NAT64 for local use (RFC 8215)
+# and the site-local addresses (RFC 3879 deprecated them; old routers still route them inside).
+_INSIDE_IPV6 = tuple(ipaddress.IPv6Network(net) for net in ("64:ff9b:1::/48", "fec0::/10"))
+
+
 def is_public_address(address: str) -> bool:
     """Whether an address is on the public internet (not loopback, private, link-local, ...)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+        address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        # Teredo hides its client's IPv4 address (obfuscated): nothing to judge it by.
+        if any(ip in net for net in _INSIDE_IPV6) or ip.teredo is not None:
+            return False
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped                              # ::ffff:127.0.0.1
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour                                # 2002:7f00:1::
+        elif any(ip in net for net in _EMBEDDING_IPV4):
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     # is_global excludes loopback, RFC 1918, link-local (169.254.169.254, the cloud metadata
     # address), CGNAT, ULA (fd00:ec2::254) and the reserved ranges; multicast is global but no host.
     return ip.is_global and not ip.is_multicast
@@ -98,9 +122,13 @@ class RemoteFetcher:
             raise ImageRefused(f"{label}: the host {host} could not be resolved.", param="image")
         refused = [a for a in addresses if not self._allowed(a)]
         if refused:
+            # The operator may see where the name points; the caller learns only that it is
+            # inside, not which inside address a name of theirs (or of this network) has.
+            log.info("refused to fetch from %s: it resolves to %s", host, refused[0])
             raise ImageRefused(
-                f"{label} points to an internal address ({host} is {refused[0]}); only public "
-                "internet addresses are fetched.", param="image")
+                f"{label} points to an internal address ({host}); only public internet "
+                "addresses are fetched. Link the image on a public host or attach it.",
+                param="image")
         address = addresses[0]
         left = max(0.1, deadline - time.monotonic())
         timeout = urllib3.Timeout(connect=min(5.0, left), read=left)
