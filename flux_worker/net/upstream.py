@@ -107,7 +107,7 @@ class Watchdog:
         with self._wake:
             if not self._running:
                 self._running = True
-                threading.Thread(target=self._run, name="upstream-deadlines",
+                threading.Thread(target=self._run, name="socket-deadlines",
                                  daemon=True).start()
             ticket = next(self._tickets)
             self._armed[ticket] = sock
@@ -139,6 +139,20 @@ class Watchdog:
 
 _watchdog = Watchdog()
 os.register_at_fork(after_in_child=_watchdog._restart)
+
+
+def shut_at(deadline: float, sock: socket.socket) -> int:
+    """Have the process's one watchdog shut `sock` at `deadline` (time.monotonic()).
+
+    Returns a ticket for `spare`. Remote image fetches (fetch.py) use it as well, so every
+    outgoing wait of the process, upstream or not, ends through the same thread.
+    """
+    return _watchdog.arm(deadline, sock)
+
+
+def spare(ticket: int) -> None:
+    """Call off a `shut_at`: the wait it guarded ended in time."""
+    _watchdog.disarm(ticket)
 
 
 class _DeadlineMixin:
