@@ -14,6 +14,7 @@ image could not be kept). Scenarios:
 - dropped-streams: 200 streams dropped at once, MAX_INFLIGHT=4, a 3 s upstream;
 - storage-outage: redis-server as STORAGE_URL, stopped for 8 s under steady traffic;
 - trickling-upstream: an upstream that sends its answer a byte at a time (when the fake can).
+- slow-image-host: 20 edits whose image links trickle a byte every 0.5 s (FETCH_REMOTE_IMAGES).
 
 Loopback only, every loop bounded (about three minutes in all). Needs redis-server for one
 scenario (skipped without it).
@@ -345,10 +346,59 @@ def trickling_upstream(work: Path, clients: int) -> Report:
     return report
 
 
+def slow_image_host(work: Path, clients: int) -> Report:
+    """20 edits naming images on a host that trickles a byte every 0.5 s, 1 worker x 16 threads.
+
+    The service loads tests/e2e/loopback_fetch_app.py (its downloader may reach 127.0.0.1);
+    the edits are sent once, as the probe did: the in-flight cap's 503s are not retried.
+    """
+    from tests.fakes.image_host import PATHS, HostileImageHost
+
+    edits = min(clients, 20)
+    report = Report(f"slow image host ({edits} edits, a byte per 0.5 s, 1 worker × 16 threads)")
+    with fake() as cf, HostileImageHost(pause=0.5, give_up=90) as host:
+        service = start_service(work, cloudflare_env(cf, FETCH_REMOTE_IMAGES="true",
+                                                     GUNICORN_THREADS="16"),
+                                workers=1, app="tests.e2e.loopback_fetch_app:app")
+        links = [host.url(path) for path in PATHS] + [host.never_accepted]
+        answers: list[tuple[int | None, float]] = []
+
+        def edit(link: str) -> None:
+            start = time.monotonic()
+            try:
+                resp = requests.post(service.api + "/images/edits", headers=AUTH, timeout=100,
+                                     json={"prompt": "make it blue",
+                                           "images": [{"image_url": link}]})
+                answers.append((resp.status_code, time.monotonic() - start))
+            except requests.RequestException:
+                answers.append((None, time.monotonic() - start))
+
+        try:
+            with ThreadPoolExecutor(edits) as pool:
+                for i in range(edits):
+                    pool.submit(edit, links[i % len(links)])
+                time.sleep(1)
+                while len(answers) < edits:
+                    probe(service, report, generate=len(report.generation) < 3)
+                    time.sleep(1)
+            times: dict[int | None, list[float]] = {}
+            for status, seconds in answers:
+                times.setdefault(status, []).append(seconds)
+            report.notes = "edits: " + ", ".join(
+                f"{len(t)} × {status or 'none'} in {min(t):.1f}-{max(t):.1f} s"
+                for status, t in sorted(times.items(), key=lambda item: str(item[0])))
+            report.notes += f"; requests the host saw: {sum(host.requests.values())}"
+            # The edits never reach the upstream; only the probes' generations may.
+            report.for_nobody = image_calls(cf) - sum(1 for s, _ in report.generation if s == 200)
+        finally:
+            service.stop()
+    return report
+
+
 SCENARIOS: dict[str, Callable[[Path, int], Report]] = {
     "regex-freeze": regex_freeze, "slowloris": slowloris, "full-load": full_load,
     "dropped-streams": dropped_streams, "storage-outage": storage_outage,
-    "trickling-upstream": trickling_upstream,
+    "trickling-upstream": trickling_upstream, "slow-image-host": slow_image_host,
 }
 
 
