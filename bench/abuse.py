@@ -20,6 +20,7 @@ image could not be kept). Scenarios:
   account against its budget;
 - hang-ups: 30 streams closed after 0.4 s and 30 Images requests with a 0.5 s timeout under a
   200-neuron key budget: `/v1/usage` against the neurons the fake billed;
+- slow-image-host: 20 edits whose image links trickle a byte every 0.5 s (FETCH_REMOTE_IMAGES);
 - open-routes: anonymous reads of `/`, `/readyz`, `/metrics`, `/healthz` with two accounts, spend,
   budgets and Redis stopped, then the page of a presigned bucket (moto): what they give away.
 
@@ -589,12 +590,61 @@ def hang_ups(work: Path, clients: int) -> Report:
     return report
 
 
+def slow_image_host(work: Path, clients: int) -> Report:
+    """20 edits naming images on a host that trickles a byte every 0.5 s, 1 worker x 16 threads.
+
+    The service loads harness/loopback_fetch_app.py (its downloader may reach 127.0.0.1);
+    the edits are sent once, as the probe did: the in-flight cap's 503s are not retried.
+    """
+    from harness.fakes.image_host import PATHS, HostileImageHost
+
+    edits = min(clients, 20)
+    report = Report(f"slow image host ({edits} edits, a byte per 0.5 s, 1 worker × 16 threads)")
+    with fake() as cf, HostileImageHost(pause=0.5, give_up=90) as host:
+        service = start_service(work, cloudflare_env(cf, FETCH_REMOTE_IMAGES="true",
+                                                     GUNICORN_THREADS="16"),
+                                workers=1, app="harness.loopback_fetch_app:app")
+        links = [host.url(path) for path in PATHS] + [host.never_accepted]
+        answers: list[tuple[int | None, float]] = []
+
+        def edit(link: str) -> None:
+            start = time.monotonic()
+            try:
+                resp = requests.post(service.api + "/images/edits", headers=AUTH, timeout=100,
+                                     json={"prompt": "make it blue",
+                                           "images": [{"image_url": link}]})
+                answers.append((resp.status_code, time.monotonic() - start))
+            except requests.RequestException:
+                answers.append((None, time.monotonic() - start))
+
+        try:
+            with ThreadPoolExecutor(edits) as pool:
+                for i in range(edits):
+                    pool.submit(edit, links[i % len(links)])
+                time.sleep(1)
+                while len(answers) < edits:
+                    probe(service, report, generate=len(report.generation) < 3)
+                    time.sleep(1)
+            times: dict[int | None, list[float]] = {}
+            for status, seconds in answers:
+                times.setdefault(status, []).append(seconds)
+            report.notes = "edits: " + ", ".join(
+                f"{len(t)} × {status or 'none'} in {min(t):.1f}-{max(t):.1f} s"
+                for status, t in sorted(times.items(), key=lambda item: str(item[0])))
+            report.notes += f"; requests the host saw: {sum(host.requests.values())}"
+            # The edits never reach the upstream; only the probes' generations may.
+            report.for_nobody = image_calls(cf) - sum(1 for s, _ in report.generation if s == 200)
+        finally:
+            service.stop()
+    return report
+
+
 SCENARIOS: dict[str, Callable[[Path, int], Report]] = {
     "regex-freeze": regex_freeze, "slowloris": slowloris, "full-load": full_load,
     "dropped-streams": dropped_streams, "storage-outage": storage_outage,
     "trickling-upstream": trickling_upstream, "open-routes": open_routes,
     "counters-outage": counters_outage, "account-overshoot": account_overshoot,
-    "hang-ups": hang_ups,
+    "hang-ups": hang_ups, "slow-image-host": slow_image_host,
 }
 
 

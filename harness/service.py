@@ -53,11 +53,12 @@ class Service:
 
 
 def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int | None = 2,
-                  wait: bool = True, port: int | None = None) -> Service:
+                  wait: bool = True, port: int | None = None, app: str = "app:app") -> Service:
     """Start `gunicorn -c gunicorn.conf.py -b 127.0.0.1:<port> app:app` with `env`.
 
     `workers=None` leaves WEB_CONCURRENCY unset, so gunicorn.conf.py picks the number; `port`
-    restarts a service where it was, so links it gave keep their address.
+    restarts a service where it was, so links it gave keep their address; `app` loads a test's
+    wrapper of the app instead (harness/loopback_fetch_app.py).
     """
     port = port or free_port()
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,7 @@ def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int |
     out = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
-         "app:app"], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+         app], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     out.close()
     service = Service(f"http://127.0.0.1:{port}", proc, log_path)
     if wait:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import base64
 import http.server
 import io
-import socket
 import struct
 import threading
-import time
 import zlib
 
 import pytest
@@ -233,6 +231,34 @@ def test_internet_addresses_are_public(address):
     assert is_public_address(address)
 
 
+@pytest.mark.parametrize("address", [
+    "::7f00:1", "::127.0.0.1", "::a9fe:a9fe",         # IPv4-compatible (deprecated)
+    "64:ff9b::7f00:1", "64:ff9b::10.0.0.1",           # NAT64, well-known prefix
+    "64:ff9b:1::8.8.8.8",                             # NAT64 for local use: inside by definition
+    "::ffff:0:7f00:1",                                # IPv4-translated (SIIT)
+    "2002:7f00:1::1", "2002:a9fe:a9fe::",             # 6to4 of 127.0.0.1, 169.254.169.254
+    "fec0::1", "fec0:0:0:ffff::1",                    # site-local (deprecated)
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",           # Teredo
+])
+def test_embedded_and_site_local_inside_addresses_are_not_public(address):
+    assert not is_public_address(address)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "::ffff:8.8.8.8", "2002:808:808::1",
+                                     "2606:4700:4700::1111"])
+def test_embedded_public_addresses_stay_public(address):
+    assert is_public_address(address)
+
+
+@pytest.mark.parametrize("inside", ["10.20.30.40", "::7f00:1", "fec0::1"])
+def test_a_refusal_does_not_say_where_a_name_points(inside):
+    fetcher = RemoteFetcher(max_bytes=1000, resolver=lambda name, port: [inside])
+    with pytest.raises(ImageRefused, match="internal address") as info:
+        fetcher.fetch("http://intranet.example.test/cat.png", "ref")
+    assert inside not in info.value.message
+    assert "intranet.example.test" in info.value.message    # the caller's own name is fine
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves /cat.png, a redirect to another host, a same-host redirect and a big body."""
 
@@ -294,7 +320,7 @@ def test_a_name_pointing_inside_through_any_resolver_is_refused(local_server):
     fetcher = RemoteFetcher(max_bytes=1 << 20, resolver=pictures_resolver)
     with pytest.raises(ImageRefused, match="internal address") as info:
         fetcher.fetch(f"http://pics.example.test:{local_server}/cat.png", "ref")
-    assert "127.0.0.1" not in info.value.message   # where an internal name points is not told
+    assert "127.0.0.1" not in info.value.message   # where a name points is not told
     assert len(_Handler.hosts) == before       # nothing was requested
 
 
@@ -353,55 +379,3 @@ def test_bucket_links_count_as_own_under_direct_or_presigned_links():
     assert own_image_key(f"{bucket}/bucket/{key}?X-Amz-Signature=abc", bucket) == key
     assert own_image_key(f"https://elsewhere.example/{key}", bucket) is None
     assert own_image_key(f"{bucket}/flux/not-a-key", bucket) is None
-
-
-# --- a total deadline for every download ---------------------------------------------------------
-
-def _trickling_host(head: bytes, body: bytes, pause: float = 0.1):
-    """A host on 127.0.0.1 that sends `head` then `body` one byte every `pause` seconds."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    conn.recv(65536)
-                    for byte in head + body:
-                        if stop.is_set():
-                            return
-                        conn.sendall(bytes([byte]))
-                        time.sleep(pause)
-                except OSError:
-                    pass                 # cut by the fetcher: what the test wants
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener, stop
-
-
-PNG_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 500\r\n\r\n"
-
-
-@pytest.mark.parametrize("head,body", [
-    (PNG_HEAD, b""),                                           # the headers trickle
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", b"\x89PNG" + b"x" * 496),  # the body
-    (b"HTTP/1.1 200 OK\r\n\r\n", b"x" * 500),                  # a body without a length
-])
-def test_a_trickling_host_is_cut_at_the_fetchs_one_deadline(head, body):
-    listener, stop = _trickling_host(head, body if body else b"")
-    port = listener.getsockname()[1]
-    fetcher = RemoteFetcher(max_bytes=1 << 20, timeout=1.0, resolver=pictures_resolver,
-                            allowed=lambda address: True)
-    started = time.monotonic()
-    try:
-        with pytest.raises(ImageRefused, match="took longer than 1 seconds"):
-            fetcher.fetch(f"http://pics.example.test:{port}/cat.png", "ref")
-        # One deadline for the whole download, not one per read (generous: a loaded machine).
-        assert time.monotonic() - started < 3
-    finally:
-        stop.set()
-        listener.close()

@@ -7,18 +7,25 @@ upstream is trusted and configured, while these links come from clients.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import time
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from ..errors import ImageRefused
-from . import upstream
-from .upstream import DeadlinePool, DeadlineTLSPool
+from .upstream import shut_at, spare
 
-REMOTE_TIMEOUT = 10.0          # seconds for one remote fetch, connect + whole body
+log = logging.getLogger(__name__)
+
+# One total deadline per fetch, in seconds: connect, TLS handshake, headers, body and every
+# redirect together. When it passes the socket is shut, whatever the host is doing (a byte
+# every 0.1 s used to hold a thread for 70 s and more). The name's resolution comes before it
+# and is bounded by the system resolver's own timeouts; the fetch ends at once if it used it up.
+REMOTE_TIMEOUT = 10.0
 REMOTE_MAX_REDIRECTS = 3
 
 
@@ -31,32 +38,99 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-# IPv6 forms that carry an IPv4 address in their last 32 bits, and mean that address:
-# IPv4-compatible (::a.b.c.d, deprecated but still routed by some stacks) and NAT64 (64:ff9b::/96,
-# RFC 6052; 64:ff9b:1::/48, RFC 8215). ::ffff:a.b.c.d (mapped) has ipaddress's own accessor.
-_EMBEDDING_IPV4 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b::/96"),
-                   ipaddress.IPv6Network("64:ff9b:1::/48"))
+# IPv6 forms that carry an IPv4 address in their last 32 bits; they are judged by that address
+# (a NAT64 gateway turns 64:ff9b::7f00:1 into a connection to 127.0.0.1).
+_EMBEDDING_IPV4 = tuple(ipaddress.IPv6Network(net) for net in (
+    "::/96",               # IPv4-compatible (RFC 4291, deprecated): ::127.0.0.1
+    "::ffff:0:0:0/96",     # IPv4-translated (RFC 2765, SIIT)
+    "64:ff9b::/96",        # NAT64's well-known prefix (RFC 6052)
+))
+# Prefixes that are someone's inside network whatever follows: NAT64 for local use (RFC 8215)
+# and the site-local addresses (RFC 3879 deprecated them; old routers still route them inside).
+_INSIDE_IPV6 = tuple(ipaddress.IPv6Network(net) for net in ("64:ff9b:1::/48", "fec0::/10"))
 
 
 def is_public_address(address: str) -> bool:
-    """Whether an address is on the public internet (not loopback, private, link-local, ...).
-
-    An IPv6 address that embeds an IPv4 one (mapped, compatible, NAT64, 6to4, Teredo) is judged
-    by the IPv4 address it reaches.
-    """
+    """Whether an address is on the public internet (not loopback, private, link-local, ...)."""
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
         address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.is_site_local:            # fec0::/10: deprecated, but some networks still route it
+        # Teredo hides its client's IPv4 address (obfuscated): nothing to judge it by.
+        if any(ip in net for net in _INSIDE_IPV6) or ip.teredo is not None:
             return False
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is None and int(ip) > 1 and any(ip in net for net in _EMBEDDING_IPV4):
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            ip = embedded               # ::ffff:127.0.0.1, ::7f00:1, 64:ff9b::7f00:1 are 127.0.0.1
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped                              # ::ffff:127.0.0.1
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour                                # 2002:7f00:1::
+        elif any(ip in net for net in _EMBEDDING_IPV4):
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     # is_global excludes loopback, RFC 1918, link-local (169.254.169.254, the cloud metadata
     # address), CGNAT, ULA (fd00:ec2::254) and the reserved ranges; multicast is global but no host.
     return ip.is_global and not ip.is_multicast
+
+
+class _Deadline:
+    """One fetch's total deadline: every socket the fetch opens is shut when it passes."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self._watched: list[tuple[int, socket.socket]] = []
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once passed)."""
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        """Whether the deadline has passed (after a cut, it has: the watchdog cuts no sooner)."""
+        return time.monotonic() >= self.at
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut `sock`'s connection at the deadline unless `close` comes first."""
+        # A second descriptor of the same connection: TLS wraps and detaches the socket urllib3
+        # made, but a shutdown through any descriptor ends every wait on the connection,
+        # the handshake's included.
+        twin = sock.dup()
+        self._watched.append((shut_at(self.at, twin), twin))
+
+    def close(self) -> None:
+        """Call off the cuts still armed; the fetch is over."""
+        for ticket, twin in self._watched:
+            spare(ticket)
+            twin.close()
+        self._watched.clear()
+
+
+class _WatchedMixin:
+    """A connection whose socket is handed to the fetch's deadline as soon as it exists."""
+
+    _deadline: _Deadline
+
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def _new_conn(self) -> socket.socket:
+        # urllib3 opens the socket here and only then shakes hands (TLS) and sends: watched from
+        # here, no stage of the fetch can outlast the deadline.
+        sock = super()._new_conn()  # type: ignore[misc]
+        self._deadline.watch(sock)
+        return sock
+
+
+class _WatchedConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _WatchedTLSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _WatchedTLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedTLSConnection
 
 
 class RemoteFetcher:
@@ -80,7 +154,13 @@ class RemoteFetcher:
 
     def fetch(self, url: str, label: str) -> bytes:
         """Return the body at url; raise ImageRefused for a refused or failed download."""
-        deadline = time.monotonic() + self.timeout
+        deadline = _Deadline(self.timeout)
+        try:
+            return self._follow(url, label, deadline)
+        finally:
+            deadline.close()
+
+    def _follow(self, url: str, label: str, deadline: _Deadline) -> bytes:
         first_host = urlsplit(url).hostname
         for _ in range(self.max_redirects + 1):
             parts = urlsplit(url)
@@ -89,25 +169,28 @@ class RemoteFetcher:
             if parts.hostname != first_host:
                 raise ImageRefused(f"{label} redirects to another host ({parts.hostname}); "
                                    "send the final link.", param="image")
-            response = self._request(parts, label, deadline)
-            try:
-                if response.status in (301, 302, 303, 307, 308):
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise ImageRefused(f"{label} answered a redirect without a target.",
-                                           param="image")
-                    url = urljoin(url, location)
-                    continue
-                if response.status != 200:
-                    raise ImageRefused(f"{label} could not be downloaded: its server answered "
-                                       f"HTTP {response.status}.", param="image")
-                return self._body(response, label, deadline)
-            finally:
-                response.release_conn()
+            address = self._checked_address(parts, label, deadline)
+            with self._pool(parts, address, deadline) as pool:
+                response = self._request(pool, parts, label, deadline)
+                try:
+                    if response.status in (301, 302, 303, 307, 308):
+                        location = response.headers.get("Location")
+                        if not location:
+                            raise ImageRefused(f"{label} answered a redirect without a target.",
+                                               param="image")
+                        url = urljoin(url, location)
+                        continue
+                    if response.status != 200:
+                        raise ImageRefused(f"{label} could not be downloaded: its server "
+                                           f"answered HTTP {response.status}.", param="image")
+                    return self._body(response, label, deadline)
+                finally:
+                    response.release_conn()
         raise ImageRefused(f"{label} redirects more than {self.max_redirects} times.",
                            param="image")
 
-    def _request(self, parts, label: str, deadline: float) -> urllib3.BaseHTTPResponse:
+    def _checked_address(self, parts, label: str, deadline: _Deadline) -> str:
+        """The address to connect to, after every address of the host passed the guard."""
         host = parts.hostname
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
@@ -116,62 +199,74 @@ class RemoteFetcher:
             addresses = []
         if not addresses:
             raise ImageRefused(f"{label}: the host {host} could not be resolved.", param="image")
-        if not all(self._allowed(a) for a in addresses):
+        refused = [a for a in addresses if not self._allowed(a)]
+        if refused:
+            # The operator may see where the name points; the caller learns only that it is
+            # inside, not which inside address a name of theirs (or of this network) has.
+            log.info("refused to fetch from %s: it resolves to %s", host, refused[0])
             raise ImageRefused(
-                # Which internal address a name has is not the caller's business.
-                f"{label} points to an internal address; only public internet addresses are "
-                "fetched.", param="image")
-        address = addresses[0]
-        left = max(0.1, deadline - time.monotonic())
+                f"{label} points to an internal address ({host}); only public internet "
+                "addresses are fetched. Link the image on a public host or attach it.",
+                param="image")
+        if deadline.passed():
+            raise self._too_slow(label)
+        return addresses[0]
+
+    def _pool(self, parts, address: str, deadline: _Deadline) -> urllib3.HTTPConnectionPool:
+        """A one-connection pool to the checked address whose sockets the deadline watches."""
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        # The per-read timeout only backs up the watchdog; the deadline is what ends a fetch.
+        left = max(0.1, deadline.left())
         timeout = urllib3.Timeout(connect=min(5.0, left), read=left)
-        # The deadline pools' connections are shut by the process's watchdog when the fetch's
-        # deadline passes while headers trickle in (a timeout per read never ends a trickle).
-        pool: urllib3.HTTPConnectionPool
         if parts.scheme == "https":
-            pool = DeadlineTLSPool(address, port, server_hostname=host, assert_hostname=host,
-                                   timeout=timeout, retries=False, maxsize=1)
-        else:
-            pool = DeadlinePool(address, port, timeout=timeout, retries=False, maxsize=1)
+            return _WatchedTLSPool(address, port, server_hostname=host, assert_hostname=host,
+                                   timeout=timeout, retries=False, maxsize=1,
+                                   deadline=deadline)
+        return _WatchedPool(address, port, timeout=timeout, retries=False, maxsize=1,
+                            deadline=deadline)
+
+    def _request(self, pool: urllib3.HTTPConnectionPool, parts, label: str,
+                 deadline: _Deadline) -> urllib3.BaseHTTPResponse:
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         default_port = 443 if parts.scheme == "https" else 80
         host_header = host if port == default_port else f"{host}:{port}"
         if ":" in host and not host.startswith("["):
             host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            with upstream.deadline(deadline):
-                return pool.urlopen("GET", path, headers={"Host": host_header,
-                                                          "Accept": "image/*"},
-                                    redirect=False, preload_content=False, retries=False)
+            return pool.urlopen("GET", path, headers={"Host": host_header, "Accept": "image/*"},
+                                redirect=False, preload_content=False, retries=False)
         except urllib3.exceptions.HTTPError as exc:
-            raise self._failed(label, deadline, exc) from None
+            raise self._failed(label, exc, deadline) from None
 
-    def _body(self, response: urllib3.BaseHTTPResponse, label: str, deadline: float) -> bytes:
+    def _body(self, response: urllib3.BaseHTTPResponse, label: str,
+              deadline: _Deadline) -> bytes:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise ImageRefused.too_large(label, self.max_bytes)
         chunks, total = [], 0
-        sock = getattr(getattr(response, "connection", None), "sock", None)
         try:
-            # A body trickled a byte at a time is cut at the deadline, not between pieces.
-            with upstream.deadline(deadline, sock):
-                for chunk in response.stream(64 * 1024):
-                    total += len(chunk)
-                    if total > self.max_bytes:
-                        raise ImageRefused.too_large(label, self.max_bytes)
-                    chunks.append(chunk)
+            for chunk in response.stream(64 * 1024):
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise ImageRefused.too_large(label, self.max_bytes)
+                chunks.append(chunk)
         except urllib3.exceptions.HTTPError as exc:
-            raise self._failed(label, deadline, exc) from None
-        if time.monotonic() >= deadline:
-            raise self._failed(label, deadline, None)   # cut short: what came is not the image
+            raise self._failed(label, exc, deadline) from None
+        if deadline.passed():
+            # Cut at the deadline, a body without a length just stops: it is not whole.
+            raise self._too_slow(label)
         return b"".join(chunks)
 
-    def _failed(self, label: str, deadline: float,
-                exc: Exception | None) -> ImageRefused:
-        """Why a download failed: too slow (its deadline passed), else the error's kind."""
-        if exc is None or time.monotonic() >= deadline:
-            return ImageRefused(f"{label} took longer than {self.timeout:g} seconds to "
-                                "download.", param="image")
+    def _failed(self, label: str, exc: Exception, deadline: _Deadline) -> ImageRefused:
+        """The refusal for a download that broke off: too slow, or failed for its own reason."""
+        if deadline.passed():
+            return self._too_slow(label)
         return ImageRefused(f"{label} could not be downloaded ({type(exc).__name__}).",
                             param="image")
 
-
+    def _too_slow(self, label: str) -> ImageRefused:
+        return ImageRefused(f"{label} took longer than {self.timeout:g} seconds to download; "
+                            "link the image on a faster host or attach it.", param="image")

@@ -8,7 +8,6 @@ knows whether repeating a call is safe (a timed-out generation may already be bi
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import json
@@ -20,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -108,7 +107,7 @@ class Watchdog:
         with self._wake:
             if not self._running:
                 self._running = True
-                threading.Thread(target=self._run, name="upstream-deadlines",
+                threading.Thread(target=self._run, name="socket-deadlines",
                                  daemon=True).start()
             ticket = next(self._tickets)
             self._armed[ticket] = sock
@@ -142,6 +141,20 @@ _watchdog = Watchdog()
 os.register_at_fork(after_in_child=_watchdog._restart)
 
 
+def shut_at(deadline: float, sock: socket.socket) -> int:
+    """Have the process's one watchdog shut `sock` at `deadline` (time.monotonic()).
+
+    Returns a ticket for `spare`. Remote image fetches (fetch.py) use it as well, so every
+    outgoing wait of the process, upstream or not, ends through the same thread.
+    """
+    return _watchdog.arm(deadline, sock)
+
+
+def spare(ticket: int) -> None:
+    """Call off a `shut_at`: the wait it guarded ended in time."""
+    _watchdog.disarm(ticket)
+
+
 class _DeadlineMixin:
     """Shut the socket when the current call's deadline passes during getresponse()."""
 
@@ -164,24 +177,6 @@ class _DeadlineConnection(_DeadlineMixin, HTTPConnection):
 
 class _DeadlineTLSConnection(_DeadlineMixin, HTTPSConnection):
     """An HTTPS connection whose wait for headers ends at the call's deadline."""
-
-
-@contextlib.contextmanager
-def deadline(until: float, sock: socket.socket | None = None) -> Iterator[None]:
-    """Within: this thread's waits for headers on a Deadline pool's connections end at `until`
-    (time.monotonic()), and `sock`, when given, is shut then whatever it waits for.
-
-    For HTTP made without `call` (the fetcher of client-named links): one watchdog per process
-    keeps every deadline.
-    """
-    _current.deadline = until
-    ticket = _watchdog.arm(until, sock) if sock is not None else None
-    try:
-        yield
-    finally:
-        _current.deadline = None
-        if ticket is not None:
-            _watchdog.disarm(ticket)
 
 
 class DeadlinePool(HTTPConnectionPool):
