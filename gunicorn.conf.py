@@ -19,8 +19,14 @@ if _METRICS_DIR_OWNED:
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
 # gthread, except that a request is gathered before a thread serves it, within
-# REQUEST_READ_TIMEOUT: clients sending slowly hold no thread (see flux_worker/server.py).
+# REQUEST_READ_TIMEOUT: clients sending slowly hold no thread (see flux_worker/gunicorn_worker.py).
 worker_class = "flux_worker.gunicorn_worker.GatheringWorker"
+# gunicorn 27's control socket (gunicornc) is one path per user by default: a second instance
+# on the host replaced the first's. Each master gets its own, named by its process id, in the
+# folder gunicorn would use; `--control-socket PATH` still chooses another.
+control_socket = os.path.join(
+    os.environ.get("XDG_RUNTIME_DIR") or os.path.join(os.path.expanduser("~"), ".gunicorn"),
+    f"flux-worker-{os.getpid()}.ctl")
 
 
 def _typed_config():
