@@ -19,7 +19,7 @@ if _METRICS_DIR_OWNED:
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
 # gthread, except that a request is gathered before a thread serves it, within
-# REQUEST_READ_TIMEOUT: clients sending slowly hold no thread (see flux_worker/server.py).
+# REQUEST_READ_TIMEOUT: clients sending slowly hold no thread (see flux_worker/gunicorn_worker.py).
 worker_class = "flux_worker.gunicorn_worker.GatheringWorker"
 
 

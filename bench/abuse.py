@@ -21,6 +21,9 @@ image could not be kept). Scenarios:
 - hang-ups: 30 streams closed after 0.4 s and 30 Images requests with a 0.5 s timeout under a
   200-neuron key budget: `/v1/usage` against the neurons the fake billed;
 - slow-image-host: 20 edits whose image links trickle a byte every 0.5 s (FETCH_REMOTE_IMAGES);
+- slow-bodies: 2 × `--clients` keyless uploads trickled a byte a second (chunked, Expect:
+  100-continue, or a Content-Length over the limit), to /mcp and chat, on 256 threads × 2;
+- one-client-connections: 2,100 slow header connections from 127.0.0.2 (one address);
 - open-routes: anonymous reads of `/`, `/readyz`, `/metrics`, `/healthz` with two accounts, spend,
   budgets and Redis stopped, then the page of a presigned bucket (moto): what they give away.
 
@@ -639,12 +642,130 @@ def slow_image_host(work: Path, clients: int) -> Report:
     return report
 
 
+def _upload_head(path: str, *lines: str) -> bytes:
+    """The head of a POST without a key, as a careless or hostile client sends it."""
+    return ("\r\n".join([f"POST {path} HTTP/1.1", "Host: 127.0.0.1",
+                         "Content-Type: application/json", *lines]) + "\r\n\r\n").encode()
+
+
+def _answer_or_open(sock: socket.socket) -> bytes | None:
+    """What the server sent (b"" if it closed without a word), or None if it still listens."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(5)
+
+
+def slow_bodies(work: Path, clients: int) -> Report:
+    """`2 × --clients` uploads without a key, a byte a second: chunked, after `100 Continue`, or
+    with a Content-Length over the limit, to /mcp and to chat, on the default 256 threads × 2.
+    An upload the server answered or closed is replaced at once, as an attacker would."""
+    count = 2 * clients
+    report = Report(f"slow bodies ({count} keyless uploads: chunked, 100-continue, oversized)")
+    heads = {
+        "chunked": [_upload_head("/mcp", "Transfer-Encoding: chunked"),
+                    _upload_head("/v1/chat/completions", "Transfer-Encoding: chunked")],
+        "100-continue": [_upload_head("/mcp", "Expect: 100-continue", "Content-Length: 500"),
+                         _upload_head("/v1/chat/completions", "Expect: 100-continue",
+                                      "Content-Length: 500")],
+        "oversized": [_upload_head("/mcp", "Content-Length: 30000000"),
+                      _upload_head("/v1/chat/completions", "Content-Length: 2000000")],
+    }
+    with fake() as cf:
+        service = start_service(work, cloudflare_env(cf, GUNICORN_THREADS="256"))
+        socks: list[tuple[str, socket.socket]] = []
+        told: dict[str, int] = {kind: 0 for kind in heads}      # answered 4xx
+        cut: dict[str, int] = {kind: 0 for kind in heads}       # closed without an answer
+
+        def upload(i: int) -> tuple[str, socket.socket]:
+            kind = list(heads)[i % 3]
+            sock = socket.create_connection(address(service), timeout=5)
+            sock.sendall(heads[kind][(i // 3) % 2])
+            return kind, sock
+
+        try:
+            socks = [upload(i) for i in range(count)]
+            for second in range(16):
+                for i, (kind, sock) in enumerate(socks):
+                    answer = _answer_or_open(sock)
+                    if answer is not None:
+                        told[kind] += b" 4" in answer.split(b"\r\n", 1)[0]
+                        cut[kind] += not answer
+                        sock.close()
+                        try:
+                            socks[i] = upload(i)
+                        except OSError:
+                            continue
+                        sock = socks[i][1]
+                    try:
+                        sock.send(b"a")   # a chunk-size digit or a body byte: never the end
+                    except OSError:
+                        pass
+                if second % 2:
+                    probe(service, report)
+                time.sleep(1)
+            report.notes = "in 16 s, answered 4xx / closed unanswered: " + ", ".join(
+                f"{kind} {told[kind]}/{cut[kind]}" for kind in heads)
+            report.for_nobody = image_calls(cf) - len(report.generation)
+        finally:
+            for _, sock in socks:
+                sock.close()
+            service.stop()
+    return report
+
+
+def one_client_connections(work: Path, clients: int) -> Report:
+    """2,100 slow header connections from one address (127.0.0.2), more than the 2 × 1,000
+    connections gunicorn's two workers take; /healthz is asked from 127.0.0.1."""
+    count = 2100
+    report = Report(f"one client's connections ({count} slow heads from 127.0.0.2)")
+    with fake() as cf:
+        service = start_service(work, cloudflare_env(cf))
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(count):
+                sock = socket.socket()
+                sock.settimeout(5)
+                sock.bind(("127.0.0.2", 0))
+                sock.connect(address(service))
+                try:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                except OSError:
+                    pass
+                socks.append(sock)
+            for second in range(16):
+                for sock in socks:
+                    try:
+                        sock.send(b"X")
+                    except OSError:
+                        pass
+                if second % 2:
+                    probe(service, report, generate=False)
+                time.sleep(1)
+            answers = [_answer_or_open(sock) for sock in socks]
+            held = answers.count(None)
+            told = sum(1 for a in answers if a and a.startswith(b"HTTP/1.1 429 "))
+            report.notes = f"{held} held, {told} refused 429 at once, {count - held - told} closed"
+            report.for_nobody = image_calls(cf)
+        finally:
+            for sock in socks:
+                sock.close()
+            service.stop()
+    return report
+
+
 SCENARIOS: dict[str, Callable[[Path, int], Report]] = {
     "regex-freeze": regex_freeze, "slowloris": slowloris, "full-load": full_load,
     "dropped-streams": dropped_streams, "storage-outage": storage_outage,
     "trickling-upstream": trickling_upstream, "open-routes": open_routes,
     "counters-outage": counters_outage, "account-overshoot": account_overshoot,
-    "hang-ups": hang_ups, "slow-image-host": slow_image_host,
+    "hang-ups": hang_ups, "slow-image-host": slow_image_host, "slow-bodies": slow_bodies,
+    "one-client-connections": one_client_connections,
 }
 
 

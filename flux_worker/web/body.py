@@ -4,15 +4,21 @@ Every route with a body reads it here, so every route gets the same guarantees b
 own code runs: at most MAX_BODY_BYTES (413, chunked bodies too), valid JSON, an object, nested at
 most MAX_DEPTH levels, and text that is valid Unicode (a lone surrogate such as `"\\ud83d"` parses
 as JSON but cannot be encoded, stored or sent upstream).
+
+Under gunicorn.conf.py's worker every body arrives whole and with its length (a chunked one too);
+`with_length` gives one the same where another server passes it on chunked (TLS, tests).
 """
 
 from __future__ import annotations
 
+import io
 import json
+from typing import IO, Callable
 
 from flask import current_app, request
+from werkzeug.wsgi import get_content_length
 
-from ..errors import InvalidRequest, PayloadTooLarge
+from ..errors import APIError, InvalidRequest, PayloadTooLarge
 
 # No OpenAI request nests deeper than a handful of levels (messages -> content -> part -> url).
 MAX_DEPTH = 32
@@ -44,21 +50,51 @@ def json_body() -> dict:
     return data
 
 
+def incomplete() -> InvalidRequest:
+    """The 400 for a body that ended early (the client stopped sending, or was too slow)."""
+    return InvalidRequest("The request body ended before it was complete: send the whole body "
+                          "(within REQUEST_READ_TIMEOUT seconds).")
+
+
+def read_stream(stream: IO[bytes], size: int) -> bytes:
+    """Up to `size` bytes of a body; an error of the socket under it is the client's (400)."""
+    try:
+        return stream.read(size)
+    except OSError:   # gunicorn's NoMoreData, a reset, a timeout: not the server's fault (500)
+        raise incomplete() from None
+
+
+def with_length(environ: dict, limit: int, too_large: Callable[[], APIError]) -> None:
+    """Give a body sent without a length (chunked) its length: read it whole, at most `limit`.
+
+    Werkzeug's own limit would cut such a body short silently (a "not valid JSON" 400), and the
+    MCP transport reads a body by its Content-Length (a chunked one arrived empty): so read one
+    byte past the limit to tell, and keep the body as if its length had been sent.
+    """
+    if get_content_length(environ) is not None or not environ.get("wsgi.input_terminated"):
+        return
+    raw = read_stream(environ["wsgi.input"], limit + 1)
+    if len(raw) > limit:
+        raise too_large()
+    environ["wsgi.input"] = io.BytesIO(raw)
+    environ["CONTENT_LENGTH"] = str(len(raw))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)    # or Werkzeug would still see no length
+
+
 def _raw_body() -> bytes:
     """The body bytes, at most MAX_BODY_BYTES; raise PayloadTooLarge beyond."""
     cached = request.environ.get("flux_worker.body")
     if cached is not None:
         return cached
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
-        # Werkzeug already refused a declared length over the limit (413).
+    if request.content_length is None:
+        with_length(request.environ, limit, too_large)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large()  # before Werkzeug, whose limit may be raised (a form's, on edits)
+    try:
         raw = request.get_data(cache=True)
-    else:
-        # A chunked body has no length to refuse up front; Werkzeug's own limit would cut it
-        # short silently (a "not valid JSON" 400), so read one byte past the limit to tell.
-        raw = request.environ["wsgi.input"].read(limit + 1)
-        if len(raw) > limit:
-            raise too_large()
+    except OSError:
+        raise incomplete() from None
     request.environ["flux_worker.body"] = raw
     return raw
 

@@ -1,7 +1,8 @@
 """POST /v1/images/edits and /v1/images/variations. Views stay thin.
 
 Uploads have their own limit (MAX_UPLOAD_BYTES): Flask's MAX_CONTENT_LENGTH is one global number
-(MAX_BODY_BYTES, for JSON), so these routes raise it per request before the body is read.
+(MAX_BODY_BYTES, for JSON), so these routes raise it for a multipart form before it is read. A
+JSON body keeps MAX_BODY_BYTES here too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from flask import Blueprint, Response, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, PayloadTooLarge
 from ..generation.job import ImageOrder
 from ..generation.planner import VARIATION_PROMPT
 from ..inputs.image import ImageSource
@@ -21,7 +22,7 @@ from ..inputs.intake import upload_too_large
 from ..openai_api import edit_requests
 from ..openai_api.edit_requests import MAX_EDIT_IMAGES, EditRequest, VariationRequest
 from .auth import caller_identity, require_api_key
-from .body import json_body
+from .body import incomplete, json_body, with_length
 from .context import services
 from .image_answers import images_answer
 
@@ -31,12 +32,10 @@ _IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")
 
 
 @bp.before_request
-def authenticate_and_allow_uploads() -> None:
+def authenticate() -> None:
     require_api_key()
     # A caller over its rate limit is refused before any image is read or decoded.
     services().admission.check(caller_identity())
-    # Per request, before anything reads the body: uploads may be larger than JSON bodies.
-    request.max_content_length = services().config.max_upload_bytes
 
 
 @bp.post("/images/edits")
@@ -89,16 +88,29 @@ def images_variations() -> Response:
 
 def _read_body() -> tuple[dict[str, Any], list[tuple[str, FileStorage]]]:
     """The text fields and files of a multipart form, or the fields of a JSON body."""
+    if request.mimetype != "multipart/form-data":
+        return json_body(), []       # at most MAX_BODY_BYTES, as on every JSON route
     limit = services().config.max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise upload_too_large(limit)
+    # Uploads may be larger than JSON bodies: raised per request, before the form is read.
+    request.max_content_length = limit
+    with_length(request.environ, limit, lambda: upload_too_large(limit))
     try:
-        if request.mimetype == "multipart/form-data":
-            fields: dict[str, Any] = {k: v for k, v in request.form.items(multi=False)}
-            return fields, list(request.files.items(multi=True))
-        return json_body(), []
+        fields: dict[str, Any] = {k: v for k, v in request.form.items(multi=False)}
+        return fields, list(request.files.items(multi=True))
     except RequestEntityTooLarge:
-        raise upload_too_large(limit) from None
+        # The body is within MAX_UPLOAD_BYTES (checked above): Werkzeug refused the form's shape.
+        raise _form_too_complex() from None
+    except OSError:
+        raise incomplete() from None
+
+
+def _form_too_complex() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The form has more than {request.max_form_parts} parts, or a text field or part "
+        f"header over {request.max_form_memory_size} bytes. Send the options as short text "
+        "fields and each image as one file part.")
 
 
 def _read(upload: FileStorage) -> bytes:

@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from werkzeug.wsgi import ClosingIterator, get_current_url
 
+from ..bodies import MCP_PATHS, upload_limit
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge
 from ..mcp.caller import CALLER_KEY, ToolCaller
 from ..services import Services
 from . import edge
 from .auth import bearer_of_header, budget_key, check_api_key, identity_of
+from .body import with_length
 from .hooks import request_done, request_id
 
 if TYPE_CHECKING:
     from ..mcp.bridge import McpBridge
 
-PATHS = ("/mcp", "/mcp/")
 
 
 class McpMount:
@@ -39,12 +40,12 @@ class McpMount:
         self.services = services
         config = services.config
         # edit_image carries images as data: URLs, so /mcp takes bodies as large as uploads.
-        self.max_body_bytes = max(config.max_body_bytes, config.max_upload_bytes)
+        self.max_body_bytes = upload_limit(config)
         self._bridge: McpBridge | None = None
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "") not in PATHS:
+        if environ.get("PATH_INFO", "") not in MCP_PATHS:
             return self.app(environ, start_response)
         return self.serve(environ, start_response)
 
@@ -85,10 +86,9 @@ class McpMount:
                     allow=("POST", "OPTIONS"))
             declared = environ.get("CONTENT_LENGTH") or ""
             if declared.isdigit() and int(declared) > self.max_body_bytes:
-                # Answered like the API's 413 (the SDK's own is plain text).
-                raise PayloadTooLarge(
-                    f"The request body is too large ({declared} bytes); /mcp accepts at most "
-                    f"{self.max_body_bytes} (MAX_UPLOAD_BYTES). Send smaller images.")
+                raise self.too_large()
+            # The transport reads a body by its length: a chunked one would arrive empty.
+            with_length(environ, self.max_body_bytes, self.too_large)
         except APIError as exc:
             edge.log_error(method, environ.get("PATH_INFO", ""), exc)
             answer = edge.error_answer(exc, behind_key=proved)
@@ -103,6 +103,12 @@ class McpMount:
         caller.link = lambda result: links(base, result.key)
         environ[CALLER_KEY] = caller
         return ClosingIterator(self.bridge()(environ, respond), [finish])
+
+    def too_large(self) -> PayloadTooLarge:
+        """The 413 of /mcp, answered like the API's (the SDK's own is plain text)."""
+        return PayloadTooLarge(
+            f"The request body is too large; /mcp accepts at most {self.max_body_bytes} bytes "
+            "(MAX_UPLOAD_BYTES). Send smaller images.")
 
     def bridge(self) -> McpBridge:
         """The MCP transport, with the SDK imported and the server built on first use."""

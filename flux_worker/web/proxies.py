@@ -34,6 +34,29 @@ def drop_invalid_forwarded(environ: dict) -> None:
             del environ[name]
 
 
+class TrustedPeers:
+    """The addresses of TRUSTED_PROXIES: whether a peer is one of them (`addr in peers`).
+
+    Also read by the gathering worker (gunicorn_worker.py), which does not bound the
+    connections of a trusted proxy: they carry every client's requests.
+    """
+
+    def __init__(self, trusted: tuple[str, ...]):
+        self.trust_all = "*" in trusted
+        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted if t != "*"]
+
+    def __contains__(self, addr: object) -> bool:
+        if self.trust_all:
+            return True
+        if not isinstance(addr, str):
+            return False
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+
 class TrustedProxyFix:
     """Apply ProxyFix only to requests that come from a trusted proxy.
 
@@ -44,20 +67,10 @@ class TrustedProxyFix:
     def __init__(self, app, trusted: tuple[str, ...]):
         self.app = app
         self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1)
-        self.trust_all = "*" in trusted
-        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted if t != "*"]
+        self.trusted = TrustedPeers(trusted)
 
     def __call__(self, environ, start_response):
-        if self._trusted(environ.get("REMOTE_ADDR", "")):
+        if environ.get("REMOTE_ADDR", "") in self.trusted:
             drop_invalid_forwarded(environ)
             return self.fixed(environ, start_response)
         return self.app(environ, start_response)
-
-    def _trusted(self, addr: str) -> bool:
-        if self.trust_all:
-            return True
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.networks)
