@@ -44,7 +44,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import diskcache
@@ -60,6 +60,9 @@ from harness.service import (
     cloudflare_env,
     start_service,
 )
+
+if TYPE_CHECKING:
+    from harness.redis_server import RedisServer
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PROBE_TIMEOUT = 5.0
@@ -282,14 +285,21 @@ def dropped_streams(work: Path, clients: int) -> Report:
     return report
 
 
-def storage_outage(work: Path, clients: int) -> Report:
+def redis_or_skip(report: Report) -> "RedisServer | None":
+    """A redis-server for a scenario, or None (the report says skipped) without the binary."""
     from harness.redis_server import RedisServer, RedisUnavailable
-    report = Report("storage outage (redis stopped 8 s, 4 clients)")
     try:
-        redis = RedisServer()
-    except RedisUnavailable as exc:      # no redis-server binary here
+        return RedisServer()
+    except RedisUnavailable as exc:
         report.notes = f"skipped: {exc}"
         report.for_nobody = "-"
+        return None
+
+
+def storage_outage(work: Path, clients: int) -> Report:
+    report = Report("storage outage (redis stopped 8 s, 4 clients)")
+    redis = redis_or_skip(report)
+    if redis is None:
         return report
     with redis, fake() as cf:
         service = start_service(work, cloudflare_env(cf, STORAGE_URL=redis.url))
@@ -372,14 +382,10 @@ def leaks(seen: str, details: dict[str, tuple[str, ...]]) -> list[str]:
 
 
 def open_routes(work: Path, clients: int) -> Report:
-    from harness.redis_server import RedisServer, RedisUnavailable
     from harness.s3_server import MotoServer
     report = Report("open routes (2 accounts, spend, budgets, Redis stopped; presigned page)")
-    try:
-        redis = RedisServer()
-    except RedisUnavailable as exc:      # no redis-server binary here
-        report.notes = f"skipped: {exc}"
-        report.for_nobody = "-"
+    redis = redis_or_skip(report)
+    if redis is None:
         return report
     found: list[str] = []
     with redis, cloudflare.start(account_id=ACCOUNT_A, api_token=CF_TOKEN, llm_key=LLM_KEY,
@@ -462,13 +468,9 @@ def timed_readyz(service: Service) -> str:
 
 
 def counters_outage(work: Path, clients: int) -> Report:
-    from harness.redis_server import RedisServer, RedisUnavailable
     report = Report("counters outage (COUNTERS_URL redis stopped, then hung; DAILY_NEURONS)")
-    try:
-        redis = RedisServer()
-    except RedisUnavailable as exc:      # no redis-server binary here
-        report.notes = f"skipped: {exc}"
-        report.for_nobody = "-"
+    redis = redis_or_skip(report)
+    if redis is None:
         return report
     with redis, fake() as cf:
         service = start_service(work, cloudflare_env(cf, COUNTERS_URL=redis.url,

@@ -283,6 +283,10 @@ class GatheringWorker(ThreadWorker):
     def _end_linger(self, conn: Any) -> None:
         if conn in self.lingering:
             self.lingering.remove(conn)
+        self._drop(conn)
+
+    def _drop(self, conn: Any) -> None:
+        """Forget a connection the event loop watched, and close it."""
         try:
             self.poller.unregister(conn.sock)
         except (OSError, KeyError, ValueError):
@@ -298,11 +302,6 @@ class GatheringWorker(ThreadWorker):
         now = time.monotonic()
         for conn in [c for c in self.pending_conns if c.timeout <= now]:
             self.pending_conns.remove(conn)
-            try:
-                self.poller.unregister(conn.sock)
-            except (OSError, KeyError, ValueError):
-                pass
-            self.nr_conns -= 1
-            conn.close()
+            self._drop(conn)
         for conn in [c for c in self.lingering if c.timeout <= now or not self.alive]:
             self._end_linger(conn)
