@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..errors import json_type_name
+from ..errors import InvalidRequest, json_type_name
 from ..openai_api import fields
 from ..openai_api.fields import one_of
 from ..openai_api.wording import Say, validate, worded
@@ -238,7 +238,12 @@ def parse_response_request(body: Any) -> ResponseRequest:
     tools = [t for t in request.tools or () if t.get("type") == "image_generation"]
     if tools:
         # Worded like every other field, with `tools.` before the tool's own field name.
-        validate(_ToolHolder, {"tools": tools[:1]})
+        try:
+            validate(_ToolHolder, {"tools": tools[:1]})
+        except InvalidRequest as exc:
+            if exc.param and not exc.param.startswith("tools"):
+                exc.param = "tools." + exc.param      # a shared field's own wording ("size")
+            raise
     return request
 
 
