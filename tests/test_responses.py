@@ -341,3 +341,19 @@ def test_records_expire_with_the_images():
     assert records.load("resp_x", "me") is not None
     clock.advance(2)
     assert records.load("resp_x", "me") is None
+
+
+def test_a_waiting_stream_sends_comment_lines_that_clients_skip(apps):
+    from flux_worker.chat.streaming import HEARTBEAT
+    from flux_worker.generation.job import Caller
+    from flux_worker.responses import events
+    from flux_worker.responses.request import parse_response_request
+
+    svc = apps.services()
+    answer = svc.responses.start(parse_response_request({"input": "a cat"}),
+                                 Caller("tester", TEST_KEY), lambda key: "http://x/image/" + key)
+    pieces = iter(answer.turn.pieces)
+    text = "".join(events.stream(answer, [next(pieces), HEARTBEAT, HEARTBEAT, *pieces]))
+    assert text.count("\n\n: keep-alive\n\n") == 1 and text.count(": keep-alive\n\n") == 2
+    kinds = [line[7:] for line in text.split("\n") if line.startswith("event: ")]
+    assert kinds[-1] == "response.completed"

@@ -9,8 +9,9 @@ report it:
 - the record is rewritten when the job starts (`in_progress`), every `heartbeat` seconds while
   it runs (a fresh `heartbeat` time), and when it ends (`completed`, `failed` or `cancelled`);
 - a reader that finds a `queued`/`in_progress` record whose heartbeat is older than
-  RESPONSES_STALE_SECONDS reports it `failed`: its instance died (kill -9, a crash, a restart
-  past gunicorn's graceful timeout), and nothing will finish it;
+  RESPONSES_STALE_SECONDS reports it `failed`: its instance died (kill -9, a crash, or a
+  shutdown: gunicorn's graceful stop waits for requests, not for these threads), and nothing
+  will finish it;
 - a cancel, on whichever instance it lands, leaves a mark beside the record (never rewriting
   the record, which only the job writes); the job sees that mark at its next heartbeat (at
   once, when the cancel lands on its own instance). Until the upstream call begins, a cancel

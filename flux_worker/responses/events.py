@@ -20,7 +20,7 @@ import logging
 from typing import Any, Iterable, Iterator
 
 from ..chat.streaming import HEARTBEAT
-from ..errors import APIError, ServerError
+from ..errors import APIError, Cancelled, ServerError
 from . import output
 from .answer import Answer
 
@@ -93,6 +93,10 @@ def _message(say: Sequence, rid: str, index: int, text: str) -> Iterator[str]:
 
 
 def _failed(say: Sequence, answer: Answer, exc: APIError) -> Iterator[str]:
+    if isinstance(exc, Cancelled):
+        # The client hung up: nobody reads on; what is kept says so.
+        answer.keep(answer.cancelled())
+        return
     log.warning("responses stream failed: %s %s", exc.code, exc.message)
     failed = answer.failed(exc)
     answer.keep(failed)
