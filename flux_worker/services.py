@@ -116,7 +116,7 @@ def build_responses(config: Config, chat: ChatTurns, store: ImageStore) -> tuple
     records = ResponseStore(store, config.image_expiration)
     stale = config.responses_stale_seconds
     return (Responses(chat, records, stale_after=stale),
-            Jobs(records, heartbeat=min(15.0, stale / 4)))
+            Jobs(records, heartbeat=min(5.0, stale / 4)))
 
 
 def build_models(config: Config) -> ModelRegistry:
