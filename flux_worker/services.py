@@ -30,6 +30,9 @@ from .generation.service import Generations
 from .generation.translate import ChatTranslator, Translator
 from .inputs.intake import ImageIntake
 from .net.upstream import make_session
+from .responses.answer import Responses
+from .responses.background import Jobs
+from .responses.store import ResponseStore
 from .storage import ImageStore, open_store
 from .storage.health import StoreHealth
 from .storage.links import ImageLinks
@@ -49,6 +52,8 @@ class Services:
     pipeline: Pipeline
     generations: Generations
     chat: ChatTurns
+    responses: Responses                      # the Responses API: its turns and stored records
+    jobs: Jobs                                # background responses running in this process
     session: requests.Session | None = None
     admission: Admission = field(default_factory=lambda: Admission(None, InflightGate(0)))
     links: ImageLinks = field(default_factory=ImageLinks)  # IMAGE_LINKS: how answers link images
@@ -99,10 +104,19 @@ def build_services(config: Config) -> Services:
     chat = ChatTurns(generations, models, Phrasebook(config.language), translator=translator,
                      auto_edits=config.chat_edits == "auto",
                      foreign_origin=links.foreign_origin(), show_cost=config.show_cost)
+    responses, jobs = build_responses(config, chat, store)
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, generations=generations, chat=chat,
                     session=session, admission=admission, books=books, accounts=accounts,
-                    links=links)
+                    links=links, responses=responses, jobs=jobs)
+
+
+def build_responses(config: Config, chat: ChatTurns, store: ImageStore) -> tuple[Responses, Jobs]:
+    """The Responses API's parts: records kept beside the images, and background jobs."""
+    records = ResponseStore(store, config.image_expiration)
+    stale = config.responses_stale_seconds
+    return (Responses(chat, records, stale_after=stale),
+            Jobs(records, heartbeat=min(5.0, stale / 4)))
 
 
 def build_models(config: Config) -> ModelRegistry:

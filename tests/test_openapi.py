@@ -64,7 +64,8 @@ def test_api_routes_need_the_bearer_key_and_the_others_do_not():
         for method, op in item.items():
             if method == "parameters":
                 continue
-            api = path.startswith(("/v1/", "/chat/", "/images/", "/models", "/usage"))
+            api = path.startswith(("/v1/", "/chat/", "/images/", "/models", "/usage",
+                                   "/responses"))
             assert op["security"] == ([{"bearerAuth": []}] if api else []), (path, method)
             assert ("401" in op["responses"]) == api, (path, method)
 
@@ -344,6 +345,10 @@ def test_every_api_route_is_registered_once_and_served_with_and_without_v1():
         "/v1/models": "/models",
         "/v1/models/{model_id}": "/models/{model_id}",
         "/v1/usage": "/usage",
+        "/v1/responses": "/responses",
+        "/v1/responses/{response_id}": "/responses/{response_id}",
+        "/v1/responses/{response_id}/cancel": "/responses/{response_id}/cancel",
+        "/v1/responses/{response_id}/input_items": "/responses/{response_id}/input_items",
     }
     for alias in ALIASES.values():
         assert all("alias" in operation["tags"] for operation in SPEC["paths"][alias].values())

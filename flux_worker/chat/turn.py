@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from ..catalog.registry import ModelRegistry
 from ..generation.job import Caller, ImageOrder
@@ -60,8 +60,13 @@ class ChatTurns:
         self.show_cost = show_cost
 
     def start(self, chat: ChatCompletionRequest, caller: Caller,
-              image_url: Callable[[str], str]) -> ChatTurn:
-        """Answer `chat` for `caller`; `image_url(key)` links a stored image."""
+              image_url: Callable[[str], str],
+              options: Mapping[str, Any] | None = None) -> ChatTurn:
+        """Answer `chat` for `caller`; `image_url(key)` links a stored image.
+
+        `options` are `ImageOrder` fields an interface sets beside the message (the Responses
+        API's image tool: its model, size, format, mask).
+        """
         # A caller over its limit is refused before any pattern runs over its text.
         self.generations.check(caller)
         text = chat.prompt
@@ -74,8 +79,9 @@ class ChatTurns:
         decide = (self.translator.decide_edit if self.auto_edits and self.translator
                   else None)
         edit = find_chat_edit(chat.model_dump()["messages"], text, decide, self.foreign_origin)
-        order = ImageOrder(prompt=edit.text if edit else text, model=chat.model, chat=True,
-                           images=chat_sources(edit) if edit else ())
+        fields: dict[str, Any] = {"model": chat.model, "chat": True, **(options or {})}
+        order = ImageOrder(prompt=edit.text if edit else text,
+                           images=chat_sources(edit) if edit else (), **fields)
         generation = self.generations.start(order, caller)
         answer = edit_answer if edit else chat_answer
         pieces = answer(generation, self.words, image_url, self.show_cost)

@@ -17,6 +17,8 @@ No Flask here.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..cost.admission import Admission, Ticket
 from ..cost.books import Hold
 from ..inputs.intake import ImageIntake
@@ -36,6 +38,13 @@ class Generation:
         self.caller = caller
         self._ticket = ticket
         self._pipeline = pipeline
+        # What a chat-shaped answer reports beside its text (the Responses API's image call):
+        # the prompt the image model got and the image it drew, set by `render`.
+        self.prompt: str | None = None
+        self.result: ImageResult | None = None
+        # Called in the rendering thread just before the upstream call: a background response
+        # closes its cancel window there, so a cancel either stops it first or not at all.
+        self.before_render: Callable[[], None] | None = None
 
     @property
     def hold(self) -> Hold | None:
@@ -58,8 +67,12 @@ class Generation:
 
     def render(self, prompt: str) -> ImageResult:
         """Generate, fit and store one image of the job (a chat answer's)."""
-        return self._pipeline.render(self.job, prompt, cancel=self.caller.cancel,
-                                     hold=self.hold)
+        self.prompt = prompt
+        if self.before_render is not None:
+            self.before_render()
+        self.result = self._pipeline.render(self.job, prompt, cancel=self.caller.cancel,
+                                            hold=self.hold)
+        return self.result
 
     def render_all(self) -> Batch:
         """Translate once, then render all `n` images; keep all of them or none."""

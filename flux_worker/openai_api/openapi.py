@@ -21,6 +21,7 @@ import copy
 from typing import Any, Mapping
 
 from ..version import __version__
+from . import openapi_responses
 from .fields import MAX_EDIT_IMAGES
 from .openapi_components import (
     ERROR_RESPONSES,
@@ -57,6 +58,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/v1/models": {"get": _list_models()},
         "/v1/models/{model_id}": {"get": _get_model()},
         "/v1/usage": {"get": _usage()},
+        **openapi_responses.paths(_operation, _ok, _errors, GENERATION_ERRORS),
         "/image/{key}": _image_path(),
         "/healthz": {"get": _healthz()},
         "/readyz": {"get": _readyz()},
@@ -80,14 +82,21 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
                                             "image."},
             {"name": "images", "description": "The OpenAI Images API."},
             {"name": "models", "description": "The image models offered."},
+            {"name": "responses", "description": "OpenAI's Responses API: every request an "
+                                                 "image request."},
             {"name": "files", "description": "Stored images; the key is the capability."},
             {"name": "service", "description": "Welcome page, probes, metrics and this "
                                                "document."},
             {"name": "alias", "description": "The API routes without the `/v1` prefix."},
         ],
         "paths": paths,
-        "components": components(max_images),
+        "components": _with_responses(components(max_images)),
     }
+
+
+def _with_responses(parts: dict) -> dict:
+    parts["schemas"].update(openapi_responses.schemas())
+    return parts
 
 
 _DESCRIPTION = """\
