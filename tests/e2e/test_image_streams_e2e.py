@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
+from urllib.parse import urlsplit
 
 import openai
 import pytest
 import requests
 from PIL import Image
 
-from harness.service import API_KEY
+from harness.fakes import cloudflare
+from harness.service import API_KEY, CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from tests.e2e.test_abandon import UPSTREAM_SECONDS, generations_ended, image_calls, stored
+from tests.support import wait_until
 from tests.test_image_streams import DEV, INPAINT, check, mask_png, png
 
 pytestmark = pytest.mark.e2e
@@ -125,3 +130,32 @@ def test_gpt_image_fields_are_answered(cf_service, cf):
     assert decoded(result.data[0].b64_json).format == "WEBP"
     (call,) = runs(cf)
     assert call["json"]["steps"] == 8       # high: twice FLUX_NUM_STEPS (4)
+
+
+def test_a_dropped_image_stream_stops_its_generation_and_stores_nothing(tmp_path):
+    """As chat streams: a client that leaves cancels; the upstream call already running is
+    the only one made (and charged), and no image is stored for nobody."""
+    slow = cloudflare.start(account_id=CF_ACCOUNT, api_token=CF_TOKEN, llm_key=LLM_KEY,
+                            latency=UPSTREAM_SECONDS)
+    service = start_service(tmp_path, cloudflare_env(slow, UPSTREAM_RETRIES="2"), workers=1)
+    try:
+        parts = urlsplit(service.url)
+        body = b'{"model": "gpt-image-1", "prompt": "a fox", "stream": true}'
+        head = (f"POST /v1/images/generations HTTP/1.1\r\nHost: {parts.hostname}\r\n"
+                f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(head.encode() + body)
+            answer = b""
+            while b": keep-alive" not in answer:       # the first comment comes at once
+                piece = sock.recv(1024)
+                assert piece, answer
+                answer += piece
+        assert answer.startswith(b"HTTP/1.1 200")
+        wait_until(lambda: generations_ended(service, slow), timeout=UPSTREAM_SECONDS + 10,
+                   interval=0.2, message="the abandoned generation to end")
+        assert len(image_calls(slow)) == 1
+        assert stored(tmp_path / "images") == 0, "an image was stored for a client that left"
+    finally:
+        service.stop()
+        slow.stop()
