@@ -114,7 +114,8 @@ def test_edit_json_form_with_data_url_and_own_link(svc_client):
         "image": [(io.BytesIO(png()), f"{i}.png") for i in range(5)]},
      "too_many_images", "At most 4"),
     (lambda: files(b"GIF89a not really", prompt="x"), "invalid_image", "not a PNG, JPEG"),
-    (lambda: files(png(), prompt="x", model="klein-4b") | {
+    # Two images: no model offered takes a mask with more than one image.
+    (lambda: files(png(), png(), prompt="x", model="klein-4b") | {
         "mask": (io.BytesIO(mask_png()), "m.png")}, "mask_not_supported", "does not take a mask"),
     (lambda: files(png(), png(), prompt="x", model=INPAINT), "too_many_images", "at most 1"),
     (lambda: files(png(), prompt="x", model=INPAINT), "mask_required", "send a `mask`"),

@@ -312,7 +312,7 @@ def test_edit_with_several_data_urls_and_edit_model_standing_in(services):
      "image_expired", "expired"),
     ({"prompt": "x", "images": ["data:image/png;base64,bm90IGFuIGltYWdl"]}, "invalid_image",
      "not a PNG, JPEG, WebP or GIF image"),
-    ({"prompt": "x", "images": ["MASK"], "model": "flux-2-klein-4b", "mask": "MASK"},
+    ({"prompt": "x", "images": ["MASK", "MASK"], "model": "flux-2-klein-4b", "mask": "MASK"},
      "mask_not_supported", "does not take a mask"),
     ({"prompt": "x", "images": ["MASK"], "strength": 2}, "invalid_request_error", "strength"),
 ])

@@ -42,10 +42,19 @@ def test_gpt_image_names_mean_the_default_model_and_answer_base64(name):
     assert models.default_response_format(name.upper()) == "b64_json"
 
 
-@pytest.mark.parametrize("name", [*DALL_E_ALIASES, None, "", "flux", DEFAULT, "sdxl"])
-def test_dall_e_names_and_real_models_answer_links(name):
+@pytest.mark.parametrize("name", DALL_E_ALIASES)
+def test_dall_e_names_default_to_links(name):
     models = registry()
     assert models.default_response_format(name) == "url"
+    assert models.default_response_format(name, "b64_json") == "url"
+    assert models.require(name) in CATALOG
+
+
+@pytest.mark.parametrize("name", [None, "", "flux", DEFAULT, "sdxl"])
+def test_own_names_answer_as_the_operator_says(name):
+    models = registry()
+    assert models.default_response_format(name) == "both"       # IMAGE_RESPONSE_FORMAT's default
+    assert models.default_response_format(name, "url") == "url"
     if name:
         assert models.require(name) in CATALOG
 
@@ -57,7 +66,7 @@ def test_the_gpt_image_names_are_configurable():
     assert models.require("my-image-model") is models.default
     # A name taken off the list is no longer known at all.
     assert models.get("gpt-image-2") is None
-    assert models.default_response_format("gpt-image-2") == "url"
+    assert models.default_response_format("gpt-image-2") == "both"
     none = registry(GPT_IMAGE_ALIASES="")
     assert none.get("gpt-image-1") is None and none.get("dall-e-3") is none.default
 
@@ -129,11 +138,19 @@ def test_gpt_image_names_answer_base64_unless_a_link_is_asked(client, auth, name
     assert linked["data"][0]["url"].startswith("http") and "b64_json" not in linked["data"][0]
 
 
-@pytest.mark.parametrize("name", [*DALL_E_ALIASES, "flux", None])
-def test_dall_e_and_other_names_answer_links(client, auth, name):
-    body = {"prompt": "a fox", **({"model": name} if name else {})}
+@pytest.mark.parametrize("name", DALL_E_ALIASES)
+def test_dall_e_names_answer_links(client, auth, name):
+    body = {"prompt": "a fox", "model": name}
     (item,) = client.post("/v1/images/generations", headers=auth, json=body).get_json()["data"]
     assert item["url"].startswith("http") and "b64_json" not in item
+
+
+@pytest.mark.parametrize("name", ["flux", None])
+def test_own_names_answer_a_link_and_base64(client, auth, name):
+    body = {"prompt": "a fox", **({"model": name} if name else {})}
+    (item,) = client.post("/v1/images/generations", headers=auth, json=body).get_json()["data"]
+    assert item["url"].startswith("http")
+    assert Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))).size == (1024, 1024)
 
 
 @pytest.mark.parametrize("modalities", [["image", "text"], ["image"]])

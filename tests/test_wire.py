@@ -270,6 +270,8 @@ def test_schemas_describe_the_accepted_forms():
         props["output_format"]["anyOf"]
     assert {"type": "integer", "minimum": 1} in props["n"]["anyOf"]
     assert {"type": "string"} in props["size"]["anyOf"]
-    for ignored in ("quality", "style", "user", "background", "moderation",
-                    "output_compression"):
+    for ignored in ("style", "user"):
         assert "ignored" in props[ignored]["description"]
+    assert {"type": "integer", "minimum": 0, "maximum": 100} in \
+        props["output_compression"]["anyOf"]
+    assert "transparent" in props["background"]["anyOf"][0]["enum"]

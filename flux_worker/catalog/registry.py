@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import InvalidRequest, ModelNotFound
-from .spec import B64_JSON, DALL_E_ALIASES, GPT_IMAGE_ALIASES, URL, ModelSpec
+from .spec import B64_JSON, BOTH, DALL_E_ALIASES, GPT_IMAGE_ALIASES, URL, ModelSpec
 from .workers_ai import CATALOG
 
 
@@ -20,6 +20,7 @@ class ModelRegistry:
         for spec in offered:
             for name in (spec.id, *spec.aliases):
                 self._by_name[name.lower()] = spec
+        self._own_names = frozenset(self._by_name)
         self._b64_names = frozenset(n.strip().lower() for n in gpt_image_names if n.strip())
         for name in (*DALL_E_ALIASES, *sorted(self._b64_names)):
             self._by_name.setdefault(name, default)
@@ -44,11 +45,29 @@ class ModelRegistry:
             offered = (*offered, edit_model)
         return cls(offered, default, gpt_image_names, edit_model)
 
-    def default_response_format(self, name: str | None) -> str:
-        """The Images API answer form when the request names none: `url` or `b64_json`."""
+    def default_response_format(self, name: str | None, own: str = BOTH) -> str:
+        """The Images API answer form when the request names none: `url`, `b64_json` or `both`.
+
+        As OpenAI's models: GPT image names answer base64, DALL·E names links. This service's
+        own names answer `own` (IMAGE_RESPONSE_FORMAT), by default both fields in each item,
+        so clients that read either one work unchanged.
+        """
         if not name or not isinstance(name, str):
-            name = self.default.id
-        return B64_JSON if name.strip().lower() in self._b64_names else URL
+            return own
+        folded = name.strip().lower()
+        if folded in self._b64_names:
+            return B64_JSON
+        if folded in DALL_E_ALIASES and folded not in self._own_names:
+            return URL
+        return own
+
+    def is_openai_name(self, name: str | None) -> bool:
+        """Whether `name` is one of OpenAI's model names standing for the default model."""
+        if not name or not isinstance(name, str):
+            return False
+        folded = name.strip().lower()
+        return folded not in self._own_names and (folded in self._b64_names
+                                                  or folded in DALL_E_ALIASES)
 
     def find_known(self, name: str) -> ModelSpec:
         spec = self._by_name.get(name.strip().lower())
@@ -80,12 +99,21 @@ class ModelRegistry:
 
 
 def model_for_images(requested: ModelSpec, count: int, has_mask: bool,
-                     edit_model: ModelSpec | None) -> ModelSpec:
+                     edit_model: ModelSpec | None,
+                     offered: tuple[ModelSpec, ...] = ()) -> ModelSpec:
     """The model that draws a request bringing `count` images; raise InvalidRequest if none can.
 
-    A model that takes no images is replaced by EDIT_MODEL (the answer says which model drew);
-    a model that takes images but fewer than sent, or no mask, is an error the client can fix.
+    A model that takes no images is replaced by EDIT_MODEL (the answer says which model drew).
+    With a mask, a model that takes none is replaced by the first `offered` one that takes a
+    mask and the images: the client asked for the masked area to change, whichever model
+    draws (OpenAI's names take masks; no Workers AI model they stand for does). A model that
+    takes fewer images than sent, or no mask when none offered does, is an error the client
+    can fix.
     """
+    if has_mask and not requested.mask:
+        masked = next((m for m in offered if m.mask and m.max_images >= count), None)
+        if masked is not None:
+            return masked
     model = requested
     if requested.max_images == 0:
         if edit_model is None or edit_model.max_images == 0:

@@ -20,6 +20,8 @@ from ..errors import InvalidRequest, PromptTooLong
 DALL_E_ALIASES = ("dall-e-2", "dall-e-3")
 GPT_IMAGE_ALIASES = ("gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2")
 URL, B64_JSON = "url", "b64_json"
+BOTH = "both"                  # each item carries `url` and `b64_json`
+RESPONSE_FORMATS = (BOTH, URL, B64_JSON)
 
 
 # The fewest diffusion steps any model takes; each model's most is its `steps_max`.
@@ -148,6 +150,7 @@ class ModelSpec:
     mask: bool = False                     # inpainting: a mask beside the source image
     strength: bool = False                 # how far the result may move from the source, 0..1
     needs_image: bool = False              # refuses a text-only request (img2img, inpainting)
+    transparency: bool = False             # can draw a transparent background (none on Workers AI)
 
     @property
     def short_name(self) -> str:
@@ -187,6 +190,18 @@ class ModelSpec:
             "strength": self.strength,
             "requires_image": self.needs_image,
         }
+
+    def check_background(self, background: str | None) -> None:
+        """Raise InvalidRequest when a transparent background is asked of a model without one.
+
+        An opaque image where transparency was asked would break the client's compositing
+        silently; a 400 says so before anything is spent.
+        """
+        if background == "transparent" and not self.transparency:
+            raise InvalidRequest(
+                f"{self.short_name} cannot draw a transparent background (no model offered "
+                'here can). Send `background: "auto"` or "opaque", or leave it out.',
+                param="background", code="transparency_not_supported")
 
     def check_text_only(self) -> None:
         """Raise InvalidRequest when the model cannot draw without an input image."""

@@ -115,7 +115,7 @@ def choose(text: str, allowed: tuple[str, ...]) -> str:
     """One of `allowed`, spelt as there; any case is accepted, and `_` for `-` (zh_cn)."""
     wanted = text.lower().replace("_", "-")
     for value in allowed:
-        if value.lower() == wanted:
+        if value.lower().replace("_", "-") == wanted:
             return value
     raise ValueError(f"must be one of {', '.join(allowed)}, got {text!r}")
 

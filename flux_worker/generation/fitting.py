@@ -140,11 +140,14 @@ def oversized(data: bytes, limit: int = MAX_GENERATED_SIDE) -> tuple[int, int] |
         return img.size if max(img.size) > limit else None
 
 
-def fit(data: bytes, width: int, height: int, output_format: str | None = None) -> FittedImage:
+def fit(data: bytes, width: int, height: int, output_format: str | None = None,
+        compression: int | None = None) -> FittedImage:
     """Crop around the centre to the target ratio and scale to exactly width x height.
 
     The result keeps the input's format (GIF becomes PNG) unless output_format is "png",
-    "jpeg"/"jpg" or "webp". An input that already has the size and format is returned as is.
+    "jpeg"/"jpg" or "webp". An input that already has the size and format is returned as is,
+    unless a `compression` (JPEG/WebP quality 0-100, OpenAI's output_compression) asks for a
+    JPEG or WebP encoding of its own.
 
     :raises NotAnImage: the bytes are not a complete, decodable image.
     :raises ValueError: a size below 1 or an unknown output_format.
@@ -154,14 +157,16 @@ def fit(data: bytes, width: int, height: int, output_format: str | None = None) 
     wanted = _output_format(output_format)
     with _open(data) as img:
         source = _format_of(img)
-        if img.size == (width, height) and wanted in (None, source) and _complete(data, img):
-            return FittedImage(data, _CONTENT_TYPES[source], width, height)
         # Re-encoding a GIF would quantise the resampled colours again; PNG keeps them.
         target = wanted or (source if source in _OUTPUT_FORMATS.values() else "PNG")
+        recompress = compression is not None and target in ("JPEG", "WEBP")
+        if (img.size == (width, height) and wanted in (None, source) and not recompress
+                and _complete(data, img)):
+            return FittedImage(data, _CONTENT_TYPES[source], width, height)
         icc = img.info.get("icc_profile")
         with _PIXEL_WORK:
             try:
-                encoded = _encode(_resize(img, width, height), target, icc)
+                encoded = _encode(_resize(img, width, height), target, icc, compression)
             except _DECODE_ERRORS as exc:
                 raise NotAnImage(f"the {source} image could not be decoded: {exc}") from exc
     return FittedImage(encoded, _CONTENT_TYPES[target], width, height)
@@ -287,19 +292,26 @@ def _workable(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _encode(img: Image.Image, fmt: str, icc: bytes | None) -> bytes:
-    """Encode once in fmt; JPEG has no alpha, so transparency is flattened onto white."""
+def _encode(img: Image.Image, fmt: str, icc: bytes | None,
+            compression: int | None = None) -> bytes:
+    """Encode once in fmt; JPEG has no alpha, so transparency is flattened onto white.
+
+    `compression` is the JPEG/WebP quality asked (0-100); Pillow's JPEG encoder takes 1 to 95
+    sensibly (above 95 only grows the file), so the ends are brought into that range.
+    """
     options: dict = {"icc_profile": icc} if icc else {}
     if fmt == "JPEG":
         if img.mode == "RGBA":
             flat = Image.new("RGB", img.size, (255, 255, 255))
             flat.paste(img, mask=img.getchannel("A"))
             img = flat
-        options.update(quality=JPEG_QUALITY)
+        options.update(quality=JPEG_QUALITY if compression is None
+                       else max(1, min(95, compression)))
     elif fmt == "PNG":
         options.update(compress_level=PNG_COMPRESS_LEVEL)
     else:
-        options.update(quality=WEBP_QUALITY)
+        options.update(quality=WEBP_QUALITY if compression is None
+                       else max(0, min(100, compression)))
     out = io.BytesIO()
     img.save(out, fmt, **options)
     return out.getvalue()

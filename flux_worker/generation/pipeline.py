@@ -95,7 +95,8 @@ class Pipeline:
                 metrics.observe_cancelled_neurons(job.model.id, neurons or 0.0)
                 raise
             try:
-                fitted = fitting.fit(generated.data, job.width, job.height, job.output_format)
+                fitted = fitting.fit(generated.data, job.width, job.height, job.output_format,
+                                     job.output_compression)
             except fitting.NotAnImage as exc:
                 raise UpstreamError(
                     f"The image model {job.model.short_name} returned bytes that are not an "

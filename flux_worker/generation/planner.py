@@ -52,11 +52,37 @@ class Planner:
         """
         requested = (self.models.for_chat(order.model) if order.chat
                      else self.models.require(order.model))
-        if not order.images:
-            return requested, requested
-        model = model_for_images(requested, len(order.images), order.mask is not None,
-                                 self.models.edit_model)
+        model = requested
+        if order.images:
+            model = model_for_images(requested, len(order.images), order.mask is not None,
+                                     self.models.edit_model, self.models.models)
+        if not order.chat and self.models.is_openai_name(order.model):
+            model = self._exact_size(order, model)
+        model.check_background(order.background)
         return model, requested
+
+    def _exact_size(self, order: ImageOrder, model: ModelSpec) -> ModelSpec:
+        """For OpenAI's names, an offered model that delivers the asked WIDTHxHEIGHT exactly.
+
+        Those names stand for the default model, which the client did not choose: when it
+        cannot make the size (flux-1-schnell's 1024x1024 gives 683x1024 for 1024x1536), the
+        first offered model that can draws instead. None can: `model` delivers the nearest.
+        """
+        size = order.size
+        if size is None or size.width is None or size.height is None:
+            return model
+        wanted = (size.width, size.height)
+        for candidate in (model, *self.models.models):
+            if order.images:
+                if (candidate.max_images < len(order.images)
+                        or (order.mask is not None and not candidate.mask)):
+                    continue
+            elif candidate.needs_image:
+                continue
+            resolved = resolve_size(size, candidate)
+            if (resolved.width, resolved.height) == wanted:
+                return candidate
+        return model
 
     def estimate(self, order: ImageOrder, model: ModelSpec) -> float | None:
         """Neurons one image of the order may cost, before its inputs are read; None: unpriced.
@@ -68,7 +94,8 @@ class Planner:
         _check_prompt(parsed, model, has_images=bool(order.images))
         size = order.size or parsed.size
         shapes = (size,) if size is not None or not order.images else _EDIT_SHAPES
-        steps = self._steps(model, order.steps if order.steps is not None else parsed.steps)
+        steps = self._steps(model, order.steps if order.steps is not None else parsed.steps,
+                            order.quality)
         references = len(order.images) if model.reference_images else 0
         figures = []
         for shape in shapes:
@@ -99,7 +126,7 @@ class Planner:
         if model.seed and seed is None:
             # A seed the user can see lets them reproduce or vary an image they liked.
             seed = secrets.randbelow(SEED_MAX + 1)
-        job_steps = self._steps(model, steps)
+        job_steps = self._steps(model, steps, order.quality)
         # Only what the user asked for is reported; FLUX_NUM_STEPS is clamped silently.
         clamped = (f"--steps {steps} → {job_steps}",) if steps and job_steps not in (
             None, steps) else ()
@@ -110,13 +137,32 @@ class Planner:
             seed=seed if model.seed else None,
             negative=negative if model.negative_prompt else None,
             guidance=model.clamp_guidance(order.guidance),
-            output_format=order.output_format, ignored=tuple(ignored), clamped=clamped,
+            output_format=order.output_format, output_compression=order.output_compression,
+            quality=quality_tier(order.quality), ignored=tuple(ignored), clamped=clamped,
             images=images, mask=sd if model.mask else None,
             strength=order.strength if model.strength else None, variation=order.variation,
             requested=requested if requested is not model else None)
 
-    def _steps(self, model: ModelSpec, asked: int | None) -> int | None:
-        return model.clamp_steps(asked or self.default_steps) if model.steps_field else None
+    def _steps(self, model: ModelSpec, asked: int | None,
+               quality: str | None = None) -> int | None:
+        """The steps sent: those asked, else FLUX_NUM_STEPS scaled by the quality tier."""
+        if not model.steps_field:
+            return None
+        if not asked:
+            asked = max(1, round(self.default_steps * _TIER_STEPS[quality_tier(quality)]))
+        return model.clamp_steps(asked)
+
+
+# What OpenAI's quality tiers mean here: the share of FLUX_NUM_STEPS a model runs. Fewer steps
+# are faster and cheaper and rougher; more are finer up to the model's own maximum.
+_TIER_STEPS = {"low": 0.5, "medium": 1.0, "high": 2.0}
+_TIERS = {"low": "low", "medium": "medium", "high": "high", "hd": "high"}
+
+
+def quality_tier(quality: str | None) -> str:
+    """The tier a `quality` value means: `low`, `medium` or `high` (auto and DALL·E's standard
+    are medium, its hd is high)."""
+    return _TIERS.get(quality or "auto", "medium")
 
 
 def _check_prompt(parsed: ParsedPrompt, model: ModelSpec, *, has_images: bool) -> None:

@@ -20,6 +20,12 @@ DONE = "data: [DONE]\n\n"
 # service makes any WIDTHxHEIGHT) are left out of the answer rather than break strict clients.
 OPENAI_IMAGE_SIZES = frozenset({"1024x1024", "1024x1536", "1536x1024"})
 OPENAI_OUTPUT_FORMATS = frozenset({"png", "jpeg", "webp"})
+OPENAI_QUALITIES = frozenset({"low", "medium", "high"})
+OPENAI_BACKGROUNDS = frozenset({"transparent", "opaque"})
+# The tokens one 512x512 image tile counts in an Images `usage` (OpenAI's vision tile figure).
+IMAGE_TOKENS_PER_TILE = 170
+# An SSE comment: keeps proxies from timing out a stream; every SSE reader skips it.
+SSE_HEARTBEAT = ": keep-alive\n\n"
 
 
 def completion_id() -> str:
@@ -123,15 +129,69 @@ def model_list(models: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def images_response(items: list[dict[str, Any]], *, size: str | None = None,
-                    output_format: str | None = None,
+                    output_format: str | None = None, quality: str | None = None,
+                    background: str | None = None, usage: dict[str, Any] | None = None,
                     created: int | None = None) -> dict[str, Any]:
     """Return an Images API answer `{created, data}`, with size and format where OpenAI has them."""
     answer: dict[str, Any] = {"created": created or int(time.time()), "data": items}
-    if size in OPENAI_IMAGE_SIZES:
-        answer["size"] = size
+    if background in OPENAI_BACKGROUNDS:
+        answer["background"] = background
     if output_format in OPENAI_OUTPUT_FORMATS:
         answer["output_format"] = output_format
+    if size in OPENAI_IMAGE_SIZES:
+        answer["size"] = size
+    if quality in OPENAI_QUALITIES:
+        answer["quality"] = quality
+    if usage is not None:
+        answer["usage"] = usage
     return answer
+
+
+def image_usage(prompt: str, input_tiles: int, output_tiles: int) -> dict[str, Any]:
+    """An Images `usage` object: the prompt's estimated tokens, and images counted by tile.
+
+    No model here counts tokens; an image counts IMAGE_TOKENS_PER_TILE for each 512x512 tile
+    it covers (the inputs of an edit as input, the images made as output), so a bigger image
+    counts more, stably, as clients that track usage expect.
+    """
+    text = estimate_tokens(prompt)
+    images_in = input_tiles * IMAGE_TOKENS_PER_TILE
+    images_out = output_tiles * IMAGE_TOKENS_PER_TILE
+    return {"input_tokens": text + images_in, "output_tokens": images_out,
+            "total_tokens": text + images_in + images_out,
+            "input_tokens_details": {"text_tokens": text, "image_tokens": images_in},
+            "output_tokens_details": {"image_tokens": images_out, "text_tokens": 0}}
+
+
+def image_event(kind: str, b64_json: str, *, size: str, quality: str, background: str,
+                output_format: str, usage: dict[str, Any], url: str | None = None,
+                created_at: int | None = None) -> str:
+    """One `image_generation.completed` or `image_edit.completed` SSE event.
+
+    `event:` and `data:` lines and no `id:` (a lone id line breaks openai-python's reader).
+    `size` must be one of the event's enum: another size is sent as `auto` (the answer's
+    X-Image-Size header has it). `url`, the stored image's link, is this service's extra.
+    """
+    event: dict[str, Any] = {
+        "type": kind, "b64_json": b64_json, "created_at": created_at or int(time.time()),
+        "size": size if size in OPENAI_IMAGE_SIZES else "auto", "quality": quality,
+        "background": background, "output_format": output_format,
+        "usage": {k: v for k, v in usage.items() if k != "output_tokens_details"}}
+    if url is not None:
+        event["url"] = url
+    return named_sse(kind, event)
+
+
+def named_sse(kind: str, obj: dict[str, Any]) -> str:
+    """Encode one SSE event with its `event:` name, as OpenAI's Images and Responses streams."""
+    return (f"event: {kind}\ndata: "
+            + json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n\n")
+
+
+def error_event(body: dict[str, Any]) -> str:
+    """A failure after a stream began: an `error` event whose JSON has a top-level `error`
+    object, which openai-python raises as APIError whatever the stream."""
+    return named_sse("error", {"type": "error", **body})
 
 
 class _Image(Protocol):
@@ -149,11 +209,15 @@ class _Image(Protocol):
 def image_items(results: Sequence[_Image], response_format: str, link: Callable[[str], str], *,
                 revised_prompt: str | None = None,
                 show_seed: bool = False) -> list[dict[str, Any]]:
-    """The `data` items of an Images answer: raw base64 (no `data:` prefix) or absolute links."""
+    """The `data` items of an Images answer: raw base64 (no `data:` prefix), absolute links,
+    or both (`response_format` "both": OpenAI's Image schema allows the two together)."""
     items = []
     for result in results:
-        item: dict[str, Any] = ({"b64_json": base64.b64encode(result.data).decode("ascii")}
-                      if response_format == "b64_json" else {"url": link(result.key)})
+        item: dict[str, Any] = {}
+        if response_format in ("url", "both"):
+            item["url"] = link(result.key)
+        if response_format in ("b64_json", "both"):
+            item["b64_json"] = base64.b64encode(result.data).decode("ascii")
         if revised_prompt is not None:
             item["revised_prompt"] = revised_prompt
         if show_seed and result.seed is not None:

@@ -77,6 +77,9 @@ class _Common(BaseModel):
                           "proportions).")
     response_format: fields.ResponseFormat = None   # None: as the model's name says
     output_format: fields.OutputFormat = None
+    output_compression: fields.OutputCompression = None
+    quality: fields.Quality = None
+    background: fields.Background = None
     seed: fields.Seed = None
 
     @model_validator(mode="before")
@@ -102,6 +105,10 @@ class EditRequest(_Common):
     strength: fields.Strength = None
     guidance: fields.Guidance = None
     negative_prompt: fields.NegativePrompt = None
+    moderation: fields.Moderation = None
+    input_fidelity: fields.InputFidelity = None
+    stream: fields.Stream = False
+    partial_images: fields.PartialImages = None
     images: ImageRefs = Field(default_factory=list)
     image: ImageOrRef = Field(None, description="JSON form, one image: a link or "
                                                 + _REF_EXAMPLE + ".")

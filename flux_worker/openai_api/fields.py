@@ -16,7 +16,7 @@ it into a schema.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, ValidationInfo
 
@@ -138,9 +138,10 @@ SizeText = Annotated[str | None, PlainValidator(_size_text, json_schema_input_ty
 # --- the answer's form ----------------------------------------------------------------------
 
 ResponseFormat = Annotated[Literal["url", "b64_json"] | None, BeforeValidator(_empty_is_none),
-                           Field(description="Default `url`; `b64_json` for the GPT image "
-                                             "names (GPT_IMAGE_ALIASES), as OpenAI's GPT image "
-                                             "models answer."),
+                           Field(description="Unset: `b64_json` for the GPT image names "
+                                             "(GPT_IMAGE_ALIASES), `url` for the DALL·E names, "
+                                             "and IMAGE_RESPONSE_FORMAT (default both fields in "
+                                             "each item) for this service's own model names."),
                            Say(f"must be {one_of(['url', 'b64_json'])}.")]
 
 
@@ -162,6 +163,65 @@ OutputFormat = Annotated[OutputName | None,
                          Field(description="The image format: " + one_of(FORMATS)
                                            + " (`jpg` means `jpeg`)."),
                          Say(f"must be {one_of(FORMATS)}.")]
+
+
+# --- GPT-image options (OpenAI's names; what each means here is in the README) ------------
+
+# `quality` as clients send it: GPT image tiers, and DALL·E 3's `hd`/`standard`.
+QualityName = Literal["auto", "low", "medium", "high", "hd", "standard"]
+BackgroundName = Literal["auto", "opaque", "transparent"]
+ModerationName = Literal["auto", "low"]
+FidelityName = Literal["low", "high"]
+QUALITIES: tuple[str, ...] = get_args(QualityName)
+BACKGROUNDS: tuple[str, ...] = get_args(BackgroundName)
+MODERATIONS: tuple[str, ...] = get_args(ModerationName)
+FIDELITIES: tuple[str, ...] = get_args(FidelityName)
+PARTIAL_IMAGES_MAX = 3
+
+
+def _lower(value: Any) -> Any:
+    """Strip and lower a string; an empty one means the field was not given."""
+    return (value.strip().lower() or None) if isinstance(value, str) else value
+
+
+Quality = Annotated[QualityName | None, BeforeValidator(_lower), Field(
+    description="`low`, `medium` or `high` pick the model's diffusion steps (half, FLUX_NUM_STEPS, "
+                "twice; an explicit `steps` wins; fixed-step models draw the same); `auto` is "
+                "`medium`; DALL·E's `hd` is `high` and `standard` is `medium`."),
+    Say(f"must be {one_of(QUALITIES)}.")]
+
+Background = Annotated[BackgroundName | None, BeforeValidator(_lower), Field(
+    description="`auto` and `opaque` draw as usual; `transparent` is refused by models that "
+                "cannot draw transparency (all of Workers AI's)."),
+    Say(f"must be {one_of(BACKGROUNDS)}.")]
+
+OutputCompression = Annotated[int | None, Field(
+    ge=0, le=100, description="JPEG and WebP encoding quality, 0 (smallest file) to 100 (best "
+                              "image); no effect on PNG."),
+    WHOLE_NUMBER]
+
+Moderation = Annotated[ModerationName | None, BeforeValidator(_lower), Field(
+    description="Accepted for compatibility: Workers AI applies its own filters."),
+    Say(f"must be {one_of(MODERATIONS)}.")]
+
+InputFidelity = Annotated[FidelityName | None, BeforeValidator(_lower), Field(
+    description="Accepted for compatibility: an edit always keeps what its model keeps."),
+    Say(f"must be {one_of(FIDELITIES)}.")]
+
+def _false_if_null(value: Any) -> Any:
+    return False if value is None else value
+
+
+Stream = Annotated[bool, BeforeValidator(_false_if_null, json_schema_input_type=bool | None),
+                   Field(
+    description="Answer as server-sent events: one `*.completed` event per image (the image as "
+                "`b64_json`, its link as `url`), comments as heartbeats while it is drawn."),
+                   Say("must be true or false.")]
+
+PartialImages = Annotated[int | None, Field(
+    ge=0, le=PARTIAL_IMAGES_MAX, description="Accepted; no partial image is ever sent (Workers "
+                                             "AI makes none), only the final one."),
+    WHOLE_NUMBER]
 
 
 # --- generation options ---------------------------------------------------------------------

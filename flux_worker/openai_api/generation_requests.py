@@ -301,13 +301,15 @@ class ImageGenerationRequest(BaseModel):
     steps: fields.Steps = None
     negative_prompt: fields.NegativePrompt = None
     guidance: fields.Guidance = None
+    quality: fields.Quality = None
+    background: fields.Background = None
+    output_compression: fields.OutputCompression = None
+    moderation: fields.Moderation = None
+    stream: fields.Stream = False
+    partial_images: fields.PartialImages = None
     # OpenAI's fields with no meaning here: declared so that the document lists them.
-    quality: Any = Field(None, description=_IGNORED)
     style: Any = Field(None, description=_IGNORED)
     user: Any = Field(None, description=_IGNORED)
-    background: Any = Field(None, description=_IGNORED)
-    moderation: Any = Field(None, description=_IGNORED)
-    output_compression: Any = Field(None, description=_IGNORED)
 
 
 # --- parsing --------------------------------------------------------------------------------

@@ -209,11 +209,12 @@ def _images_generations(max_images: int, max_body_bytes: int) -> dict:
     return _operation(
         "createImage", "images", "Generate images (OpenAI Images API)",
         f"`n` images (up to MAX_IMAGES, here {max_images}) for a prompt, as links to "
-        "`/image/{key}` or as base64. An unknown `model` is 404 `model_not_found`. "
+        "`/image/{key}` or as base64. An unknown `model` is 404 `model_not_found`. With "
+        "`stream: true` the answer is a server-sent event stream: SSE comments while the image "
+        "is drawn, then one `image_generation.completed` event per image (or an `error` "
+        "event); a bad request is still an HTTP error. "
         f"Bodies over {max_body_bytes} bytes are refused with 413.",
-        {"200": _ok("The images.", json_content(ref("ImagesResponse")),
-                    {"X-Neurons": header_ref("X-Neurons")}),
-         **_errors(*sorted((*GENERATION_ERRORS, 404)))},
+        {"200": _images_ok(), **_errors(*sorted((*GENERATION_ERRORS, 404)))},
         secured=True,
         requestBody=_json_body("ImageGenerationRequest", "An OpenAI Images API request.", {
             "url": {"model": "flux-1-schnell", "prompt": "a red fox in snow", "n": 2,
@@ -225,6 +226,14 @@ def _images_generations(max_images: int, max_body_bytes: int) -> dict:
         }))
 
 
+def _images_ok() -> dict:
+    return _ok("The images, or their stream of events.", {
+        **json_content(ref("ImagesResponse")),
+        "text/event-stream": {"schema": ref("ImageStreamEvent")}},
+        {"X-Neurons": header_ref("X-Neurons"), "X-Image-Size": header_ref("X-Image-Size"),
+         "X-Image-Links": header_ref("X-Image-Links")})
+
+
 def _images_edits(max_images: int) -> dict:
     return _operation(
         "createImageEdit", "images", "Edit images (OpenAI Images API)",
@@ -234,8 +243,9 @@ def _images_edits(max_images: int) -> dict:
         "(`data:` URLs, this service's own `/image/{key}` links, other links only with "
         "FETCH_REMOTE_IMAGES). A model that takes no images is replaced by EDIT_MODEL "
         "(`requested_model` then names the one asked for). Uploads over MAX_UPLOAD_BYTES are "
-        "refused with 413. Answers like `/v1/images/generations`.",
-        {"200": _ok("The images.", json_content(ref("ImagesResponse"))),
+        "refused with 413. Answers like `/v1/images/generations` (streamed events are "
+        "`image_edit.completed`).",
+        {"200": _images_ok(),
          **_errors(*sorted((*GENERATION_ERRORS, 404)))},
         secured=True,
         requestBody={"required": True, "content": {
@@ -252,7 +262,7 @@ def _images_variations(max_images: int) -> dict:
         "createImageVariation", "images", "Variations of an image (OpenAI Images API)",
         "`n` new takes on one image, each with its own seed. Answers like "
         "`/v1/images/generations`.",
-        {"200": _ok("The images.", json_content(ref("ImagesResponse"))),
+        {"200": _images_ok(),
          **_errors(*sorted((*GENERATION_ERRORS, 404)))},
         secured=True,
         requestBody={"required": True, "content": {

@@ -135,6 +135,10 @@ def _headers() -> dict:
         "Expires": header("When the image expires (HTTP date)."),
         "Last-Modified": header("When the image was stored (HTTP date)."),
         "Content-Disposition": header("`inline` with a file name from the key."),
+        "X-Image-Size": header("The delivered size of every image, `WIDTHxHEIGHT`, also when "
+                               "it is none of the sizes OpenAI's `size` field may carry."),
+        "X-Image-Links": header("The stored images' links, space-separated (for answers that "
+                                "carry only `b64_json`)."),
         "X-Neurons": header("Workers AI neurons the images cost: Cloudflare's figure when it "
                             "reports one, else the estimate from the catalog's price. In a "
                             "stream it is the estimate (headers precede the body). Absent for "
@@ -276,16 +280,55 @@ def _schemas(max_images: int) -> dict:
              "b64_json": string("The image bytes, base64 (no `data:` prefix)."),
              "revised_prompt": string("The prompt after translation, when it was translated."),
              "seed": integer("The seed used, for models that take one.", minimum=0)},
-            oneOf=[{"required": ["url"]}, {"required": ["b64_json"]}]),
+            anyOf=[{"required": ["url"]}, {"required": ["b64_json"]}],
+            description="`url`, `b64_json` or both (IMAGE_RESPONSE_FORMAT `both`)."),
+        "ImagesUsage": obj(
+            {"input_tokens": integer(minimum=0), "output_tokens": integer(minimum=0),
+             "total_tokens": integer(minimum=0),
+             "input_tokens_details": obj({"text_tokens": integer(minimum=0),
+                                          "image_tokens": integer(minimum=0)},
+                                         ["text_tokens", "image_tokens"]),
+             "output_tokens_details": obj({"text_tokens": integer(minimum=0),
+                                           "image_tokens": integer(minimum=0)})},
+            ["input_tokens", "output_tokens", "total_tokens", "input_tokens_details"],
+            description="Estimated: the prompt's text tokens, and 170 per 512x512 tile of "
+                        "each input and output image."),
         "ImagesResponse": obj(
             {"created": created, "data": {"type": "array", "minItems": 1,
                                           "items": ref("ImageItem")},
              "size": string("The size of every image, present only when it is one of the "
-                            "sizes OpenAI's answer allows.", enum=sorted(OPENAI_IMAGE_SIZES)),
+                            "sizes OpenAI's answer allows (X-Image-Size always has it).",
+                            enum=sorted(OPENAI_IMAGE_SIZES)),
              "output_format": string(enum=sorted(OPENAI_OUTPUT_FORMATS)),
-             "model": string("The model that drew (edits and variations)."),
-             "requested_model": string("The model asked for, when EDIT_MODEL drew instead.")},
+             "quality": string("The quality tier drawn.", enum=["low", "medium", "high"]),
+             "background": string(enum=["opaque", "transparent"]),
+             "usage": ref("ImagesUsage"),
+             "model": string("The model that drew (edits and variations, and whenever another "
+                             "model than the one named drew)."),
+             "requested_model": string("The model asked for, when another drew instead.")},
             ["created", "data"]),
+        "ImageStreamEvent": {
+            "type": "object", "required": ["data"],
+            "description": "One server-sent event of a streamed Images answer: `event` "
+                           "`image_generation.completed` or `image_edit.completed` with the "
+                           "JSON of one image, or `error` with an OpenAI error object.",
+            "properties": {"event": {"type": "string"},
+                           "data": {"type": "string", "contentMediaType": "application/json",
+                                    "contentSchema": ref("ImageCompletedEvent")}}},
+        "ImageCompletedEvent": obj(
+            {"type": string(enum=["image_generation.completed", "image_edit.completed",
+                                  "error"]),
+             "b64_json": string("The image bytes, base64."),
+             "url": string("The stored image's link (this service's extra).", format="uri"),
+             "created_at": created,
+             "size": string("`auto` when the size is none of OpenAI's (see X-Image-Size).",
+                            enum=[*sorted(OPENAI_IMAGE_SIZES), "auto"]),
+             "quality": string(enum=["low", "medium", "high", "auto"]),
+             "background": string(enum=["transparent", "opaque", "auto"]),
+             "output_format": string(enum=sorted(OPENAI_OUTPUT_FORMATS)),
+             "usage": ref("ImagesUsage"),
+             "error": {"type": "object", "description": "In an `error` event: what failed."}},
+            ["type"]),
 
         "Model": obj(
             {"id": string(examples=["@cf/black-forest-labs/flux-1-schnell"]),

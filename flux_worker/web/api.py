@@ -88,12 +88,14 @@ def _event_stream(chat: ChatCompletionRequest, turn: ChatTurn, caller: Caller,
 
 @bp.post("/images/generations")
 def images_generations():
-    """OpenAI Images API: `n` images for a prompt, as links or base64."""
+    """OpenAI Images API: `n` images for a prompt, as links or base64, or streamed as events."""
     req = parse_image_generation(json_body(), services().config.max_images)
     order = ImageOrder(prompt=req.prompt, model=req.model, n=req.n, size=req.size,
                        seed=req.seed, steps=req.steps, negative=req.negative_prompt,
-                       guidance=req.guidance, output_format=req.output_format)
-    return images_answer(order, req.response_format)
+                       guidance=req.guidance, output_format=req.output_format,
+                       output_compression=req.output_compression, quality=req.quality,
+                       background=req.background)
+    return images_answer(order, req.response_format, stream=req.stream)
 
 
 @bp.get("/models")

@@ -63,8 +63,11 @@ def images_edits() -> Response:
     order = ImageOrder(prompt=req.prompt, model=req.model, n=req.n, size=req.size_spec(),
                        seed=req.seed, steps=req.steps, negative=req.negative_prompt,
                        guidance=req.guidance, strength=req.strength,
-                       output_format=req.output_format, images=tuple(images), mask=mask)
-    return images_answer(order, req.response_format, name_models=True)
+                       output_format=req.output_format,
+                       output_compression=req.output_compression, quality=req.quality,
+                       background=req.background, images=tuple(images), mask=mask)
+    return images_answer(order, req.response_format, name_models=True, stream=req.stream,
+                         event="image_edit")
 
 
 @bp.post("/images/variations")
@@ -81,8 +84,9 @@ def images_variations() -> Response:
     image = (ImageSource.upload(_read(uploads[0]), "image") if uploads
              else ImageSource.link(str(link), "image"))
     order = ImageOrder(prompt=VARIATION_PROMPT, model=req.model, n=req.n, size=req.size_spec(),
-                       seed=req.seed, output_format=req.output_format, images=(image,),
-                       variation=True)
+                       seed=req.seed, output_format=req.output_format,
+                       output_compression=req.output_compression, quality=req.quality,
+                       background=req.background, images=(image,), variation=True)
     return images_answer(order, req.response_format, name_models=True)
 
 

@@ -1,43 +1,146 @@
-"""The Images API answer, shared by generations, edits and variations: start, render, format."""
+"""The Images API answer, shared by generations, edits and variations: start, render, format.
+
+A request with `stream: true` gets the same images as server-sent events: the generation is
+started (and so validated, admitted and planned) before the first byte, so every refusal is
+still a plain HTTP error; then it runs in its own thread (chat.streaming.Background) while the
+stream sends SSE comments as heartbeats, and one `*.completed` event per image once the batch
+is kept. A failure after that point can only be an event: an `error` event with OpenAI's error
+object, which openai-python raises as APIError.
+"""
 
 from __future__ import annotations
 
-from flask import Response, g, jsonify
+import base64
+import logging
+from typing import Callable, Iterable, Iterator
 
-from ..generation.job import ImageOrder
+from flask import Response, g, jsonify, stream_with_context
+
+from ..catalog.spec import tiles
+from ..chat.streaming import HEARTBEAT, Background, ClientWatch
+from ..errors import APIError, ServerError, public_error
+from ..generation.job import Batch, Caller, ImageJob, ImageOrder, ImageResult
+from ..generation.service import Generation
 from ..openai_api import answers
 from .base_url import image_linker, public_base_url
 from .callers import request_caller
 from .context import services
 
+log = logging.getLogger(__name__)
+
+# Seconds of silence after which a stream gets an SSE comment, under common idle cut-offs (60 s).
+HEARTBEAT_SECONDS = 15.0
+# The delivered size, always: OpenAI's schemas allow only three sizes in `size`, so any other
+# (this service makes any WIDTHxHEIGHT) is stated here instead (README: Images API).
+SIZE_HEADER = "X-Image-Size"
+# The stored images' links, space-separated, for answers that carry only `b64_json`.
+LINKS_HEADER = "X-Image-Links"
+
 
 def images_answer(order: ImageOrder, response_format: str | None, *,
-                  name_models: bool = False) -> Response:
-    """Render the order's `n` images and answer in OpenAI's Images format.
+                  name_models: bool = False, stream: bool = False,
+                  event: str = "image_generation") -> Response:
+    """Render the order's `n` images and answer in OpenAI's Images format (or its events).
 
     `name_models` (edits, variations): say which model drew, and which was asked for when
-    EDIT_MODEL stood in; OpenAI's answer allows extra fields.
+    another stood in; generations say so only when another model stood in (an OpenAI name's
+    size). OpenAI's answer allows extra fields. `event` names the stream's events:
+    `image_generation` or `image_edit`.
     """
     svc = services()
-    with svc.generations.start(order, request_caller()) as generation:
-        job = generation.job
-        g.model = job.model.id
+    caller = request_caller()
+    generation = svc.generations.start(order, caller)
+    job = generation.job
+    g.model = job.model.id
+    if stream:
+        try:
+            return _event_stream(generation, caller, order.prompt, event)
+        except BaseException:
+            generation.close()    # the stream's thread never started: nothing else will
+            raise
+    with generation:
         batch = generation.render_all()
-    # Like OpenAI's models: GPT image names answer base64 unless asked, DALL·E names links.
+    link = image_linker(public_base_url())
     items = answers.image_items(
-        batch.results, response_format or svc.models.default_response_format(order.model),
-        image_linker(public_base_url()),
-        revised_prompt=batch.choice.prompt if batch.choice.model else None,
+        batch.results,
+        response_format or svc.models.default_response_format(
+            order.model, svc.config.image_response_format),
+        link, revised_prompt=batch.choice.prompt if batch.choice.model else None,
         show_seed=job.model.seed)
     body = answers.images_response(
-        items, size=job.size, output_format=batch.results[0].content_type.split("/")[-1])
-    if name_models:
+        items, size=job.size, output_format=_format_of(batch.results[0]),
+        quality=job.quality, background=job.background,
+        usage=answers.image_usage(order.prompt, _input_tiles(job),
+                                  sum(tiles(r.width, r.height) for r in batch.results)))
+    if name_models or job.requested is not None:
         body["model"] = job.model.id
         if job.requested is not None:
             body["requested_model"] = job.requested.id
     response = jsonify(body)
+    response.headers[SIZE_HEADER] = job.size
+    response.headers[LINKS_HEADER] = " ".join(link(r.key) for r in batch.results)
     tell_neurons(response, generation.neurons)
     return response
+
+
+def _event_stream(generation: Generation, caller: Caller, prompt: str, event: str) -> Response:
+    """Stream the generation's images as `<event>.completed` events; it owns `generation` now."""
+    job = generation.job
+    link = image_linker(public_base_url())
+    assert isinstance(caller.cancel, ClientWatch)
+    behind_key = caller.key is not None
+    # Last: from here on the generation runs, and is closed, in its own thread.
+    pieces = Background(_render(generation), HEARTBEAT_SECONDS, caller.cancel,
+                        gone=caller.cancel.gone)
+    events = _events(pieces, job, f"{event}.completed", prompt, link, behind_key)
+    response = Response(stream_with_context(events), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                 SIZE_HEADER: job.size})
+    # Also for a stream the server closes before it was read at all: stop the generation.
+    response.call_on_close(caller.cancel.set)
+    # Headers go before the body, so a stream can only tell the estimate (README: Costs).
+    tell_neurons(response, generation.estimate)
+    return response
+
+
+def _render(generation: Generation) -> Iterator[Batch]:
+    with generation:
+        yield generation.render_all()
+
+
+def _events(pieces: Iterable[object], job: ImageJob, kind: str, prompt: str,
+            link: Callable[[str], str], behind_key: bool) -> Iterator[str]:
+    # A first comment at once: the client (and any proxy) gets the headers now, not when the
+    # image is ready or the first heartbeat is due.
+    yield answers.SSE_HEARTBEAT
+    try:
+        for piece in pieces:
+            if piece is HEARTBEAT:
+                yield answers.SSE_HEARTBEAT
+                continue
+            assert isinstance(piece, Batch)
+            for result in piece.results:
+                usage = answers.image_usage(prompt, _input_tiles(job),
+                                            tiles(result.width, result.height))
+                yield answers.image_event(
+                    kind, base64.b64encode(result.data).decode("ascii"), size=job.size,
+                    quality=job.quality, background=job.background,
+                    output_format=_format_of(result), usage=usage, url=link(result.key))
+    except APIError as exc:
+        log.warning("image stream failed: %s %s", exc.code, exc.message)
+        yield answers.error_event(public_error(exc, behind_key=behind_key).body())
+    except Exception:
+        log.exception("image stream failed unexpectedly")
+        yield answers.error_event(ServerError(
+            "The server hit an unexpected error; try again.").body())
+
+
+def _format_of(result: ImageResult) -> str:
+    return result.content_type.split("/")[-1]
+
+
+def _input_tiles(job: ImageJob) -> int:
+    return sum(tiles(image.width, image.height) for image in job.images)
 
 
 def tell_neurons(response: Response, neurons: float | None) -> None:

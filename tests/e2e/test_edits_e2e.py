@@ -167,7 +167,8 @@ def test_errors_are_400_and_nothing_goes_upstream(cf, cf_service):
     body = _refused(cf, lambda: client.images.edit(image=("a.png", b"not an image", "image/png"),
                                                    prompt="x"))
     assert body["code"] == "invalid_image"
-    body = _refused(cf, lambda: client.images.edit(image=image, mask=("m.png", mask_png((64, 64)),
+    body = _refused(cf, lambda: client.images.edit(image=[image, image],
+                                                   mask=("m.png", mask_png((64, 64)),
                                                                       "image/png"),
                                                    prompt="x", model="klein-4b"))
     assert body["code"] == "mask_not_supported"
