@@ -116,6 +116,21 @@ def test_the_tools_size_and_format_shape_the_image(client):
     assert image.height > image.width
 
 
+def test_the_tools_gpt_image_fields_mean_what_they_mean_in_the_images_api(client):
+    def jpeg(compression: int) -> int:
+        body = create(client, input="a lighthouse", tools=[{
+            "type": "image_generation", "output_format": "jpeg",
+            "output_compression": compression, "quality": "low"}]).get_json()
+        assert body["output"][0]["quality"] == "low"
+        return len(base64.b64decode(body["output"][0]["result"]))
+
+    assert jpeg(10) < jpeg(95)
+    refused = create(client, input="a logo",
+                     tools=[{"type": "image_generation", "background": "transparent"}])
+    assert refused.status_code == 400
+    assert "transparen" in refused.get_json()["error"]["message"]
+
+
 def test_a_title_request_is_answered_with_text_only(client):
     body = create(client, input="Generate a concise, 3-5 word title for this conversation."
                   ).get_json()

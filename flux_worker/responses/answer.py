@@ -55,13 +55,11 @@ class Answer:
         if generation is None or generation.result is None:
             return None
         result = generation.result
-        tool = self.request.image_tool
         return Picture(size=f"{result.width}x{result.height}",
                        output_format=_FORMATS.get(result.content_type, "png"),
                        revised_prompt=generation.prompt or generation.job.prompt,
                        action="edit" if generation.job.images else "generate",
-                       quality=(tool.quality if tool and tool.quality else "auto"),
-                       background=(tool.background if tool and tool.background else "auto"))
+                       quality=generation.job.quality, background=generation.job.background)
 
     def image_b64(self) -> str | None:
         generation = self.turn.generation

@@ -40,8 +40,7 @@ class Conversation:
 def order_options(tool: ImageGenerationTool | None) -> dict[str, Any]:
     """The `ImageOrder` fields the image tool sets: the one place the tool meets the order.
 
-    `quality`, `background` and `output_compression` are validated with the request and
-    echoed in the answer; they are laid over the order here once `ImageOrder` takes them.
+    `quality`, `background` and `output_compression` mean what they mean in the Images API.
     """
     if tool is None:
         return {}
@@ -54,6 +53,9 @@ def order_options(tool: ImageGenerationTool | None) -> dict[str, Any]:
         options["size"] = tool.size
     if tool.output_format:
         options["output_format"] = tool.output_format
+    for name in ("quality", "background", "output_compression"):
+        if getattr(tool, name) is not None:
+            options[name] = getattr(tool, name)
     if tool.input_image_mask is not None and tool.input_image_mask.image_url:
         options["mask"] = ImageSource.link(tool.input_image_mask.image_url, "input_image_mask")
     return options

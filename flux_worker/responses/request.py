@@ -23,7 +23,6 @@ from ..openai_api.wording import Say, validate, worded
 METADATA_PAIRS = 16
 METADATA_KEY_MAX = 64
 METADATA_VALUE_MAX = 512
-PARTIAL_IMAGES_MAX = 3
 _IGNORED = "Accepted and ignored (OpenAI compatibility)."
 _ROLES = ("user", "assistant", "system", "developer")
 
@@ -62,17 +61,12 @@ class ImageGenerationTool(BaseModel):
                           "names mean FLUX_MODEL); unknown names are 404.")
     size: fields.Size = None
     output_format: fields.OutputFormat = None
-    quality: Annotated[Literal["low", "medium", "high", "auto"] | None,
-                       _choice("low", "medium", "high", "auto")] = None
-    background: Annotated[Literal["transparent", "opaque", "auto"] | None,
-                          _choice("transparent", "opaque", "auto")] = None
-    output_compression: Annotated[int | None, Field(ge=0, le=100),
-                                  fields.WHOLE_NUMBER] = None
-    moderation: Annotated[Literal["auto", "low"] | None, _choice("auto", "low")] = None
-    input_fidelity: Annotated[Literal["high", "low"] | None, _choice("high", "low")] = None
-    partial_images: Annotated[int | None, Field(ge=0, le=PARTIAL_IMAGES_MAX),
-                              fields.WHOLE_NUMBER] = Field(
-        None, description="Accepted; none are sent (Workers AI draws no partial images).")
+    quality: fields.Quality = None
+    background: fields.Background = None
+    output_compression: fields.OutputCompression = None
+    moderation: fields.Moderation = None
+    input_fidelity: fields.InputFidelity = None
+    partial_images: fields.PartialImages = None
     action: Annotated[Literal["generate", "edit", "auto"] | None,
                       _choice("generate", "edit", "auto")] = None
     input_image_mask: Annotated[ImageMask | None,

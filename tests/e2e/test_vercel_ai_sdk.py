@@ -1,4 +1,4 @@
-"""The Vercel AI SDK (`ai` + `@ai-sdk/openai`, run by node) against the real gunicorn and fake Cloudflare.
+"""The Vercel AI SDK (`ai` + `@ai-sdk/openai`, run by node) against gunicorn and fake Cloudflare.
 
 The SDK is what many TypeScript apps use: `generateImage` sends no `response_format` and reads
 `b64_json`, for new pictures and for edits; `generateText` speaks the Responses API, with or without
