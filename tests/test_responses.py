@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from PIL import Image
 
 from flux_worker.responses.answer import Responses
-from flux_worker.responses.background import Cutoff
+from flux_worker.responses.background import Cutoff, Jobs
 from flux_worker.responses.store import CONTENT_TYPE, ResponseStore, owner_of
 from flux_worker.storage import is_valid_key
 from flux_worker.storage.memory import MemoryStore
@@ -372,3 +372,16 @@ def test_a_waiting_stream_sends_comment_lines_that_clients_skip(apps):
     assert text.count("\n\n: keep-alive\n\n") == 1 and text.count(": keep-alive\n\n") == 2
     kinds = [line[7:] for line in text.split("\n") if line.startswith("event: ")]
     assert kinds[-1] == "response.completed"
+
+
+def test_a_deleted_background_response_is_not_written_back_by_its_job():
+    records = ResponseStore(MemoryStore(max_bytes=1 << 20), 100)
+    record = records.new_record("resp_y", "me", {"status": "in_progress"}, [])
+    records.save(record)
+    jobs = Jobs(records, heartbeat=1)
+    assert records.delete("resp_y", "me")
+    assert records.cancel_asked("resp_y", "me")      # the job stops at its next heartbeat
+    record.response = {"status": "completed"}
+    jobs._write(record)                              # its last write, after the delete
+    assert records.load("resp_y", "me") is None
+    assert not records.delete("resp_y", "me")

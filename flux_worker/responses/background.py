@@ -133,7 +133,12 @@ class Jobs:
 
     def _write(self, record: Record) -> None:
         try:
+            if self.store.deleted(record.id, record.owner):
+                return              # deleted while it ran: nothing to bring back
             self.store.save(record)
+            if self.store.deleted(record.id, record.owner):
+                # The delete landed between the look and the write: undo the write.
+                self.store.images.delete(self.store.storage_key(record.id, record.owner))
         except StorageError as exc:
             # A missed write only ages the heartbeat; the next one, or the final one, may land.
             log.warning("background response %s not saved: %s", record.id[:12], exc.message)

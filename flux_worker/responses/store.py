@@ -33,6 +33,9 @@ from ..storage import KEEP_FOREVER, ImageStore
 
 CONTENT_TYPE = "application/vnd.flux-worker.response+json"
 KEY_PREFIX = "response."
+# What the mark beside a record says: stop the job, or stop it and never write the record again.
+_CANCELLED = b"1"
+_DELETED = b"deleted"
 
 
 def owner_of(api_key: str | None) -> str:
@@ -116,21 +119,34 @@ class ResponseStore:
         return record if record.id == response_id and record.owner == owner else None
 
     def delete(self, response_id: str, owner: str) -> bool:
-        """Remove a response (not its image, which may be linked elsewhere); True if it was."""
+        """Remove a response (not its image, which may be linked elsewhere); True if it was.
+
+        A background job may still be running it, on any instance: the mark left beside the
+        record says "deleted", which stops the job like a cancel and keeps it from writing the
+        record back (`deleted`).
+        """
         if self.load(response_id, owner) is None:
             return False
+        self._mark(response_id, owner, _DELETED)
         self.images.delete(self.storage_key(response_id, owner))
-        self.images.delete(self.storage_key(response_id, owner) + ".cancel")
         return True
 
     def mark_cancel(self, response_id: str, owner: str) -> None:
         """Leave the mark that asks a background job (on any instance) to stop."""
-        self.images.put(self.storage_key(response_id, owner) + ".cancel", b"1", CONTENT_TYPE,
-                        max(1, int(self.expiration)) if self.expiration else KEEP_FOREVER)
+        self._mark(response_id, owner, _CANCELLED)
 
     def cancel_asked(self, response_id: str, owner: str) -> bool:
-        """Whether a cancel was asked for the response."""
+        """Whether a cancel (or a delete) was asked for the response."""
         return self.images.get(self.storage_key(response_id, owner) + ".cancel") is not None
+
+    def deleted(self, response_id: str, owner: str) -> bool:
+        """Whether the response was deleted: a job running it must not write it back."""
+        mark = self.images.get(self.storage_key(response_id, owner) + ".cancel")
+        return mark is not None and mark.data == _DELETED
+
+    def _mark(self, response_id: str, owner: str, what: bytes) -> None:
+        self.images.put(self.storage_key(response_id, owner) + ".cancel", what, CONTENT_TYPE,
+                        max(1, int(self.expiration)) if self.expiration else KEEP_FOREVER)
 
     def image(self, record: Record) -> bytes | None:
         """The record's image bytes, or None when there is none or it has expired."""

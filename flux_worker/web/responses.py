@@ -93,6 +93,7 @@ def delete_response(response_id: str) -> Response:
     svc = services()
     if not svc.responses.store.delete(response_id, owner_of(caller_key())):
         raise _missing(response_id)
+    svc.jobs.cancel_here(response_id)     # still running here: stop it (elsewhere: the mark)
     return jsonify({"id": response_id, "object": "response", "deleted": True})
 
 
