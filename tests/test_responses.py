@@ -15,6 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from PIL import Image
 
+from flux_worker.responses import events
 from flux_worker.responses.answer import Responses
 from flux_worker.responses.background import Cutoff, Jobs
 from flux_worker.responses.store import CONTENT_TYPE, ResponseStore, owner_of
@@ -314,6 +315,46 @@ def test_a_background_response_is_queued_then_completed(client):
     assert picture(done["output"][0]["result"]).size == (1024, 1024)
     again = client.post(f"/v1/responses/{body['id']}/cancel", headers=AUTH).get_json()
     assert again["status"] == "completed"      # a cancel after the end: the final Response
+
+
+def _kinds(events) -> list[str]:
+    return [kind for kind, _ in events if kind != "response.output_text.delta"]
+
+
+def test_a_background_stream_follows_the_job_and_a_get_replays_it(client):
+    resp = create(client, input="a heron 16:9", background=True, stream=True)
+    assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
+    events = events_of(resp)
+    order = [k for k in STREAM_ORDER if k != "response.output_text.delta"]
+    assert _kinds(events) == order[:1] + ["response.queued"] + order[1:]
+    assert [e["sequence_number"] for _, e in events] == list(range(len(events)))
+    for kind, event in events:
+        valid(EVENT_SCHEMAS[kind], event)
+    done = events[-1][1]["response"]
+    assert done["background"] is True
+    assert picture(done["output"][0]["result"]).size == (1024, 576)
+    # The replay numbers each event as the first stream did; starting_after resumes.
+    path = f"/v1/responses/{done['id']}?stream=true"
+    replay = events_of(client.get(path, headers=AUTH))
+    assert [(k, e["sequence_number"]) for k, e in replay] == [
+        (k, e["sequence_number"]) for k, e in events]
+    assert replay[-1][1]["response"] == done
+    tail = events_of(client.get(path + "&starting_after=5", headers=AUTH))
+    assert [e["sequence_number"] for _, e in tail] == list(range(6, len(events)))
+    bad = client.get(path + "&starting_after=x", headers=AUTH)
+    assert bad.status_code == 400 and bad.get_json()["error"]["param"] == "starting_after"
+    other = client.get(path, headers=bearer("sk-someone-else"))
+    assert other.status_code in (401, 404)
+
+
+def test_a_replayed_failure_ends_with_the_failed_event_and_the_error():
+    failed = {"id": "resp_z", "object": "response", "status": "failed", "background": False,
+              "output": [], "error": {"code": "server_error", "message": "it broke"}}
+    got = [json.loads(line[6:]) for line in "".join(events.follow(lambda: failed)).splitlines()
+           if line.startswith("data: ")]
+    assert [e["type"] for e in got] == ["response.created", "response.in_progress",
+                                       "response.failed", "error"]
+    assert got[-1]["error"]["message"] == "it broke"
 
 
 def test_only_background_responses_can_be_cancelled(client):

@@ -47,9 +47,19 @@ def paths(operation: Callable[..., dict], ok: Callable[..., dict],
         "/v1/responses/{response_id}": {
             "get": operation("getResponse", "responses", "A stored response",
                              "As it stands: a background response is `queued`, `in_progress`, "
-                             "then final. 404 for another key's, a deleted or expired one.",
-                             {"200": response("The Response."), **errors(401, 404, 500, 503)},
-                             secured=True, parameters=[_RESPONSE_ID]),
+                             "then final. `stream=true` sends its events from the first, "
+                             "following a running one to its end. 404 for another key's, a "
+                             "deleted or expired one.",
+                             {"200": ok("The Response, or its events.", {
+                                 **json_content(ref("Response")),
+                                 "text/event-stream": {"schema": ref("ResponseStreamEvent")}}),
+                              **errors(400, 401, 404, 500, 503)},
+                             secured=True, parameters=[
+                                 _RESPONSE_ID,
+                                 {"name": "stream", "in": "query", "required": False,
+                                  "schema": {"type": "boolean"}},
+                                 {"name": "starting_after", "in": "query", "required": False,
+                                  "schema": {"type": "integer"}}]),
             "delete": operation("deleteResponse", "responses", "Delete a stored response",
                                 "The record goes; its image stays until it expires.",
                                 {"200": ok("Deleted.", json_content(ref("DeletedResponse"))),

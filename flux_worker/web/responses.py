@@ -59,7 +59,8 @@ def create_response() -> Response:
             if answer.turn.generation is not None:
                 answer.turn.generation.close()
             raise
-        reply = jsonify(queued)
+        owner = answer.owner
+        reply = (_follow(answer.shell.id, owner) if req.stream else jsonify(queued))
         tell_neurons(reply, answer.turn.estimate)
         return reply
     if not req.stream:
@@ -83,9 +84,37 @@ def create_response() -> Response:
 
 @bp.get("/responses/<response_id>")
 def get_response(response_id: str) -> Response:
-    """A stored response, as it stands (a background one: queued, in progress or final)."""
+    """A stored response, as it stands (a background one: queued, in progress or final).
+
+    `?stream=true` sends its events from the first, following a running one to its end;
+    `starting_after=N` leaves out the events numbered up to N.
+    """
     svc = services()
-    return jsonify(svc.responses.view(_record(response_id)))
+    record = _record(response_id)
+    stream = request.args.get("stream", "false").lower()
+    if stream not in ("true", "false"):
+        raise InvalidRequest("`stream` must be true or false.", param="stream")
+    if stream == "false":
+        return jsonify(svc.responses.view(record))
+    after = request.args.get("starting_after", "-1")
+    if not after.lstrip("-").isdigit():
+        raise InvalidRequest("`starting_after` must be a whole number: the last "
+                             "`sequence_number` received.", param="starting_after")
+    return _follow(response_id, record.owner, starting_after=int(after))
+
+
+def _follow(response_id: str, owner: str, *, starting_after: int = -1) -> Response:
+    """A stored response's events, as server-sent events (events.follow)."""
+    svc = services()
+
+    def read() -> dict | None:
+        record = svc.responses.read(response_id, owner)
+        return svc.responses.view(record) if record is not None else None
+
+    return Response(stream_with_context(events.follow(read, starting_after=starting_after,
+                                                      heartbeat=HEARTBEAT_SECONDS)),
+                    mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @bp.delete("/responses/<response_id>")

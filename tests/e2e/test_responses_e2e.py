@@ -169,6 +169,28 @@ def test_background_is_polled_to_completion(service, cf):
     assert client.responses.cancel(queued.id).status == "completed"   # already final
 
 
+def test_a_background_stream_and_its_resumption_with_the_sdk(service, cf):
+    # (The events' JSON is validated in tests/test_responses.py; here the SDK reads them.)
+    client = sdk(service)
+    seen = []
+    with client.responses.create(model="gpt-5.4", input="a lantern", tools=TOOLS,
+                                 background=True, stream=True) as events:
+        for event in events:
+            seen.append(event)
+            if event.type == "response.image_generation_call.generating":
+                break           # the client drops off mid-way: the job goes on
+    assert [e.type for e in seen[:2]] == ["response.created", "response.queued"]
+    rid = seen[0].response.id
+    # The SDK's resume: it asks for the stream again and drops what it has already seen.
+    last = seen[-1].sequence_number
+    with client.responses.stream(response_id=rid, starting_after=last) as stream:
+        rest = list(stream)
+        final = stream.get_final_response()
+    assert [e.sequence_number for e in rest] == list(range(last + 1, last + 1 + len(rest)))
+    assert rest[-1].type == "response.completed"
+    assert final.status == "completed" and image_of(final.output[0].result).size == (1024, 1024)
+
+
 def test_cancel_before_the_upstream_call_stops_it(service, cf):
     cf.add_llm_faults({"kind": "timeout", "seconds": 3})      # a slow translation
     client = sdk(service)
