@@ -19,7 +19,7 @@ from flux_worker.config import Config, ConfigError
 from flux_worker.cost.throttle import DiskcacheStorage, RateLimiter
 from flux_worker.errors import RateLimited, StorageError
 from flux_worker.services import build_services
-from flux_worker.startup import advice, startup_problems
+from flux_worker.serving.startup import advice, startup_problems
 from flux_worker.storage import CountersLocation, StorageLocation, new_key
 from flux_worker.storage.counters import REDIS_TIMEOUT, directory, redis_client
 from flux_worker.storage.disk import DiskStore
