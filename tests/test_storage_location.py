@@ -7,7 +7,6 @@ checks where the images and the rate-limit counts actually land, not just the pa
 from __future__ import annotations
 
 import os
-import pathlib
 import runpy
 import signal
 import threading
@@ -28,7 +27,6 @@ from flux_worker.storage.redis import RedisStore
 from tests.support import RedisServer, free_port
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256))
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -245,7 +243,8 @@ def test_gunicorn_reads_the_same_parse_for_its_worker_count(url, workers, tmp_pa
     monkeypatch.setenv("STORAGE_URL", url)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # not a folder of its own
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
-    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    # Run afresh (gunicorn.conf.py imports the module once per process, as gunicorn needs).
+    settings = runpy.run_module("flux_worker.serving.gunicorn_settings")
     assert settings["workers"] == workers
 
 
