@@ -124,7 +124,8 @@ def image(tmp_path_factory):
     started = time.monotonic()
     try:
         # --format docker: the OCI image format has no HEALTHCHECK; Docker's keeps it.
-        _run("podman", "build", "--isolation", "chroot", "--format", "docker",
+        # --layers=false: no intermediate images are kept (the build stage's among them).
+        _run("podman", "build", "--isolation", "chroot", "--format", "docker", "--layers=false",
              "--build-arg", f"BASE={base}", "-t", tag, str(ROOT), timeout=600, log=log)
         timings["build"] = time.monotonic() - started
         print(f"container image: base {timings['base']:.0f} s, build {timings['build']:.0f} s")
