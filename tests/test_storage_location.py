@@ -7,7 +7,6 @@ checks where the images and the rate-limit counts actually land, not just the pa
 from __future__ import annotations
 
 import os
-import pathlib
 import runpy
 import signal
 import threading
@@ -19,7 +18,7 @@ from flux_worker.config import Config, ConfigError
 from flux_worker.cost.throttle import DiskcacheStorage, RateLimiter
 from flux_worker.errors import RateLimited, StorageError
 from flux_worker.services import build_services
-from flux_worker.startup import advice, startup_problems
+from flux_worker.serving.startup import advice, startup_problems
 from flux_worker.storage import CountersLocation, StorageLocation, new_key
 from flux_worker.storage.counters import REDIS_TIMEOUT, directory, redis_client
 from flux_worker.storage.disk import DiskStore
@@ -28,7 +27,6 @@ from flux_worker.storage.redis import RedisStore
 from tests.support import RedisServer, free_port
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256))
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -245,7 +243,8 @@ def test_gunicorn_reads_the_same_parse_for_its_worker_count(url, workers, tmp_pa
     monkeypatch.setenv("STORAGE_URL", url)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # not a folder of its own
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
-    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    # Run afresh (gunicorn.conf.py imports the module once per process, as gunicorn needs).
+    settings = runpy.run_module("flux_worker.serving.gunicorn_settings")
     assert settings["workers"] == workers
 
 

@@ -11,7 +11,7 @@ import requests
 
 from flux_worker.config import Config, ConfigError
 from flux_worker.errors import StorageError
-from flux_worker.startup import advice, startup_problems
+from flux_worker.serving.startup import advice, startup_problems
 from flux_worker.storage import KEEP_FOREVER, S3Options, StorageLocation, new_key, open_store
 from flux_worker.storage.links import MAX_PRESIGN_SECONDS, ImageLinks
 from flux_worker.storage.s3 import S3Store

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import pathlib
 
 import pytest
 
+from harness.browser import CHROMIUM, launch
 from harness.fakes import cloudflare
 from harness.service import CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
 
@@ -47,9 +47,6 @@ def demo_service(tmp_path_factory):
 
 # --- a real browser: Debian's Chromium driven by Playwright (no browser download) ---------
 
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def _unavailable(reason: str) -> None:
@@ -68,7 +65,6 @@ def browser():
     except ImportError:
         _unavailable("playwright is not installed: pip install -r requirements-dev.txt")
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                      args=CHROMIUM_ARGS)
+        chromium = launch(pw)
         yield chromium
         chromium.close()

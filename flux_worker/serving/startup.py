@@ -6,12 +6,12 @@ Nothing here stops the start: a bucket or Redis that is down now may be up in a 
 
 from __future__ import annotations
 
-from .config import Config
-from .errors import StorageError
-from .storage import open_store
-from .storage.counters import redis_client
-from .storage.links import MAX_PRESIGN_SECONDS, PRESIGNED
-from .storage.location import MEMORY, REDIS, S3
+from ..config import Config
+from ..errors import StorageError
+from ..storage import open_store
+from ..storage.counters import redis_client
+from ..storage.links import MAX_PRESIGN_SECONDS, PRESIGNED
+from ..storage.location import MEMORY, REDIS, S3
 
 ERROR, WARNING = "error", "warning"
 
