@@ -151,6 +151,10 @@ def test_a_dropped_image_stream_stops_its_generation_and_stores_nothing(tmp_path
                 piece = sock.recv(1024)
                 assert piece, answer
                 answer += piece
+            # Leave once the upstream call is under way (on a loaded machine the generation may
+            # not have reached it yet when the first comment arrives).
+            wait_until(lambda: image_calls(slow), timeout=UPSTREAM_SECONDS,
+                       message="the upstream call to begin")
         assert answer.startswith(b"HTTP/1.1 200")
         wait_until(lambda: generations_ended(service, slow), timeout=UPSTREAM_SECONDS + 10,
                    interval=0.2, message="the abandoned generation to end")
