@@ -95,7 +95,7 @@ def _decoded(img: Image.Image, data: bytes) -> tuple[bytes, tuple[int, int], boo
     width, height = img.size
     target = shrinking.target_size(width, height)
     if target is None:
-        with pixel_work.BUDGET.hold(2 * width * height):   # decoded + converted
+        with pixel_work.held(2 * width * height):   # decoded + converted
             img.load()
             upright = _normalise(ImageOps.exif_transpose(img) or img)
             return _png(upright), upright.size, upright.mode == "RGBA"
@@ -109,7 +109,7 @@ def _decoded(img: Image.Image, data: bytes) -> tuple[bytes, tuple[int, int], boo
                                      lambda band: _normalise(band, alpha))
         rows = shrinking.band_rows(width, shrink.factor)
         held = shrink.reduced.width * shrink.reduced.height + _area(target) + 4 * width * rows
-        with pixel_work.BUDGET.hold(held):
+        with pixel_work.held(held):
             for top, band in png_bands.bands(layout, rows):
                 shrink.add(top, band)
             return _finished(shrink, info)
@@ -124,7 +124,7 @@ def _decoded(img: Image.Image, data: bytes) -> tuple[bytes, tuple[int, int], boo
     held = width * height + _area(reduced) + _area(target)
     lock = (pixel_work.machine_wide() if width * height > pixel_work.BUDGET.total
             else contextlib.nullcontext())
-    with pixel_work.BUDGET.hold(held), lock:
+    with pixel_work.held(held), lock:
         img.load()
         alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
         shrink = shrinking.Reduction(width, height, alpha, target,
@@ -136,12 +136,9 @@ def _decoded(img: Image.Image, data: bytes) -> tuple[bytes, tuple[int, int], boo
 
 
 def _finished(shrink: shrinking.Reduction, info: dict) -> tuple[bytes, tuple[int, int], bool]:
-    """Encode the shrunk picture upright, then give the big decode's memory back."""
-    try:
-        upright = shrinking.upright(shrink.result(), info)
-        return _png(upright), upright.size, shrink.alpha
-    finally:
-        pixel_work.give_back()
+    """Encode the shrunk picture upright."""
+    upright = shrinking.upright(shrink.result(), info)
+    return _png(upright), upright.size, shrink.alpha
 
 
 def _area(size: tuple[int, int]) -> int:
@@ -177,6 +174,11 @@ def _opened(image: InputImage) -> Image.Image:
 
 def reference_copy(image: InputImage, max_side: int = REFERENCE_MAX_SIDE) -> bytes:
     """Scale an image down to fit max_side (keeping proportions) and encode it as JPEG."""
+    with pixel_work.held(2 * image.width * image.height):     # decoded + flattened
+        return _reference_copy(image, max_side)
+
+
+def _reference_copy(image: InputImage, max_side: int) -> bytes:
     img = _opened(image)
     if img.mode == "RGBA":
         flat = Image.new("RGB", img.size, (255, 255, 255))
@@ -197,6 +199,11 @@ def sd_mask(mask: InputImage, image: InputImage) -> bytes:
     size is scaled to the image.
     :raises ImageRefused: a transparent-style mask with no transparent pixel.
     """
+    with pixel_work.held(mask.width * mask.height + image.width * image.height):
+        return _sd_mask(mask, image)
+
+
+def _sd_mask(mask: InputImage, image: InputImage) -> bytes:
     img = _opened(mask)
     if img.mode == "RGBA":
         alpha = img.getchannel("A")

@@ -95,6 +95,17 @@ BUDGET = PixelBudget(CORES * SHARE_PIXELS, SHARE_PIXELS)
 
 
 @contextlib.contextmanager
+def held(pixels: int) -> Iterator[None]:
+    """Hold `pixels` of this process's budget; give memory back afterwards if that is big."""
+    with BUDGET.hold(pixels):
+        try:
+            yield
+        finally:
+            if pixels > SHARE_PIXELS:
+                give_back()
+
+
+@contextlib.contextmanager
 def machine_wide(path: str = LOCK_PATH) -> Iterator[None]:
     """Hold the lock every process of this machine takes for a full-size decode of a big image.
 
@@ -113,19 +124,28 @@ def machine_wide(path: str = LOCK_PATH) -> Iterator[None]:
         os.close(fd)                        # closing releases the lock
 
 
-def _malloc_trim():
-    """glibc's malloc_trim, or None elsewhere (musl, macOS)."""
+def _glibc(name: str, *argtypes):
+    """A glibc function, or None elsewhere (musl, macOS)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return function
 
 
-_TRIM = _malloc_trim()
+_TRIM = _glibc("malloc_trim", ctypes.c_size_t)
+_MALLOPT = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+_M_MMAP_THRESHOLD = -3
+# glibc serves a block above its mmap threshold with its own mapping, unmapped when freed; but
+# each free of such a block raises the threshold (up to 32 MB), after which Pillow's 16 MB blocks
+# come from the heaps of the threads that asked, and stay there, fragmented, per thread. A fixed
+# threshold keeps every image block a mapping of its own; Pillow's block cache (set by fitting)
+# still spares the page faults of the small, frequent ones.
+MMAP_THRESHOLD = 4 << 20
+if _MALLOPT is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+    _MALLOPT(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def give_back() -> None:

@@ -25,7 +25,6 @@ from PIL import Image
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}     # colour type -> bytes per pixel at 8 bits
-_INFLATE_PIECE = 1 << 20                       # inflate at most this much at a time (bombs)
 
 
 class BrokenPNG(ValueError):
@@ -86,36 +85,68 @@ def bands(png: Layout, rows: int) -> Iterator[tuple[int, Image.Image]]:
     palette's transparency in its info), exactly as in a full decode.
     :raises BrokenPNG: the row data ends early or is not valid zlib.
     """
-    stride = png.stride
-    inflated = _inflate(png.idat)
-    pending = bytearray()
+    rows_of = _Rows(png.idat)
     above: bytes | None = None          # the previous band's last row, decoded
     for top in range(0, png.height, rows):
         count = min(rows, png.height - top)
-        while len(pending) < count * stride:
-            piece = next(inflated, None)
-            if piece is None:
-                raise BrokenPNG("the pixel data ends before the last row")
-            pending += piece
-        filtered = bytes(pending[:count * stride])
-        del pending[:count * stride]
-        band = _decode_band(png, filtered, count, above)
+        band = _decode_band(png, rows_of.read(count * png.stride), count, above)
         above = band.crop((0, count - 1, png.width, count)).tobytes()
         yield top, band
 
 
-def _decode_band(png: Layout, filtered: bytes, count: int, above: bytes | None) -> Image.Image:
+class _Rows:
+    """The inflated IDAT stream, read exactly as many bytes at a time as asked (never more:
+    a bomb that inflates to gigabytes is only inflated as far as the rows go)."""
+
+    def __init__(self, chunks: tuple[memoryview, ...]):
+        self._chunks = iter(chunks)
+        self._inflater = zlib.decompressobj()
+        self._tail: bytes | memoryview = b""
+
+    def read(self, size: int) -> list[bytes]:
+        """The next `size` bytes, in one or a few pieces; raise BrokenPNG if they are not there."""
+        pieces, missing = [], size
+        try:
+            while missing:
+                if not self._tail:
+                    self._tail = next(self._chunks, b"")
+                out = self._inflater.decompress(self._tail, missing)
+                self._tail = self._inflater.unconsumed_tail
+                if out:
+                    pieces.append(out)
+                    missing -= len(out)
+                elif not self._tail and (self._inflater.eof or not self._more()):
+                    raise BrokenPNG("the pixel data ends before the last row")
+        except zlib.error as exc:
+            raise BrokenPNG(f"the pixel data is not valid zlib: {exc}") from None
+        return pieces
+
+    def _more(self) -> bool:
+        self._tail = next(self._chunks, b"")
+        return bool(self._tail)
+
+
+def _decode_band(png: Layout, filtered: list[bytes], count: int,
+                 above: bytes | None) -> Image.Image:
     if above is not None:
-        filtered = b"\x00" + above + filtered
+        filtered = [b"\x00", above, *filtered]
         count += 1
+    # Level 0 stores the rows as they are: Pillow's inflater then only copies them.
+    packer = zlib.compressobj(0)
+    idat = [packer.compress(piece) for piece in filtered]
+    idat.append(packer.flush())
+    size = sum(len(piece) for piece in idat)
     header = struct.pack(">IIBBBBB", png.width, count, 8, png.colour_type, 0, 0, 0)
     parts = [_SIGNATURE, _chunk(b"IHDR", header)]
     if png.palette is not None:
         parts.append(_chunk(b"PLTE", png.palette))
     if png.transparency is not None:
         parts.append(_chunk(b"tRNS", png.transparency))
-    # Level 0 stores the rows as they are: Pillow's inflater then only copies them.
-    parts += [_chunk(b"IDAT", zlib.compress(filtered, 0)), _chunk(b"IEND", b"")]
+    crc = zlib.crc32(b"IDAT")
+    for piece in idat:
+        crc = zlib.crc32(piece, crc)
+    parts += [struct.pack(">I", size), b"IDAT", *idat, struct.pack(">I", crc),
+              _chunk(b"IEND", b"")]
     band = Image.open(io.BytesIO(b"".join(parts)), formats=("PNG",))
     band.load()
     # The crop keeps the info (the palette's transparency) and the palette.
@@ -125,22 +156,3 @@ def _decode_band(png: Layout, filtered: bytes, count: int, above: bytes | None) 
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return (struct.pack(">I", len(body)) + kind + body
             + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind))))
-
-
-def _inflate(chunks: tuple[memoryview, ...]) -> Iterator[bytes]:
-    """Inflate the IDAT stream at most a piece at a time: a bomb never inflates at once."""
-    inflater = zlib.decompressobj()
-    try:
-        for chunk in chunks:
-            data: bytes | memoryview = chunk
-            while True:
-                out = inflater.decompress(data, _INFLATE_PIECE)
-                if out:
-                    yield out
-                data = inflater.unconsumed_tail
-                if inflater.eof or (not data and len(out) < _INFLATE_PIECE):
-                    break
-            if inflater.eof:
-                return
-    except zlib.error as exc:
-        raise BrokenPNG(f"the pixel data is not valid zlib: {exc}") from None

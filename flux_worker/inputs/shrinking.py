@@ -29,7 +29,7 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
             6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
             8: Image.Transpose.ROTATE_90}
 # Rows a band holds when a decoded image is shrunk in bands: about a megapixel.
-BAND_PIXELS = 1 << 20
+BAND_PIXELS = 1 << 18
 
 
 def target_size(width: int, height: int, limit: int = LARGEST_SIDE) -> tuple[int, int] | None:
