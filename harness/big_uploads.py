@@ -74,7 +74,7 @@ class Figures:
 def _edit(service: Service, files: list[tuple[str, tuple[str, bytes, str]]]) -> requests.Response:
     return requests.post(service.api + "/images/edits", headers={
         "Authorization": f"Bearer {API_KEY}"}, data={"prompt": "make it blue"}, files=files,
-        timeout=120)
+        timeout=300)
 
 
 def run(service: Service) -> Figures:
