@@ -151,17 +151,25 @@ def test_decode_shrinks_a_wide_png_to_the_largest_side_exactly_as_a_full_decode(
     assert full(got.data).tobytes() == expected.convert("RGBA").tobytes()
 
 
-def test_interlaced_and_16_bit_pngs_are_decoded_whole_and_shrunk():
-    img = Image.new("RGB", (2600, 30), (10, 200, 30))
-    out = io.BytesIO()
-    img.save(out, "PNG", interlace=1) if "interlace" in Image.SAVE else img.save(out, "PNG")
-    deep = io.BytesIO()
+def test_pngs_of_other_bit_depths_are_decoded_whole_and_shrunk():
+    deep, bits = io.BytesIO(), io.BytesIO()
     Image.new("I;16", (30, 2600), 40000).save(deep, "PNG")
-    assert png_bands.layout(deep.getvalue()) is None
-    wide, tall = intake.decode(out.getvalue(), "a"), intake.decode(deep.getvalue(), "b")
-    assert (wide.width, wide.height) == (2500, 29)
+    Image.new("1", (2600, 30), 1).save(bits, "PNG")
+    assert png_bands.layout(deep.getvalue()) is None and png_bands.layout(bits.getvalue()) is None
+    tall, wide = intake.decode(deep.getvalue(), "a"), intake.decode(bits.getvalue(), "b")
     assert (tall.width, tall.height) == (29, 2500)
     assert full(tall.data).getpixel((5, 5)) == (156, 156, 156)   # the top 8 bits of 40000
+    assert (wide.width, wide.height) == (2500, 29)
+    assert full(wide.data).getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_an_interlaced_png_is_not_banded():
+    data = noise_png(20, 10, 2)
+    header = bytearray(data[16:29])
+    header[12] = 1                          # Adam7
+    interlaced = data[:8] + _chunk(b"IHDR", bytes(header)) + data[33:]
+    assert png_bands.layout(data) is not None
+    assert png_bands.layout(interlaced) is None
 
 
 def test_a_png_whose_rows_end_early_is_refused_as_truncated():

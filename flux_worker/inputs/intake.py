@@ -10,7 +10,10 @@ Sources, in the order they are tried for a URL:
 Every input is decoded with Pillow before anything goes upstream: PNG, JPEG, WebP and GIF only
 (the first frame of an animation), at most `MAX_INPUT_PIXELS`, EXIF orientation applied, CMYK,
 palette and 16-bit images converted to 8-bit RGB(A). What comes out is PNG bytes of what the user
-sees, so the backends never meet an exotic file.
+sees, so the backends never meet an exotic file. No model takes more than 2500 px a side, so a
+larger image is scaled down to that as it is decoded (shrinking.py): a big 8-bit PNG a band of
+rows at a time (png_bands.py), a JPEG at libjpeg's reduced scales, anything else whole. Every
+decode holds its pixels of the process's budget (pixel_work.py), shared with output fitting.
 
 Masks follow OpenAI's convention (fully transparent pixels mark the area to change) and are turned
 into the Stable Diffusion one (white repaint, black keep) at the image's size. FLUX.2 reference
