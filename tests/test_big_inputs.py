@@ -341,18 +341,20 @@ def test_decodes_hold_what_they_keep_in_memory(monkeypatch):
 
 
 def test_the_machine_wide_lock_excludes_another_holder(tmp_path):
+    """flock on its own open file: another process (or thread) waits until it is released."""
     path = str(tmp_path / "lock")
-    inside = threading.Event()
     got_it = []
+
+    def other():
+        with pixel_work.machine_wide(path):
+            got_it.append(time.monotonic())
+
     with pixel_work.machine_wide(path):
-        def other():
-            with pixel_work.machine_wide(path):
-                got_it.append(time.monotonic())
         thread = threading.Thread(target=other)
         thread.start()
         time.sleep(0.3)
+        assert not got_it
         released = time.monotonic()
-        inside.set()
     thread.join(10)
     assert got_it and got_it[0] >= released
 
