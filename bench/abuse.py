@@ -24,6 +24,8 @@ image could not be kept). Scenarios:
 - slow-bodies: 2 × `--clients` keyless uploads trickled a byte a second (chunked, Expect:
   100-continue, or a Content-Length over the limit), to /mcp and chat, on 256 threads × 2;
 - one-client-connections: 2,100 slow header connections from 127.0.0.2 (one address);
+- big-uploads: 6 edits at once, each of four plain 8000x5000 RGBA PNGs (harness/big_uploads.py):
+  the workers' summed RSS above idle at its peak, what each keeps afterwards, latency p50/p95;
 - open-routes: anonymous reads of `/`, `/readyz`, `/metrics`, `/healthz` with two accounts, spend,
   budgets and Redis stopped, then the page of a presigned bucket (moto): what they give away.
 
@@ -761,13 +763,31 @@ def one_client_connections(work: Path, clients: int) -> Report:
     return report
 
 
+def big_uploads(work: Path, clients: int) -> Report:
+    """Six edits of four 8000x5000 PNGs at once, two workers: their memory, not their speed."""
+    from harness import big_uploads as uploads
+
+    report = Report("big uploads (6 edits × 4 PNGs of 8000x5000 RGBA, 2 workers)")
+    with fake() as cf:
+        service = start_service(work, cloudflare_env(cf))
+        try:
+            figures = uploads.run(service)
+            probe(service, report)
+            report.notes = figures.line()
+            report.for_nobody = image_calls(cf) - 8 - uploads.EDITS - sum(
+                1 for status, _ in report.generation if status == 200)
+        finally:
+            service.stop()
+    return report
+
+
 SCENARIOS: dict[str, Callable[[Path, int], Report]] = {
     "regex-freeze": regex_freeze, "slowloris": slowloris, "full-load": full_load,
     "dropped-streams": dropped_streams, "storage-outage": storage_outage,
     "trickling-upstream": trickling_upstream, "open-routes": open_routes,
     "counters-outage": counters_outage, "account-overshoot": account_overshoot,
     "hang-ups": hang_ups, "slow-image-host": slow_image_host, "slow-bodies": slow_bodies,
-    "one-client-connections": one_client_connections,
+    "one-client-connections": one_client_connections, "big-uploads": big_uploads,
 }
 
 

@@ -13,8 +13,9 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
@@ -42,6 +43,21 @@ class Service:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def worker_rss(self) -> dict[int, int]:
+        """Each gunicorn worker's resident memory in bytes (VmRSS), by pid (Linux /proc)."""
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                status = pathlib.Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue                    # gone since listed
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if fields.get("PPid", "").strip() == str(self.proc.pid) and "VmRSS" in fields:
+                found[int(entry)] = int(fields["VmRSS"].split()[0]) * 1024
+        return found
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -50,6 +66,34 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+@dataclass
+class RssSampler:
+    """Samples the summed RSS of a service's workers every `interval` s while it is entered."""
+
+    service: Service
+    interval: float = 0.05
+    samples: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(sum(self.service.worker_rss().values()))
+            self._stop.wait(self.interval)
+
+    @property
+    def peak(self) -> int:
+        return max(self.samples, default=0)
 
 
 def start_service(tmp_path: pathlib.Path, env: dict[str, str], *, workers: int | None = 2,

@@ -307,7 +307,7 @@ def test_the_filter_follows_the_scale_factor(source, target, expected):
 def test_fits_in_many_threads_and_failures_give_their_slot_back():
     """More threads than pixel slots, half of them failing: every good fit still finishes."""
     cut = jpeg_1024()[: len(jpeg_1024()) // 2]
-    slots = fitting._cores()
+    slots = fitting.pixel_work.CORES
     results: list = []
 
     def work(i: int) -> None:

@@ -13,8 +13,9 @@ megapixels) and only warns between 1x and 2x; here anything above ``Image.MAX_IM
 NotAnImage, decided from the header before a single pixel is decoded.
 
 Pillow releases the GIL while it decodes, resamples and encodes, so gunicorn's threads fit images
-in parallel, but never more at once than the process has cores (``_PIXEL_WORK``): more would not
-finish sooner and would each hold a few MB of pixels (see docs/benchmarks.md, "Sizing images").
+in parallel, but never more at once than the process has cores (``inputs/pixel_work.py``, shared
+with input decoding): more would not finish sooner and would each hold a few MB of pixels (see
+docs/benchmarks.md, "Sizing images").
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from __future__ import annotations
 import io
 import os
 import struct
-import threading
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
+
+from ..inputs import pixel_work
 
 _CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
                   "GIF": "image/gif"}
@@ -64,22 +66,8 @@ _REDUCING_GAP = 3.0
 
 # No image model makes more than this many pixels a side (lucid-origin's 2500 is the largest);
 # an upstream answer declaring more is refused before decoding (a 9400x9400 PNG of a few KB
-# would decode into 265 MB). Input images and this module's own decoding keep Pillow's limit.
-MAX_GENERATED_SIDE = 2500
-
-
-def _cores() -> int:
-    """Return how many cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:                  # macOS has no sched_getaffinity
-        return max(1, os.cpu_count() or 1)
-
-
-# Decoding, resampling and encoding are pure CPU: more of them at once than there are cores only
-# queues them in the kernel while each holds its pixels (4 bytes each, ~4 MB at 1024x1024), which
-# is how a burst of enlargements once took the service to 900 MB. One slot per core bounds that.
-_PIXEL_WORK = threading.BoundedSemaphore(_cores())
+# would decode into 265 MB). Input images are decoded to at most the same side.
+MAX_GENERATED_SIDE = pixel_work.LARGEST_SIDE
 
 # Pillow hands every image's memory straight back to malloc by default, and blocks that big are
 # mmap'ed, so each fit page-faulted ~10 MB of fresh zeroed memory: up to 8 ms of system CPU for a
@@ -88,7 +76,8 @@ _PIXEL_WORK = threading.BoundedSemaphore(_cores())
 # bound what stays resident to ~16 MB per slot. PILLOW_BLOCKS_MAX, if set, still decides.
 _BLOCKS_PER_SLOT = 4
 if "PILLOW_BLOCKS_MAX" not in os.environ and hasattr(Image.core, "set_blocks_max"):
-    Image.core.set_blocks_max(max(Image.core.get_blocks_max(), _BLOCKS_PER_SLOT * _cores()))
+    Image.core.set_blocks_max(max(Image.core.get_blocks_max(),
+                                  _BLOCKS_PER_SLOT * pixel_work.CORES))
 
 
 class NotAnImage(ValueError):
@@ -164,7 +153,9 @@ def fit(data: bytes, width: int, height: int, output_format: str | None = None,
                 and _complete(data, img)):
             return FittedImage(data, _CONTENT_TYPES[source], width, height)
         icc = img.info.get("icc_profile")
-        with _PIXEL_WORK:
+        # Decoding, resampling and encoding share the process's pixel budget with input
+        # decoding: one core's share (or more, for an image larger than that) at a time.
+        with pixel_work.BUDGET.hold(img.width * img.height + width * height):
             try:
                 encoded = _encode(_resize(img, width, height), target, icc, compression)
             except _DECODE_ERRORS as exc:

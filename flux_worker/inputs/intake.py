@@ -10,7 +10,10 @@ Sources, in the order they are tried for a URL:
 Every input is decoded with Pillow before anything goes upstream: PNG, JPEG, WebP and GIF only
 (the first frame of an animation), at most `MAX_INPUT_PIXELS`, EXIF orientation applied, CMYK,
 palette and 16-bit images converted to 8-bit RGB(A). What comes out is PNG bytes of what the user
-sees, so the backends never meet an exotic file.
+sees, so the backends never meet an exotic file. No model takes more than 2500 px a side, so a
+larger image is scaled down to that as it is decoded (shrinking.py): a big 8-bit PNG a band of
+rows at a time (png_bands.py), a JPEG at libjpeg's reduced scales, anything else whole. Every
+decode holds its pixels of the process's budget (pixel_work.py), shared with output fitting.
 
 Masks follow OpenAI's convention (fully transparent pixels mark the area to change) and are turned
 into the Stable Diffusion one (white repaint, black keep) at the image's size. FLUX.2 reference
@@ -20,6 +23,7 @@ images are scaled down under 512x512 here, because Cloudflare refuses larger one
 from __future__ import annotations
 
 import binascii
+import contextlib
 import io
 import re
 import warnings
@@ -31,7 +35,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import ImageExpired, ImageRefused, PayloadTooLarge
 from ..net.fetch import RemoteFetcher
 from ..storage import ImageStore, is_valid_key
+from . import pixel_work, png_bands, shrinking
 from .image import ImageSource, InputImage
+from .png_bands import BrokenPNG
 
 # 40 megapixels: a large phone photo (8000x5000) still fits; a decompression bomb (a few KB of
 # PNG that inflates to gigabytes) does not. Decided from the header, before decoding a pixel.
@@ -75,27 +81,83 @@ def decode(data: bytes, label: str, *, max_pixels: int = MAX_INPUT_PIXELS,
                 f"{label} is {width}x{height} pixels; at most {max_pixels // 1_000_000} "
                 "megapixels are accepted. Scale it down and try again.", param="image")
         try:
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)  # an animation: its first frame is the picture
-            img.load()
-            upright = _normalise(ImageOps.exif_transpose(img) or img)
-        except _DECODE_ERRORS:
+            # The opened image is already the first frame of an animation (its picture);
+            # n_frames would walk the whole file (2.2 s for a GIF of 616,808 frames).
+            png, size, alpha = _decoded(img, data)
+        except (*_DECODE_ERRORS, BrokenPNG):
             raise ImageRefused(f"{label} is truncated or corrupt: the {img.format} data could "
                                "not be decoded. Send the complete file.", param="image") from None
-    return InputImage(_png(upright), upright.width, upright.height, upright.mode == "RGBA",
-                      label, link)
+    return InputImage(png, size[0], size[1], alpha, label, link)
 
 
-def _normalise(img: Image.Image) -> Image.Image:
-    """Return 8-bit RGB, or RGBA when the picture carries transparency."""
+def _decoded(img: Image.Image, data: bytes) -> tuple[bytes, tuple[int, int], bool]:
+    """PNG bytes, size and alpha of the upright picture, at most LARGEST_SIDE a side.
+
+    Each decode holds its pixels of the process's budget (pixel_work) while it runs.
+    """
+    width, height = img.size
+    target = shrinking.target_size(width, height)
+    if target is None:
+        with pixel_work.held(2 * width * height):   # decoded + converted
+            img.load()
+            upright = _normalise(ImageOps.exif_transpose(img) or img)
+            return _png(upright), upright.size, upright.mode == "RGBA"
+    info = dict(img.info)
+    layout = png_bands.layout(data) if img.format == "PNG" else None
+    if layout is not None:
+        if layout.exif is not None:
+            info["exif"] = layout.exif          # an eXIf chunk after the pixels counts too
+        alpha = img.mode in ("RGBA", "LA") or "transparency" in img.info
+        shrink = shrinking.Reduction(width, height, alpha, target,
+                                     lambda band: _normalise(band, alpha))
+        rows = shrinking.band_rows(width, shrink.factor)
+        held = shrink.reduced.width * shrink.reduced.height + _area(target) + 4 * width * rows
+        with pixel_work.held(held):
+            for top, band in png_bands.bands(layout, rows):
+                shrink.add(top, band)
+            return _finished(shrink, info)
+    if img.format == "JPEG":
+        # libjpeg decodes at 1/2, 1/4 or 1/8 scale by dropping DCT coefficients: nearly free.
+        img.draft(None, target)
+    # Everything else (WebP, GIF, interlaced or 16-bit PNG) is decoded whole, then shrunk in
+    # bands; a big one holds the machine-wide lock, so one worker of the machine does it at once.
+    width, height = img.size
+    factor = shrinking.reduce_factor(width, height, target)
+    reduced = shrinking.reduced_size(width, height, factor)
+    held = width * height + _area(reduced) + _area(target)
+    lock = (pixel_work.machine_wide() if width * height > pixel_work.BUDGET.total
+            else contextlib.nullcontext())
+    with pixel_work.held(held), lock:
+        img.load()
+        alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+        shrink = shrinking.Reduction(width, height, alpha, target,
+                                     lambda band: _normalise(band, alpha))
+        for top, band in shrinking.strips(img, shrinking.band_rows(width, shrink.factor)):
+            shrink.add(top, band)
+        img.close()                             # the full-size pixels go before encoding
+        return _finished(shrink, info)
+
+
+def _finished(shrink: shrinking.Reduction, info: dict) -> tuple[bytes, tuple[int, int], bool]:
+    """Encode the shrunk picture upright."""
+    upright = shrinking.upright(shrink.result(), info)
+    return _png(upright), upright.size, shrink.alpha
+
+
+def _area(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
+
+
+def _normalise(img: Image.Image, alpha: bool | None = None) -> Image.Image:
+    """Return 8-bit RGB, or RGBA when the picture carries transparency (or `alpha` says so)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale: keep the top 8 bits instead of clipping everything above 255.
         img = img.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     elif img.mode == "F":
         img = img.convert("L")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        return img.convert("RGBA")
-    return img.convert("RGB")  # CMYK, YCbCr, P, L, 1: what every model takes
+    if alpha is None:
+        alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    return img.convert("RGBA") if alpha else img.convert("RGB")  # CMYK, YCbCr, P, L, 1: RGB
 
 
 def _png(img: Image.Image) -> bytes:
@@ -115,6 +177,11 @@ def _opened(image: InputImage) -> Image.Image:
 
 def reference_copy(image: InputImage, max_side: int = REFERENCE_MAX_SIDE) -> bytes:
     """Scale an image down to fit max_side (keeping proportions) and encode it as JPEG."""
+    with pixel_work.held(2 * image.width * image.height):     # decoded + flattened
+        return _reference_copy(image, max_side)
+
+
+def _reference_copy(image: InputImage, max_side: int) -> bytes:
     img = _opened(image)
     if img.mode == "RGBA":
         flat = Image.new("RGB", img.size, (255, 255, 255))
@@ -135,6 +202,11 @@ def sd_mask(mask: InputImage, image: InputImage) -> bytes:
     size is scaled to the image.
     :raises ImageRefused: a transparent-style mask with no transparent pixel.
     """
+    with pixel_work.held(mask.width * mask.height + image.width * image.height):
+        return _sd_mask(mask, image)
+
+
+def _sd_mask(mask: InputImage, image: InputImage) -> bytes:
     img = _opened(mask)
     if img.mode == "RGBA":
         alpha = img.getchannel("A")

@@ -1,0 +1,73 @@
+"""Memory and CPU of decoding one big input image, per kind of file.
+
+    python -m bench.decode_bench [--side 8000x5000]
+
+Each kind is decoded by `flux_worker.inputs.intake.decode` in a fresh process, which reports
+its peak RSS growth (VmHWM) and its CPU time: what one decode costs a worker, whatever else runs
+on the machine. Kinds: a plain RGBA PNG (a screenshot, a diagram), an RGB PNG of noise (a photo
+saved as PNG, the worst case for zlib), a JPEG photo, a lossless WebP, a GIF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from harness.big_uploads import plain_png
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 2**20
+_MEASURE = """
+import sys, time
+from flux_worker.inputs import intake
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+data = open(sys.argv[1], "rb").read()
+before, cpu = hwm(), time.process_time()
+image = intake.decode(data, "image")
+print(image.width, image.height, hwm() - before, time.process_time() - cpu)
+"""
+
+
+def samples(width: int, height: int) -> dict[str, bytes]:
+    """The files to decode, made once (Pillow needs the full image to write most formats)."""
+    files = {"PNG, plain RGBA": plain_png(width, height, (200, 40, 40, 255))}
+    noise = Image.effect_noise((width, height), 64).convert("RGB")
+    for name, fmt, options in (("PNG, RGB noise", "PNG", {"compress_level": 1}),
+                               ("JPEG, q90", "JPEG", {"quality": 90}),
+                               ("WebP, lossless", "WEBP", {"lossless": True, "method": 0}),
+                               ("GIF", "GIF", {})):
+        out = io.BytesIO()
+        noise.save(out, fmt, **options)
+        files[name] = out.getvalue()
+    return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--side", default="8000x5000")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.side.split("x"))
+    print("| file | bytes | decoded to | peak RSS growth | CPU |")
+    print("|---|---:|---|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in samples(width, height).items():
+            path = Path(tmp) / "image"
+            path.write_bytes(data)
+            done = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=300, check=True)
+            w, h, grown, cpu = done.stdout.split()
+            print(f"| {name} | {len(data):,} | {w}x{h} | {int(grown) / MiB:.0f} MiB | "
+                  f"{float(cpu):.2f} s |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
