@@ -263,14 +263,21 @@ def test_a_big_full_decode_takes_the_machine_wide_lock_and_gives_memory_back(mon
                         lambda: taken.append(1) or real_lock())
     monkeypatch.setattr(pixel_work, "give_back", lambda: given.append(1))
     out = io.BytesIO()
-    Image.new("RGB", (5000, 4000), (1, 2, 3)).save(out, "WEBP", lossless=True)
+    Image.new("RGB", (4000, 4096), (1, 2, 3)).save(out, "WEBP", lossless=True)
     got = intake.decode(out.getvalue(), "webp")
-    assert (got.width, got.height) == (2500, 2000)
+    assert (got.width, got.height) == (2441, 2500)
     assert (taken, given) == ([1], [1])
     small = io.BytesIO()
     Image.new("RGB", (500, 400)).save(small, "WEBP")
     intake.decode(small.getvalue(), "webp")
     assert (taken, given) == ([1], [1])      # small images: neither
+
+
+def test_a_webp_is_decoded_whole_so_a_big_one_is_refused():
+    out = io.BytesIO()
+    Image.new("RGB", (5000, 4000), (1, 2, 3)).save(out, "WEBP", lossless=True)
+    with pytest.raises(ImageRefused, match="WebP of 5000x4000 pixels.*PNG or JPEG"):
+        intake.decode(out.getvalue(), "webp")
 
 
 def test_a_too_large_image_is_refused_from_its_header():

@@ -42,6 +42,10 @@ from .png_bands import BrokenPNG
 # 40 megapixels: a large phone photo (8000x5000) still fits; a decompression bomb (a few KB of
 # PNG that inflates to gigabytes) does not. Decided from the header, before decoding a pixel.
 MAX_INPUT_PIXELS = 40_000_000
+# Pillow decodes a WebP only whole, at about 16 bytes a pixel at its peak (652 MiB for 40 MP,
+# docs/sizing.md): 16 megapixels (4096x4096) is about 270 MiB, one such decode on the machine at
+# a time, which a 512 MB instance affords. PNG and JPEG are decoded scaled down, up to 40 MP.
+MAX_WEBP_PIXELS = 4096 * 4096
 # Cloudflare wants FLUX.2 references "smaller than 512x512" (reference §2): 511 stays under.
 REFERENCE_MAX_SIDE = 511
 REFERENCE_JPEG_QUALITY = 92
@@ -80,6 +84,12 @@ def decode(data: bytes, label: str, *, max_pixels: int = MAX_INPUT_PIXELS,
             raise ImageRefused(
                 f"{label} is {width}x{height} pixels; at most {max_pixels // 1_000_000} "
                 "megapixels are accepted. Scale it down and try again.", param="image")
+        if img.format == "WEBP" and width * height > MAX_WEBP_PIXELS:
+            raise ImageRefused(
+                f"{label} is a WebP of {width}x{height} pixels; a WebP is decoded whole, so at "
+                f"most {MAX_WEBP_PIXELS / 1e6:.1f} megapixels are accepted (PNG and JPEG up to "
+                f"{max_pixels // 1_000_000}). Send it as PNG or JPEG, or scale it down.",
+                param="image")
         try:
             # The opened image is already the first frame of an animation (its picture);
             # n_frames would walk the whole file (2.2 s for a GIF of 616,808 frames).
@@ -125,7 +135,9 @@ def _decoded(img: Image.Image, data: bytes) -> tuple[bytes, tuple[int, int], boo
     factor = shrinking.reduce_factor(width, height, target)
     reduced = shrinking.reduced_size(width, height, factor)
     held = width * height + _area(reduced) + _area(target)
-    lock = (pixel_work.machine_wide() if width * height > pixel_work.BUDGET.total
+    # Whole decodes bigger than a share are rare and costly (a WebP's peak is 16 bytes a pixel):
+    # one at a time on the whole machine.
+    lock = (pixel_work.machine_wide() if width * height > pixel_work.SHARE_PIXELS
             else contextlib.nullcontext())
     with pixel_work.held(held), lock:
         img.load()
