@@ -9,7 +9,10 @@ edits run, and each worker's RSS afterwards. Used by tests/e2e/test_big_uploads_
 
 from __future__ import annotations
 
+import pathlib
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +41,40 @@ def plain_png(width: int, height: int, rgba: tuple[int, int, int, int]) -> bytes
     return (b"\x89PNG\r\n\x1a\n"
             + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
             + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Run in a fresh process, so that its peak resident size (VmHWM) is this decode's alone.
+_MEASURE = """
+import sys, time
+from flux_worker.inputs import intake
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+data = open(sys.argv[1], "rb").read()
+before, cpu = hwm(), time.process_time()
+image = intake.decode(data, "image")
+print(image.width, image.height, hwm() - before, time.process_time() - cpu)
+"""
+
+
+@dataclass(frozen=True)
+class Decode:
+    """One input decoded by the service's intake in a process of its own."""
+
+    width: int
+    height: int
+    grown: int                      # peak RSS growth, bytes
+    cpu: float                      # CPU seconds
+
+
+def measure_decode(path: pathlib.Path, timeout: float = 300) -> Decode:
+    """Decode the file at `path` as an upload is decoded, in a fresh process (Linux: /proc)."""
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=True)
+    width, height, grown, cpu = done.stdout.split()
+    return Decode(int(width), int(height), int(grown), float(cpu))
 
 
 @dataclass

@@ -11,8 +11,6 @@ import io
 import os
 import random
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -25,8 +23,8 @@ from flux_worker.errors import ImageRefused
 from flux_worker.generation.planner import input_ratio
 from flux_worker.inputs import intake, pixel_work, png_bands, shrinking
 from flux_worker.inputs.image import InputImage
+from harness.big_uploads import measure_decode, plain_png
 
-ROOT = Path(__file__).resolve().parents[1]
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 
 
@@ -341,7 +339,7 @@ def test_decodes_hold_what_they_keep_in_memory(monkeypatch):
     held = []
     real = pixel_work.BUDGET.hold
     monkeypatch.setattr(pixel_work.BUDGET, "hold", lambda p: held.append(p) or real(p))
-    intake.decode(_plain_rgba_png(8000, 5000), "image")
+    intake.decode(plain_png(8000, 5000, (200, 40, 40, 255)), "image")
     (pixels,) = held
     # the reduced image (2667x1667), the target (2500x1562) and bands at full width
     assert 2667 * 1667 + 2500 * 1562 < pixels < 8000 * 5000 // 2
@@ -368,37 +366,11 @@ def test_the_machine_wide_lock_excludes_another_holder(tmp_path):
 
 # --- memory ------------------------------------------------------------------------------------
 
-_MEASURE = """
-import sys
-from flux_worker.inputs import intake
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-data = open(sys.argv[1], "rb").read()
-before = hwm()
-image = intake.decode(data, "image")
-print(image.width, image.height, hwm() - before)
-"""
-
-
-def _plain_rgba_png(width: int, height: int) -> bytes:
-    """A plain 8000x5000 RGBA PNG written row by row (never all in memory here either)."""
-    packer = zlib.compressobj(9)
-    row = b"\x00" + bytes([200, 40, 40, 255]) * width
-    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6,
-                                                                0, 0, 0))
-            + _chunk(b"IDAT", body) + _chunk(b"IEND", b""))
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 def test_decoding_a_40_megapixel_png_holds_a_fraction_of_its_pixels(tmp_path):
     """Full size it is 160 MB of RGBA (the old decode peaked above 500 MB); bands need ~60."""
     path = tmp_path / "big.png"
-    path.write_bytes(_plain_rgba_png(8000, 5000))
-    done = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=True)
-    width, height, grown = (int(x) for x in done.stdout.split())
-    assert (width, height) == (2500, 1562)
-    assert grown < 100 * 2**20, f"peak RSS grew {grown / 2**20:.0f} MiB"
+    path.write_bytes(plain_png(8000, 5000, (200, 40, 40, 255)))
+    got = measure_decode(path, timeout=120)
+    assert (got.width, got.height) == (2500, 1562)
+    assert got.grown < 100 * 2**20, f"peak RSS grew {got.grown / 2**20:.0f} MiB"
