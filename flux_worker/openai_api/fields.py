@@ -57,6 +57,10 @@ def _empty_is_none(value: Any) -> Any:
 
 # `{ge}` and `{le}` are filled in from the field's own limits (see wording.py).
 WHOLE_NUMBER = Say("must be a whole number from {ge} to {le}.")
+
+# OpenAI's fields with no meaning here: declared so that the OpenAPI document lists them.
+IGNORED = "Accepted and ignored (OpenAI compatibility)."
+Ignored = Annotated[Any, Field(description=IGNORED)]
 NUMBER = Say("must be a number from {ge} to {le}.")
 
 

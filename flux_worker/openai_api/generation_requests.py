@@ -279,7 +279,6 @@ class ChatCompletionRequest(BaseModel):
 
 # --- images --------------------------------------------------------------------------------
 
-_IGNORED = "Accepted and ignored (OpenAI compatibility)."
 
 
 class ImageGenerationRequest(BaseModel):
@@ -308,8 +307,8 @@ class ImageGenerationRequest(BaseModel):
     stream: fields.Stream = False
     partial_images: fields.PartialImages = None
     # OpenAI's fields with no meaning here: declared so that the document lists them.
-    style: Any = Field(None, description=_IGNORED)
-    user: Any = Field(None, description=_IGNORED)
+    style: fields.Ignored = None
+    user: fields.Ignored = None
 
 
 # --- parsing --------------------------------------------------------------------------------

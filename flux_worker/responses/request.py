@@ -23,7 +23,6 @@ from ..openai_api.wording import Say, validate, worded
 METADATA_PAIRS = 16
 METADATA_KEY_MAX = 64
 METADATA_VALUE_MAX = 512
-_IGNORED = "Accepted and ignored (OpenAI compatibility)."
 _ROLES = ("user", "assistant", "system", "developer")
 
 
@@ -105,22 +104,23 @@ class ResponseRequest(BaseModel):
     tools: Annotated[list[dict[str, Any]] | None, Say(_tools_error)] = None
     tool_choice: Annotated[str | dict[str, Any] | None,
                            Say('must be "none", "auto", "required" or an object such as '
-                               '{"type": "image_generation"}.')] = Field(None, description=_IGNORED)
+                               '{"type": "image_generation"}.')] = Field(
+                               None, description=fields.IGNORED)
     previous_response_id: Annotated[str | None, Say("must be a string (a response id).")] = None
     stream: Annotated[bool | None, Say("must be true or false.")] = None
     background: Annotated[bool | None, Say("must be true or false.")] = None
     store: Annotated[bool | None, Say("must be true or false.")] = None
     metadata: Annotated[dict[str, str] | None, Say(_metadata_error)] = None
     # OpenAI's fields with no meaning for a picture: declared so that the document lists them.
-    include: Any = Field(None, description=_IGNORED)
-    max_output_tokens: Any = Field(None, description=_IGNORED)
-    temperature: Any = Field(None, description=_IGNORED)
-    top_p: Any = Field(None, description=_IGNORED)
-    text: Any = Field(None, description=_IGNORED)
-    reasoning: Any = Field(None, description=_IGNORED)
-    safety_identifier: Any = Field(None, description=_IGNORED)
-    user: Any = Field(None, description=_IGNORED)
-    parallel_tool_calls: Any = Field(None, description=_IGNORED)
+    include: fields.Ignored = None
+    max_output_tokens: fields.Ignored = None
+    temperature: fields.Ignored = None
+    top_p: fields.Ignored = None
+    text: fields.Ignored = None
+    reasoning: fields.Ignored = None
+    safety_identifier: fields.Ignored = None
+    user: fields.Ignored = None
+    parallel_tool_calls: fields.Ignored = None
 
     @field_validator("input")
     @classmethod
