@@ -21,6 +21,8 @@ from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 HEARTBEAT = object()
+# Seconds of silence after which a stream gets a heartbeat, under common idle cut-offs (60 s).
+HEARTBEAT_SECONDS = 15.0
 _END = object()
 # How often a waiting stream looks whether its client has closed the connection: the sooner it
 # knows, the likelier the generation is abandoned before its image is stored (or paid for).

@@ -20,7 +20,7 @@ import logging
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from ..chat.streaming import HEARTBEAT
+from ..chat.streaming import HEARTBEAT, HEARTBEAT_SECONDS
 from ..errors import APIError, Cancelled, ServerError
 from . import output
 from .answer import Answer
@@ -103,7 +103,7 @@ def _failed(say: Sequence, answer: Answer, exc: APIError) -> Iterator[str]:
 # --- a stored response, followed ---------------------------------------------------------------
 
 def follow(read: Callable[[], dict[str, Any] | None], *, starting_after: int = -1,
-           poll: float = 0.25, heartbeat: float = 15.0,
+           poll: float = 0.25, heartbeat: float = HEARTBEAT_SECONDS,
            sleep: Callable[[float], None] = time.sleep,
            clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
     """The events of a stored response from its first, following it until it is final.

@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
-from flask import Blueprint, Response, g, jsonify, stream_with_context
+from flask import Blueprint, Response, g, jsonify
 
 from ..chat.answer import LinkCollector, sse_events
-from ..chat.streaming import Background, ClientWatch
 from ..chat.turn import ChatTurn
 from ..generation.job import Caller, ImageOrder
 from ..openai_api import answers
@@ -28,11 +27,10 @@ from .body import json_body
 from .callers import request_caller
 from .context import services
 from .image_answers import images_answer, tell_neurons
+from .streams import in_background, sse_response
 
 bp = Blueprint("api", __name__)
 
-# Seconds of silence after which a stream gets an empty chunk, under common idle cut-offs (60 s).
-HEARTBEAT_SECONDS = 15.0
 
 
 @bp.before_request
@@ -73,17 +71,11 @@ def _event_stream(chat: ChatCompletionRequest, turn: ChatTurn, caller: Caller,
     pieces: Iterable[object] = turn.pieces
     if turn.generation is not None:
         # The generation runs in its own thread from now on and holds its slot until it ends.
-        assert isinstance(caller.cancel, ClientWatch)
-        pieces = Background(turn.pieces, HEARTBEAT_SECONDS, caller.cancel,
-                            gone=caller.cancel.gone)
+        pieces = in_background(turn.pieces, caller)
     writer = answers.ChunkWriter(answers.completion_id(), int(time.time()), turn.model,
                                  chat.include_usage)
     events = sse_events(pieces, writer, chat.prompt, services().chat.words, images)
-    response = Response(stream_with_context(events), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    # Also for a stream the server closes before it was read at all: stop the generation.
-    response.call_on_close(caller.cancel.set)
-    return response
+    return sse_response(events, caller=caller)
 
 
 @bp.post("/images/generations")

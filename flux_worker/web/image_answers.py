@@ -14,10 +14,10 @@ import base64
 import logging
 from typing import Callable, Iterable, Iterator
 
-from flask import Response, g, jsonify, stream_with_context
+from flask import Response, g, jsonify
 
 from ..catalog.spec import tiles
-from ..chat.streaming import HEARTBEAT, Background, ClientWatch
+from ..chat.streaming import HEARTBEAT
 from ..errors import APIError, ServerError, public_error
 from ..generation.job import Batch, Caller, ImageJob, ImageOrder, ImageResult
 from ..generation.service import Generation
@@ -25,11 +25,10 @@ from ..openai_api import answers
 from .base_url import image_linker, public_base_url
 from .callers import request_caller
 from .context import services
+from .streams import in_background, sse_response
 
 log = logging.getLogger(__name__)
 
-# Seconds of silence after which a stream gets an SSE comment, under common idle cut-offs (60 s).
-HEARTBEAT_SECONDS = 15.0
 # The delivered size, always: OpenAI's schemas allow only three sizes in `size`, so any other
 # (this service makes any WIDTHxHEIGHT) is stated here instead (README: Images API).
 SIZE_HEADER = "X-Image-Size"
@@ -87,17 +86,11 @@ def _event_stream(generation: Generation, caller: Caller, prompt: str, event: st
     """Stream the generation's images as `<event>.completed` events; it owns `generation` now."""
     job = generation.job
     link = image_linker(public_base_url())
-    assert isinstance(caller.cancel, ClientWatch)
     behind_key = caller.key is not None
     # Last: from here on the generation runs, and is closed, in its own thread.
-    pieces = Background(_render(generation), HEARTBEAT_SECONDS, caller.cancel,
-                        gone=caller.cancel.gone)
+    pieces = in_background(_render(generation), caller)
     events = _events(pieces, job, f"{event}.completed", prompt, link, behind_key)
-    response = Response(stream_with_context(events), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                                 SIZE_HEADER: job.size})
-    # Also for a stream the server closes before it was read at all: stop the generation.
-    response.call_on_close(caller.cancel.set)
+    response = sse_response(events, caller=caller, headers={SIZE_HEADER: job.size})
     # Headers go before the body, so a stream can only tell the estimate (README: Costs).
     tell_neurons(response, generation.estimate)
     return response

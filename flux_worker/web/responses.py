@@ -8,10 +8,10 @@ the caller, and send what comes back, as JSON or as server-sent events.
 from __future__ import annotations
 
 import time
+from typing import Iterable
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, g, jsonify, request
 
-from ..chat.streaming import Background, ClientWatch
 from ..errors import InvalidRequest, NotFound
 from ..generation.job import Caller
 from ..responses import events
@@ -19,13 +19,13 @@ from ..responses.background import Cutoff
 from ..responses.output import FINAL
 from ..responses.request import parse_response_request
 from ..responses.store import Record, owner_of
-from .api import HEARTBEAT_SECONDS
 from .auth import caller_key, require_api_key
 from .base_url import image_linker, public_base_url
 from .body import json_body
 from .callers import request_caller
 from .context import services
 from .image_answers import tell_neurons
+from .streams import in_background, sse_response
 
 bp = Blueprint("responses", __name__)
 
@@ -69,15 +69,10 @@ def create_response() -> Response:
         reply = jsonify(final)
         tell_neurons(reply, answer.turn.neurons)
         return reply
-    pieces = answer.turn.pieces
+    pieces: Iterable[object] = answer.turn.pieces
     if answer.turn.generation is not None:
-        assert isinstance(caller.cancel, ClientWatch)
-        pieces = Background(answer.turn.pieces, HEARTBEAT_SECONDS,  # type: ignore[assignment]
-                            caller.cancel, gone=caller.cancel.gone)
-    reply = Response(stream_with_context(events.stream(answer, pieces)),
-                     mimetype="text/event-stream",
-                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    reply.call_on_close(caller.cancel.set)
+        pieces = in_background(answer.turn.pieces, caller)
+    reply = sse_response(events.stream(answer, pieces), caller=caller)
     tell_neurons(reply, answer.turn.estimate)     # headers go first: the estimate
     return reply
 
@@ -111,10 +106,7 @@ def _follow(response_id: str, owner: str, *, starting_after: int = -1) -> Respon
         record = svc.responses.read(response_id, owner)
         return svc.responses.view(record) if record is not None else None
 
-    return Response(stream_with_context(events.follow(read, starting_after=starting_after,
-                                                      heartbeat=HEARTBEAT_SECONDS)),
-                    mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return sse_response(events.follow(read, starting_after=starting_after))
 
 
 @bp.delete("/responses/<response_id>")
