@@ -21,7 +21,7 @@ from typing import Any, Callable
 from ..errors import InvalidRequest
 from ..inputs.image import ImageSource
 from ..openai_api.generation_requests import ChatCompletionRequest, parse_chat_completion
-from .output import message_id, token_of
+from .output import RESPONSE_PREFIX, message_id, token_of
 from .request import ImageGenerationTool, ResponseRequest
 from .store import Record, ResponseStore
 
@@ -123,16 +123,12 @@ def build(request: ResponseRequest, response_id: str, owner: str, store: Respons
     try:
         chat = parse_chat_completion(body)
     except InvalidRequest as exc:
-        raise _as_input(exc) from None
+        raise as_input_error(exc) from None
     return Conversation(chat, items, previous)
 
 
 def as_input_error(exc: InvalidRequest) -> InvalidRequest:
     """A chat turn's error about `messages`, told about `input` (what this client sent)."""
-    return _as_input(exc)
-
-
-def _as_input(exc: InvalidRequest) -> InvalidRequest:
     if exc.param == "messages":
         exc.param = "input"
         exc.message = exc.message.replace("A message may attach", "The input may bring")
@@ -199,7 +195,7 @@ def _output_text(response: dict[str, Any]) -> str:
 
 def _record_of(item_id: str, owner: str, store: ResponseStore) -> Record | None:
     token = token_of(item_id)
-    return store.load("resp_" + token, owner) if token else None
+    return store.load(RESPONSE_PREFIX + token, owner) if token else None
 
 
 def _call_image(item: dict[str, Any], owner: str, store: ResponseStore,
