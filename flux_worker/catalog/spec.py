@@ -45,6 +45,28 @@ def round8(value: float, lo: int, hi: int) -> int:
     return max(lo, min(hi, rounded))
 
 
+def parse_ratio(text: str) -> tuple[int, int]:
+    """`"16:9"` -> (16, 9); raise ValueError for anything else."""
+    left, sep, right = text.partition(":")
+    if not sep or not left.isdigit() or not right.isdigit() or not int(left) or not int(right):
+        raise ValueError(f"{text!r} is not an aspect ratio such as 16:9")
+    return int(left), int(right)
+
+
+def nearest_shape(shapes: tuple[tuple[int, int], ...], width: int,
+                  height: int) -> tuple[int, int]:
+    """The shape whose proportions are nearest width:height (ties: the first listed)."""
+    wanted = math.log(max(1, width) / max(1, height))
+    return min(shapes, key=lambda s: abs(math.log(s[0] / s[1]) - wanted))
+
+
+def ratio_size(ratio: str, longest: int) -> tuple[int, int]:
+    """The size of an aspect ratio whose longer side is `longest` (multiples of 8)."""
+    w, h = parse_ratio(ratio)
+    scale = longest / max(w, h)
+    return round8(w * scale, 8, longest), round8(h * scale, 8, longest)
+
+
 @dataclass(frozen=True)
 class SizeRange:
     """Inclusive width/height limits the model accepts, and its default output."""
@@ -119,6 +141,45 @@ class Price:
                 "usd_per_neuron": USD_PER_NEURON, **({"note": self.note} if self.note else {})}
 
 
+@dataclass(frozen=True)
+class UsdPrice:
+    """What one image costs in US dollars, as a provider prices it: per image, per megapixel
+    of output (and of input images, for providers that bill those), or both.
+
+    `listed=False` marks a figure the provider does not publish where this service reads its
+    prices (Cloudflare lists no dollar price for its partner models): an assumption taken from
+    the model vendor's own public price, said as such in /v1/models.
+    """
+
+    per_image: float = 0.0
+    per_megapixel: float = 0.0
+    per_input_megapixel: float = 0.0
+    listed: bool = True
+    note: str = ""
+
+    def usd(self, width: int, height: int, input_megapixels: float = 0.0) -> float:
+        """Dollars for one image of `width` x `height` with `input_megapixels` of inputs.
+
+        Megapixels are rounded up to whole ones, as the providers that bill per megapixel do.
+        """
+        megapixels = math.ceil(width * height / 1_000_000 - 1e-9) if self.per_megapixel else 0
+        inputs = math.ceil(input_megapixels - 1e-9) if self.per_input_megapixel else 0
+        return (self.per_image + self.per_megapixel * megapixels
+                + self.per_input_megapixel * inputs)
+
+    def formula(self) -> str:
+        """Describe the price as text, such as `$0.04 per image`."""
+        terms = [(self.per_image, "per image"), (self.per_megapixel, "per output megapixel"),
+                 (self.per_input_megapixel, "per input megapixel")]
+        return " + ".join(f"${v:g} {what}" for v, what in terms if v) or "$0"
+
+    def as_json(self) -> dict:
+        """The dollar price for /v1/models/<id>."""
+        return {"per_image": self.per_image, "per_megapixel": self.per_megapixel,
+                "per_input_megapixel": self.per_input_megapixel, "formula": self.formula(),
+                "listed": self.listed, **({"note": self.note} if self.note else {})}
+
+
 def _figure(value: float) -> str:
     return f"{value:.4g}" if value < 100 else f"{value:.1f}"
 
@@ -151,6 +212,15 @@ class ModelSpec:
     strength: bool = False                 # how far the result may move from the source, 0..1
     needs_image: bool = False              # refuses a text-only request (img2img, inpainting)
     transparency: bool = False             # can draw a transparent background (none on Workers AI)
+    # Who draws it (backends/providers.py routes on this): "workers-ai", "cloudflare-partner",
+    # "openai", "demo", ... Ids of different providers never collide (Workers AI's start `@cf/`,
+    # the partner models' are `vendor/name`, the others carry a `provider:` prefix).
+    provider: str = "workers-ai"
+    usd: UsdPrice | None = None            # None: the dollar figure follows from the neurons
+    # Models without free sizes: the sizes (WxH) or aspect ratios ("16:9") they draw. The
+    # nearest is sent, and the pipeline fits the answer to the exact size asked.
+    size_choices: tuple[tuple[int, int], ...] = ()
+    aspect_ratios: tuple[str, ...] = ()
 
     @property
     def short_name(self) -> str:
@@ -221,9 +291,21 @@ class ModelSpec:
 
     def upstream_size(self, width: int, height: int) -> tuple[int, int]:
         """The size really sent upstream (and billed) for a requested output size."""
+        if self.size_choices:
+            return nearest_shape(self.size_choices, width, height)
+        if self.aspect_ratios:
+            return ratio_size(self.nearest_ratio(width, height), max(self.native_size))
         if self.size is None:
             return self.native_size
         return self.size.fit(width), self.size.fit(height)
+
+    def nearest_ratio(self, width: int, height: int) -> str:
+        """The offered aspect ratio (`"16:9"`) closest to width:height (the first if none)."""
+        if not self.aspect_ratios:
+            raise ValueError(f"{self.id} takes no aspect ratio")
+        shapes = {ratio: parse_ratio(ratio) for ratio in self.aspect_ratios}
+        best = nearest_shape(tuple(shapes.values()), width, height)
+        return next(ratio for ratio, shape in shapes.items() if shape == best)
 
     def estimate(self, width: int, height: int, steps: int | None,
                  input_tiles: int = 0) -> float | None:
@@ -235,14 +317,31 @@ class ModelSpec:
             self.default_steps
         return self.price.neurons(tiles(sent_w, sent_h), ran, input_tiles)
 
+    def estimate_usd(self, width: int, height: int, steps: int | None,
+                     input_tiles: int = 0) -> float | None:
+        """US dollars one image costs: the provider's dollar price, else the neurons at the
+        paid rate (an upper bound while the free daily neurons last); None when unpriced."""
+        if self.usd is not None:
+            sent_w, sent_h = self.upstream_size(width, height)
+            return self.usd.usd(sent_w, sent_h, input_tiles * TILE * TILE / 1_000_000)
+        neurons = self.estimate(width, height, steps, input_tiles)
+        return None if neurons is None else neurons * USD_PER_NEURON
+
     def cost_info(self, steps: int | None) -> dict:
-        """The price formula and the estimate for the default size, for /v1/models/<id>."""
-        width, height = self.size.default if self.size else self.native_size
+        """The price formulas and the estimate for the default size, for /v1/models/<id>."""
+        width, height = self.default_size
         estimate = self.estimate(width, height, steps)
+        usd = self.estimate_usd(width, height, steps)
         return {"price": self.price.as_json() if self.price else None,
+                "price_usd": self.usd.as_json() if self.usd else None,
                 "default_size": f"{width}x{height}",
                 "estimate_neurons": None if estimate is None else round(estimate, 3),
-                "estimate_usd": None if estimate is None else round(estimate * USD_PER_NEURON, 6)}
+                "estimate_usd": None if usd is None else round(usd, 6)}
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        """What the model draws when no size is asked."""
+        return self.size.default if self.size else self.native_size
 
     def capabilities(self) -> dict:
         """A JSON description for /v1/models/<id>."""
@@ -251,7 +350,9 @@ class ModelSpec:
             "encoding": self.encoding,
             "size_control": self.size is not None,
             "size_range": {"min": lo, "max": hi},
-            "default_size": "%dx%d" % (self.size.default if self.size else self.native_size),
+            "default_size": "%dx%d" % self.default_size,
+            "sizes": ["%dx%d" % shape for shape in self.size_choices] or None,
+            "aspect_ratios": list(self.aspect_ratios) or None,
             "steps": ({"field": self.steps_field, "min": MIN_STEPS, "max": self.steps_max}
                       if self.steps_field else None),
             "seed": self.seed,
