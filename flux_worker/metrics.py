@@ -68,6 +68,10 @@ NEURONS = Counter(
     "flux_worker_neurons",
     "Workers AI neurons spent (Cloudflare's figure when it reports one, else the estimate), "
     "by model.", ["model"])
+USD = Counter(
+    "flux_worker_usd",
+    "US dollars spent, by model: the provider's dollar price, or Workers AI neurons at the paid "
+    "rate ($0.011 per 1,000; an upper bound while the free daily neurons last).", ["model"])
 CANCELLED_NEURONS = Counter(
     "flux_worker_cancelled_neurons",
     "Neurons billed for images whose client had gone before they were stored (also counted in "
@@ -131,6 +135,11 @@ def observe_stored(nbytes: int) -> None:
 def observe_neurons(model_id: str, neurons: float) -> None:
     """Count the neurons one image cost, under its model."""
     NEURONS.labels(model_id).inc(max(0.0, neurons))
+
+
+def observe_usd(model_id: str, usd: float) -> None:
+    """Count the US dollars one image cost, under its model."""
+    USD.labels(model_id).inc(max(0.0, usd))
 
 
 def observe_cancelled_neurons(model_id: str, neurons: float) -> None:

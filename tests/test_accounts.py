@@ -28,7 +28,8 @@ from flux_worker.cost.accounts import (
     parse_accounts,
     read_accounts,
 )
-from flux_worker.cost.books import Books, BudgetRules, ImageCost
+from flux_worker.cost.books import Books, ImageCost
+from flux_worker.cost.budgets import BudgetRules
 from flux_worker.cost.ledgers import MemoryLedger
 from flux_worker.errors import QuotaExceeded, UpstreamAuthFailed, UpstreamTimeout
 from flux_worker.generation.backend import GenerationRequest

@@ -1,4 +1,5 @@
-"""Daily neuron budgets: reserve, settle, release, the UTC day boundary, every ledger kind."""
+"""Daily budgets in neurons and US dollars: reserve, settle, release, the UTC day boundary,
+every ledger kind, and KEY_BUDGETS read."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from flux_worker.cost.books import Books, BudgetRules, parse_key_budgets
+from flux_worker.cost.books import Books, ImageCost
+from flux_worker.cost.budgets import BudgetRules, parse_key_budgets
 from flux_worker.cost.days import human_duration, next_reset, utc_day
 from flux_worker.cost.health import CountersHealth
 from flux_worker.cost.ledgers import (
@@ -149,7 +151,7 @@ def test_service_budget_refuses_with_which_budget_what_is_left_and_when(ledger, 
 
 
 def test_key_budgets_default_and_per_key(ledger, clock):
-    rules = dict(key_default=200, keys=parse_key_budgets(f"{ALICE}=100,{BOB}=500"))
+    rules = dict(key_default=200, keys=parse_key_budgets(f"{ALICE}=100,{BOB}=500").neurons)
     b = books(ledger, clock, **rules)
     b.reserve(ALICE, 60).close()
     b.reserve(ALICE, 60).settle(60, estimate=60, model="m")
@@ -187,11 +189,13 @@ def test_a_hold_settles_on_the_day_it_was_reserved(ledger, clock):
 
 
 def test_usage_lines(ledger, clock):
-    b = books(ledger, clock, service=1000, key_default=300)
-    b.reserve(ALICE, 57.6).settle(57.6, estimate=57.6, model="m")
+    b = books(ledger, clock, service=1000, key_default=300, key_default_usd=0.5)
+    b.reserve(ALICE, 57.6, 0.0006336).settle(57.6, estimate=57.6, model="m", usd=0.0006336,
+                                             estimate_usd=0.0006336)
     line = b.usage_of_key(ALICE)
     assert line == {"key": short_hash(ALICE), "spent_neurons": 57.6, "budget_neurons": 300,
-                    "left_neurons": 242.4, "spent_usd": pytest.approx(0.000634, abs=1e-6)}
+                    "left_neurons": 242.4, "spent_usd": 0.0006336, "budget_usd": 0.5,
+                    "left_usd": 0.4993664}
     assert b.usage_of_service()["left_neurons"] == pytest.approx(942.4)
     everyone = b.all_keys([ALICE, BOB])
     assert [line["key"] for line in everyone] == [short_hash(ALICE), short_hash(BOB)]
@@ -206,8 +210,8 @@ def test_parse_key_budgets_never_echoes_a_key():
     assert "sk-secret" not in str(info.value) and "not one of API_KEY" in str(info.value)
     with pytest.raises(ValueError):
         parse_key_budgets("sk-x=-5")
-    assert parse_key_budgets(" sk-a = 3000 , sk-b=500 ,") == {short_hash("sk-a"): 3000.0,
-                                                              short_hash("sk-b"): 500.0}
+    assert parse_key_budgets(" sk-a = 3000 , sk-b=500 ,") == (
+        {short_hash("sk-a"): 3000.0, short_hash("sk-b"): 500.0}, {})
 
 
 def test_ledger_from_location(tmp_path, redis_url):
@@ -393,3 +397,154 @@ def test_an_account_budget_is_reserved_so_parallel_images_cannot_pass_it(ledger,
         "acc-b", 10, 15)
     hold.unclaim_account("acc-b", 10)
     assert b.reserve(BOB, 10).claim_account("acc-b", 10, 15)
+
+
+# -- US dollars beside neurons ---------------------------------------------------------------
+
+SCHNELL_USD = 0.0006336          # 57.6 neurons at $0.011 per 1,000
+PARTNER_USD = 0.04               # one image of a model billed in dollars only
+
+
+def test_dollars_are_reserved_settled_and_given_back_like_neurons(ledger, clock):
+    b = books(ledger, clock, service_usd=1.0)
+    hold = b.reserve(ALICE, 2 * 57.6, 2 * SCHNELL_USD)
+    assert b.spent()["usd:service"] == pytest.approx(2 * SCHNELL_USD)
+    assert b.spent()["usd:key:" + short_hash(ALICE)] == pytest.approx(2 * SCHNELL_USD)
+    # Cloudflare billed the first image 172.8 neurons: its dollars follow; the second failed.
+    hold.settle(172.8, estimate=57.6, model="m", usd=0.0019008, estimate_usd=SCHNELL_USD)
+    hold.close()
+    spent = b.spent()
+    assert spent["usd:service"] == pytest.approx(0.0019008)
+    assert spent["usd:key:" + short_hash(ALICE)] == pytest.approx(0.0019008)
+    assert spent["service"] == pytest.approx(172.8)
+    assert (hold.neurons, hold.usd) == (pytest.approx(172.8), pytest.approx(0.0019008))
+    # whole nano-dollars: a Workers AI image's dollars count without rounding
+    assert ledger.read(b.today())["usd:service"] == 1_900_800
+
+
+def test_a_model_billed_in_dollars_spends_no_neurons_and_no_neuron_budget_refuses_it(
+        ledger, clock):
+    b = books(ledger, clock, service=100, key_default=10)
+    b.reserve(ALICE, 10).settle(10, estimate=10, model="m")   # the key's neurons are used up
+    with pytest.raises(QuotaExceeded):
+        b.reserve(ALICE, 1)
+    hold = b.reserve(ALICE, None, PARTNER_USD)
+    assert hold.estimate is None and hold.neurons is None
+    hold.settle(None, estimate=None, model="openai/gpt-image-2", usd=PARTNER_USD,
+                estimate_usd=PARTNER_USD)
+    hold.close()
+    spent = b.spent()
+    assert spent["service"] == pytest.approx(10)                 # no neuron moved
+    assert spent["usd:service"] == pytest.approx(PARTNER_USD)
+    assert hold.usd == pytest.approx(PARTNER_USD)
+
+
+def test_the_service_dollar_budget_refuses_naming_it_with_what_is_left_and_needed(ledger,
+                                                                                  clock):
+    b = books(ledger, clock, service_usd=0.1, service=1_000_000)
+    for _ in range(2):
+        b.reserve(BOB, None, PARTNER_USD).settle(None, estimate=None, model="p",
+                                                 usd=PARTNER_USD, estimate_usd=PARTNER_USD)
+    with pytest.raises(QuotaExceeded) as info:
+        b.reserve(ALICE, None, PARTNER_USD)
+    err = info.value
+    assert err.status == 429 and err.code == "insufficient_quota"
+    assert err.message.startswith("This service's daily dollar budget (DAILY_USD) of $0.10 is "
+                                  "used up: $0.02 left, and this request needs about $0.04.")
+    assert "00:00 UTC (in 2 min)" in err.message and err.retry_after == 120
+    # a dollar budget counts every image: Workers AI's neurons at the paid rate too
+    b.reserve(ALICE, 57.6, SCHNELL_USD).close()
+    with pytest.raises(QuotaExceeded):
+        b.reserve(ALICE, 40 * 57.6, 40 * SCHNELL_USD)         # $0.025 > the $0.02 left
+    assert b.spent()["usd:service"] == pytest.approx(2 * PARTNER_USD)   # refusals hold nothing
+    assert b.spent().get("usd:key:" + short_hash(ALICE), 0) == 0
+
+
+def test_a_key_with_a_neuron_and_a_dollar_budget_is_held_to_both(ledger, clock):
+    rules = parse_key_budgets(f"{ALICE}=100,{ALICE}=$0.05,{BOB}=2.5usd")
+    b = books(ledger, clock, keys=rules.neurons, keys_usd=rules.usd, key_default_usd=0.01)
+    b.reserve(ALICE, 57.6, SCHNELL_USD).settle(57.6, estimate=57.6, model="m",
+                                               usd=SCHNELL_USD, estimate_usd=SCHNELL_USD)
+    with pytest.raises(QuotaExceeded) as info:
+        b.reserve(ALICE, 57.6, SCHNELL_USD)                   # neurons: 115.2 > 100
+    assert "budget of 100.0 neurons" in info.value.message
+    with pytest.raises(QuotaExceeded) as info:
+        b.reserve(ALICE, None, PARTNER_USD * 2)               # dollars: past $0.05
+    assert info.value.message.startswith("This API key's daily dollar budget of $0.05 is used "
+                                         "up: $0.0494 left, and this request needs about "
+                                         "$0.08.")
+    b.reserve(ALICE, None, PARTNER_USD).close()               # $0.04 fits
+    b.reserve(BOB, None, 2.5).close()                         # Bob's own $2.50
+    with pytest.raises(QuotaExceeded) as info:
+        b.reserve(CAROL, None, PARTNER_USD)                   # the default $0.01
+    assert "daily dollar budget of $0.01 is" in info.value.message
+    assert not any(k in info.value.message for k in (ALICE, BOB, CAROL))
+
+
+def test_usage_lines_count_both_units_and_each_model(ledger, clock):
+    b = books(ledger, clock, service=1000, service_usd=5, key_default_usd=1)
+    b.reserve(ALICE, 57.6, SCHNELL_USD).settle(57.6, estimate=57.6, model="schnell",
+                                               usd=SCHNELL_USD, estimate_usd=SCHNELL_USD)
+    b.reserve(CAROL, None, PARTNER_USD).settle(None, estimate=None, model="partner",
+                                               usd=PARTNER_USD, estimate_usd=PARTNER_USD)
+    service = b.usage_of_service()
+    assert service == {"spent_neurons": 57.6, "budget_neurons": 1000, "left_neurons": 942.4,
+                       "spent_usd": pytest.approx(SCHNELL_USD + PARTNER_USD), "budget_usd": 5,
+                       "left_usd": pytest.approx(5 - SCHNELL_USD - PARTNER_USD)}
+    # Carol is no configured key, seen today through her dollars only
+    lines = {line["key"]: line for line in b.all_keys([ALICE])}
+    assert lines[short_hash(CAROL)]["spent_usd"] == PARTNER_USD
+    assert lines[short_hash(CAROL)]["spent_neurons"] == 0
+    assert lines[short_hash(CAROL)]["left_usd"] == pytest.approx(1 - PARTNER_USD)
+    assert b.usage_of_models() == [
+        {"model": "partner", "spent_neurons": 0.0, "spent_usd": PARTNER_USD},
+        {"model": "schnell", "spent_neurons": 57.6, "spent_usd": SCHNELL_USD}]
+
+
+def test_an_edit_hold_is_lowered_in_both_units(ledger, clock):
+    b = books(ledger, clock, service=1000, service_usd=1)
+    hold = b.reserve(ALICE, 300, 0.0033)
+    hold.lower_to(100, 0.0011)
+    assert (hold.estimate, hold.estimate_usd) == (100, 0.0011)
+    assert b.spent()["service"] == pytest.approx(100)
+    assert b.spent()["usd:service"] == pytest.approx(0.0011)
+    hold.lower_to(None, 0.0005)                  # None: that unit stays as it is
+    assert b.spent()["service"] == pytest.approx(100)
+    assert b.spent()["usd:service"] == pytest.approx(0.0005)
+    hold.close()
+    assert b.spent()["service"] == 0 and b.spent()["usd:service"] == 0
+
+
+def test_image_cost_books_reported_neurons_dollars_or_the_estimates(clock):
+    b = books(MemoryLedger(), clock)
+    with b.reserve(ALICE, 3 * 57.6, 3 * SCHNELL_USD) as hold:
+        # nothing reported: the estimates
+        cost = ImageCost(hold, 57.6, "schnell", SCHNELL_USD)
+        assert cost.billed(None) == 57.6 and cost.usd == SCHNELL_USD
+        # Cloudflare's neurons: their dollars at the paid rate
+        cost = ImageCost(hold, 57.6, "schnell", SCHNELL_USD)
+        assert cost.billed(100.0) == 100.0 and cost.usd == pytest.approx(0.0011)
+        # a provider's own dollar figure
+        cost = ImageCost(hold, None, "partner", PARTNER_USD)
+        assert cost.billed(None, usd=0.05) is None and cost.usd == 0.05
+    assert b.spent()["service"] == pytest.approx(157.6)
+    assert b.spent()["usd:service"] == pytest.approx(SCHNELL_USD + 0.0011 + 0.05)
+    # a model priced in neither unit books nothing
+    with b.reserve(ALICE, None, None) as hold:
+        cost = ImageCost(hold, None, "unpriced")
+        assert cost.billed(None) is None and cost.usd is None
+    assert b.spent()["service"] == pytest.approx(157.6)
+    assert not any("unpriced" in name for name in b.spent())
+
+
+def test_parse_key_budgets_reads_dollar_entries_and_never_echoes_a_key():
+    parsed = parse_key_budgets("sk-a=3000, sk-a=$1, sk-b=2.5usd, sk-c=$0, sk-d = 7 USD")
+    assert parsed.neurons == {short_hash("sk-a"): 3000.0}
+    assert parsed.usd == {short_hash("sk-a"): 1.0, short_hash("sk-b"): 2.5,
+                          short_hash("sk-c"): 0.0, short_hash("sk-d"): 7.0}
+    for bad in ("sk-secret-one=$abc", "sk-secret-one=$-1", "sk-secret-one=$nan",
+                "sk-secret-one=usd"):
+        with pytest.raises(ValueError) as info:
+            parse_key_budgets(bad)
+        assert "sk-secret" not in str(info.value) and "entry 1" in str(info.value)
+        assert "dollars" in str(info.value)

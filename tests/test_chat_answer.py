@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from flux_worker.chat.answer import LinkCollector, chat_answer, sse_events
+from flux_worker.chat.answer import LinkCollector, chat_answer, image_pieces, sse_events
 from flux_worker.chat.phrases import Phrasebook
 from flux_worker.chat.streaming import HEARTBEAT
 from flux_worker.errors import UpstreamError
-from flux_worker.generation.job import Caller, ImageOrder
+from flux_worker.generation.job import Caller, ImageOrder, ImageResult
 from flux_worker.openai_api.answers import ChunkWriter
 from flux_worker.services import build_services
 from tests.support import TEST_KEY, make_config
@@ -39,6 +39,21 @@ def test_the_pieces_say_the_prompt_the_plan_and_then_link_the_image(services):
     assert pieces[2].endswith(f"]({links.urls[0]})") and len(links.urls) == 1
     assert "neurons" in pieces[3]
     assert services.admission.gate.in_use == 0
+
+
+def test_the_cost_line_of_a_model_billed_in_dollars_only_gives_its_dollars():
+    def cost_line(result, words=WORDS, show_cost=True):
+        pieces = list(image_pieces(result, words, lambda key: key, show_cost))
+        return pieces[1] if len(pieces) > 1 else None
+
+    dollars = ImageResult(key="k", data=b"", neurons=None, usd=0.04)
+    assert cost_line(dollars) == "\n\n💰 Cost: $0.04"
+    assert cost_line(dollars, Phrasebook("de")) == "\n\n💰 Kosten: $0.04"
+    assert cost_line(dollars, show_cost=False) is None
+    workers_ai = ImageResult(key="k", data=b"", neurons=57.6, usd=0.0006336)
+    assert cost_line(workers_ai) == (
+        "\n\n💰 Cost: 57.6 neurons ($0.000634 at the Workers AI paid rate)")
+    assert cost_line(ImageResult(key="k", data=b"")) is None      # unpriced: no line
 
 
 def test_a_reader_that_stops_early_still_gives_the_slot_back(services):

@@ -124,7 +124,8 @@ def test_usage_for_a_key_and_for_the_admin(priced):
     assert mine["object"] == "usage" and mine["resets_at"].endswith("T00:00:00Z")
     assert mine["key"] == {"key": short_hash(ALICE), "spent_neurons": 57.6,
                            "budget_neurons": 1000.0, "left_neurons": 942.4,
-                           "spent_usd": pytest.approx(0.000634, abs=1e-6)}
+                           "spent_usd": pytest.approx(0.0006336), "budget_usd": None,
+                           "left_usd": None}
     assert "keys" not in mine and "accounts" not in mine and "service" not in mine
     admin = client.get("/v1/usage", headers=bearer(ADMIN))
     body = admin.get_json()
@@ -137,6 +138,42 @@ def test_usage_for_a_key_and_for_the_admin(priced):
     assert client.get("/v1/usage", headers=bearer("sk-wrong")).status_code == 401
     # the admin key is not a client key
     assert chat(client, key=ADMIN).status_code == 401
+
+
+def test_dollar_budgets_refuse_and_usage_reports_both_units(priced):
+    # One schnell image costs 57.6 neurons, $0.0006336 at the paid rate.
+    client = priced(DAILY_USD="0.001", KEY_BUDGETS=f"{BOB}=$0.0005,{BOB}=1000",
+                    SHOW_COST="true")
+    refused = chat(client, key=BOB)                    # Bob's own $0.0005 cannot take one
+    assert refused.status_code == 429
+    error = refused.get_json()["error"]
+    assert error["code"] == "insufficient_quota"
+    assert error["message"].startswith(
+        "This API key's daily dollar budget of $0.0005 is used up: $0.0005 left, and this "
+        "request needs about $0.000634.")
+    assert chat(client).status_code == 200            # Alice: $0.0006336 of the $0.001
+    refused = chat(client)
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["message"].startswith(
+        "This service's daily dollar budget (DAILY_USD) of $0.001 is used up: $0.000366 left")
+    mine = usage(client)["key"]
+    assert mine == {"key": short_hash(ALICE), "spent_neurons": 57.6, "budget_neurons": None,
+                    "left_neurons": None, "spent_usd": 0.0006336, "budget_usd": None,
+                    "left_usd": None}
+    admin = usage(client, ADMIN)
+    assert admin["service"]["spent_usd"] == 0.0006336
+    assert admin["service"]["budget_usd"] == 0.001
+    assert admin["service"]["left_usd"] == pytest.approx(0.0003664)
+    bob = next(line for line in admin["keys"] if line["key"] == short_hash(BOB))
+    assert (bob["budget_usd"], bob["budget_neurons"], bob["spent_usd"]) == (0.0005, 1000, 0)
+    assert admin["models"] == [{"model": "@cf/black-forest-labs/flux-1-schnell",
+                                "spent_neurons": 57.6, "spent_usd": 0.0006336}]
+    assert "models" not in usage(client)               # a client key sees its own line only
+    # /metrics counts the dollars per model beside the neurons
+    text = client.get("/metrics").get_data(as_text=True)
+    line = next(line for line in text.splitlines() if line.startswith("flux_worker_usd_total")
+                and "flux-1-schnell" in line)
+    assert float(line.rsplit(" ", 1)[1]) >= 0.0006336 - 1e-12
 
 
 def test_the_demo_spends_nothing_and_no_budget_refuses_it(make_client):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+from dataclasses import replace
 
 import anyio
 import pytest
@@ -18,6 +19,7 @@ from PIL import Image
 
 from flux_worker import create_app
 from flux_worker.backends.demo import DemoBackend
+from flux_worker.cost.ledgers import USD, key_counter
 from flux_worker.errors import ImageRefused, QuotaExceeded, RateLimited, StorageError
 from flux_worker.generation.job import Caller, ImageOrder
 from flux_worker.generation.planner import Planner
@@ -233,11 +235,49 @@ def test_an_edit_reserves_the_dearest_shape_then_holds_its_plan(services):
     order = ImageOrder(prompt="make it blue", model="flux-2-klein-4b",
                        images=(ImageSource.link(data_url((300, 300)), "square"),))
     model, _ = services.generations.planner.choose_model(order)
-    upper = services.generations.planner.estimate(order, model)
+    upper = services.generations.planner.estimate(order, model).neurons
     with services.generations.start(order, caller()) as generation:
         assert generation.job.size == "1024x1024"
         assert generation.estimate == pytest.approx(generation.job.estimate)
         assert 0 < generation.estimate <= upper
+        assert generation.hold is not None
+        assert generation.hold.estimate_usd == pytest.approx(generation.job.estimate_usd)
+
+
+def test_an_edit_lowers_the_dollars_held_with_the_neurons(services):
+    order = ImageOrder(prompt="make it blue", model="flux-2-klein-4b",
+                       images=(ImageSource.link(data_url((400, 100)), "wide"),))
+    model, _ = services.generations.planner.choose_model(order)
+    upper = services.generations.planner.estimate(order, model)
+    with services.generations.start(order, caller()) as generation:
+        assert generation.hold is not None and generation.job.estimate_usd is not None
+        assert generation.job.estimate_usd < upper.usd
+        assert generation.hold.estimate_usd == pytest.approx(generation.job.estimate_usd)
+        spent = services.books.spent()
+        assert spent[USD.counter(key_counter(TEST_KEY))] == pytest.approx(
+            generation.job.estimate_usd)
+
+
+def test_dollars_are_reserved_and_settled_beside_the_neurons(services):
+    order = ImageOrder(prompt="a cat", n=2)
+    model, _ = services.generations.planner.choose_model(order)
+    estimate = services.generations.planner.estimate(order, model)
+    assert estimate.neurons and estimate.usd == pytest.approx(estimate.neurons * 0.011 / 1000)
+    with services.generations.start(order, caller()) as generation:
+        batch = generation.render_all()
+    assert generation.usd == pytest.approx(2 * estimate.usd)
+    assert [r.usd for r in batch.results] == [pytest.approx(estimate.usd)] * 2
+    spent = services.books.spent()
+    assert spent[USD.counter(key_counter(TEST_KEY))] == pytest.approx(2 * estimate.usd)
+    assert spent[key_counter(TEST_KEY)] == pytest.approx(2 * estimate.neurons)
+
+
+def test_over_a_dollar_budget_is_refused_before_anything_is_drawn(services):
+    services.books.rules = replace(services.books.rules, service_usd=0.0001)
+    with pytest.raises(QuotaExceeded, match=r"DAILY_USD\) of \$0.0001 is used up"):
+        services.generations.start(ImageOrder(prompt="a cat"), caller())
+    assert services.admission.gate.in_use == 0
+    assert services.books.spent() == {}
 
 
 def test_over_budget_is_refused_with_the_estimate(services):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import replace
 
 import anyio
 import pytest
@@ -12,6 +13,8 @@ from mcp import Client
 from PIL import Image
 
 from flux_worker.backends.demo import DemoBackend
+from flux_worker.catalog.registry import ModelRegistry
+from flux_worker.catalog.spec import UsdPrice
 from flux_worker.mcp.caller import ToolCaller
 from flux_worker.mcp.preview import PREVIEW_MAX_SIDE, PREVIEW_SIDE, inline_image
 from flux_worker.mcp.server import build_server
@@ -232,6 +235,33 @@ def test_budgets_count_mcp_calls_and_refuse_with_a_tool_error():
     assert second.is_error is True
     text = second.content[0].text
     assert text.startswith("insufficient_quota: ") and "DAILY_NEURONS" in text
+
+
+def test_a_model_billed_in_dollars_tells_its_dollars_and_a_dollar_budget_refuses_it():
+    svc = priced_services(DAILY_USD="0.05", DAILY_NEURONS="0", SHOW_COST="true")
+    dollars = replace(svc.models.default, id="vendor/dollar-model", aliases=("dollar-model",),
+                      price=None, usd=UsdPrice(per_image=0.04))
+    svc.generations.planner.models = ModelRegistry((dollars,), dollars)
+    try:
+        async def twice(client):
+            first = await client.call_tool("generate_image", {"prompt": "a cat"})
+            second = await client.call_tool("generate_image", {"prompt": "a cat"})
+            return first, second
+
+        first, second = run(svc, twice)
+        spent = svc.books.spent()
+    finally:
+        svc.close()
+    # no neurons: DAILY_NEURONS=0 does not apply to it; its dollars are counted and shown
+    assert first.is_error is False, first.content[0].text
+    assert first.structured_content["neurons"] is None
+    assert first.structured_content["usd"] == pytest.approx(0.04)
+    assert "Cost: $0.04." in first.content[0].text and "neurons" not in first.content[0].text
+    assert spent["usd:service"] == pytest.approx(0.04) and "service" not in spent
+    assert second.is_error is True
+    text = second.content[0].text
+    assert text.startswith("insufficient_quota: ") and "DAILY_USD" in text
+    assert "$0.01 left, and this request needs about $0.04" in text
 
 
 def test_list_models_tells_the_cost_estimate(services):

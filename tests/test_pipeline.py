@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from flux_worker.backends.demo import DemoBackend
 from flux_worker.catalog.registry import ModelRegistry
+from flux_worker.catalog.spec import UsdPrice
 from flux_worker.errors import Cancelled, StorageError, UpstreamError
 from flux_worker.generation.backend import GeneratedImage
 from flux_worker.generation.job import ImageOrder
@@ -84,11 +85,12 @@ def pipeline(backend=None, translator=None, store=None) -> Pipeline:
 
 class SpyHold:
     def __init__(self):
-        self.settled, self.accounts = [], []
+        self.settled, self.accounts, self.dollars = [], [], []
 
-    def settle(self, neurons, *, estimate, model, account=None):
+    def settle(self, neurons, *, estimate, model, account=None, usd=None, estimate_usd=None):
         self.settled.append((neurons, estimate, model))
         self.accounts.append(account)
+        self.dollars.append((usd, estimate_usd))
 
 
 def test_render_stores_the_exact_size_and_settles_its_neurons():
@@ -99,6 +101,10 @@ def test_render_stores_the_exact_size_and_settles_its_neurons():
     assert stored is not None and Image.open(io.BytesIO(stored.data)).size == (1024, 576)
     assert (result.width, result.height, result.seed) == (1024, 576, planned.seed)
     assert hold.settled == [(planned.estimate, planned.estimate, planned.model.id)]
+    # its dollars too: the neurons at the paid rate
+    assert planned.estimate_usd == pytest.approx(planned.estimate * 0.011 / 1000)
+    assert hold.dollars == [(planned.estimate_usd, planned.estimate_usd)]
+    assert (result.neurons, result.usd) == (planned.estimate, planned.estimate_usd)
 
 
 def test_a_cancelled_render_calls_nothing_and_stores_nothing():
@@ -223,3 +229,22 @@ def test_a_hang_up_is_charged_the_upstreams_own_figure_when_it_gives_one():
     with pytest.raises(Cancelled):
         pipeline(HangsUp()).render(job(), "a cat", cancel=cancel, hold=hold)  # type: ignore[arg-type]
     assert [figure for figure, _, _ in hold.settled] == [33.0]
+
+
+def test_a_model_billed_in_dollars_settles_dollars_only_the_providers_figure_first():
+    priced = replace(MODELS.require("flux-1-schnell"), id="vendor/dollars", price=None,
+                     usd=UsdPrice(per_image=0.04))
+    planned = Planner(MODELS, 4).plan(ImageOrder(prompt="a fox"), priced, priced)
+    assert (planned.estimate, planned.estimate_usd) == (None, 0.04)
+    pipe, hold = pipeline(), SpyHold()
+    result = pipe.render(planned, planned.prompt, hold=hold)  # type: ignore[arg-type]
+    assert hold.settled == [(None, None, "vendor/dollars")] and hold.dollars == [(0.04, 0.04)]
+    assert (result.neurons, result.usd) == (None, 0.04)
+
+    class Reports(Recording):
+        def generate(self, request):
+            return replace(super().generate(request), usd=0.035)
+
+    hold = SpyHold()
+    result = pipeline(Reports()).render(planned, "a fox", hold=hold)  # type: ignore[arg-type]
+    assert hold.dollars == [(0.035, 0.04)] and result.usd == 0.035

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable, Iterator
 
-from ..cost.money import neurons_text, usd_text
+from ..cost.money import dollars_text, neurons_text, usd_text
 from ..errors import APIError
 from ..generation.job import ImageJob, ImageResult
 from ..generation.service import Generation
@@ -92,6 +92,9 @@ def image_pieces(result: ImageResult, words: Phrasebook, image_url: Callable[[st
     if show_cost and result.neurons is not None:
         yield "\n\n" + words("cost", neurons=neurons_text(result.neurons),
                               usd=usd_text(result.neurons))
+    elif show_cost and result.usd is not None:
+        # A model billed in dollars only (a partner model): its price, no neurons.
+        yield "\n\n" + words("cost_usd", usd=dollars_text(result.usd))
 
 
 class LinkCollector:

@@ -23,6 +23,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Images: {}",
         "failed": "❌ Image generation failed: {}",
         "cost": "💰 Cost: {neurons} neurons ({usd} at the Workers AI paid rate)",
+        # a model billed in US dollars only (no neurons)
+        "cost_usd": "💰 Cost: {usd}",
         "housekeeping": "This is an image generation model: send a description of the picture you want, such as `a cute cat 16:9`.",
         # image input
         "references": "🖼️ Reference: {}",
@@ -47,6 +49,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Bilder: {}",
         "failed": "❌ Bilderstellung fehlgeschlagen: {}",
         "cost": "💰 Kosten: {neurons} Neuronen ({usd} zum bezahlten Workers-AI-Tarif)",
+        "cost_usd": "💰 Kosten: {usd}",
         "housekeeping": "Dies ist ein Bildgenerierungsmodell: Beschreiben Sie das gewünschte Bild, zum Beispiel `a cute cat 16:9`.",
         # image input
         "references": "🖼️ Vorlage: {}",
@@ -71,6 +74,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ 图像：{}",
         "failed": "❌ 图像生成失败：{}",
         "cost": "💰 费用：{neurons} 神经元（按 Workers AI 付费价格约 {usd}）",
+        "cost_usd": "💰 费用：{usd}",
         "housekeeping": "这是一个图像生成模型：请描述你想要的图片，例如 `一只可爱的猫 16:9`。",
         # image input
         "references": "🖼️ 参考图：{}",
@@ -95,6 +99,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ 圖像：{}",
         "failed": "❌ 圖像生成失敗：{}",
         "cost": "💰 費用：{neurons} 神經元（按 Workers AI 付費價格約 {usd}）",
+        "cost_usd": "💰 費用：{usd}",
         "housekeeping": "這是一個圖像生成模型：請描述你想要的圖片，例如 `一隻可愛的貓 16:9`。",
         # image input
         "references": "🖼️ 參考圖：{}",
@@ -119,6 +124,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ 画像：{}",
         "failed": "❌ 画像の生成に失敗しました：{}",
         "cost": "💰 コスト：{neurons} ニューロン（Workers AI 有料料金で {usd}）",
+        "cost_usd": "💰 コスト：{usd}",
         "housekeeping": "これは画像生成モデルです。欲しい画像を説明してください（例：`a cute cat 16:9`）。",
         # image input
         "references": "🖼️ 参照画像：{}",
@@ -143,6 +149,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Imágenes: {}",
         "failed": "❌ La generación de la imagen falló: {}",
         "cost": "💰 Coste: {neurons} neuronas ({usd} con la tarifa de pago de Workers AI)",
+        # a model billed in US dollars only (no neurons)
+        "cost_usd": "💰 Coste: {usd}",
         "housekeeping": "Este es un modelo de generación de imágenes: describe la imagen que quieres, por ejemplo `a cute cat 16:9`.",
         # image input
         "references": "🖼️ Referencia: {}",
@@ -167,6 +175,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Images : {}",
         "failed": "❌ La génération de l'image a échoué : {}",
         "cost": "💰 Coût : {neurons} neurones ({usd} au tarif payant de Workers AI)",
+        "cost_usd": "💰 Coût : {usd}",
         "housekeeping": "Ceci est un modèle de génération d'images : décrivez l'image souhaitée, par exemple `a cute cat 16:9`.",
         # image input
         "references": "🖼️ Référence : {}",
@@ -191,6 +200,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "images": "🖼️ Изображения: {}",
         "failed": "❌ Не удалось создать изображение: {}",
         "cost": "💰 Стоимость: {neurons} нейронов ({usd} по платному тарифу Workers AI)",
+        "cost_usd": "💰 Стоимость: {usd}",
         "housekeeping": "Это модель для создания изображений: опишите нужную картинку, например `a cute cat 16:9`.",
         # image input
         "references": "🖼️ Исходное изображение: {}",

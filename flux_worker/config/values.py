@@ -92,13 +92,25 @@ def seconds(minimum: float, maximum: float) -> PlainValidator:
 def _neurons(text: str) -> float | None:
     if not text:
         return None
-    from ..cost.books import parse_neurons
+    from ..cost.budgets import parse_neurons
 
     try:
         return parse_neurons(text, "budget")
     except ValueError:
         raise ValueError(f"must be a daily budget in neurons, 0 or more, such as 10000; got "
                          f"{text!r}") from None
+
+
+def _dollars(text: str) -> float | None:
+    if not text:
+        return None
+    from ..cost.budgets import parse_dollars
+
+    try:
+        return parse_dollars(text, "budget")
+    except ValueError:
+        raise ValueError(f"must be a daily budget in US dollars, 0 or more, such as 5 or $2.50; "
+                         f"got {text!r}") from None
 
 
 # ---- words -----------------------------------------------------------------------------------
@@ -210,6 +222,7 @@ Origins = Annotated[tuple[str, ...], PlainValidator(_origins)]
 ModelNames = Annotated[tuple[str, ...], PlainValidator(_model_names)]
 Proxies = Annotated[tuple[str, ...], PlainValidator(_proxies)]
 Neurons = Annotated[float | None, PlainValidator(_neurons)]
+Dollars = Annotated[float | None, PlainValidator(_dollars)]
 # An http(s) URL or nothing; a BaseURL loses its trailing slashes, as paths are appended to it.
 HttpURL = Annotated[str, PlainValidator(_http_url)]
 BaseURL = Annotated[str, PlainValidator(lambda text: _http_url(text).rstrip("/"))]

@@ -30,6 +30,7 @@ from .values import (
     Accounts,
     BaseURL,
     ConfigError,
+    Dollars,
     Flag,
     HttpURL,
     ModelNames,
@@ -50,7 +51,7 @@ from .values import (
 
 if TYPE_CHECKING:  # cost/ is imported when the configuration is read: see Config.from_env
     from ..cost.accounts import Account
-    from ..cost.books import BudgetRules
+    from ..cost.budgets import BudgetRules, KeyBudgets
 
 DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"
 DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"
@@ -154,11 +155,13 @@ class Config(BaseSettings):
     max_inflight: int = variable("MAX_INFLIGHT", "", "Images one process generates at once before answering 503 with `Retry-After`; empty: `GUNICORN_THREADS` minus an eighth (at least 4 threads stay free for health checks and quick requests); 0: no cap.")
     request_read_timeout: Annotated[float, seconds(1, 3600)] = variable("REQUEST_READ_TIMEOUT", "30", "Seconds a client has to send a whole request (request line, headers and body); a slower connection is closed. Requests are gathered without holding a thread, so slow clients cannot starve the others.")
 
-    # Budgets in neurons (cost/books.py)
+    # Budgets in neurons and US dollars (cost/budgets.py, cost/books.py)
     daily_neurons: Neurons = variable("DAILY_NEURONS", "", "Daily budget of the whole service in Workers AI neurons (e.g. `10000`, the free allocation); empty: none. Resets 00:00 UTC.")
     key_daily_neurons: Neurons = variable("KEY_DAILY_NEURONS", "", "Default daily budget in neurons of each API key; empty: none.")
-    key_budgets: tuple[tuple[str, float], ...] = variable("KEY_BUDGETS", "", "Daily budgets of single API keys: `sk-alice=3000,sk-bob=500` (neurons); they override `KEY_DAILY_NEURONS`.")
-    show_cost: Flag = variable("SHOW_COST", "false", "`true`: the chat answer ends with one line giving the neurons the image cost and its price at the paid rate.")
+    daily_usd: Dollars = variable("DAILY_USD", "", "Daily budget of the whole service in US dollars (`5`, `5.00` or `$5`), counting every image: a provider's dollar price, Workers AI neurons at the paid rate; empty: none. Resets 00:00 UTC.")
+    key_daily_usd: Dollars = variable("KEY_DAILY_USD", "", "Default daily budget in US dollars of each API key; empty: none.")
+    key_budgets: KeyBudgets = variable("KEY_BUDGETS", "", "Daily budgets of single API keys: `sk-alice=3000,sk-bob=$2.50` (a bare number is neurons; `$2.50` or `2.5usd` is dollars; a key may have one of each); they override `KEY_DAILY_NEURONS` and `KEY_DAILY_USD`.")
+    show_cost: Flag = variable("SHOW_COST", "false", "`true`: the chat answer ends with one line giving the neurons the image cost and its price at the paid rate (for a model billed in US dollars only, its dollars).")
 
     # Image input: edits, variations, images in chat (inputs/intake.py, generation/edits.py)
     edit_model: Annotated[str, BLANK_MEANS_NONE] = variable("EDIT_MODEL", "flux-2-klein-4b", "Model that draws a request bringing images when the named model takes none (the answer says so); empty: such a request is a 400.")
@@ -198,11 +201,11 @@ class Config(BaseSettings):
 
     @field_validator("key_budgets", mode="plain")
     @classmethod
-    def _key_budgets(cls, text: str, info: ValidationInfo) -> tuple[tuple[str, float], ...]:
-        from ..cost.books import parse_key_budgets
+    def _key_budgets(cls, text: str, info: ValidationInfo) -> KeyBudgets:
+        from ..cost.budgets import parse_key_budgets
 
         # Its messages name entries by position, never by key.
-        return tuple(parse_key_budgets(text, info.data.get("api_keys", ())).items())
+        return parse_key_budgets(text, info.data.get("api_keys", ()))
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -215,11 +218,12 @@ class Config(BaseSettings):
     def from_env(cls, environ: Mapping[str, str]) -> Config:
         """Read and validate the configuration; raise ConfigError naming the bad variable."""
         if not cls.__pydantic_complete__:
-            # Account comes with cost/, which loads prometheus_client: it is imported now, when
-            # the configuration is read, rather than with this module.
+            # Account and KeyBudgets come with cost/, which loads prometheus_client: they are
+            # imported now, when the configuration is read, rather than with this module.
             from ..cost.accounts import Account
+            from ..cost.budgets import KeyBudgets
 
-            cls.model_rebuild(_types_namespace={"Account": Account})
+            cls.model_rebuild(_types_namespace={"Account": Account, "KeyBudgets": KeyBudgets})
         given: dict[str, Any] = {}
         for field in cls.model_fields.values():
             # The first name that is set is read (CF_IS_TRANSLATE before PROMPT_OPTIMIZATION), and
@@ -263,9 +267,11 @@ class Config(BaseSettings):
 
     def budget_rules(self) -> BudgetRules:
         """The daily budgets as the books apply them."""
-        from ..cost.books import BudgetRules
+        from ..cost.budgets import BudgetRules
 
-        return BudgetRules(self.daily_neurons, self.key_daily_neurons, dict(self.key_budgets))
+        return BudgetRules(self.daily_neurons, self.key_daily_neurons,
+                           dict(self.key_budgets.neurons), self.daily_usd, self.key_daily_usd,
+                           dict(self.key_budgets.usd))
 
     @property
     def auth_required(self) -> bool:

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 
 from ..catalog.spec import FREE_DAILY_NEURONS
 from ..errors import APIError, QuotaExceeded, UpstreamAuthFailed
-from .books import Books, BudgetRules, parse_neurons
+from .books import Books
+from .budgets import BudgetRules, parse_neurons
 from .days import Clock, human_duration, next_reset, utc_now
 from .ledgers import MemoryLedger, account_counter, short_account
 

@@ -1,9 +1,9 @@
 """Admission: whether a generation may start now, and the ticket that ends its claim.
 
 A generation is admitted when the caller is within its rate limit, this process has free
-in-flight slots and the daily budgets have room for its estimated neurons; all are counted in
+in-flight slots and the daily budgets have room for its estimated cost; all are counted in
 images (an Images request with `n=4` is four). The ticket gives the slots and the unsettled
-neurons back exactly once, whoever ends the generation first: the view, the thread that runs a
+cost back exactly once, whoever ends the generation first: the view, the thread that runs a
 stream, or the server closing an abandoned response. No Flask here.
 """
 
@@ -72,11 +72,12 @@ class Admission:
             self.limiter.test(identity)
 
     def admit(self, identity: str, images: int = 1, *, key: str | None = None,
-              estimate: float | None = None) -> Ticket:
-        """Take `images` slots, charge the caller's limit and reserve `images` x `estimate`.
+              estimate: float | None = None, estimate_usd: float | None = None) -> Ticket:
+        """Take `images` slots, charge the caller's limit and reserve `images` x the estimates.
 
-        `key` is the caller's API key (budgets per key), `estimate` one image's neurons (None:
-        not priced, no budget applies).
+        `key` is the caller's API key (budgets per key), `estimate` one image's neurons and
+        `estimate_usd` its US dollars (None: not priced in that unit, none of its budgets
+        applies; neither priced: nothing is reserved).
 
         :raises Overloaded: no free slots (503): nothing is charged.
         :raises RateLimited: over the limit (429): the slots are given back.
@@ -88,8 +89,10 @@ class Admission:
         try:
             if self.limiter is not None:
                 self.limiter.hit(identity, images)
-            if self.books is not None and estimate is not None:
-                ticket.hold = self.books.reserve(key, estimate * images)
+            if self.books is not None and (estimate is not None or estimate_usd is not None):
+                ticket.hold = self.books.reserve(
+                    key, None if estimate is None else estimate * images,
+                    None if estimate_usd is None else estimate_usd * images)
         except BaseException:
             ticket.release()
             raise

@@ -1,17 +1,19 @@
-"""Daily neuron budgets: the books kept in the ledger, and what /v1/usage reports of them.
+"""Daily budgets in neurons and US dollars: the books kept in the ledger, and /v1/usage's lines.
 
-Every count is per UTC day (days.py). A generation is charged in two steps: `reserve` adds the
-estimate before anything is sent upstream, refusing with 429 `insufficient_quota` when a budget
-would be passed; the hold is then settled with the real figure (Cloudflare's, when it reports
-one) for every upstream call that was billed, and what was not settled is given back when the
-generation ends. A call is billed once Cloudflare has drawn the image, whoever still listens:
+Every count is per UTC day (days.py), in two units side by side (budgets.py): every billed image
+counts its neurons (Workers AI models) and its dollars (the provider's dollar price, or the
+neurons at the paid rate). A generation is charged in two steps: `reserve` adds the estimate
+before anything is sent upstream, refusing with 429 `insufficient_quota` when a budget would be
+passed; the hold is then settled with the real figure (Cloudflare's, when it reports one) for
+every upstream call that was billed, and what was not settled is given back when the
+generation ends. A call is billed once the upstream has drawn the image, whoever still listens:
 a client that hung up, an answer that is no image or a store that fails does not undo the bill.
 A failure before that (refused, never sent, an error answer) costs nothing.
 
 Cloudflare accounts with a budget of their own (`CF_ACCOUNTS=id:token@neurons`) are reserved the
 same way, one image at a time, when the backend picks the account (`ImageCost.claim`). So a
-budget is passed only by what Cloudflare bills above the estimates of the images in flight: never
-when its figure is the estimate, as for every model whose price Cloudflare lists.
+budget is passed only by what the upstream bills above the estimates of the images in flight:
+never when its figure is the estimate, as for every model whose price Cloudflare lists.
 
 When a budget applies and its counters cannot be read or written, the generation is refused
 with 503 `storage_error` (health.py): a budget that cannot be counted protects nothing.
@@ -22,84 +24,55 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from functools import partial
+from typing import Callable, Iterable, Mapping
 
 from .. import metrics
 from ..errors import QuotaExceeded, StorageError
+from .budgets import BudgetRules
 from .days import Clock, human_duration, next_reset, utc_day, utc_now
 from .health import CountersHealth
-from .ledgers import MILLI, SERVICE, Ledger, account_counter, key_counter, short_hash
-from .money import dollars, neurons_text
+from .ledgers import (
+    NEURONS,
+    SERVICE,
+    USD,
+    Ledger,
+    Unit,
+    account_counter,
+    key_counter,
+    model_counter,
+    short_hash,
+    unit_of,
+)
+from .money import dollars, dollars_text, neurons_text
 
 # The name these lines have always carried in the log, which operators may filter on.
 log = logging.getLogger("flux_worker.cost.budget")
 
 
 def _milli(neurons: float) -> int:
-    return int(round(neurons * MILLI))
-
-
-@dataclass(frozen=True)
-class BudgetRules:
-    """The daily budgets in neurons; None means no budget."""
-
-    service: float | None = None                   # DAILY_NEURONS
-    key_default: float | None = None               # KEY_DAILY_NEURONS
-    keys: Mapping[str, float] = field(default_factory=dict)   # short hash -> KEY_BUDGETS
-
-    def for_key(self, secret: str) -> float | None:
-        """The budget of an API key: its own, else the default."""
-        return self.keys.get(short_hash(secret), self.key_default)
-
-    @property
-    def any(self) -> bool:
-        """Whether any budget applies (then generations need the counters)."""
-        return self.service is not None or self.key_default is not None or bool(self.keys)
-
-
-def parse_key_budgets(text: str, known_keys: Iterable[str] = ()) -> dict[str, float]:
-    """Parse `sk-alice=3000,sk-bob=500` into {short hash: neurons}; raise ValueError.
-
-    Messages name entries by position, never by key, so no key reaches a log or an error.
-    """
-    known = set(known_keys)
-    budgets: dict[str, float] = {}
-    for position, item in enumerate((p.strip() for p in text.split(",")), start=1):
-        if not item:
-            continue
-        key, sep, amount = item.rpartition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"entry {position} must look like <api key>=<neurons>")
-        budgets[short_hash(key)] = parse_neurons(amount, f"entry {position}")
-        if known and key not in known:
-            raise ValueError(f"entry {position} names a key that is not one of API_KEY's")
-    return budgets
-
-
-def parse_neurons(text: str, what: str) -> float:
-    """Parse a non-negative neuron amount such as `10000` or `2500.5`; raise ValueError."""
-    try:
-        value = float(text.strip().replace("_", ""))
-    except ValueError:
-        raise ValueError(f"{what}: {text.strip()!r} is not a number of neurons") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what}: neurons must be 0 or more, got {text.strip()!r}")
-    return value
+    return NEURONS.whole(neurons)
 
 
 class Hold:
-    """Neurons reserved for one request; settle each image's real figure, then close."""
+    """What one request reserved, in each unit it is billed in; settle each image, then close.
 
-    def __init__(self, books: "Books", day: str, counters: dict[str, int], estimate: float):
+    A unit the request's model is not billed in is not held (`estimate` or `estimate_usd` None):
+    a model billed in dollars only reserves no neurons, so no neuron budget refuses it.
+    """
+
+    def __init__(self, books: "Books", day: str, counters: dict[str, int],
+                 estimate: float | None, estimate_usd: float | None = None):
         self.books = books
         self.day = day
-        self._left = dict(counters)       # reserved milli-neurons not yet settled or released
+        self._left = dict(counters)       # reserved ledger amounts not yet settled or released
         self._accounts: dict[str, int] = {}   # the same, on accounts with a budget of their own
         self._lock = threading.Lock()
-        self.neurons = 0.0                # settled so far
+        # Settled so far; None: the request is not billed in that unit.
+        self.neurons: float | None = None if estimate is None else 0.0
+        self.usd: float | None = None if estimate_usd is None else 0.0
         self.estimate = estimate          # what was reserved, in neurons
+        self.estimate_usd = estimate_usd  # and in US dollars
 
     def claim_account(self, account: str, neurons: float, budget: float | None) -> bool:
         """Reserve one image's `neurons` on the Cloudflare account about to draw it.
@@ -129,37 +102,60 @@ class Hold:
         if back:
             self.books.add(self.day, {name: -back})
 
-    def settle(self, neurons: float, *, estimate: float, model: str,
-               account: str | None = None) -> None:
-        """Book one billed call: its real `neurons` replace its `estimate` (reserved earlier)."""
-        real, planned = _milli(neurons), _milli(estimate)
+    def settle(self, neurons: float | None, *, estimate: float | None, model: str,
+               account: str | None = None, usd: float | None = None,
+               estimate_usd: float | None = None) -> None:
+        """Book one billed call: its real figures replace its estimates (reserved earlier).
+
+        `neurons` and `usd` are what the call cost in each unit (None: not billed in it).
+        """
+        real = {NEURONS: neurons, USD: usd}
+        planned = {NEURONS: estimate, USD: estimate_usd}
+        amounts: dict[str, int] = {}
         with self._lock:
-            self.neurons += neurons
-            amounts: dict[str, int] = {}
+            if neurons is not None:
+                self.neurons = (self.neurons or 0.0) + neurons
+            if usd is not None:
+                self.usd = (self.usd or 0.0) + usd
             for name in self._left:
-                taken = min(self._left[name], planned)
+                unit = unit_of(name)
+                taken = min(self._left[name], unit.whole(planned[unit] or 0.0))
                 self._left[name] -= taken
-                amounts[name] = real - taken
-            if account:
+                amounts[name] = unit.whole(real[unit] or 0.0) - taken
+            if account and neurons is not None:
                 name = account_counter(account)
-                taken = min(self._accounts.get(name, 0), planned)
+                taken = min(self._accounts.get(name, 0), _milli(estimate or 0.0))
                 if taken:
                     self._accounts[name] -= taken
-                amounts[name] = amounts.get(name, 0) + real - taken
+                amounts[name] = amounts.get(name, 0) + _milli(neurons) - taken
+        for unit, figure in real.items():
+            if figure is not None:     # the model's line of /v1/usage: no budget, no hold
+                amounts[unit.counter(model_counter(model))] = unit.whole(figure)
         self.books.add(self.day, amounts)
-        metrics.observe_neurons(model, neurons)
+        if neurons is not None:
+            metrics.observe_neurons(model, neurons)
+        if usd is not None:
+            metrics.observe_usd(model, usd)
 
-    def lower_to(self, neurons: float) -> None:
-        """Hold no more than `neurons`: give back what was reserved above it.
+    def lower_to(self, neurons: float | None, usd: float | None = None) -> None:
+        """Hold no more than `neurons` and `usd` (None: that unit as it is): give back the rest.
 
         An edit is admitted before its input is decoded, for the dearest shape the input might
         have; once planned, the reservation comes down to the real plan's estimate.
         """
-        target = _milli(neurons)
+        targets = {NEURONS: neurons, USD: usd}
+        back: dict[str, int] = {}
         with self._lock:
-            back = {name: target - left for name, left in self._left.items() if left > target}
-            self._left.update(dict.fromkeys(back, target))
-            self.estimate = min(self.estimate, neurons)
+            for name, left in self._left.items():
+                target = targets[unit_of(name)]
+                if target is not None and left > unit_of(name).whole(target):
+                    back[name] = unit_of(name).whole(target) - left
+            for name, amount in back.items():
+                self._left[name] += amount
+            if neurons is not None and self.estimate is not None:
+                self.estimate = min(self.estimate, neurons)
+            if usd is not None and self.estimate_usd is not None:
+                self.estimate_usd = min(self.estimate_usd, usd)
         if back:
             self.books.add(self.day, back)
 
@@ -189,10 +185,13 @@ class ImageCost:
     the same way, as soon as the upstream has answered and before anything else can fail.
     """
 
-    def __init__(self, hold: Hold | None, estimate: float | None, model: str):
+    def __init__(self, hold: Hold | None, estimate: float | None, model: str,
+                 estimate_usd: float | None = None):
         self.hold = hold
-        self.estimate = estimate          # one image's neurons; None: not priced
+        self.estimate = estimate          # one image's neurons; None: not billed in neurons
+        self.estimate_usd = estimate_usd  # its US dollars; None: not priced in dollars
         self.model = model
+        self.usd: float | None = None     # the dollars `billed` booked (None: none)
 
     def claim(self, account: str, budget: float | None) -> bool:
         """Reserve this image on `account`; False when the account's budget cannot take it.
@@ -208,20 +207,26 @@ class ImageCost:
         if self.hold is not None and self.estimate is not None:
             self.hold.unclaim_account(account, self.estimate)
 
-    def billed(self, neurons: float | None, account: str | None = None) -> float | None:
-        """Book one billed upstream call: `neurons` as reported, else the estimate.
+    def billed(self, neurons: float | None, account: str | None = None,
+               usd: float | None = None) -> float | None:
+        """Book one billed upstream call: the figures reported, else the estimates.
 
-        Returns the figure booked (None for a model without a price).
+        Dollars not reported follow reported neurons at the paid rate (what Workers AI bills
+        for them), else the dollar estimate. Returns the neurons booked (None for a model not
+        billed in neurons); `self.usd` holds the dollars.
         """
         figure = neurons if neurons is not None else self.estimate
-        if self.hold is not None and figure is not None:
-            self.hold.settle(figure, estimate=self.estimate or 0.0, model=self.model,
-                             account=account)
+        if usd is None:
+            usd = dollars(neurons) if neurons is not None else self.estimate_usd
+        self.usd = usd
+        if self.hold is not None and (figure is not None or usd is not None):
+            self.hold.settle(figure, estimate=self.estimate, model=self.model, account=account,
+                             usd=usd, estimate_usd=self.estimate_usd)
         return figure
 
 
 class Books:
-    """Reserve, settle and report neurons against the daily budgets."""
+    """Reserve, settle and report neurons and dollars against the daily budgets."""
 
     def __init__(self, ledger: Ledger, rules: BudgetRules, clock: Clock = utc_now,
                  health: CountersHealth | None = None):
@@ -235,31 +240,33 @@ class Books:
         """The UTC day the books count in now."""
         return utc_day(self.clock())
 
-    def reserve(self, key: str | None, neurons: float) -> Hold:
-        """Reserve `neurons` for the service and `key`.
+    def reserve(self, key: str | None, neurons: float | None, usd: float | None = None) -> Hold:
+        """Reserve `neurons` and `usd` (None: not billed in that unit) for the service and `key`.
 
         :raises QuotaExceeded: a budget would be passed (the message names it).
         :raises StorageError: a budget applies and its counters are unreachable (fail closed).
         """
         day = self.today()
-        amount = _milli(neurons)
-        counters = {SERVICE: amount}
+        counters: dict[str, int] = {}
         limits: dict[str, int] = {}
-        if self.rules.service is not None:
-            limits[SERVICE] = _milli(self.rules.service)
-        if key is not None:
-            counters[key_counter(key)] = amount
-            budget = self.rules.for_key(key)
-            if budget is not None:
-                limits[key_counter(key)] = _milli(budget)
+        for unit, amount in ((NEURONS, neurons), (USD, usd)):
+            if amount is None:
+                continue
+            budgets = [(SERVICE, self.rules.for_service(unit))]
+            if key is not None:
+                budgets.append((key_counter(key), self.rules.for_key(key, unit)))
+            for counter, budget in budgets:
+                counters[unit.counter(counter)] = unit.whole(amount)
+                if budget is not None:
+                    limits[unit.counter(counter)] = unit.whole(budget)
         if not limits:
             # Nothing to hold back: the settlement alone counts the spend, which saves one
             # ledger transaction per generation (docs/benchmarks.md).
-            return Hold(self, day, dict.fromkeys(counters, 0), neurons)
+            return Hold(self, day, dict.fromkeys(counters, 0), neurons, usd)
         refused = self.charge(day, counters, limits)
         if refused is not None:
-            raise self._over_budget(refused, day, neurons)
-        return Hold(self, day, counters, neurons)
+            raise self._over_budget(refused, day, neurons, usd)
+        return Hold(self, day, counters, neurons, usd)
 
     def charge(self, day: str, counters: Mapping[str, int],
                limits: Mapping[str, int]) -> str | None:
@@ -285,13 +292,13 @@ class Books:
             log.warning("budget ledger unavailable, a settlement was lost")
 
     def spent(self, day: str | None = None) -> dict[str, float]:
-        """Every counter of the day (today by default), in neurons; {} while unreachable."""
+        """Every counter of the day (today by default) in its unit; {} while unreachable."""
         try:
             with self.health.guard("budget read"):
                 raw = self.ledger.read(day or self.today())
         except StorageError:
             return {}
-        return {name: value / MILLI for name, value in raw.items()}
+        return {name: value / unit_of(name).scale for name, value in raw.items()}
 
     def counters_state(self) -> str:
         """Ask the counters now, for /readyz: "ok", or why they are not needed when unreachable.
@@ -314,46 +321,80 @@ class Books:
                 "resets_in_seconds": max(1, math.ceil((at - now).total_seconds()))}
 
     def usage_of_key(self, key: str, spent: Mapping[str, float] | None = None) -> dict:
-        """A key's spend today, its budget and what is left."""
+        """A key's spend today in both units, its budgets and what is left."""
         spent = self.spent() if spent is None else spent
-        return _line(spent.get(key_counter(key), 0.0), self.rules.for_key(key),
-                     key=short_hash(key))
+        hashed = short_hash(key)
+        return _line(spent, key_counter(key), partial(self.rules.for_hash, hashed), key=hashed)
 
     def usage_of_service(self, spent: Mapping[str, float] | None = None) -> dict:
-        """The whole service's spend today against DAILY_NEURONS."""
+        """The whole service's spend today against DAILY_NEURONS and DAILY_USD."""
         spent = self.spent() if spent is None else spent
-        return _line(spent.get(SERVICE, 0.0), self.rules.service)
+        return _line(spent, SERVICE, self.rules.for_service)
 
     def all_keys(self, keys: Iterable[str],
                  spent: Mapping[str, float] | None = None) -> list[dict]:
         """Every configured key's line (by short hash), plus keys seen today but not configured."""
         spent = self.spent() if spent is None else spent
         lines = {short_hash(k): self.usage_of_key(k, spent) for k in keys}
-        for name, value in spent.items():
-            if name.startswith("key:") and name[4:] not in lines:
-                lines[name[4:]] = _line(value, self.rules.key_default, key=name[4:])
+        for hashed in sorted(_named(spent, "key:")):
+            if hashed not in lines:
+                lines[hashed] = _line(spent, "key:" + hashed,
+                                      partial(self.rules.for_hash, hashed), key=hashed)
         return list(lines.values())
 
-    def _over_budget(self, refused: str, day: str, neurons: float) -> QuotaExceeded:
+    def usage_of_models(self, spent: Mapping[str, float] | None = None) -> list[dict]:
+        """What each model that drew today cost, in both units."""
+        spent = self.spent() if spent is None else spent
+        return [{"model": model,
+                 "spent_neurons": round(spent.get(model_counter(model), 0.0), 3),
+                 "spent_usd": round(spent.get(USD.counter(model_counter(model)), 0.0), 9)}
+                for model in sorted(_named(spent, "model:"))]
+
+    def _over_budget(self, refused: str, day: str, neurons: float | None,
+                     usd: float | None) -> QuotaExceeded:
+        unit = unit_of(refused)
+        counter = refused.removeprefix(unit.prefix)
         spent = self.spent(day)
         reset = self.resets()
         when = (f"It resets at 00:00 UTC (in {human_duration(reset['resets_in_seconds'])}).")
-        if refused == SERVICE:
-            which, budget = "This service's daily budget (DAILY_NEURONS)", self.rules.service
+        if counter == SERVICE:
+            variable = "DAILY_USD" if unit is USD else "DAILY_NEURONS"
+            which = f"This service's daily {'dollar ' if unit is USD else ''}budget ({variable})"
+            budget = self.rules.for_service(unit)
         else:
-            which = "This API key's daily budget"
-            budget = self.rules.keys.get(refused[4:], self.rules.key_default)
+            which = f"This API key's daily {'dollar ' if unit is USD else ''}budget"
+            budget = self.rules.for_hash(counter.removeprefix("key:"), unit)
         left = max(0.0, (budget or 0.0) - spent.get(refused, 0.0))
-        log.info("over budget: %s, %.1f neurons left, %.1f needed", refused.split(":")[0],
-                 left, neurons)
+        need = (usd if unit is USD else neurons) or 0.0
+        text = dollars_text if unit is USD else neurons_text
+        units = "" if unit is USD else " neurons"
+        log.info("over budget: %s in %s, %s left, %s needed", counter.split(":")[0], unit.name,
+                 text(left), text(need))
         return QuotaExceeded(
-            f"{which} of {neurons_text(budget or 0)} neurons is used up: "
-            f"{neurons_text(left)} left, and this request needs about {neurons_text(neurons)}. "
-            f"{when} Nothing was sent to the image model.",
+            f"{which} of {text(budget or 0)}{units} is used up: {text(left)} left, and this "
+            f"request needs about {text(need)}. {when} Nothing was sent to the image model.",
             retry_after=reset["resets_in_seconds"])
 
 
-def _line(spent: float, budget: float | None, **extra: str) -> dict:
-    return {**extra, "spent_neurons": round(spent, 3), "budget_neurons": budget,
-            "left_neurons": None if budget is None else round(max(0.0, budget - spent), 3),
-            "spent_usd": round(dollars(spent), 6)}
+def _named(spent: Mapping[str, float], kind: str) -> set[str]:
+    """The names after `kind` (`key:`, `model:`) of the counters of that kind, in either unit."""
+    found = set()
+    for name in spent:
+        counter = name.removeprefix(USD.prefix)
+        if counter.startswith(kind):
+            found.add(counter[len(kind):])
+    return found
+
+
+def _line(spent: Mapping[str, float], counter: str,
+          budget_of: Callable[[Unit], float | None], **extra: str) -> dict:
+    """One line of /v1/usage: spent, budget and left, in neurons then in US dollars."""
+    line: dict = dict(extra)
+    for unit, digits in ((NEURONS, 3), (USD, 9)):
+        used = spent.get(unit.counter(counter), 0.0)
+        budget = budget_of(unit)
+        line[f"spent_{unit.name}"] = round(used, digits)
+        line[f"budget_{unit.name}"] = budget
+        line[f"left_{unit.name}"] = (None if budget is None
+                                     else round(max(0.0, budget - used), digits))
+    return line

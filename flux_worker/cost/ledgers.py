@@ -1,8 +1,9 @@
-"""The neuron ledger: named integer counters per UTC day, shared by every instance.
+"""The cost ledger: named integer counters per UTC day, shared by every instance.
 
-The ledger is a set of named counters per day (`service`, `key:<hash>`, `account:<id>`), kept
-where the rate limits are kept so all processes and hosts agree: Redis, a diskcache directory
-(one host) or memory (one process). Amounts are stored as whole milli-neurons, because Redis adds
+The ledger is a set of named counters per day (`service`, `key:<hash>`, `account:<id>`,
+`model:<id>` in neurons; the same names after `usd:` in US dollars), kept where the rate limits
+are kept so all processes and hosts agree: Redis, a diskcache directory (one host) or memory (one
+process). Amounts are stored as whole numbers of a small unit (`Unit`), because Redis adds
 integers exactly and floats would drift. API keys are never stored: only a short hash of each.
 """
 
@@ -11,15 +12,49 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from dataclasses import dataclass
 from typing import Mapping, Protocol
 
 from ..storage.counters import directory, redis_client
 from ..storage.location import DISK, REDIS, CountersLocation
 
-MILLI = 1000                      # counters hold milli-neurons
+MILLI = 1000                      # neuron counters hold milli-neurons
+# Dollar counters hold nano-dollars: a milli-neuron costs exactly 11 of them at the paid rate
+# ($0.011 per 1,000 neurons), so the dollars of a Workers AI image count without rounding, and a
+# day's spend stays a whole number that Redis's Lua (doubles, exact to 2^53) adds exactly up to
+# $9 million. Micro-dollars would round every schnell image ($0.0006336) by up to 0.1 %.
+NANO = 1_000_000_000
 DAY_TTL = 3 * 86400               # a day's counters outlive it briefly, for late settlements
 SERVICE = "service"
+# The Redis key keeps its old name: the dollar counters are fields of the same daily hash, so
+# an upgraded instance shares one transaction, and one day's counts, with the others.
 _PREFIX = "flux-worker:neurons"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What a counter counts: its name in answers, its ledger integers per unit, its prefix."""
+
+    name: str                     # "neurons" or "usd", as in /v1/usage's field names
+    scale: int                    # ledger integers per one of the unit
+    prefix: str                   # before a counter's name: "" (neurons) or "usd:"
+
+    def counter(self, name: str) -> str:
+        """The ledger name of counter `name` (`service`, `key:<hash>`) in this unit."""
+        return self.prefix + name
+
+    def whole(self, amount: float) -> int:
+        """`amount` of this unit as the ledger's integer."""
+        return int(round(amount * self.scale))
+
+
+NEURONS = Unit("neurons", MILLI, "")
+USD = Unit("usd", NANO, "usd:")
+
+
+def unit_of(counter: str) -> Unit:
+    """The unit a ledger counter counts in, by its name."""
+    return USD if counter.startswith(USD.prefix) else NEURONS
 
 
 def short_hash(secret: str) -> str:
@@ -42,8 +77,13 @@ def account_counter(account_id: str) -> str:
     return "account:" + account_id
 
 
+def model_counter(model_id: str) -> str:
+    """The ledger counter of a model (what it cost today, for /v1/usage)."""
+    return "model:" + model_id
+
+
 class Ledger(Protocol):
-    """Counters of milli-neurons per UTC day, shared by every process that uses the location."""
+    """Integer counters per UTC day (`Unit`), shared by every process that uses the location."""
 
     kind: str
 

@@ -1,4 +1,4 @@
-"""Neurons and what they cost at the Workers Paid rate, written for people."""
+"""Neurons, US dollars and what neurons cost at the Workers Paid rate, written for people."""
 
 from __future__ import annotations
 
@@ -17,9 +17,17 @@ def dollars(neurons: float) -> float:
 
 def usd_text(neurons: float) -> str:
     """The dollar price of `neurons` at the paid rate, for people: `$0.000634`, `$0.0285`."""
-    amount = dollars(neurons)
+    return dollars_text(dollars(neurons))
+
+
+def dollars_text(amount: float) -> str:
+    """US dollars for people: `$0.000634`, `$0.0285`, `$0.04`, `$0.10`, `$2.50`, `$1,200.00`."""
     if amount == 0:
         return "$0"
-    text = f"{amount:.6f}" if amount < 0.01 else f"{amount:.4f}"
-    return "$" + (text.rstrip("0").rstrip(".") if "." in text else text)
+    if amount >= 1:
+        return f"${amount:,.2f}"          # a budget, written as money is
+    # Below a dollar, the digits that matter (an image of a cheap model costs $0.000634),
+    # and never fewer than the cents.
+    whole, _, fraction = f"{amount:.{6 if amount < 0.01 else 4}f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 

@@ -43,6 +43,7 @@ class GeneratedImage:
     data: bytes
     content_type: str | None = None     # as declared upstream; the pipeline sniffs the bytes anyway
     neurons: float | None = None        # what the upstream says it billed, when it says so
+    usd: float | None = None            # the same in US dollars, from a provider that says so
     account: str | None = None          # the Cloudflare account id that made it
 
 

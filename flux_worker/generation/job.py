@@ -5,6 +5,7 @@
     Caller       who asks: whom rate limits and budgets count, and the cancel signal
     ImageJob     the plan: model, exact size and options, resolved before any upstream call
     ImageResult  one stored image; Batch: the images of one request and their prompt
+    Estimate     what one image may cost, in neurons and in US dollars
 
 Leaf module: importing these pulls in neither Pillow nor the intake nor Flask.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..catalog.spec import ModelSpec
 from ..inputs.image import ImageSource, InputImage
@@ -51,6 +53,13 @@ class Caller:
     cancel: threading.Event = field(default_factory=threading.Event)  # set: the caller left
 
 
+class Estimate(NamedTuple):
+    """What one image may cost; None: the model is not billed in that unit (both: unpriced)."""
+
+    neurons: float | None
+    usd: float | None
+
+
 @dataclass(frozen=True)
 class ImageJob:
     """What to generate, fully resolved and validated before any upstream call."""
@@ -85,9 +94,18 @@ class ImageJob:
     @property
     def estimate(self) -> float | None:
         """Neurons one image of this job costs, from the size really sent; None when unpriced."""
+        return self.model.estimate(self.width, self.height, self.steps, self._input_tiles)
+
+    @property
+    def estimate_usd(self) -> float | None:
+        """US dollars one image of this job costs (a dollar price, else the neurons at the paid
+        rate); None when unpriced."""
+        return self.model.estimate_usd(self.width, self.height, self.steps, self._input_tiles)
+
+    @property
+    def _input_tiles(self) -> int:
         # Each FLUX.2 reference goes under 512x512, one input tile.
-        references = len(self.images) if self.model.reference_images else 0
-        return self.model.estimate(self.width, self.height, self.steps, references)
+        return len(self.images) if self.model.reference_images else 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,7 @@ class ImageResult:
     height: int = 0
     seed: int | None = None
     neurons: float | None = None        # upstream's billed figure, else the estimate
+    usd: float | None = None            # the same in US dollars
     account: str | None = None          # the Cloudflare account that made it
 
 

@@ -67,8 +67,8 @@ class Pipeline:
                cancel: threading.Event | None = None, hold: Hold | None = None) -> ImageResult:
         """Generate, fit to the job's exact size and store; return the stored image.
 
-        The image's neurons (Cloudflare's figure, else the estimate) are settled on `hold` as
-        soon as the backend has answered: billed is billed, whatever happens next.
+        The image's neurons and dollars (the upstream's figures, else the estimates) are settled
+        on `hold` as soon as the backend has answered: billed is billed, whatever happens next.
 
         Storage was checked once, when the generation was admitted (`Generations.start`).
 
@@ -76,7 +76,7 @@ class Pipeline:
         """
         seed = job.seed if seed is None else seed
         raise_if_cancelled(cancel)
-        cost = ImageCost(hold, job.estimate, job.model.id)
+        cost = ImageCost(hold, job.estimate, job.model.id, job.estimate_usd)
         request = GenerationRequest(
             prompt=prompt, model=job.model, width=job.width, height=job.height,
             steps=job.steps, seed=seed, negative_prompt=job.negative, guidance=job.guidance,
@@ -87,7 +87,7 @@ class Pipeline:
         with metrics.track_generation(job.model.id) as generation:
             generated = self.backend.generate(request)
             generation.upstream_done()
-            neurons = cost.billed(generated.neurons, generated.account)
+            neurons = cost.billed(generated.neurons, generated.account, generated.usd)
             # Fitting and storing cost this server's time and storage: not for a client that left.
             try:
                 raise_if_cancelled(cancel)
@@ -112,7 +112,7 @@ class Pipeline:
                  job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
                            width=fitted.width, height=fitted.height, seed=seed,
-                           neurons=neurons, account=generated.account)
+                           neurons=neurons, usd=cost.usd, account=generated.account)
 
     def render_batch(self, job: ImageJob, n: int, cancel: threading.Event | None = None,
                      hold: Hold | None = None) -> Batch:

@@ -23,7 +23,7 @@ from ..catalog.spec import SEED_MAX, ModelSpec
 from ..errors import InvalidRequest
 from ..inputs.image import InputImage
 from ..inputs.intake import mask_from_alpha, sd_mask
-from .job import ImageJob, ImageOrder
+from .job import Estimate, ImageJob, ImageOrder
 from .prompt import ParsedPrompt, parse_prompt
 from .sizes import RATIO_MAX, SizeSpec, resolve_size
 
@@ -84,8 +84,9 @@ class Planner:
                 return candidate
         return model
 
-    def estimate(self, order: ImageOrder, model: ModelSpec) -> float | None:
-        """Neurons one image of the order may cost, before its inputs are read; None: unpriced.
+    def estimate(self, order: ImageOrder, model: ModelSpec) -> Estimate:
+        """What one image of the order may cost, in neurons and in US dollars, before its inputs
+        are read (the dearest shape an edit's input may have); None in a unit not priced.
 
         Checks what can be checked without the inputs (prompt, size), so a bad request is
         refused before it counts against any limit.
@@ -97,13 +98,12 @@ class Planner:
         steps = self._steps(model, order.steps if order.steps is not None else parsed.steps,
                             order.quality)
         references = len(order.images) if model.reference_images else 0
-        figures = []
+        neurons, usd = [], []
         for shape in shapes:
             resolved = resolve_size(shape, model)
-            figures.append(model.estimate(resolved.width, resolved.height, steps, references))
-        if any(figure is None for figure in figures):
-            return None
-        return max(figure for figure in figures if figure is not None)
+            neurons.append(model.estimate(resolved.width, resolved.height, steps, references))
+            usd.append(model.estimate_usd(resolved.width, resolved.height, steps, references))
+        return Estimate(_dearest(neurons), _dearest(usd))
 
     def plan(self, order: ImageOrder, model: ModelSpec, requested: ModelSpec,
              images: tuple[InputImage, ...] = (), mask: InputImage | None = None) -> ImageJob:
@@ -163,6 +163,12 @@ def quality_tier(quality: str | None) -> str:
     """The tier a `quality` value means: `low`, `medium` or `high` (auto and DALL·E's standard
     are medium, its hd is high)."""
     return _TIERS.get(quality or "auto", "medium")
+
+
+def _dearest(figures: list[float | None]) -> float | None:
+    """The highest figure; None when any shape is unpriced."""
+    priced = [figure for figure in figures if figure is not None]
+    return max(priced) if priced and len(priced) == len(figures) else None
 
 
 def _check_prompt(parsed: ParsedPrompt, model: ModelSpec, *, has_images: bool) -> None:

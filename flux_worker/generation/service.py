@@ -61,6 +61,11 @@ class Generation:
         """The neurons reserved for the whole generation (None when nothing is priced)."""
         return self.hold.estimate if self.hold is not None else None
 
+    @property
+    def usd(self) -> float | None:
+        """The US dollars settled so far (None when nothing is priced in dollars)."""
+        return self.hold.usd if self.hold is not None else None
+
     def choose_prompt(self) -> PromptChoice:
         """The prompt the image model gets: translated when a translator is set."""
         return self._pipeline.choose_prompt(self.job, self.caller.cancel)
@@ -121,14 +126,16 @@ class Generations:
         estimate = self.planner.estimate(order, model)
         self.health.check()
         ticket = self.admission.admit(caller.identity, order.n, key=caller.key,
-                                      estimate=estimate)
+                                      estimate=estimate.neurons, estimate_usd=estimate.usd)
         try:
             images = tuple(self.intake.load(source) for source in order.images)
             mask = self.intake.load(order.mask) if order.mask is not None else None
             job = self.planner.plan(order, model, requested, images, mask)
-            if ticket.hold is not None and job.estimate is not None:
+            if ticket.hold is not None:
                 # An edit reserved for the dearest shape its input might have had.
-                ticket.hold.lower_to(job.estimate * order.n)
+                neurons, usd = job.estimate, job.estimate_usd
+                ticket.hold.lower_to(None if neurons is None else neurons * order.n,
+                                     None if usd is None else usd * order.n)
         except BaseException:
             ticket.release()
             raise

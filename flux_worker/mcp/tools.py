@@ -15,7 +15,7 @@ from typing import Any
 
 import mcp_types as types
 
-from ..cost.money import neurons_text, usd_text
+from ..cost.money import dollars_text, neurons_text, usd_text
 from ..errors import APIError, InvalidRequest, public_error
 from ..generation.job import Batch, Caller, ImageJob, ImageOrder, ImageResult
 from ..inputs.image import ImageSource
@@ -142,16 +142,23 @@ class ImageTools:
                          "Full image: not linked (set PUBLIC_BASE_URL to get links)")
             content.append(types.ImageContent(
                 data=base64.b64encode(shown.data).decode("ascii"), mime_type=shown.content_type))
+        # The dollars of the images (a provider's dollar price, or the neurons at the paid
+        # rate); None when a model is not priced in dollars.
+        usd = (sum(r.usd for r in results if r.usd is not None)
+               if results and all(r.usd is not None for r in results) else None)
         if neurons is not None and self.services.config.show_cost:
             lines.append(f"Cost: {neurons_text(neurons)} neurons ({usd_text(neurons)} at the "
                          "Workers AI paid rate).")
+        elif usd is not None and self.services.config.show_cost:
+            lines.append(f"Cost: {dollars_text(usd)}.")
         lifetime = self.services.config.image_expiration
         if caller.links_expire and lifetime:  # 0: images are kept for ever
             lines.append(f"Links expire after {duration(lifetime)}.")
         content.insert(0, types.TextContent(text="\n".join(lines)))
         structured = {"model": model.id, "size": size, "prompt": used, "images": described,
                       "ignored": ignored,
-                      "neurons": None if neurons is None else round(neurons, 3)}
+                      "neurons": None if neurons is None else round(neurons, 3),
+                      "usd": None if usd is None else round(usd, 9)}
         if job.requested is not None:
             structured["requested_model"] = job.requested.id
         return types.CallToolResult(content=content, structured_content=structured)

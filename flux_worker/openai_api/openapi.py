@@ -336,11 +336,12 @@ def _image_path() -> dict:
 
 def _usage() -> dict:
     return _operation(
-        "getUsage", "models", "Neurons spent today against the daily budgets",
-        "With a client key: that key's spend today (by its short hash), its budget and what is "
-        "left, and nothing else. With ADMIN_API_KEY: the service's (DAILY_NEURONS), every key "
-        "(short hashes, never a key) and every Cloudflare account (shortened ids, never a "
-        "token). Days are UTC days; budgets reset at 00:00 UTC.",
+        "getUsage", "models", "Neurons and US dollars spent today against the daily budgets",
+        "With a client key: that key's spend today (by its short hash), its budgets and what is "
+        "left, and nothing else. With ADMIN_API_KEY: the service's (DAILY_NEURONS, DAILY_USD), "
+        "every key (short hashes, never a key), every model that drew today and every "
+        "Cloudflare account (shortened ids, never a token). Days are UTC days; budgets reset "
+        "at 00:00 UTC.",
         {"200": _ok("Today's usage.", json_content(ref("NeuronUsage"))), **_errors(401, 500)},
         secured=True)
 

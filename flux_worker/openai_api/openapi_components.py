@@ -31,9 +31,10 @@ ERROR_RESPONSES = {
                               "the `Allow` header lists the methods."),
     413: ("PayloadTooLarge", "The body is larger than MAX_BODY_BYTES (`payload_too_large`)."),
     429: ("TooManyRequests", "A rate limit (`rate_limit_exceeded`, with `Retry-After`), or "
-                             "`insufficient_quota`: a daily neuron budget (DAILY_NEURONS, the "
-                             "key's) or every Cloudflare account's allocation is used up; the "
-                             "message says which, and it resets 00:00 UTC."),
+                             "`insufficient_quota`: a daily budget in neurons or US dollars "
+                             "(DAILY_NEURONS, DAILY_USD, the key's) or every Cloudflare "
+                             "account's allocation is used up; the message says which, and "
+                             "it resets 00:00 UTC."),
     500: ("ServerError", "A fault in this server (`server_error`): never caused by bad input; "
                          "the message carries a request id to report."),
     502: ("BadGateway", "The image provider failed or answered nonsense (`upstream_error`), or "
@@ -376,8 +377,14 @@ def _schemas(max_images: int) -> dict:
         "UsageLine": obj(
             {"key": string("The key's short hash (never the key)."), "spent_neurons": num,
              "budget_neurons": nullable(num), "left_neurons": nullable(num),
-             "spent_usd": num},
-            ["spent_neurons", "budget_neurons", "left_neurons", "spent_usd"]),
+             "spent_usd": num, "budget_usd": nullable(num), "left_usd": nullable(num)},
+            ["spent_neurons", "budget_neurons", "left_neurons", "spent_usd", "budget_usd",
+             "left_usd"],
+            description="Spent today, the daily budget and what is left, in Workers AI neurons "
+                        "and in US dollars (every image; neurons at the paid rate)."),
+        "ModelUsage": obj(
+            {"model": string("The model id."), "spent_neurons": num, "spent_usd": num},
+            ["model", "spent_neurons", "spent_usd"]),
         "AccountUsage": obj(
             {"account": string("The account id, shortened."),
              "state": {"enum": ["ok", "allocation_used_up", "budget_reached", "token_rejected"]},
@@ -389,6 +396,7 @@ def _schemas(max_images: int) -> dict:
              "resets_at": string("The next 00:00 UTC."), "resets_in_seconds": integer(minimum=1),
              "service": ref("UsageLine"), "key": ref("UsageLine"),
              "keys": {"type": "array", "items": ref("UsageLine")},
+             "models": {"type": "array", "items": ref("ModelUsage")},
              "accounts": {"type": "array", "items": ref("AccountUsage")}},
             ["object", "day", "resets_at", "resets_in_seconds"]),
 

@@ -1,9 +1,10 @@
-"""GET /v1/usage: what a key has spent today against its budget, and the service's.
+"""GET /v1/usage: what a key has spent today against its budgets, and the service's.
 
-A client key sees its own line only (by the key's short hash): what other keys, the service
-and the accounts spend is not its business. `ADMIN_API_KEY` sees the service's line, every key
-(short hashes only, never a key) and every Cloudflare account (shortened ids, never a token).
-The numbers come from the budget ledger every instance shares.
+Every line counts both units: neurons (Workers AI) and US dollars (every image). A client key
+sees its own line only (by the key's short hash): what other keys, the service, the models and
+the accounts spend is not its business. `ADMIN_API_KEY` sees the service's line, every key
+(short hashes only, never a key), every model that drew today and every Cloudflare account
+(shortened ids, never a token). The numbers come from the budget ledger every instance shares.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ bp = Blueprint("usage", __name__)
 
 @bp.get("/usage")
 def usage() -> Response:
-    """Today's spend in neurons: the caller's key's; everything for the admin."""
+    """Today's spend in neurons and dollars: the caller's key's; everything for the admin."""
     svc = services()
     admin = _is_admin(svc.config.admin_api_key)
     if admin:
@@ -35,6 +36,7 @@ def usage() -> Response:
     if admin:
         body["service"] = books.usage_of_service(spent)
         body["keys"] = books.all_keys(svc.config.api_keys, spent)
+        body["models"] = books.usage_of_models(spent)
         body["accounts"] = svc.accounts.status() if svc.accounts else []
     return jsonify(body)
 

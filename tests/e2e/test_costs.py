@@ -1,4 +1,5 @@
-"""Cost control end to end: two accounts (one used up), budgets on a shared Redis, /v1/usage.
+"""Cost control end to end: two accounts (one used up), budgets in neurons and dollars on a
+shared Redis, /v1/usage.
 
 The real service runs under gunicorn against the fake Cloudflare, which here knows two accounts
 and answers 4006 (daily allocation used up) for the first one.
@@ -213,6 +214,51 @@ def test_key_budgets_hold_across_two_instances_sharing_redis(cf, tmp_path):
         finally:
             first.stop()
             second.stop()
+
+
+def test_a_dollar_budget_counts_workers_ai_images_at_the_paid_rate(cf, tmp_path):
+    # DAILY_USD=$0.002: the first image is billed 100 neurons by Cloudflare ($0.0011), the
+    # second its estimate of 57.6 ($0.0006336); the third would pass the budget.
+    service = start_service(tmp_path, env_for(cf, DAILY_USD="0.002", SHOW_COST="true"),
+                            workers=2)
+    try:
+        cf.state.neurons_header = "100"
+        try:
+            assert sdk(service).images.generate(model="flux", prompt="a cat").data
+        finally:
+            cf.state.neurons_header = None
+        answer = sdk(service, BOB).chat.completions.create(
+            model="flux", messages=[{"role": "user", "content": "a dog"}])
+        assert "57.6 neurons ($0.000634 at the Workers AI paid rate)" in (
+            answer.choices[0].message.content)
+        with pytest.raises(openai.RateLimitError) as info:
+            sdk(service).images.generate(model="flux", prompt="a fox")
+        error = info.value.response.json()["error"]
+        assert error["code"] == "insufficient_quota"
+        assert error["message"].startswith(
+            "This service's daily dollar budget (DAILY_USD) of $0.002 is used up: $0.000266 "
+            "left, and this request needs about $0.000634.")
+        assert "00:00 UTC" in error["message"]
+        assert len(runs(cf)) == 2                       # nothing was sent upstream
+        admin = requests.get(service.api + "/usage", headers=bearer(ADMIN), timeout=10).json()
+        assert admin["service"]["spent_neurons"] == pytest.approx(157.6)
+        assert admin["service"]["spent_usd"] == pytest.approx(0.0017336)
+        assert admin["service"]["budget_usd"] == 0.002
+        assert admin["service"]["left_usd"] == pytest.approx(0.0002664)
+        assert admin["service"]["budget_neurons"] is None
+        assert admin["models"] == [{"model": "@cf/black-forest-labs/flux-1-schnell",
+                                    "spent_neurons": pytest.approx(157.6),
+                                    "spent_usd": pytest.approx(0.0017336)}]
+        mine = requests.get(service.api + "/usage", headers=bearer(ALICE), timeout=10).json()
+        assert mine["key"]["spent_usd"] == pytest.approx(0.0011)
+        assert mine["key"]["spent_neurons"] == pytest.approx(100)
+        metrics = requests.get(service.url + "/metrics", timeout=10).text
+        assert any(line.startswith("flux_worker_usd_total") and "flux-1-schnell" in line
+                   and float(line.rsplit(" ", 1)[1]) == pytest.approx(0.0017336)
+                   for line in metrics.splitlines())
+        assert_no_secret_logged(service)
+    finally:
+        service.stop()
 
 
 def test_open_routes_tell_anyone_nothing_of_accounts_spend_or_storage(cf, tmp_path):
