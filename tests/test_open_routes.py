@@ -149,8 +149,9 @@ def test_a_client_key_sees_its_own_line_only(spent_and_broken):
     assert body["key"] == {"key": short_hash(ALICE), "spent_neurons": float(SPENT),
                            "budget_neurons": float(KEY_BUDGET),
                            "left_neurons": pytest.approx(float(KEY_BUDGET) - float(SPENT)),
-                           "spent_usd": pytest.approx(body["key"]["spent_usd"])}
-    assert {"service", "keys", "accounts"}.isdisjoint(body)
+                           "spent_usd": pytest.approx(float(SPENT) * 0.011 / 1000),
+                           "budget_usd": None, "left_usd": None}
+    assert {"service", "keys", "models", "accounts"}.isdisjoint(body)
     seen = text_of(resp)
     for other in (short_hash(BOB), SERVICE_BUDGET, f"{2 * float(SPENT):.2f}", USED_UP[:8],
                   WORKING[:8]):
