@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pathlib
 import runpy
 import types
 
@@ -78,3 +79,13 @@ def test_gunicorn_stays_quiet_on_loopback_or_with_a_key(tmp_path, monkeypatch, c
     caplog.clear()
     assert not [w for w in start_logs("0.0.0.0:8000", {"API_KEY": "sk-one"}, tmp_path,
                                       monkeypatch, caplog) if "without API_KEY" in w]
+
+
+def test_the_documentation_quotes_the_warning_as_logged():
+    quoted = "Listening on 0.0.0.0:8000 (every network interface) without API_KEY"
+    message = exposure_warning([("0.0.0.0", 8000)], DEMO)
+    assert message is not None and message.startswith(quoted)
+    docs = pathlib.Path(__file__).resolve().parent.parent / "docs"
+    for page in ("configuration.md", "deployment.md", "operations.md"):
+        text = " ".join((docs / page).read_text(encoding="utf-8").split())
+        assert quoted in text, page
