@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 
 import requests
 
+from .backends.providers import Providers
+from .catalog.partners import partner_models
+from .catalog.providers import CF_PARTNER, OPENAI, WORKERS_AI
 from .catalog.registry import ModelRegistry
+from .catalog.spec import ModelSpec
 from .catalog.workers_ai import CATALOG
 from .chat.phrases import Phrasebook
 from .chat.turn import ChatTurns
 from .config import Config, ConfigError
+from .config.values import ALL_MODELS
+from .config.variables import DEFAULT_EDIT_MODEL, DEFAULT_FLUX_MODEL
 from .cost.accounts import AccountPool
 from .cost.admission import Admission
 from .cost.books import Books, BudgetRules
@@ -80,7 +86,7 @@ def build_services(config: Config) -> Services:
         a.budget is not None for a in config.cloudflare_accounts))
     books = Books(ledger_from_location(config.counters), rules, health=counters)
     accounts = (AccountPool(config.cloudflare_accounts, books)
-                if config.image_backend == "cloudflare" else None)
+                if WORKERS_AI in config.image_providers else None)
     backend = build_backend(config, session, accounts)
     translator = build_translator(config, session)
     try:
@@ -120,38 +126,72 @@ def build_responses(config: Config, chat: ChatTurns, store: ImageStore) -> tuple
 
 
 def build_models(config: Config) -> ModelRegistry:
-    """Offer the Workers AI catalog (free for the demo), or the upstream's model names for
-    IMAGE_BACKEND=openai."""
-    if config.image_backend == "openai":
-        from .backends.openai_images import generic_model
-        names = config.image_models or ("dall-e-3",)
-        catalog = tuple(generic_model(n) for n in names)
-        default = config.flux_model if config.flux_model in names else names[0]
-        return ModelRegistry.build(names, default, catalog,
-                                   gpt_image_names=config.gpt_image_aliases)
-    catalog = CATALOG
-    if config.image_backend == "demo":
-        from .backends.demo import demo_catalog
-        catalog = demo_catalog()         # the same models, at no cost: the demo bills nothing
+    """Offer the models of every provider that is on (Config.image_providers), in one catalog.
+
+    IMAGE_MODELS narrows the offer; FLUX_MODEL and EDIT_MODEL keep their defaults only where
+    their provider is on (an OpenAI-compatible upstream alone has no Workers AI model).
+    """
+    catalog = tuple(spec for provider in config.image_providers
+                    for spec in provider_catalog(config, provider))
+    names = config.image_models
+    if config.image_providers == (OPENAI,) and not names:
+        names = tuple(spec.id for spec in catalog)
+    default = config.flux_model
+    if not _offers(catalog, default) and default == DEFAULT_FLUX_MODEL:
+        default = (names or tuple(spec.id for spec in catalog))[0]
+    edit = config.edit_model
+    if edit and not _offers(catalog, edit) and edit == DEFAULT_EDIT_MODEL:
+        edit = ""
     try:
-        return ModelRegistry.build(config.image_models, config.flux_model, catalog,
-                                   gpt_image_names=config.gpt_image_aliases,
-                                   edit_name=config.edit_model)
+        return ModelRegistry.build(names, default, catalog,
+                                   gpt_image_names=config.gpt_image_aliases, edit_name=edit)
     except ValueError as exc:
         raise ConfigError(f"IMAGE_MODELS / FLUX_MODEL / EDIT_MODEL: {exc}") from None
 
 
+def provider_catalog(config: Config, provider: str) -> tuple[ModelSpec, ...]:
+    """The models one provider brings."""
+    if provider == WORKERS_AI:
+        return CATALOG
+    if provider == CF_PARTNER:
+        try:
+            return partner_models(config.cf_partner_models, ALL_MODELS)
+        except ValueError as exc:
+            raise ConfigError(f"CF_PARTNER_MODELS: {exc}") from None
+    if provider == OPENAI:
+        from .backends.openai_images import generic_model
+        alone = config.image_providers == (OPENAI,)
+        names = config.image_api_models or (alone and config.image_models) or ("dall-e-3",)
+        return tuple(generic_model(n, prefixed=not alone) for n in names)
+    from .backends.demo import demo_catalog
+    return demo_catalog()         # the Workers AI models, at no cost: the demo bills nothing
+
+
+def _offers(catalog: tuple[ModelSpec, ...], name: str) -> bool:
+    folded = name.strip().lower()
+    return any(folded in (spec.id.lower(), *spec.aliases) for spec in catalog)
+
+
 def build_backend(config: Config, session: requests.Session,
                   accounts: AccountPool | None = None) -> ImageBackend:
-    """The image backend named by the configuration."""
-    if config.image_backend == "cloudflare":
+    """One backend per provider that is on, behind the router that picks by model."""
+    return Providers({provider: provider_backend(config, provider, session, accounts)
+                      for provider in config.image_providers})
+
+
+def provider_backend(config: Config, provider: str, session: requests.Session,
+                     accounts: AccountPool | None) -> ImageBackend:
+    """The backend of one provider."""
+    if provider == WORKERS_AI:
         from .backends.cloudflare import CloudflareBackend
         return CloudflareBackend(
             session=session, api_base=config.cf_api_base, timeout=config.upstream_timeout,
             retries=config.upstream_retries, gateway_url=config.cf_ai_gateway,
             gateway_token=config.cf_ai_gateway_token,
             accounts=accounts or AccountPool(config.cloudflare_accounts))
-    if config.image_backend == "openai":
+    if provider == CF_PARTNER:
+        raise ConfigError("CF_PARTNER_MODELS: the partner provider is not built yet")
+    if provider == OPENAI:
         from .backends.openai_images import OpenAIImagesBackend
         return OpenAIImagesBackend(api_base=config.image_api_base, api_key=config.image_api_key,
                                    session=session, timeout=config.upstream_timeout)

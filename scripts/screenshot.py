@@ -7,12 +7,16 @@ It starts the service under gunicorn (demo backend, with an API key so the page 
 field) on 127.0.0.1, opens the welcome page in headless Chromium (Debian's, through Playwright:
 harness/browser.py), generates one picture with the playground as a user would, and saves the
 top of the page: status and playground. tests/e2e/test_screenshot.py runs it, so it cannot rot.
+The answer's emoji need a colour emoji font (Debian's fonts-noto-color-emoji); without one the
+script still writes the picture, with boxes for them, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -25,6 +29,17 @@ KEY = "sk-screenshot-key"
 PROMPT = "a lighthouse at dusk, oil painting"
 WIDTH, HEIGHT = 1280, 1040  # the page's top: the status card and the whole playground
 TIMEOUT_MS = 20_000
+EMOJI = "1f3a8"  # 🎨, the first character of the answer the picture shows
+
+
+def emoji_font_missing() -> bool:
+    """Whether no installed font draws the answer's emoji (Chromium would show boxes)."""
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return False  # no fontconfig tools to ask: cannot tell, so do not warn
+    found = subprocess.run([fc_list, f":charset={EMOJI}", "family"], capture_output=True,
+                           text=True, timeout=60, check=False)
+    return not found.stdout.strip()
 
 
 def capture(output: pathlib.Path) -> None:
@@ -37,7 +52,10 @@ def capture(output: pathlib.Path) -> None:
             with sync_playwright() as pw:
                 browser = launch(pw)
                 try:
-                    page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+                    # Reduced motion: the answer's lines fade in, and a picture taken during
+                    # the fade shows them half transparent.
+                    page = browser.new_page(viewport={"width": WIDTH, "height": 900},
+                                            reduced_motion="reduce")
                     page.set_default_timeout(TIMEOUT_MS)
                     page.goto(service.url + "/")
                     page.fill("#api-key", KEY)
@@ -66,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if not CHROMIUM.exists():
         print(f"{CHROMIUM} not found: apt-get install chromium", file=sys.stderr)
         return 1
+    if emoji_font_missing():
+        print("no colour emoji font: the answer's emoji will show as boxes "
+              "(apt-get install fonts-noto-color-emoji)", file=sys.stderr)
     capture(args.output)
     print(f"wrote {args.output}")
     return 0

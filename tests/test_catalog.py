@@ -220,7 +220,7 @@ def test_estimate_bills_the_size_really_sent(width, height, tiles):
 
 def test_an_unpriced_model_has_no_estimate():
     assert UNPRICED.estimate(1024, 1024, 4) is None
-    assert UNPRICED.cost_info(4) == {"price": None, "default_size": "1024x1024",
+    assert UNPRICED.cost_info(4) == {"price": None, "price_usd": None, "default_size": "1024x1024",
                                      "estimate_neurons": None, "estimate_usd": None}
 
 

@@ -1,4 +1,4 @@
-"""Configuration: defaults, aliases, validation that names the variable, README coverage."""
+"""Configuration: defaults, aliases, validation that names the variable, documentation coverage."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from pydantic import AliasChoices
 
 from flux_worker.config import VARIABLES, Config, ConfigError, default_max_inflight
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The full variable table: the table under "## All variables" of the configuration page.
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+TABLE_HEADING = "\n## All variables"
 
 
 def test_defaults_match_the_worker():
@@ -70,31 +73,35 @@ def test_secrets_are_listed_for_redaction():
     assert set(cfg.secrets()) >= {"client-key-1", "cf-token-1"}
 
 
-def test_readme_documents_every_variable():
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n## Configuration", 1)[1].split("\n## ", 1)[0]
-    table = set(re.findall(r"^\|\s*`([A-Z][A-Z0-9_]+)`\s*\|", section, re.M))
+def _variables_section() -> str:
+    """The configuration page's section that holds the full variable table."""
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    return text.split(TABLE_HEADING, 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_configuration_page_documents_every_variable():
+    table = set(re.findall(r"^\|\s*`([A-Z][A-Z0-9_]+)`\s*\|", _variables_section(), re.M))
     names = {v.name for v in VARIABLES}
-    assert names - table == set(), "variables missing from the README table"
+    assert names - table == set(), "variables missing from docs/configuration.md's table"
     assert table - names - {"PORT", "HOST", "WEB_CONCURRENCY", "GUNICORN_THREADS"} == set(), \
-        "README documents variables the code does not read"
+        "docs/configuration.md documents variables the code does not read"
 
 
-def _readme_rows() -> dict[str, tuple[str, str]]:
-    """The README's configuration table: variable -> (default cell, meaning cell)."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n## Configuration", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\|\s*`([A-Z][A-Z0-9_]+)`\s*\|(.*?)\|(.*)\|\s*$", section, re.M)
+def _table_rows() -> dict[str, tuple[str, str]]:
+    """The full variable table: variable -> (default cell, meaning cell)."""
+    rows = re.findall(r"^\|\s*`([A-Z][A-Z0-9_]+)`\s*\|(.*?)\|(.*)\|\s*$", _variables_section(),
+                      re.M)
     return {name: (default.strip(), meaning.strip()) for name, default, meaning in rows}
 
 
-def test_the_declaration_is_the_readme_table():
-    # One declaration (config/variables.py) gives each variable's default and help; the README
-    # shows both, so a default or a help text changed in one place only fails here.
-    rows = _readme_rows()
+def test_the_declaration_is_the_documented_table():
+    # One declaration (config/variables.py) gives each variable's default and help; the
+    # configuration page shows both, so a default or a help text changed in one place only
+    # fails here.
+    rows = _table_rows()
     threads = int(next(v.default for v in VARIABLES if v.name == "GUNICORN_THREADS"))
     for variable in VARIABLES:
-        assert variable.name in rows, f"{variable.name} is missing from the README table"
+        assert variable.name in rows, f"{variable.name} is missing from the variable table"
         default, meaning = rows[variable.name]
         expected = f"`{variable.default}`" if variable.default else ""
         if variable.name == "MAX_INFLIGHT":  # its default follows GUNICORN_THREADS
@@ -185,6 +192,6 @@ def test_importing_the_configuration_loads_no_web_imaging_or_metrics_library():
     script = ("import sys, flux_worker.config\n"
               "loaded = sorted({'flask', 'PIL', 'prometheus_client'} & set(sys.modules))\n"
               "assert not loaded, loaded\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=README.parent, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -23,6 +23,7 @@ from dataclasses import replace
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from ..catalog.providers import DEMO
 from ..catalog.spec import ModelSpec, Price
 from ..catalog.workers_ai import CATALOG
 from ..generation.backend import GeneratedImage, GenerationRequest
@@ -39,7 +40,7 @@ _INK = (20, 20, 28)
 
 def demo_catalog() -> tuple[ModelSpec, ...]:
     """The models the demo offers: the Workers AI catalog's, at no cost."""
-    return tuple(replace(spec, price=FREE) for spec in CATALOG)
+    return tuple(replace(spec, price=FREE, provider=DEMO) for spec in CATALOG)
 
 
 class DemoBackend:

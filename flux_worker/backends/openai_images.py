@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import requests
 from PIL import Image
 
+from ..catalog.providers import OPENAI
 from ..catalog.spec import ModelSpec, SizeRange
 from ..errors import (
     ContentPolicy,
@@ -36,13 +37,24 @@ from ..redaction import redact
 log = logging.getLogger(__name__)
 
 
-def generic_model(name: str) -> ModelSpec:
+# Beside other providers, the upstream's models carry this prefix, so their ids never meet
+# another provider's; alone (IMAGE_BACKEND=openai, as before) they keep their bare names.
+ID_PREFIX = "image-api:"
+
+
+def generic_model(name: str, prefixed: bool = False) -> ModelSpec:
     """A catalog entry for a model behind an OpenAI-compatible Images API."""
     # Edits and variations are forwarded to the upstream's own endpoints, which take images
     # and a mask; 4 is what this service's /v1/images/edits accepts.
-    return ModelSpec(name, (), "openai-compatible", f"{name} through IMAGE_API_BASE",
+    id, aliases = (ID_PREFIX + name, (name,)) if prefixed else (name, ())
+    return ModelSpec(id, aliases, "openai-compatible", f"{name} through IMAGE_API_BASE",
                      size=SizeRange(256, 2048), steps_field=None, reference_images=4,
-                     mask=True)
+                     mask=True, provider=OPENAI)
+
+
+def upstream_name(model: ModelSpec) -> str:
+    """The name the upstream knows a model by (its id without this service's prefix)."""
+    return model.id.removeprefix(ID_PREFIX)
 
 
 def images_url(base: str, endpoint: str = "generations") -> str:
@@ -69,22 +81,22 @@ class OpenAIImagesBackend:
         """Ask the upstream for one image; map its errors to ours."""
         if request.images:
             return self._with_images(request)
-        body = {"model": request.model.id, "prompt": request.prompt, "n": 1,
+        body = {"model": upstream_name(request.model), "prompt": request.prompt, "n": 1,
                 "size": f"{_round64(request.width)}x{_round64(request.height)}",
                 "response_format": "b64_json"}
         # UPSTREAM_TIMEOUT bounds the whole generation, a download of its image included.
         deadline = time.monotonic() + self._timeout
-        resp = self._send(self.url, request.model.id, deadline, json=body)
+        resp = self._send(self.url, upstream_name(request.model), deadline, json=body)
         if resp.status_code == 400 and "response_format" in resp.text:
             # gpt-image models refuse response_format (they always answer in base64).
             body.pop("response_format")
-            resp = self._send(self.url, request.model.id, deadline, json=body)
+            resp = self._send(self.url, upstream_name(request.model), deadline, json=body)
         return self._image_from(resp, deadline)
 
     def _with_images(self, request: GenerationRequest) -> GeneratedImage:
         """Forward an edit to /images/edits, a variation to /images/variations (multipart)."""
         size = f"{_round64(request.width)}x{_round64(request.height)}"
-        form = {"model": request.model.id, "n": "1", "size": size,
+        form = {"model": upstream_name(request.model), "n": "1", "size": size,
                 "response_format": "b64_json"}
         files: list[tuple[str, tuple]] = []
         if request.variation:
@@ -99,10 +111,10 @@ class OpenAIImagesBackend:
             if request.mask is not None:
                 files.append(("mask", ("mask.png", _openai_mask(request.mask), "image/png")))
         deadline = time.monotonic() + self._timeout
-        resp = self._send(url, request.model.id, deadline, data=form, files=files)
+        resp = self._send(url, upstream_name(request.model), deadline, data=form, files=files)
         if resp.status_code == 400 and "response_format" in resp.text:
             form.pop("response_format")
-            resp = self._send(url, request.model.id, deadline, data=form, files=files)
+            resp = self._send(url, upstream_name(request.model), deadline, data=form, files=files)
         return self._image_from(resp, deadline)
 
     def _image_from(self, resp: Answer, deadline: float) -> GeneratedImage:

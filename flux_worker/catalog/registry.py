@@ -18,8 +18,13 @@ class ModelRegistry:
         self.edit_model = edit_model   # EDIT_MODEL: draws image requests for models without input
         self._by_name: dict[str, ModelSpec] = {}
         for spec in offered:
-            for name in (spec.id, *spec.aliases):
-                self._by_name[name.lower()] = spec
+            if self._by_name.setdefault(spec.id.lower(), spec) is not spec:
+                raise ValueError(f"two providers offer a model with the id {spec.id!r}")
+        # Ids first, then aliases in the catalog's order: an alias never hides an id, and a short
+        # name two providers share means the first provider's model (the other keeps its id).
+        for spec in offered:
+            for name in spec.aliases:
+                self._by_name.setdefault(name.lower(), spec)
         self._own_names = frozenset(self._by_name)
         self._b64_names = frozenset(n.strip().lower() for n in gpt_image_names if n.strip())
         for name in (*DALL_E_ALIASES, *sorted(self._b64_names)):

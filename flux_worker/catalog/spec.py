@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import InvalidRequest, PromptTooLong
+from .providers import WORKERS_AI
 
 # OpenAI's own image model names. Some clients (NextChat) only use the Images API for these,
 # so they are aliases of the configured default model. DALL·E answers links by default;
@@ -215,7 +216,7 @@ class ModelSpec:
     # Who draws it (backends/providers.py routes on this): "workers-ai", "cloudflare-partner",
     # "openai", "demo", ... Ids of different providers never collide (Workers AI's start `@cf/`,
     # the partner models' are `vendor/name`, the others carry a `provider:` prefix).
-    provider: str = "workers-ai"
+    provider: str = WORKERS_AI
     usd: UsdPrice | None = None            # None: the dollar figure follows from the neurons
     # Models without free sizes: the sizes (WxH) or aspect ratios ("16:9") they draw. The
     # nearest is sent, and the pipeline fits the answer to the exact size asked.

@@ -153,6 +153,49 @@ def _model_names(text: str) -> tuple[str, ...]:
     return names
 
 
+# CF_PARTNER_MODELS=true: every partner model of the catalog (kept as this one name).
+ALL_MODELS = "*"
+
+
+def _model_choice(text: str) -> tuple[str, ...]:
+    """`true`/`false`, or a comma list of model ids (`openai/gpt-image-2,google/imagen-4`)."""
+    if text.lower() in TRUE_WORDS:
+        return (ALL_MODELS,)
+    if not text or text.lower() in FALSE_WORDS:
+        return ()
+    return _model_names(text)
+
+
+def _fallbacks(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`model=alt1,alt2;model2=alt3` -> ((model, (alt1, alt2)), (model2, (alt3,))).
+
+    Names are checked against the catalog when the services are built; here only the shape.
+    """
+    chains: dict[str, tuple[str, ...]] = {}
+    for position, item in enumerate((p.strip() for p in text.split(";")), start=1):
+        if not item:
+            continue
+        model, sep, alternatives = item.partition("=")
+        names = _model_names(alternatives)
+        if not sep or not model.strip() or not names:
+            raise ValueError(f"entry {position} must look like <model>=<alternative>[,<another>]")
+        key = _model_names(model)[0]
+        if key in chains:
+            raise ValueError(f"entry {position} repeats {key!r}: give each model one list")
+        chains[key] = names
+    return tuple(chains.items())
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    """`host` or `host:port` entries, lower-cased (PROVIDER_FILE_HOSTS)."""
+    hosts = tuple(dict.fromkeys(name.lower() for name in _names(text)))
+    for host in hosts:
+        if not re.fullmatch(r"(\[[0-9a-f:]+\]|[a-z0-9._-]+)(:[0-9]{1,5})?", host):
+            raise ValueError(f"must list hosts such as files.example.com or 127.0.0.1:9000, "
+                             f"got {host!r}")
+    return hosts
+
+
 def _proxies(text: str) -> tuple[str, ...]:
     items = _names(text)
     for item in items:
@@ -221,6 +264,9 @@ Names = Annotated[tuple[str, ...], PlainValidator(_names)]
 Origins = Annotated[tuple[str, ...], PlainValidator(_origins)]
 ModelNames = Annotated[tuple[str, ...], PlainValidator(_model_names)]
 Proxies = Annotated[tuple[str, ...], PlainValidator(_proxies)]
+ModelChoice = Annotated[tuple[str, ...], PlainValidator(_model_choice)]
+Fallbacks = Annotated[tuple[tuple[str, tuple[str, ...]], ...], PlainValidator(_fallbacks)]
+Hosts = Annotated[tuple[str, ...], PlainValidator(_hosts)]
 Neurons = Annotated[float | None, PlainValidator(_neurons)]
 Dollars = Annotated[float | None, PlainValidator(_dollars)]
 # An http(s) URL or nothing; a BaseURL loses its trailing slashes, as paths are appended to it.

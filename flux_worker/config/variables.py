@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ..catalog.providers import CF_PARTNER, LEGACY_BACKENDS, OPENAI, WORKERS_AI
 from ..catalog.spec import GPT_IMAGE_ALIASES, RESPONSE_FORMATS
 from ..storage.location import S3, CountersLocation, S3Options
 from .values import (
@@ -31,8 +32,11 @@ from .values import (
     BaseURL,
     ConfigError,
     Dollars,
+    Fallbacks,
     Flag,
+    Hosts,
     HttpURL,
+    ModelChoice,
     ModelNames,
     Names,
     Neurons,
@@ -54,13 +58,14 @@ if TYPE_CHECKING:  # cost/ is imported when the configuration is read: see Confi
     from ..cost.budgets import BudgetRules, KeyBudgets
 
 DEFAULT_FLUX_MODEL = "@cf/black-forest-labs/flux-1-schnell"
+DEFAULT_EDIT_MODEL = "flux-2-klein-4b"
 DEFAULT_CF_API_BASE = "https://api.cloudflare.com/client/v4"
 # A current, cheap text model that Cloudflare keeps (llama-3.1-8b-instruct was deprecated
 # on 2026-05-30; the -fast variant stays).
 DEFAULT_TRANSLATE_MODEL = "@cf/meta/llama-3.1-8b-instruct-fast"
 LANGUAGES = ("en", "de", "zh-cn", "zh-hant", "ja", "es", "fr", "ru")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-BACKENDS = ("cloudflare", "demo", "openai")
+BACKENDS = tuple(sorted(LEGACY_BACKENDS))
 # How answers link to images: through this service, straight to a public bucket, or presigned.
 IMAGE_LINK_MODES = ("service", "direct", "presigned")
 
@@ -121,9 +126,13 @@ class Config(BaseSettings):
     gpt_image_aliases: Annotated[ModelNames, BLANK_MEANS_NONE] = variable("GPT_IMAGE_ALIASES", ",".join(GPT_IMAGE_ALIASES), "Comma-separated model names that mean `FLUX_MODEL` and, like OpenAI's GPT image models, answer the Images API with `b64_json` unless `response_format: \"url\"` is asked; empty for none. (`dall-e-2` and `dall-e-3` are always aliases and answer links.)")
     image_response_format: Annotated[str, one_of(*RESPONSE_FORMATS)] = variable("IMAGE_RESPONSE_FORMAT", "both", "How the Images API answers a request that names one of this service's own models (or none) and sends no `response_format`: `both` (each item has `url` and `b64_json`), `url` or `b64_json`. GPT image names always answer `b64_json` and DALL·E names `url`, as OpenAI's do.")
     image_models: Names = variable("IMAGE_MODELS", "", "Comma-separated model ids or aliases offered; empty offers the whole catalog.")
-    image_backend: str = variable("IMAGE_BACKEND", "", "`cloudflare`, `openai` or `demo`; empty picks `cloudflare` when credentials are set, else `demo`.")
     image_api_base: HttpURL = variable("IMAGE_API_BASE", "", "For `IMAGE_BACKEND=openai`: base URL of an OpenAI-compatible Images API.")
     image_api_key: str = variable("IMAGE_API_KEY", "", "For `IMAGE_BACKEND=openai`: its API key.", secret=True)
+    image_api_models: Names = variable("IMAGE_API_MODELS", "", "The model names `IMAGE_API_BASE` serves, offered as `image-api:<name>` (and `<name>` where no other provider uses it) beside the other providers' models; empty: `IMAGE_MODELS` when that upstream is the only provider (as before), else `dall-e-3`.")
+    image_backend: str = variable("IMAGE_BACKEND", "", "`cloudflare`, `openai` or `demo`; empty picks `cloudflare` when Cloudflare credentials are set, else `openai` when `IMAGE_API_BASE` is, else `demo`. Other providers whose variables are set join `cloudflare` (docs: providers).")
+    cf_partner_models: ModelChoice = variable("CF_PARTNER_MODELS", "false", "`true` offers Cloudflare's partner image models (`openai/gpt-image-2`, `google/nano-banana-2`, ...) through the same account and token, or a comma list of their ids. They bill US dollars from Unified Billing credits, not the free neurons. Off by default.")
+    model_fallbacks: Fallbacks = variable("MODEL_FALLBACKS", "", "Ordered alternatives per model, tried when a provider answers capacity, quota, rate limit, 5xx or a timeout (never a refused prompt or a bad request): `flux-1-schnell=flux-2-klein-4b,openai/gpt-image-2;model2=...`.")
+    provider_file_hosts: Hosts = variable("PROVIDER_FILE_HOSTS", "", "Extra hosts (`host` or `host:port`) from which providers' result files may be downloaded, besides each provider's own file hosts; a host listed here may be a private or loopback address (a local mirror).")
     max_images: Annotated[int, whole(1, 10)] = variable("MAX_IMAGES", "4", "Largest `n` accepted by the Images API.")
 
     # Storage of images and counters (storage/)
@@ -164,7 +173,7 @@ class Config(BaseSettings):
     show_cost: Flag = variable("SHOW_COST", "false", "`true`: the chat answer ends with one line giving the neurons the image cost and its price at the paid rate (for a model billed in US dollars only, its dollars).")
 
     # Image input: edits, variations, images in chat (inputs/intake.py, generation/edits.py)
-    edit_model: Annotated[str, BLANK_MEANS_NONE] = variable("EDIT_MODEL", "flux-2-klein-4b", "Model that draws a request bringing images when the named model takes none (the answer says so); empty: such a request is a 400.")
+    edit_model: Annotated[str, BLANK_MEANS_NONE] = variable("EDIT_MODEL", DEFAULT_EDIT_MODEL, "Model that draws a request bringing images when the named model takes none (the answer says so); empty: such a request is a 400.")
     chat_edits: Annotated[str, one_of("explicit", "auto")] = variable("CHAT_EDITS", "explicit", "`explicit`: a chat message edits only with attached images or `--edit`; `auto`: the translation LLM also decides whether a follow-up edits the last image (without an LLM, as `explicit`).")
     fetch_remote_images: Flag = variable("FETCH_REMOTE_IMAGES", "false", "`true`: image links to other sites are downloaded (public addresses only, 10 s, no redirects to other hosts); off, only uploads, `data:` URLs and this service's own links are read.")
     max_input_image_bytes: Annotated[int, whole(1024, 1 << 30)] = variable("MAX_INPUT_IMAGE_BYTES", "10485760", "Largest single input image (upload, `data:` URL or download), in bytes.")
@@ -179,7 +188,9 @@ class Config(BaseSettings):
             return choose(text, BACKENDS)
         has_cf = any(info.data.get(name) for name in ("cf_account_id", "cf_api_token",
                                                       "cf_accounts"))
-        return "cloudflare" if has_cf else "demo"
+        if has_cf:
+            return "cloudflare"
+        return "openai" if info.data.get("image_api_base") else "demo"
 
     @field_validator("counters", mode="plain")
     @classmethod
@@ -274,6 +285,20 @@ class Config(BaseSettings):
                            dict(self.key_budgets.usd))
 
     @property
+    def image_providers(self) -> tuple[str, ...]:
+        """The providers whose models are offered, in the order their models are listed.
+
+        IMAGE_BACKEND (`cloudflare`, `openai`, `demo`) keeps choosing one of the original three,
+        as before; empty turns on each whose variables are set. Cloudflare's partner models join
+        Workers AI when CF_PARTNER_MODELS asks for them. With nothing set: the demo.
+        """
+        chosen = LEGACY_BACKENDS[self.image_backend]
+        if chosen != WORKERS_AI:
+            return (chosen,)
+        partner = (CF_PARTNER,) if self.cf_partner_models else ()
+        return (WORKERS_AI, *partner, *((OPENAI,) if self.image_api_base else ()))
+
+    @property
     def auth_required(self) -> bool:
         """Whether requests must carry one of the API keys."""
         return bool(self.api_keys)
@@ -310,6 +335,9 @@ def check_consistency(cfg: Config) -> None:
         if not (cfg.cf_account_id and cfg.cf_api_token):
             missing = "CF_API_TOKEN" if cfg.cf_account_id else "CF_ACCOUNT_ID"
             raise ConfigError(f"{missing} is required for the Cloudflare backend (set both CF_ACCOUNT_ID and CF_API_TOKEN)")
+    if cfg.cf_partner_models and cfg.image_backend != "cloudflare":
+        raise ConfigError("CF_PARTNER_MODELS needs the Cloudflare credentials (CF_ACCOUNT_ID and "
+                          "CF_API_TOKEN, or CF_ACCOUNTS) and IMAGE_BACKEND=cloudflare or unset")
     if cfg.image_backend == "openai" and not cfg.image_api_base:
         raise ConfigError("IMAGE_API_BASE is required when IMAGE_BACKEND=openai")
     if cfg.image_backend != "demo" and not cfg.api_keys:

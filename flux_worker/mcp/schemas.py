@@ -133,9 +133,10 @@ def describe_model(spec: ModelSpec, default: bool, steps: int) -> dict[str, Any]
     caps = spec.capabilities()
     return {
         "id": spec.id, "name": spec.short_name, "aliases": list(spec.aliases),
-        "description": spec.description, "default": default,
+        "provider": spec.provider, "description": spec.description, "default": default,
         "size_control": caps["size_control"], "size_range": caps["size_range"],
-        "default_size": caps["default_size"],
+        "default_size": caps["default_size"], "sizes": caps["sizes"],
+        "aspect_ratios": caps["aspect_ratios"],
         "steps": ({"max": spec.steps_max} if spec.steps_field else None),
         "seed": spec.seed, "negative_prompt": spec.negative_prompt,
         "guidance": caps["guidance"], "max_prompt_chars": spec.max_prompt,
@@ -146,7 +147,8 @@ def describe_model(spec: ModelSpec, default: bool, steps: int) -> dict[str, Any]
 
 def model_line(spec: ModelSpec, default: bool) -> str:
     lo, hi = spec.output_limits()
-    parts = [f"- {spec.short_name}{' (default)' if default else ''}: {spec.description}."]
+    parts = [f"- {spec.short_name}{' (default)' if default else ''} [{spec.provider}]: "
+             f"{spec.description}."]
     parts.append(f"Sizes {lo}-{hi} px" + ("" if spec.size else " (cropped and scaled from "
                                                               "%dx%d)" % spec.native_size))
     parts.append(f"steps up to {spec.steps_max}" if spec.steps_field else "fixed steps")

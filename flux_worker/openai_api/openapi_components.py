@@ -334,7 +334,10 @@ def _schemas(max_images: int) -> dict:
         "Model": obj(
             {"id": string(examples=["@cf/black-forest-labs/flux-1-schnell"]),
              "object": {"const": "model"}, "created": created, "owned_by": string(),
-             "backend": string("`cloudflare`, `openai` or `demo`.")},
+             "backend": string("The backends on, joined by `+` (`cloudflare`, "
+                               "`cloudflare+cloudflare-partner`, `openai`, `demo`)."),
+             "provider": string("Who draws this model: `workers-ai`, `cloudflare-partner`, "
+                                "`openai` (IMAGE_API_BASE) or `demo`.")},
             ["id", "object", "created", "owned_by"]),
         "ModelList": obj({"object": {"const": "list"},
                           "data": {"type": "array", "items": ref("Model")}},
@@ -350,6 +353,11 @@ def _schemas(max_images: int) -> dict:
              "guidance": {"anyOf": [{"type": "array", "items": {"type": "number"},
                                      "minItems": 2, "maxItems": 2}, {"type": "null"}]},
              "negative_prompt": {"type": "boolean"},
+             "sizes": nullable({"type": "array", "items": string(pattern="^[0-9]+x[0-9]+$"),
+                                "description": "The only sizes the model draws (others are "
+                                               "cropped and scaled from the nearest)."}),
+             "aspect_ratios": nullable({"type": "array", "items": string(),
+                                        "description": "The only aspect ratios it draws."}),
              "response": string(enum=["json", "binary"]),
              "max_prompt_chars": nullable(integer()),
              "image_input": obj({"reference_images": integer(), "source_image": {"type": "boolean"},
@@ -369,6 +377,11 @@ def _schemas(max_images: int) -> dict:
                                                               "price; the figure is assumed."},
                  "usd_per_neuron": num, "note": string()},
                 ["formula", "listed"], description="Neurons per image, by term.")),
+             "price_usd": nullable(obj(
+                 {"per_image": num, "per_megapixel": num, "per_input_megapixel": num,
+                  "formula": string(), "listed": {"type": "boolean"}, "note": string()},
+                 ["formula", "listed"], description="US dollars per image, for providers that "
+                                                    "bill dollars (null: the neurons' price).")),
              "default_size": string(), "estimate_neurons": nullable(num),
              "estimate_usd": nullable(num)},
             ["price", "default_size", "estimate_neurons", "estimate_usd"],

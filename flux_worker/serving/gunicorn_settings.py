@@ -87,8 +87,12 @@ def on_starting(server):
             "STORAGE_URL=memory:// keeps images inside each process, but %d worker processes "
             "run: an image made by one is not found by the others. Use disk:// or redis://, "
             "or run one worker (WEB_CONCURRENCY=1).", server.cfg.workers)
-    from .startup import startup_problems
+    from .startup import exposure_warning, startup_problems
 
+    # The addresses really bound, after any -b on the command line, not only HOST.
+    exposed = exposure_warning(server.cfg.address, config)
+    if exposed:
+        server.log.warning(exposed)
     # Once, in the master: names what is wrong with the storage before any request meets it.
     for level, message in startup_problems(config):
         if level == "error":

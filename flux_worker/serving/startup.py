@@ -6,6 +6,9 @@ Nothing here stops the start: a bucket or Redis that is down now may be up in a 
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
+
 from ..config import Config
 from ..errors import StorageError
 from ..storage import open_store
@@ -14,6 +17,10 @@ from ..storage.links import MAX_PRESIGN_SECONDS, PRESIGNED
 from ..storage.location import MEMORY, REDIS, S3
 
 ERROR, WARNING = "error", "warning"
+
+# What gunicorn's `server.cfg.address` holds: (host, port) for TCP, a path for a Unix socket,
+# a number for an inherited file descriptor.
+Address = tuple[str, int] | str | int
 
 
 def startup_problems(config: Config) -> list[tuple[str, str]]:
@@ -76,3 +83,32 @@ def advice(config: Config) -> list[str]:
         found.append("IMAGE_EXPIRATION=0 with memory:// storage: images are still lost when the "
                      "process restarts.")
     return found
+
+
+def exposure_warning(addresses: Iterable[Address], config: Config) -> str | None:
+    """A warning when the service listens on every interface with no API_KEY (demo mode).
+
+    With a real backend Config already refuses to start without API_KEY; the demo bills nobody,
+    so it may run open, but whoever reaches the port can use it and fill its storage.
+    """
+    if config.auth_required:
+        return None
+    exposed = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+               for host, port in (a for a in addresses if isinstance(a, tuple))
+               if _every_interface(host)]
+    if not exposed:
+        return None
+    return (f"Listening on {', '.join(exposed)} (every network interface) without API_KEY: this "
+            "demo is open to anyone who can reach the port, who can use it and fill its storage. "
+            "Set API_KEY to require a key, or HOST=127.0.0.1 to listen on this machine only "
+            "(behind a reverse proxy; in a container, publish the port on 127.0.0.1).")
+
+
+def _every_interface(host: str) -> bool:
+    """Whether a bind host is the unspecified address (0.0.0.0, ::, or empty: every interface)."""
+    if not host:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False  # a name such as localhost: bound to what it resolves to

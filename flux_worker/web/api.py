@@ -112,4 +112,5 @@ def get_model(model_id: str):
 def _model_object(svc, spec, **extra) -> dict:
     backend = svc.backend.name
     owned_by = "flux-worker-demo" if backend == "demo" else spec.owned_by
-    return answers.model_object(spec.id, owned_by, spec.created, backend=backend, **extra)
+    return answers.model_object(spec.id, owned_by, spec.created, backend=backend,
+                                provider=spec.provider, **extra)
