@@ -2,7 +2,7 @@
 
 It is `gunicorn -c gunicorn.conf.py app:app` for an installed package, where neither file
 exists: gunicorn loads the same settings module and builds the app with `create_app()`. Every
-setting stays an environment variable (README, Configuration); the flags below only set the
+setting stays an environment variable (docs/configuration.md); the flags below only set the
 gunicorn ones a command line is expected to take.
 """
 
@@ -23,8 +23,8 @@ Serve flux-worker (OpenAI-compatible image generation on Cloudflare Workers AI) 
 with the same settings as `gunicorn -c gunicorn.conf.py app:app`.
 
 Without CF_ACCOUNT_ID and CF_API_TOKEN the offline demo backend runs and needs no key. With a
-real backend API_KEY is required. Every setting is an environment variable (see the README's
-configuration table): API_KEY, CF_ACCOUNT_ID, CF_API_TOKEN, STORAGE_URL, RATE_LIMIT, ...
+real backend API_KEY is required. Every setting is an environment variable (see
+docs/configuration.md): API_KEY, CF_ACCOUNT_ID, CF_API_TOKEN, STORAGE_URL, RATE_LIMIT, ...
 """
 
 EPILOG = """\
