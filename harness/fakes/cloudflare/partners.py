@@ -386,9 +386,13 @@ def _picture(model: str, fields: dict[str, Any], kind: str | None) -> tuple[byte
 
 
 def _serve_file(file_id: str) -> Response:
+    # Recorded so that tests can see what a downloader sent (never a token, it must not).
+    _state().record({"kind": "partner_file", "route": "partner_file", "path": request.path,
+                     "authorization_present": "Authorization" in request.headers,
+                     "status": None, "time": time.time()})
     if request.args.get("redirect"):
         # To another host name for the same server: a host the service was not told to trust.
-        port = request.host.rpartition(":")[2]
+        port = request.host.rpartition(":")[2] if ":" in request.host else "80"
         return redirect(f"http://localhost:{port}/_fake/partner-files/{file_id}", 302)
     found = partners(_state()).file(file_id)
     if found is None:
