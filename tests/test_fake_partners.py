@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from harness.fakes.cloudflare import make_app
-from harness.fakes.cloudflare.partners import DEFAULT_NO_RUN_TOKEN, FILE_LIFETIME, PARTNER_MODELS
+from harness.fakes.cloudflare.partner_schemas import PARTNER_MODELS
+from harness.fakes.cloudflare.partners import DEFAULT_NO_RUN_TOKEN, FILE_LIFETIME
 
 RUN = "/client/v4/accounts/test-account/ai/run"
 AUTH = {"Authorization": "Bearer test-cf-token"}

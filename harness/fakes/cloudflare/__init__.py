@@ -46,7 +46,8 @@ Imports flow one way: ``server`` -> ``app`` -> ``partners`` -> ``state`` / ``sch
   and the canned error bodies (``cf_error``, the §4 fault answers, OpenAI's error envelope);
 * ``app``: ``make_app``, request recording and the route handlers (run, gateway, chat, images,
   image edits and variations, control);
-* ``partners``: the partner route, its per-model JSON schemas, expiring result files and
+* ``partners`` (with ``partner_schemas`` and ``model_search``): the partner route, its
+  per-model JSON schemas, expiring result files and
   faults, model search and schemas (registered by ``make_app``);
 * ``server``: ``FakeServer``, ``start`` and the command line (``main``, also ``__main__``).
 """

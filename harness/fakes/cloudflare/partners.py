@@ -30,6 +30,8 @@ from typing import Any
 from flask import Flask, Response, redirect, request
 from PIL import Image
 
+from harness.fakes.cloudflare.model_search import schema_of, search
+from harness.fakes.cloudflare.partner_schemas import PARTNER_MODELS
 from harness.fakes.cloudflare.schemas import MODELS, BadInput, validate_json
 from harness.fakes.cloudflare.state import (
     FakeState,
@@ -46,68 +48,6 @@ FILE_LIFETIME = 24 * 3600                        # seconds a result link works (
 HUGE_FILE_BYTES = 60 * 1024 * 1024
 PARTNER_FAULTS = ("2021", "429", "2009", "503", "failed", "moderation", "slow", "foreign_host",
                   "redirect", "huge", "not_image")
-TEXT_TO_IMAGE = "Text-to-Image"
-
-
-def _string(*, enum: tuple[str, ...] = (), min_length: int | None = None) -> dict:
-    schema: dict[str, Any] = {"type": "string"}
-    if enum:
-        schema["enum"] = list(enum)
-    if min_length is not None:
-        schema["minLength"] = min_length
-    return schema
-
-
-def _number(kind: str, minimum: float | None = None, maximum: float | None = None,
-            default: float | None = None) -> dict:
-    schema: dict[str, Any] = {"type": kind}
-    for key, value in (("minimum", minimum), ("maximum", maximum), ("default", default)):
-        if value is not None:
-            schema[key] = value
-    return schema
-
-
-def _images(max_items: int, what: str) -> dict:
-    return {"type": "array", "maxItems": max_items, "description": what,
-            "items": {"type": "string"}}
-
-
-_PROMPT = _string(min_length=1)
-_GOOGLE_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
-_BANANA_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-_GPT = {"prompt": _PROMPT,
-        "size": _string(enum=("1024x1024", "1536x1024", "1024x1536", "auto")),
-        "quality": _string(enum=("low", "medium", "high", "auto")),
-        "output_format": _string(enum=("png", "jpeg", "webp")),
-        "images": _images(16, "input images for an edit: base64 or data:image/...;base64")}
-_BANANA = {"prompt": _PROMPT, "aspect_ratio": _string(enum=_BANANA_RATIOS),
-           "output_format": _string(enum=("png", "jpeg")),
-           "image_size": _string(enum=("1K", "2K", "4K"))}
-
-# Each partner model's input schema (JSON Schema, as the schema route serves it) and what it says.
-PARTNER_MODELS: dict[str, tuple[str, dict[str, dict]]] = {
-    "openai/gpt-image-2": ("OpenAI's GPT Image 2", _GPT),
-    "openai/gpt-image-1.5": ("OpenAI's GPT Image 1.5, with transparent backgrounds",
-                             {**_GPT, "background": _string(enum=("transparent", "opaque",
-                                                                  "auto"))}),
-    "google/nano-banana-2": ("Google's Nano Banana 2", _BANANA),
-    "google/nano-banana": ("Google's Nano Banana (Gemini 2.5 Flash Image)", _BANANA),
-    "google/imagen-4": ("Google's Imagen 4",
-                        {"prompt": _PROMPT, "aspect_ratio": _string(enum=_GOOGLE_RATIOS),
-                         "person_generation": _string(enum=("dont_allow", "allow_adult",
-                                                            "allow_all"))}),
-    "black-forest-labs/flux-2-pro-preview": (
-        "FLUX.2 [pro] preview",
-        {"prompt": _PROMPT, "width": _number("integer", 64, 2048),
-         "height": _number("integer", 64, 2048), "seed": _number("integer", 0),
-         "safety_tolerance": _number("integer", 0, 5),
-         "output_format": _string(enum=("jpeg", "png", "webp")),
-         "input_images": _images(8, "reference images: https links or data URIs")}),
-    "black-forest-labs/flux-2-flex": (
-        "FLUX.2 [flex]",
-        {"prompt": _PROMPT, "guidance": _number("number", 1.5, 10, 7.5),
-         "steps": _number("integer", 1, 50, 50)}),
-}
 
 
 class PartnerState:
@@ -172,11 +112,11 @@ def register(app: Flask, state: FakeState, no_run_token: str = DEFAULT_NO_RUN_TO
 
     @app.get("/client/v4/accounts/<account>/ai/models/search")
     def models_search(account: str):
-        return _guarded(account, _search)
+        return _guarded(account, search)
 
     @app.get("/client/v4/accounts/<account>/ai/models/schema")
     def models_schema(account: str):
-        return _guarded(account, _schema)
+        return _guarded(account, schema_of)
 
     @app.get("/_fake/partner-files/<file_id>")
     def partner_file(file_id: str):
@@ -403,57 +343,3 @@ def _serve_file(file_id: str) -> Response:
         return Response((chunk for _ in range(HUGE_FILE_BYTES // len(chunk))),
                         mimetype="image/png")
     return Response(data, mimetype=mimetype)
-
-
-# -- discovery: models/search and models/schema ------------------------------------------------
-
-def catalog() -> list[dict]:
-    """Every text-to-image model the account offers: Workers AI's and the partners'."""
-    items = [{"id": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "name": name,
-              "description": f"Workers AI text-to-image model {name.rsplit('/', 1)[-1]}",
-              "task": {"name": TEXT_TO_IMAGE}, "properties": []} for name in MODELS]
-    items += [{"id": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "name": name,
-               "description": description, "task": {"name": TEXT_TO_IMAGE},
-               "properties": [{"property_id": "partner", "value": "true"},
-                              {"property_id": "billing", "value": "unified"}]}
-              for name, (description, _) in PARTNER_MODELS.items()]
-    return items
-
-
-def _search() -> Response:
-    try:
-        per_page = int(request.args.get("per_page", 20))
-        page = int(request.args.get("page", 1))
-    except ValueError:
-        return cf_error(400, 7001, "per_page and page must be integers")
-    if not (1 <= per_page <= 100 and page >= 1):
-        return cf_error(400, 7001, "per_page must be 1-100 and page at least 1")
-    task = request.args.get("task")
-    items = [item for item in catalog()
-             if task is None or item["task"]["name"].lower() == task.lower()]
-    pages = max(1, math.ceil(len(items) / per_page))
-    shown = items[(page - 1) * per_page:page * per_page]
-    return _json({"result": shown, "success": True, "errors": [], "messages": [],
-                  "result_info": {"page": page, "per_page": per_page, "count": len(shown),
-                                  "total_count": len(items), "total_pages": pages}})
-
-
-def _schema() -> Response:
-    model = request.args.get("model")
-    if not model:
-        return cf_error(400, 7001, "the query parameter 'model' is required")
-    if model in PARTNER_MODELS:
-        props = PARTNER_MODELS[model][1]
-    elif model in MODELS:
-        props = {name: {"type": "string" if p.type == "binary" else
-                        "array" if p.type == "uint8[]" else p.type}
-                 for name, p in MODELS[model].props.items()}
-    else:
-        return cf_error(404, 3042, "The model name is invalid")
-    return _json({"result": {"input": {"type": "object", "properties": props,
-                                       "required": ["prompt"],
-                                       "additionalProperties": False},
-                             "output": {"type": "object", "properties": {
-                                 "image": {"type": "string",
-                                           "description": "a link to the picture"}}}},
-                  "success": True, "errors": [], "messages": []})
