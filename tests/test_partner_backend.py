@@ -33,6 +33,7 @@ from flux_worker.inputs.image import InputImage
 from flux_worker.net.provider_files import FileHosts, ProviderFiles
 from flux_worker.net.upstream import make_session
 from harness.fakes import cloudflare
+from harness.fakes.image_host import HostileImageHost
 
 API = "https://api.cloudflare.com/client/v4"
 TOKEN = "cfut_SECRET-partner-token-9x"
@@ -281,3 +282,11 @@ def test_an_expired_file_is_an_upstream_error(host):
             files(host).download(link, "the file")
     finally:
         host.state.partners.clock = 0.0
+
+
+def test_a_trickling_file_host_is_cut_at_the_deadline():
+    with HostileImageHost(pause=0.2, give_up=20) as slow:
+        fetcher = ProviderFiles(FileHosts((), (f"127.0.0.1:{slow.port}",)),
+                                sniff=fitting.sniff, timeout=1)
+        with pytest.raises(UpstreamError, match="took longer than 1 seconds to download.$"):
+            fetcher.download(slow.url("/body"), "the file")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult
 
 from ..errors import APIError, UpstreamError
 from .fetch import RemoteFetcher, Resolver, is_public_address, system_resolver
@@ -98,14 +98,11 @@ class ProviderFiles(RemoteFetcher):
         return self.hosts.trusted(parts) or self._allowed(address)
 
     def _refuse(self, text: str, advice: str = "") -> APIError:
-        # The provider's answer was unusable: a 502, whatever advice a client's link would get.
-        return UpstreamError(text)
+        # The provider's answer was unusable: a 502, without the advice a client's link gets
+        # (a text cut before that advice ends in ";").
+        return UpstreamError(text[:-1] + "." if text.endswith(";") else text)
 
     def _too_large(self, label: str) -> APIError:
         return UpstreamError(f"{label} is larger than {self.max_bytes // (1024 * 1024)} MB, more "
                              "than any picture needs; it was refused.")
 
-
-def label_for(url: str, what: str) -> str:
-    """A label naming the file's host only (links carry signatures; logs and answers show this)."""
-    return f"{what} on {urlsplit(url).hostname or 'an unnamed host'}"
