@@ -190,7 +190,11 @@ def provider_backend(config: Config, provider: str, session: requests.Session,
             gateway_token=config.cf_ai_gateway_token,
             accounts=accounts or AccountPool(config.cloudflare_accounts))
     if provider == CF_PARTNER:
-        raise ConfigError("CF_PARTNER_MODELS: the partner provider is not built yet")
+        from .backends.cloudflare_partner import CloudflarePartnerBackend
+        return CloudflarePartnerBackend(
+            accounts=config.cloudflare_accounts, session=session, api_base=config.cf_api_base,
+            timeout=config.upstream_timeout, retries=config.upstream_retries,
+            file_hosts=config.provider_file_hosts)
     if provider == OPENAI:
         from .backends.openai_images import OpenAIImagesBackend
         return OpenAIImagesBackend(api_base=config.image_api_base, api_key=config.image_api_key,

@@ -139,3 +139,10 @@ def test_a_shape_without_small_numbers_is_named_by_the_closest_one():
     assert resolve_size(pixel_spec(301, 613, "301x613"), LUCID) == ResolvedSize(
         301, 613, "16:33")
     assert resolve_size(pixel_spec(613, 301, "613x301"), LUCID).ratio_label == "33:16"
+
+
+def test_a_near_square_size_is_not_named_1_1_when_3_percent_off():
+    # Found by the property test: 826x851 is 2.9% from square; "1:1" would misname it.
+    resolved = resolve_size(SizeSpec(None, 826, 851, "826x851"), CATALOG[0])
+    w, h = (int(n) for n in resolved.ratio_label.split(":"))
+    assert abs((w / h) / (826 / 851) - 1) < 0.01

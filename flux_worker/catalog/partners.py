@@ -3,8 +3,10 @@ unified `/ai/run` route, billed in US dollars from Unified Billing credits (no n
 
 Ids are the ones Cloudflare gives them (`vendor/name`); the aliases are the names people type.
 Each model's request fields are built in backends/cloudflare_partner/ from these entries
-(reference: image-providers.md section 1). Cloudflare publishes no dollar prices for them, so
-the prices below are the vendors' own public list prices, marked `listed=False`.
+(reference: image-providers.md section 1): `size_choices` go as `size: "WxH"`, `aspect_ratios`
+as `aspect_ratio`, a `size` range as `width`/`height`, `steps_field`/`guidance`/`seed` as
+named, and `reference_images` as the model's image list. Cloudflare publishes no dollar prices
+for them, so the prices below are the vendors' own public list prices, marked `listed=False`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ _CREATED = 1767225600
 
 def _partner(id: str, aliases: tuple[str, ...], description: str, usd: UsdPrice,
              **fields: object) -> ModelSpec:
+    fields.setdefault("steps_field", None)       # most partner models take no step count
     return ModelSpec(id, aliases, id.split("/")[0], description, provider=CF_PARTNER,
-                     usd=usd, steps_field=None, created=_CREATED, **fields)  # type: ignore[arg-type]
+                     usd=usd, created=_CREATED, **fields)  # type: ignore[arg-type]
 
 
 PARTNER_CATALOG: tuple[ModelSpec, ...] = (
@@ -47,15 +50,18 @@ PARTNER_CATALOG: tuple[ModelSpec, ...] = (
     _partner("google/imagen-4", ("imagen-4",), "Google Imagen 4 via Cloudflare: photorealism",
              UsdPrice(per_image=0.04, listed=False, note=_ASSUMED),
              aspect_ratios=_GOOGLE_RATIOS, native_size=(1024, 1024)),
+    # width/height >= 64, seed, and up to 8 `input_images` (https or data URIs) (reference §8).
     _partner("black-forest-labs/flux-2-pro-preview", ("flux-2-pro",),
-             "FLUX.2 [pro] (preview) via Cloudflare: free sizes up to 4 MP",
+             "FLUX.2 [pro] (preview) via Cloudflare: free sizes up to 4 MP, reference images",
              UsdPrice(per_image=0.015, per_megapixel=0.015, listed=False,
                       note=_ASSUMED + " ($0.03 the first megapixel, $0.015 each further)"),
-             size=SizeRange(256, 2048, (1024, 1024))),
+             size=SizeRange(64, 2048, (1024, 1024)), seed=True, reference_images=8),
+    # `steps` (the page's example: 50, the model's default) and `guidance` (7.5 there).
     _partner("black-forest-labs/flux-2-flex", ("flux-2-flex",),
              "FLUX.2 [flex] via Cloudflare: typography, adjustable steps and guidance",
              UsdPrice(per_megapixel=0.06, listed=False, note=_ASSUMED),
-             native_size=(1024, 1024), guidance=(1.5, 10.0)),
+             native_size=(1024, 1024), guidance=(1.5, 10.0), steps_field="steps",
+             steps_max=50, default_steps=50),
 )
 
 

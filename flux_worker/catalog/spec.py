@@ -286,6 +286,9 @@ class ModelSpec:
         """The smallest and largest side an answer may state for this model."""
         if self.size:
             return self.size.min, self.size.max
+        if self.size_choices:
+            # Fixed sizes (gpt-image: up to 1536): the largest it draws is the ceiling.
+            return 64, max(max(shape) for shape in self.size_choices)
         # Without size control the output is cropped and scaled from the native image;
         # upscaling past it would only blur, so its longest side is the ceiling.
         return 64, max(self.native_size)

@@ -1,4 +1,4 @@
-"""The Workers AI text-to-image models: one entry each, and the README's cost table.
+"""The Workers AI text-to-image models: one entry each, and the cost table of docs/costs.md.
 
 Facts come from the model schemas summarised in the reference notes. Adding a model is adding one
 entry to CATALOG (and its schema to the fake in harness/fakes/cloudflare/schemas.py).
@@ -88,7 +88,7 @@ CATALOG: tuple[ModelSpec, ...] = (
 
 def cost_table(steps: int = 4, size: tuple[int, int] = (1024, 1024),
                catalog: tuple[ModelSpec, ...] = CATALOG) -> str:
-    """The README's cost table: each model's price and what one image of `size` costs."""
+    """The cost table of docs/costs.md: each model's price and what one image of `size` costs."""
     width, height = size
     rows = ["| model | price (neurons) | %dx%d at %d steps | at the paid rate | a day in the "
             "free 10,000 |" % (width, height, steps), "|---|---|---|---|---|"]

@@ -4,7 +4,7 @@ variables.py declares each variable as a field of `Config`, with its default and
 holds the parsers of each kind of value. `Config.from_env()` is the only place that reads the
 environment, and a bad value raises `ConfigError` naming the variable, so the service refuses to
 start instead of failing per request. `VARIABLES` (name, default, help of each variable) is
-derived from the declaration; the README's table is checked against it.
+derived from the declaration; docs/configuration.md's table is checked against it.
 
 Importing this package loads neither Flask, Pillow nor prometheus_client.
 """

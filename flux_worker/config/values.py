@@ -53,7 +53,7 @@ def config_error(exc: ValidationError) -> ConfigError:
     if isinstance(cause, ValueError):
         return ConfigError(f"{name} {cause}")
     # Only a field declared without a parser of its own gets here; its input may be a secret.
-    return ConfigError(f"{name} cannot be read: set it as the README's configuration table says")
+    return ConfigError(f"{name} cannot be read: set it as docs/configuration.md says")
 
 
 # ---- numbers ---------------------------------------------------------------------------------

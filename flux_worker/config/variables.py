@@ -1,7 +1,7 @@
 """The declaration: every environment variable the service reads, once, as a field of `Config`.
 
 Each field names its variable, its default (the text a user would set, parsed as a set value is)
-and its help, the README table's "meaning" column (tests/test_config.py compares the two).
+and its help, the "meaning" column of docs/configuration.md (tests/test_config.py compares the two).
 `Config.from_env()` is the only place that reads the environment: a bad value raises ConfigError
 naming the variable, so the service refuses to start instead of failing per request.
 """
@@ -72,7 +72,7 @@ IMAGE_LINK_MODES = ("service", "direct", "presigned")
 
 def variable(name: str, default: str, help: str, *, alias: str = "",
              secret: bool = False) -> Any:
-    """A field's environment variable: its name, default and help (the README's "meaning").
+    """A field's environment variable: its name, default and help (the "meaning" column of docs/configuration.md).
 
     The default is text, as a user would set it, and goes through the field's parser like a set
     value (validate_default). `alias` is an older name, read when `name` is unset. A secret is
@@ -386,5 +386,5 @@ def _variables() -> tuple[Variable, ...]:
     return tuple(found)
 
 
-# Every variable Config reads, in declaration order: the README's table is checked against it.
+# Every variable Config reads, in declaration order: docs/configuration.md's table is checked against it.
 VARIABLES: tuple[Variable, ...] = _variables()

@@ -28,6 +28,8 @@ class GenerationRequest:
     mask: bytes | None = None            # SD mask PNG (white repaint) at the first image's size
     strength: float | None = None        # 0..1, for models with `strength`
     variation: bool = False              # an images/variations request (no user prompt)
+    # "transparent" only where the model can draw it (ModelSpec.transparency; the planner checks).
+    background: str = "opaque"
     # Set when the client has gone: a backend checks it before any retry.
     cancel: threading.Event | None = None
     # This image's share of the budget reservation: a backend that picks among accounts with

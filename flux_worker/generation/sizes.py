@@ -158,10 +158,16 @@ def _shape(width: int, height: int) -> str:
     if max(reduced) <= RATIO_TERM_MAX:
         return "%d:%d" % reduced
     # `683:384` tells a reader (or an LLM) nothing: take the first short term up to 16 that
-    # comes within 1%, else the closest.
+    # comes within 1%, else the closest; only when that is 2% off or more, terms up to 64
+    # (a near-square 826x851 is 33:34, not a 3%-off 1:1).
     ratio = max(width, height) / min(width, height)
-    candidates = [(round(ratio * short), short) for short in range(1, 17)]
-    long_term, short_term = next(
-        (c for c in candidates if abs(c[0] / c[1] / ratio - 1) < 0.01),
-        min(candidates, key=lambda c: abs(c[0] / c[1] / ratio - 1)))
+
+    def off(c: tuple[int, int]) -> float:
+        return abs(c[0] / c[1] / ratio - 1)
+
+    candidates = [(round(ratio * short), short) for short in range(1, RATIO_TERM_MAX + 1)]
+    small = candidates[:16]
+    long_term, short_term = next((c for c in small if off(c) < 0.01), min(small, key=off))
+    if off((long_term, short_term)) >= 0.02:
+        long_term, short_term = min(candidates, key=off)
     return f"{long_term}:{short_term}" if width >= height else f"{short_term}:{long_term}"

@@ -11,12 +11,12 @@ import logging
 import socket
 import time
 from typing import Any, Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
-from ..errors import ImageRefused
+from ..errors import APIError, ImageRefused
 from .upstream import shut_at, spare
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,10 @@ class RemoteFetcher:
     checked address (with the original Host header and TLS name), so a DNS answer that changes
     between the check and the connection cannot redirect it inside. Redirects are followed only
     on the same host, each one checked again.
+
+    The checks and the wording of refusals are methods (`_check_link`, `_address_allowed`,
+    `_refuse`, `_too_large`), so that a download with other rules (providers' result files,
+    provider_files.py) reuses the same connection and deadline machinery.
     """
 
     def __init__(self, *, max_bytes: int, timeout: float = REMOTE_TIMEOUT,
@@ -161,14 +165,10 @@ class RemoteFetcher:
             deadline.close()
 
     def _follow(self, url: str, label: str, deadline: _Deadline) -> bytes:
-        first_host = urlsplit(url).hostname
+        first = urlsplit(url)
         for _ in range(self.max_redirects + 1):
             parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ImageRefused(f"{label}: only http(s) links can be fetched.", param="image")
-            if parts.hostname != first_host:
-                raise ImageRefused(f"{label} redirects to another host ({parts.hostname}); "
-                                   "send the final link.", param="image")
+            self._check_link(parts, first, label)
             address = self._checked_address(parts, label, deadline)
             with self._pool(parts, address, deadline) as pool:
                 response = self._request(pool, parts, label, deadline)
@@ -176,18 +176,37 @@ class RemoteFetcher:
                     if response.status in (301, 302, 303, 307, 308):
                         location = response.headers.get("Location")
                         if not location:
-                            raise ImageRefused(f"{label} answered a redirect without a target.",
-                                               param="image")
+                            raise self._refuse(f"{label} answered a redirect without a target.")
                         url = urljoin(url, location)
                         continue
                     if response.status != 200:
-                        raise ImageRefused(f"{label} could not be downloaded: its server "
-                                           f"answered HTTP {response.status}.", param="image")
+                        raise self._refuse(f"{label} could not be downloaded: its server "
+                                           f"answered HTTP {response.status}.")
                     return self._body(response, label, deadline)
                 finally:
                     response.release_conn()
-        raise ImageRefused(f"{label} redirects more than {self.max_redirects} times.",
-                           param="image")
+        raise self._refuse(f"{label} redirects more than {self.max_redirects} times.")
+
+    # -- the rules and their wording (a subclass may change them) ----------------------------
+
+    def _check_link(self, parts: SplitResult, first: SplitResult, label: str) -> None:
+        """Refuse a link that is not http(s), or a redirect to another host than the first."""
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self._refuse(f"{label}: only http(s) links can be fetched.")
+        if parts.hostname != first.hostname:
+            raise self._refuse(f"{label} redirects to another host ({parts.hostname}).",
+                               "Send the final link.")
+
+    def _address_allowed(self, parts: SplitResult, address: str) -> bool:
+        """Whether `address`, one that `parts.hostname` resolves to, may be connected to."""
+        return self._allowed(address)
+
+    def _refuse(self, text: str, advice: str = "") -> APIError:
+        """The error for a refused download: `advice` tells a client what to do instead."""
+        return ImageRefused(f"{text} {advice}".strip(), param="image")
+
+    def _too_large(self, label: str) -> APIError:
+        return ImageRefused.too_large(label, self.max_bytes)
 
     def _checked_address(self, parts, label: str, deadline: _Deadline) -> str:
         """The address to connect to, after every address of the host passed the guard."""
@@ -198,16 +217,15 @@ class RemoteFetcher:
         except (OSError, UnicodeError):
             addresses = []
         if not addresses:
-            raise ImageRefused(f"{label}: the host {host} could not be resolved.", param="image")
-        refused = [a for a in addresses if not self._allowed(a)]
+            raise self._refuse(f"{label}: the host {host} could not be resolved.")
+        refused = [a for a in addresses if not self._address_allowed(parts, a)]
         if refused:
             # The operator may see where the name points; the caller learns only that it is
             # inside, not which inside address a name of theirs (or of this network) has.
             log.info("refused to fetch from %s: it resolves to %s", host, refused[0])
-            raise ImageRefused(
+            raise self._refuse(
                 f"{label} points to an internal address ({host}); only public internet "
-                "addresses are fetched. Link the image on a public host or attach it.",
-                param="image")
+                "addresses are fetched.", "Link the image on a public host or attach it.")
         if deadline.passed():
             raise self._too_slow(label)
         return addresses[0]
@@ -245,13 +263,13 @@ class RemoteFetcher:
               deadline: _Deadline) -> bytes:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise ImageRefused.too_large(label, self.max_bytes)
+            raise self._too_large(label)
         chunks, total = [], 0
         try:
             for chunk in response.stream(64 * 1024):
                 total += len(chunk)
                 if total > self.max_bytes:
-                    raise ImageRefused.too_large(label, self.max_bytes)
+                    raise self._too_large(label)
                 chunks.append(chunk)
         except urllib3.exceptions.HTTPError as exc:
             raise self._failed(label, exc, deadline) from None
@@ -260,13 +278,12 @@ class RemoteFetcher:
             raise self._too_slow(label)
         return b"".join(chunks)
 
-    def _failed(self, label: str, exc: Exception, deadline: _Deadline) -> ImageRefused:
+    def _failed(self, label: str, exc: Exception, deadline: _Deadline) -> APIError:
         """The refusal for a download that broke off: too slow, or failed for its own reason."""
         if deadline.passed():
             return self._too_slow(label)
-        return ImageRefused(f"{label} could not be downloaded ({type(exc).__name__}).",
-                            param="image")
+        return self._refuse(f"{label} could not be downloaded ({type(exc).__name__}).")
 
-    def _too_slow(self, label: str) -> ImageRefused:
-        return ImageRefused(f"{label} took longer than {self.timeout:g} seconds to download; "
-                            "link the image on a faster host or attach it.", param="image")
+    def _too_slow(self, label: str) -> APIError:
+        return self._refuse(f"{label} took longer than {self.timeout:g} seconds to download;",
+                            "link the image on a faster host or attach it.")

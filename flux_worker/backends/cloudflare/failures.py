@@ -43,7 +43,7 @@ from ...net.upstream import Answer, retry_after_seconds
 
 OVERLOADED_RETRY_AFTER = 10
 RATE_LIMITED_RETRY_AFTER = 60
-_MAX_CF_MESSAGE = 300       # characters of Cloudflare's message quoted in our errors
+MAX_CF_MESSAGE = 300       # characters of Cloudflare's message quoted in our errors
 
 CONTENT_POLICY_MESSAGE = ("The image model's safety filter rejected this prompt or its output. "
                           "Rephrase the prompt and try again.")
@@ -111,8 +111,8 @@ def error_from(resp: Answer, redact: Callable[[str], str]) -> CloudflareError:
         found = _CODE_IN_TEXT.search(message)
         code = int(found.group(1)) if found else None
     message = redact(" ".join(message.split()))
-    if len(message) > _MAX_CF_MESSAGE:
-        message = message[:_MAX_CF_MESSAGE - 1] + "…"
+    if len(message) > MAX_CF_MESSAGE:
+        message = message[:MAX_CF_MESSAGE - 1] + "…"
     return CloudflareError(resp.status_code, code, message)
 
 

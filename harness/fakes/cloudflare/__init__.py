@@ -21,6 +21,8 @@ Routes
 * ``POST [/client/v4]/accounts/<account>/ai/v1/chat/completions``, the gateway's
   ``.../workers-ai/v1/chat/completions`` and ``POST /v1/chat/completions``: OpenAI-style LLM (§5).
 * ``POST /v1/images/generations`` and ``GET /_fake/files/<id>.png``: an OpenAI Images API.
+* ``POST /client/v4/accounts/<account>/ai/run`` (``{model, input}``): the partner models, with
+  ``GET .../ai/models/search`` and ``.../ai/models/schema`` (``partners``; image-providers.md §1).
 * ``/_fake/...``: control (faults, recorded requests, LLM reply, reset, health).
 
 Use
@@ -33,7 +35,8 @@ Use
 
 Modules
 -------
-Imports flow one way: ``server`` -> ``app`` -> ``state`` / ``schemas`` / ``pictures``.
+Imports flow one way: ``server`` -> ``app`` -> ``partners`` -> ``state`` / ``schemas`` /
+``pictures``.
 
 * ``schemas``: each model's input schema (``Prop``, ``ModelSchema``, ``MODELS``), the strict
   ``validate_json`` / ``validate_form`` and the image-input checks (img2img, inpainting, flux-2
@@ -43,6 +46,9 @@ Imports flow one way: ``server`` -> ``app`` -> ``state`` / ``schemas`` / ``pictu
   and the canned error bodies (``cf_error``, the §4 fault answers, OpenAI's error envelope);
 * ``app``: ``make_app``, request recording and the route handlers (run, gateway, chat, images,
   image edits and variations, control);
+* ``partners`` (with ``partner_schemas`` and ``model_search``): the partner route, its
+  per-model JSON schemas, expiring result files and
+  faults, model search and schemas (registered by ``make_app``);
 * ``server``: ``FakeServer``, ``start`` and the command line (``main``, also ``__main__``).
 """
 

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from PIL import Image
 
+from harness.fakes.cloudflare.partners import DEFAULT_NO_RUN_TOKEN, partners, register
 from harness.fakes.cloudflare.pictures import ImageMaker
 from harness.fakes.cloudflare.schemas import (
     MODELS,
@@ -115,7 +116,8 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
              record_limit: int = 10000, fail_rate: float = 0.0,
              more_accounts: dict[str, str] | None = None,
              neurons_header: str | None = None,
-             gateway_multipart_7000: bool = False) -> Flask:
+             gateway_multipart_7000: bool = False,
+             no_run_token: str = DEFAULT_NO_RUN_TOKEN) -> Flask:
     """Build the fake's Flask app.
 
     gateway_token: when set, gateway routes demand `cf-aig-authorization: Bearer <it>` (§7).
@@ -126,6 +128,7 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
     neurons_header: a `cf-ai-neurons` value sent with JSON successes (reported by 3P, §8).
     gateway_multipart_7000: gateway routes answer multipart calls with HTTP 500, code 7000, as
     AI Gateway does for FLUX.2 (§8), so a client's fallback to the direct route can be tested.
+    no_run_token: a token of the account without `AI Gateway - Run`: partner calls get 403/2049.
     """
     app = Flask(__name__)
     app.config["FAKE_GATEWAY_MULTIPART_7000"] = gateway_multipart_7000
@@ -136,6 +139,7 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
                       record_limit=record_limit, fail_rate=float(fail_rate),
                       more_accounts=dict(more_accounts or {}), neurons_header=neurons_header)
     app.extensions["fake_cloudflare"] = state
+    register(app, state, no_run_token)          # partner models, model search and schemas
 
     # -- Workers AI text-to-image ---------------------------------------------------------------
 
@@ -204,9 +208,11 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
         body = request.get_json(silent=True) or {}
         try:
             _state().add_faults(list(body.get("faults") or []))
+            partners(_state()).add_faults(list(body.get("partner_faults") or []))
         except (ValueError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)
-        return _json({"pending": list(_state().faults)})
+        return _json({"pending": list(_state().faults),
+                      "partner_pending": list(partners(_state()).faults)})
 
     @app.get("/_fake/faults")
     def list_faults():

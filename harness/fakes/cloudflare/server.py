@@ -46,6 +46,15 @@ class FakeServer:
         """Queue image faults (FIFO): "3030", "timeout", {"kind": "timeout", "seconds": 3}, ..."""
         self.state.add_faults(list(kinds))
 
+    def add_partner_faults(self, *kinds: str | dict) -> None:
+        """Queue faults of the partner route (partners.PARTNER_FAULTS): "2021", "failed", ..."""
+        self.state.partners.add_faults(list(kinds))
+
+    def advance_partner_clock(self, seconds: float) -> None:
+        """Move the partner files' fake clock: links older than a day then answer 404."""
+        with self.state.partners.lock:
+            self.state.partners.clock += seconds
+
     def add_llm_faults(self, *kinds: str | dict) -> None:
         self.state.add_faults(list(kinds), llm=True)
 

@@ -95,6 +95,8 @@ class FakeState:
     more_accounts: dict = field(default_factory=dict)
     exhausted: set = field(default_factory=set)
     neurons_header: str | None = None
+    # The partner models' route (partners.py): its files on a fake clock, its faults.
+    partners: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: collections.deque = field(default_factory=collections.deque)
     llm_faults: collections.deque = field(default_factory=collections.deque)
@@ -137,6 +139,8 @@ class FakeState:
             self.files.clear()
             self.llm_reply = DEFAULT_LLM_REPLY
             self.exhausted = set()
+        if self.partners is not None:
+            self.partners.reset()
 
     def store_file(self, data: bytes) -> str:
         file_id = uuid.uuid4().hex
