@@ -66,10 +66,11 @@ class ProviderHealth:
                             self.retry_seconds, count)
 
     def succeeded(self, provider: str) -> None:
-        """A success: forget the failures in a row (a trial that worked restores the provider)."""
+        """A success: forget the failures in a row and any skip (the provider works again)."""
         if self.limit <= 0:
             return
         self._ask(lambda: self.marks.delete(_failures(provider)))
+        self._ask(lambda: self.marks.delete(_skip(provider)))
 
     def state(self, provider: str) -> str:
         """For /readyz: "ok", or "skipped for N s after K failures"."""
