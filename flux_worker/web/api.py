@@ -104,7 +104,11 @@ def get_model(model_id: str):
     """One model with its capabilities; 404 model_not_found for unknown ids."""
     svc = services()
     if is_auto(model_id):
-        return jsonify(_auto_object(svc))
+        # Auto's first candidate is the default model: its capabilities and price stand for it.
+        first = svc.models.default
+        return jsonify(_auto_object(svc, aliases=[], capabilities=first.capabilities(),
+                                    default=False,
+                                    cost=first.cost_info(svc.config.flux_num_steps)))
     spec = svc.models.require(model_id)
     return jsonify(_model_object(svc, spec, aliases=list(spec.aliases),
                                  description=spec.description, capabilities=spec.capabilities(),
@@ -112,11 +116,11 @@ def get_model(model_id: str):
                                  cost=spec.cost_info(svc.config.flux_num_steps)))
 
 
-def _auto_object(svc) -> dict:
+def _auto_object(svc, **extra) -> dict:
     """`auto`: a name clients may pick, for which the service chooses (README: Fallback)."""
     return answers.model_object(AUTO, "flux-worker", svc.models.default.created,
                                 backend=svc.backend.name, provider=AUTO,
-                                description=AUTO_DESCRIPTION)
+                                description=AUTO_DESCRIPTION, **extra)
 
 
 def _model_object(svc, spec, **extra) -> dict:
