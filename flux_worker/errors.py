@@ -16,11 +16,17 @@
     ├── Overloaded                503 rate_limit_exceeded (capacity, + Retry-After)
     ├── UpstreamError             502 upstream_error (5xx, malformed answer, not an image)
     │   ├── UpstreamAuthFailed    502 upstream_auth_failed (the server's token was refused)
+    │   ├── UpstreamRejected      502 upstream_error (the provider refused the request: a 4xx)
     │   └── UpstreamTimeout       504 upstream_error
     ├── StorageError              503 storage_error
     │   └── StorageFull           507 storage_error
     ├── Cancelled                 499 cancelled (the client left; never sent, only counted)
     └── ServerError               500 server_error (a bug: never for bad input)
+
+Each error also says whether another model may draw instead (`fallback`, MODEL_FALLBACKS): the
+reason a provider's failure gives ("capacity", "quota", "rate_limit", "upstream_error",
+"timeout"), or None where another model would fail the same way or the fault is not the
+provider's moment (a refused prompt, a bad request, this server's credentials).
 
 This module does not import Flask: views and logic raise these, `web.errors` turns them into
 responses at the boundary.
@@ -57,6 +63,9 @@ class APIError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    # Why another model may draw when a provider answers this (README: Fallback); None: never.
+    # The one rule of what triggers a fallback: generation/fallback.py reads only this.
+    fallback: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  retry_after: int | None = None):
@@ -175,6 +184,7 @@ class RateLimited(APIError):
     status = 429
     type = "rate_limit_exceeded"
     code = "rate_limit_exceeded"
+    fallback = "rate_limit"
 
 
 class QuotaExceeded(APIError):
@@ -183,6 +193,7 @@ class QuotaExceeded(APIError):
     status = 429
     type = "insufficient_quota"
     code = "insufficient_quota"
+    fallback = "quota"
 
 
 class Overloaded(APIError):
@@ -191,6 +202,7 @@ class Overloaded(APIError):
     status = 503
     type = "rate_limit_exceeded"
     code = "rate_limit_exceeded"
+    fallback = "capacity"
 
 
 class UpstreamError(APIError):
@@ -199,18 +211,30 @@ class UpstreamError(APIError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+    fallback: str | None = "upstream_error"
 
 
 class UpstreamAuthFailed(UpstreamError):
     """The provider refused the server's own credentials; the client's key was fine (502)."""
 
     code = "upstream_auth_failed"
+    fallback = None   # the operator must fix the token; it is not a passing fault
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider refused the request as malformed (a 4xx other than quota or rate) (502).
+
+    Another model would be sent the same request, so it is no reason to fall back.
+    """
+
+    fallback = None
 
 
 class UpstreamTimeout(UpstreamError):
     """The provider did not answer in time (504)."""
 
     status = 504
+    fallback = "timeout"
 
 
 class StorageError(APIError):

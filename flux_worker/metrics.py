@@ -79,6 +79,15 @@ CANCELLED_NEURONS = Counter(
 # livesum: the sum over live processes only, so a dead worker's generations stop counting.
 IN_FLIGHT = Gauge("flux_worker_generations_in_flight", "Generations running right now.",
                   multiprocess_mode="livesum")
+# Set from the shared provider health at each scrape, so every process reports the same value.
+PROVIDER_UP = Gauge("flux_worker_provider_up",
+                    "1 when the provider is tried, 0 while it is skipped after failures in a row.",
+                    ["provider"], multiprocess_mode="mostrecent")
+FALLBACKS = Counter(
+    "flux_worker_fallbacks",
+    "Images another model drew because the first failed, by from-model, to-model and reason "
+    '("capacity", "quota", "rate_limit", "upstream_error", "timeout", "provider_skipped").',
+    ["from_model", "to_model", "reason"])
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
@@ -145,6 +154,16 @@ def observe_usd(model_id: str, usd: float) -> None:
 def observe_cancelled_neurons(model_id: str, neurons: float) -> None:
     """Count the neurons of an image billed upstream whose client had gone."""
     CANCELLED_NEURONS.labels(model_id).inc(max(0.0, neurons))
+
+
+def observe_fallback(from_model: str, to_model: str, reason: str) -> None:
+    """Count one move from a failed (or skipped) model to its next alternative."""
+    FALLBACKS.labels(from_model, to_model, reason).inc()
+
+
+def set_provider_up(provider: str, up: bool) -> None:
+    """Report whether `provider` is tried (1) or skipped (0)."""
+    PROVIDER_UP.labels(provider).set(1 if up else 0)
 
 
 def render() -> tuple[bytes, str]:

@@ -30,8 +30,10 @@ from .cost.health import CountersHealth
 from .cost.ledgers import MemoryLedger, ledger_from_location
 from .cost.throttle import InflightGate, RateLimiter
 from .generation.backend import ImageBackend
+from .generation.fallback import resolve_chains
 from .generation.pipeline import Pipeline
 from .generation.planner import Planner
+from .generation.provider_health import ProviderHealth
 from .generation.service import Generations
 from .generation.translate import ChatTranslator, Translator
 from .inputs.intake import ImageIntake
@@ -42,6 +44,7 @@ from .responses.store import ResponseStore
 from .storage import ImageStore, open_store
 from .storage.health import StoreHealth
 from .storage.links import ImageLinks
+from .storage.marks import marks_from_location
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class Services:
         """Release connections and files."""
         self.store.close()
         self.books.ledger.close()
+        if self.pipeline.providers is not None:
+            self.pipeline.providers.marks.close()
         if self.session is not None:
             self.session.close()
 
@@ -94,8 +99,11 @@ def build_services(config: Config) -> Services:
     except ValueError as exc:
         raise ConfigError(f"STORAGE_URL: {exc}") from None
     health = StoreHealth(store)
+    providers = ProviderHealth(marks_from_location(config.counters),
+                               limit=config.provider_failure_limit,
+                               retry_seconds=config.provider_retry_seconds)
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
-                        expiration=config.image_expiration, health=health)
+                        expiration=config.image_expiration, health=health, providers=providers)
     limiter = (RateLimiter(config.rate_limit, config.counters, health=counters)
                if config.rate_limit else None)
     admission = Admission(limiter, InflightGate(config.max_inflight), books)
@@ -105,7 +113,13 @@ def build_services(config: Config) -> Services:
                          fetch_remote=config.fetch_remote_images,
                          expiration=config.image_expiration,
                          foreign_origin=links.foreign_origin())
-    generations = Generations(planner=Planner(models, config.flux_num_steps), pipeline=pipeline,
+    try:
+        chains = resolve_chains(config.model_fallbacks, models)
+    except ValueError as exc:
+        raise ConfigError(f"MODEL_FALLBACKS: {exc}") from None
+    planner = Planner(models, config.flux_num_steps, chains=chains, providers=providers,
+                      fits=books.fits)
+    generations = Generations(planner=planner, pipeline=pipeline,
                               admission=admission, intake=intake, health=health)
     chat = ChatTurns(generations, models, Phrasebook(config.language), translator=translator,
                      auto_edits=config.chat_edits == "auto",

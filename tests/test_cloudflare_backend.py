@@ -26,6 +26,7 @@ from flux_worker.errors import (
     RateLimited,
     UpstreamAuthFailed,
     UpstreamError,
+    UpstreamRejected,
     UpstreamTimeout,
 )
 from flux_worker.generation.backend import GeneratedImage, GenerationRequest
@@ -481,7 +482,8 @@ def test_schema_5006_is_our_bug_quoting_cloudflare(rsps, make, sleep):
     with pytest.raises(UpstreamError) as info:
         make().generate(req(SCHNELL))
     err = info.value
-    assert type(err) is UpstreamError and err.status == 502
+    # Refused as built: another model would be refused too, so no fallback.
+    assert type(err) is UpstreamRejected and err.status == 502 and err.fallback is None
     assert text in err.message and "5006" in err.message
     assert len(rsps.calls) == 1 and sleep.waits == []
 
@@ -510,7 +512,8 @@ def test_other_client_errors_are_upstream_errors_quoting_cloudflare(rsps, make, 
     rsps.post(run_url(SCHNELL.id), status=status, json=envelope_err(code, text))
     with pytest.raises(UpstreamError) as info:
         make().generate(req(SCHNELL))
-    assert type(info.value) is UpstreamError and info.value.status == 502
+    assert type(info.value) is UpstreamRejected and info.value.status == 502
+    assert info.value.fallback is None
     assert text in info.value.message and str(code) in info.value.message
     assert len(rsps.calls) == 1
 

@@ -26,6 +26,7 @@ from ..errors import (
     RateLimited,
     UpstreamAuthFailed,
     UpstreamError,
+    UpstreamRejected,
     UpstreamTimeout,
 )
 from ..generation import fitting
@@ -235,5 +236,7 @@ def _error(resp: Answer, key: str) -> Exception:
         after = retry_after_seconds(resp.headers.get("Retry-After"))
         return RateLimited("The image API is rate limiting this server; try again shortly.",
                            retry_after=math.ceil(after) if after is not None else 60)
-    return UpstreamError(
+    # A 4xx refuses the request itself: another model would be refused too (no fallback).
+    failed = UpstreamRejected if 400 <= resp.status_code < 500 else UpstreamError
+    return failed(
         f"The image API failed with HTTP {resp.status_code}: {_quoted(text, key)}")

@@ -87,7 +87,12 @@ def image_pieces(result: ImageResult, words: Phrasebook, image_url: Callable[[st
 
     The end of every chat answer that made an image: a new picture's and an edit's.
     """
-    yield (f"{words('success')}\n{words('result')}\n\n"
+    fallback = ""
+    if result.fallback is not None and result.model is not None and result.tried:
+        # The EDIT_MODEL line's sibling: the model that drew, known only now.
+        fallback = words("model_fallback", model=result.model.short_name,
+                         requested=result.tried[0], reason=result.fallback) + "\n"
+    yield (f"{fallback}{words('success')}\n{words('result')}\n\n"
            f"![{words('alt')}]({image_url(result.key)})")
     if show_cost and result.neurons is not None:
         yield "\n\n" + words("cost", neurons=neurons_text(result.neurons),

@@ -32,6 +32,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "instruction": "✏️ Instruction: {}",
         "model": "🤖 Model: {}",
         "model_instead": "🤖 Model: {model} ({requested} takes no images; EDIT_MODEL drew this edit)",
+        "model_fallback": "🤖 Model: {model} ({requested} could not draw it now: {reason}; MODEL_FALLBACKS)",
     },
     "de": {
         "original": "🎨 Ursprünglicher Prompt: {}",
@@ -57,6 +58,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "instruction": "✏️ Anweisung: {}",
         "model": "🤖 Modell: {}",
         "model_instead": "🤖 Modell: {model} ({requested} nimmt keine Bilder; EDIT_MODEL hat diese Bearbeitung erstellt)",
+        "model_fallback": "🤖 Modell: {model} ({requested} konnte es gerade nicht erstellen: {reason}; MODEL_FALLBACKS)",
     },
     "zh-cn": {
         "original": "🎨 原始提示词：{}",
@@ -82,6 +84,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "instruction": "✏️ 编辑指令：{}",
         "model": "🤖 模型：{}",
         "model_instead": "🤖 模型：{model}（{requested} 不接受图像；由 EDIT_MODEL 完成此编辑）",
+        "model_fallback": "🤖 模型：{model}（{requested} 暂时无法生成：{reason}；MODEL_FALLBACKS）",
     },
     "zh-hant": {
         "original": "🎨 原始提示詞：{}",
@@ -107,6 +110,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "instruction": "✏️ 編輯指令：{}",
         "model": "🤖 模型：{}",
         "model_instead": "🤖 模型：{model}（{requested} 不接受圖像；由 EDIT_MODEL 完成此編輯）",
+        "model_fallback": "🤖 模型：{model}（{requested} 暫時無法生成：{reason}；MODEL_FALLBACKS）",
     },
     "ja": {
         "original": "🎨 元のプロンプト：{}",
@@ -132,6 +136,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "instruction": "✏️ 指示：{}",
         "model": "🤖 モデル：{}",
         "model_instead": "🤖 モデル：{model}（{requested} は画像を受け付けないため EDIT_MODEL が編集しました）",
+        "model_fallback": "🤖 モデル：{model}（{requested} は現在生成できません：{reason}；MODEL_FALLBACKS）",
     },
     "es": {
         "original": "🎨 Prompt original: {}",
@@ -158,6 +163,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "instruction": "✏️ Instrucción: {}",
         "model": "🤖 Modelo: {}",
         "model_instead": "🤖 Modelo: {model} ({requested} no acepta imágenes; EDIT_MODEL hizo esta edición)",
+        "model_fallback": "🤖 Modelo: {model} ({requested} no pudo generarla ahora: {reason}; MODEL_FALLBACKS)",
     },
     "fr": {
         "original": "🎨 Prompt original : {}",
@@ -183,6 +189,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "instruction": "✏️ Instruction : {}",
         "model": "🤖 Modèle : {}",
         "model_instead": "🤖 Modèle : {model} ({requested} ne prend pas d'images ; EDIT_MODEL a fait cette retouche)",
+        "model_fallback": "🤖 Modèle : {model} ({requested} n'a pas pu la générer pour l'instant : {reason} ; MODEL_FALLBACKS)",
     },
     "ru": {
         "original": "🎨 Исходный запрос: {}",
@@ -208,6 +215,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "instruction": "✏️ Инструкция: {}",
         "model": "🤖 Модель: {}",
         "model_instead": "🤖 Модель: {model} ({requested} не принимает изображения; правку выполнила EDIT_MODEL)",
+        "model_fallback": "🤖 Модель: {model} ({requested} сейчас не смогла его создать: {reason}; MODEL_FALLBACKS)",
     },
 }
 

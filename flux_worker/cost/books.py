@@ -268,6 +268,21 @@ class Books:
             raise self._over_budget(refused, day, neurons, usd)
         return Hold(self, day, counters, neurons, usd)
 
+    def fits(self, key: str | None, neurons: float) -> bool:
+        """Whether `neurons` more would stay within the service's and `key`'s budgets now.
+
+        A read that reserves nothing (`model: auto` asks it of each candidate); unreachable
+        counters answer True, and admission then decides as it always does.
+        """
+        limits = {SERVICE: self.rules.service}
+        if key is not None:
+            limits[key_counter(key)] = self.rules.for_key(key)
+        if all(limit is None for limit in limits.values()):
+            return True
+        spent = self.spent()
+        return all(limit is None or spent.get(name, 0.0) + neurons <= limit
+                   for name, limit in limits.items())
+
     def charge(self, day: str, counters: Mapping[str, int],
                limits: Mapping[str, int]) -> str | None:
         """Add `counters` unless a limited one would pass its limit; return that one's name.

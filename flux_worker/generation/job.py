@@ -85,6 +85,9 @@ class ImageJob:
     strength: float | None = None
     variation: bool = False              # images/variations: no user prompt, never translated
     requested: ModelSpec | None = None   # the model asked for, when EDIT_MODEL drew instead
+    # Who may draw instead when this job's provider fails (MODEL_FALLBACKS, auto), each planned
+    # for its own model at this job's size; tried in order by the pipeline.
+    alternatives: tuple["ImageJob", ...] = field(default=(), repr=False)
 
     @property
     def size(self) -> str:
@@ -130,6 +133,9 @@ class ImageResult:
     neurons: float | None = None        # upstream's billed figure, else the estimate
     usd: float | None = None            # the same in US dollars
     account: str | None = None          # the Cloudflare account that made it
+    model: ModelSpec | None = None      # the model that drew it (None: the job's)
+    fallback: str | None = None         # why not the job's model ("capacity", ...), if not
+    tried: tuple[str, ...] = ()         # the models tried before, when another drew
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """Rendering a planned generation: translate -> generate -> fit to size -> store.
 
+A provider's failure that another model may cure lets the job's alternatives draw in turn
+(MODEL_FALLBACKS, `auto`; README: Fallback); the image is fitted to the job's size whoever drew.
+
 The steps are separate methods so the chat stream can report each as it completes, and
 `render_batch` runs the whole of an Images request. Nothing is stored unless every earlier step
 succeeded, so a failed generation leaves no trace. A `cancel` event, set when the client has gone,
@@ -17,16 +20,19 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from .. import metrics
 from ..catalog.spec import SEED_MAX
 from ..cost.books import Hold, ImageCost
-from ..errors import Cancelled, StorageError, UpstreamError, raise_if_cancelled
+from ..errors import APIError, Cancelled, StorageError, UpstreamError, raise_if_cancelled
 from ..storage import ImageStore, new_key
 from ..storage.health import StoreHealth
 from . import fitting
 from .backend import GenerationRequest, ImageBackend
+from .fallback import SKIPPED, fallback_reason
 from .job import Batch, ImageJob, ImageResult, PromptChoice
+from .provider_health import ProviderHealth
 from .translate import TranslationFailed, Translator
 
 log = logging.getLogger(__name__)
@@ -36,8 +42,10 @@ class Pipeline:
     """Runs generations against one backend, translator and store."""
 
     def __init__(self, *, backend: ImageBackend, store: ImageStore, translator: Translator | None,
-                 expiration: int, health: StoreHealth | None = None):
+                 expiration: int, health: StoreHealth | None = None,
+                 providers: ProviderHealth | None = None):
         self.backend = backend
+        self.providers = providers    # which providers fail in a row (None: not counted)
         self.store = store
         self.translator = translator
         self.expiration = expiration
@@ -67,8 +75,11 @@ class Pipeline:
                cancel: threading.Event | None = None, hold: Hold | None = None) -> ImageResult:
         """Generate, fit to the job's exact size and store; return the stored image.
 
-        The image's neurons and dollars (the upstream's figures, else the estimates) are settled
-        on `hold` as soon as the backend has answered: billed is billed, whatever happens next.
+        When the job's provider fails in a way another model may cure (fallback.py's rule),
+        its alternatives draw in order, skipped providers last; the error of the last one
+        tried is raised, naming every model tried. The image's neurons and dollars (the
+        upstream's figures, else the estimates of the model that drew) are settled on `hold` as soon as a backend
+        has answered: billed is billed, whatever happens next.
 
         Storage was checked once, when the generation was admitted (`Generations.start`).
 
@@ -76,15 +87,69 @@ class Pipeline:
         """
         seed = job.seed if seed is None else seed
         raise_if_cancelled(cancel)
-        cost = ImageCost(hold, job.estimate, job.model.id, job.estimate_usd)
+        attempts = self._attempts(job)
+        reason = None if attempts[0] is job else SKIPPED
+        # The models passed over: tried and failed, or skipped (the asked one first).
+        tried: list[str] = []
+        if reason is not None:
+            metrics.observe_fallback(job.model.id, attempts[0].model.id, SKIPPED)
+            tried.append(job.model.short_name)
+        for index, attempt in enumerate(attempts):
+            try:
+                result = self._draw(attempt, job, prompt, seed, cancel, hold)
+            except APIError as exc:
+                why = fallback_reason(exc)
+                if why is not None and self.providers is not None:
+                    self.providers.failed(attempt.model.provider)
+                tried.append(attempt.model.short_name)
+                if why is None or index + 1 == len(attempts):
+                    if len(tried) > 1 or attempt is not job:
+                        exc.message += f" (models tried in order: {', '.join(tried)})"
+                    raise
+                following = attempts[index + 1].model
+                metrics.observe_fallback(attempt.model.id, following.id, why)
+                log.warning("%s failed (%s); %s draws instead", attempt.model.id, why,
+                            following.id)
+                reason = reason or why
+                continue
+            if self.providers is not None:
+                self.providers.succeeded(attempt.model.provider)
+            if attempt is job:
+                return result
+            return replace(result, fallback=reason or SKIPPED, tried=tuple(tried))
+        raise AssertionError("a job has at least one attempt")   # pragma: no cover
+
+    def _attempts(self, job: ImageJob) -> tuple[ImageJob, ...]:
+        """The job, then its alternatives; those of skipped providers only when none is left."""
+        attempts = (job, *job.alternatives)
+        if len(attempts) == 1 or self.providers is None:
+            return attempts
+        usable: dict[str, bool] = {}
+        for attempt in attempts:
+            provider = attempt.model.provider
+            if provider not in usable:
+                usable[provider] = self.providers.usable(provider)
+        healthy = tuple(a for a in attempts if usable[a.model.provider])
+        # A skipped provider is still tried when nothing else can draw: better than refusing.
+        return healthy or attempts
+
+    def _draw(self, attempt: ImageJob, job: ImageJob, prompt: str, seed: int | None,
+              cancel: threading.Event | None, hold: Hold | None) -> ImageResult:
+        """Draw `attempt` (the job or an alternative) and fit and store it at the job's size."""
+        model = attempt.model
+        if attempt is not job:
+            if model.max_prompt and len(prompt) > model.max_prompt:
+                prompt = prompt[: model.max_prompt].rsplit(" ", 1)[0]
+            seed = (seed if seed is not None else attempt.seed) if model.seed else None
+        cost = ImageCost(hold, attempt.estimate, model.id, attempt.estimate_usd)
         request = GenerationRequest(
-            prompt=prompt, model=job.model, width=job.width, height=job.height,
-            steps=job.steps, seed=seed, negative_prompt=job.negative, guidance=job.guidance,
-            images=job.images, mask=job.mask, strength=job.strength, variation=job.variation,
-            cancel=cancel, cost=cost)
+            prompt=prompt, model=model, width=job.width, height=job.height,
+            steps=attempt.steps, seed=seed, negative_prompt=attempt.negative,
+            guidance=attempt.guidance, images=attempt.images, mask=attempt.mask,
+            strength=attempt.strength, variation=attempt.variation, cancel=cancel, cost=cost)
         started = time.monotonic()
         # The fit is inside: bytes that are not an image are the model's failure, not a success.
-        with metrics.track_generation(job.model.id) as generation:
+        with metrics.track_generation(model.id) as generation:
             generated = self.backend.generate(request)
             generation.upstream_done()
             neurons = cost.billed(generated.neurons, generated.account, generated.usd)
@@ -92,14 +157,14 @@ class Pipeline:
             try:
                 raise_if_cancelled(cancel)
             except Cancelled:
-                metrics.observe_cancelled_neurons(job.model.id, neurons or 0.0)
+                metrics.observe_cancelled_neurons(model.id, neurons or 0.0)
                 raise
             try:
                 fitted = fitting.fit(generated.data, job.width, job.height, job.output_format,
                                      job.output_compression)
             except fitting.NotAnImage as exc:
                 raise UpstreamError(
-                    f"The image model {job.model.short_name} returned bytes that are not an "
+                    f"The image model {model.short_name} returned bytes that are not an "
                     "image. Try again; if it persists, pick another model.") from exc
         key = new_key()
         try:
@@ -109,10 +174,11 @@ class Pipeline:
             raise
         metrics.observe_stored(len(fitted.data))
         log.debug("generated %s %s with %s in %.0f ms (%d bytes)", key[:6], job.size,
-                 job.model.id, (time.monotonic() - started) * 1000, len(fitted.data))
+                 model.id, (time.monotonic() - started) * 1000, len(fitted.data))
         return ImageResult(key=key, data=fitted.data, content_type=fitted.content_type,
                            width=fitted.width, height=fitted.height, seed=seed,
-                           neurons=neurons, usd=cost.usd, account=generated.account)
+                           neurons=neurons, usd=cost.usd, account=generated.account,
+                           model=model)
 
     def render_batch(self, job: ImageJob, n: int, cancel: threading.Event | None = None,
                      hold: Hold | None = None) -> Batch:

@@ -10,21 +10,29 @@ Every interface (chat, the Images API, edits, variations, MCP) plans here, in tw
 
 One rule picks the model of an edit for every interface: the model named (the default when none
 is), replaced by EDIT_MODEL when it takes no images; the answer then says which model drew.
-Nothing here does I/O; validation errors are InvalidRequest with the field they concern.
+`model: "auto"` picks the first model in fallback.auto_order that can honour the order, is
+healthy and fits the caller's budget; `alternatives` plans the models that may draw instead
+when a provider fails (MODEL_FALLBACKS, or auto's next candidates), each for its own limits.
+Nothing here does I/O besides asking provider health and the budgets (reads); validation
+errors are InvalidRequest with the field they concern.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from fractions import Fraction
+from typing import Callable
 
 from ..catalog.registry import ModelRegistry, model_for_images
 from ..catalog.spec import SEED_MAX, ModelSpec
 from ..errors import InvalidRequest
 from ..inputs.image import InputImage
 from ..inputs.intake import mask_from_alpha, sd_mask
+from .fallback import Chains, auto_order, can_honour, is_auto
 from .job import Estimate, ImageJob, ImageOrder
 from .prompt import ParsedPrompt, parse_prompt
+from .provider_health import ProviderHealth
 from .sizes import RATIO_MAX, SizeSpec, resolve_size
 
 # What a variation asks the model for: there is no user prompt, and the picture is the subject.
@@ -41,15 +49,25 @@ _EDIT_SHAPES = tuple(SizeSpec(ratio=r, width=None, height=None, source="%d:%d" %
 class Planner:
     """Plans orders against the offered models."""
 
-    def __init__(self, models: ModelRegistry, default_steps: int):
+    def __init__(self, models: ModelRegistry, default_steps: int, *, chains: Chains | None = None,
+                 providers: ProviderHealth | None = None,
+                 fits: Callable[[str | None, float], bool] | None = None):
         self.models = models
         self.default_steps = default_steps
+        self.chains = chains or {}        # MODEL_FALLBACKS, resolved: {model id: alternatives}
+        self.providers = providers        # which providers are skipped now
+        self.fits = fits                  # (API key, neurons) -> whether the budgets take them
 
-    def choose_model(self, order: ImageOrder) -> tuple[ModelSpec, ModelSpec]:
+    def choose_model(self, order: ImageOrder, key: str | None = None
+                     ) -> tuple[ModelSpec, ModelSpec]:
         """The model that draws the order and the one it named; raise InvalidRequest if none can.
 
         A chat client names its "model" freely, so there an unknown name means the default.
+        `key`: whose budget `auto` asks.
         """
+        if is_auto(order.model):
+            chosen = self._auto(order, key)[0]
+            return chosen, chosen
         requested = (self.models.for_chat(order.model) if order.chat
                      else self.models.require(order.model))
         model = requested
@@ -60,6 +78,67 @@ class Planner:
             model = self._exact_size(order, model)
         model.check_background(order.background)
         return model, requested
+
+    def _auto(self, order: ImageOrder, key: str | None) -> tuple[ModelSpec, ...]:
+        """`auto`'s candidates in order: those that can honour the order, the preferred first.
+
+        Preferred: a healthy provider, the asked WxH made exactly, one image within budget.
+        When none is preferred the first that can honour it still draws: a skipped provider
+        may have recovered, and admission names the budget that refuses.
+        """
+        honour = [m for m in auto_order(self.models, self.chains)
+                  if can_honour(m, images=len(order.images), mask=order.mask is not None,
+                                background=order.background) and self._valid(order, m)]
+        if not honour:
+            raise InvalidRequest(
+                "No offered model can draw this request (`model: auto`): check its input images, "
+                "mask and background against GET /v1/models.", param="model")
+        preferred = [m for m in honour if self._preferred(order, m, key)]
+        return tuple(dict.fromkeys((*preferred, *honour)))
+
+    def _valid(self, order: ImageOrder, model: ModelSpec) -> bool:
+        try:
+            self.estimate(order, model)
+        except InvalidRequest:
+            return False
+        return True
+
+    def _preferred(self, order: ImageOrder, model: ModelSpec, key: str | None) -> bool:
+        if self.providers is not None and not self.providers.usable(model.provider):
+            return False
+        size = order.size
+        if size is not None and size.width is not None and size.height is not None:
+            resolved = resolve_size(size, model)
+            if (resolved.width, resolved.height) != (size.width, size.height):
+                return False
+        figure = self.estimate(order, model)
+        return self.fits is None or figure is None or self.fits(key, figure)
+
+    def alternatives(self, order: ImageOrder, job: ImageJob, key: str | None = None,
+                     images: tuple[InputImage, ...] = (),
+                     mask: InputImage | None = None) -> tuple[ImageJob, ...]:
+        """The jobs that may draw `job` instead when its provider fails, in order.
+
+        Each is planned for its own model (steps and guidance clamped, a negative prompt only
+        where taken, its own upstream size) at the job's exact size, which the pipeline fits.
+        """
+        if is_auto(order.model):
+            others: tuple[ModelSpec, ...] = self._auto(order, key)
+        else:
+            others = self.chains.get(job.model.id, ())
+        jobs = []
+        for model in others:
+            if model is job.model or not can_honour(
+                    model, images=len(images), mask=mask is not None,
+                    background=order.background):
+                continue
+            try:
+                planned = self.plan(order, model, job.requested or job.model, images, mask)
+            except InvalidRequest:
+                continue        # this alternative cannot take the prompt or the mask
+            jobs.append(replace(planned, width=job.width, height=job.height, ratio=job.ratio,
+                                requested=job.requested))
+        return tuple(jobs)
 
     def _exact_size(self, order: ImageOrder, model: ModelSpec) -> ModelSpec:
         """For OpenAI's names, an offered model that delivers the asked WIDTHxHEIGHT exactly.

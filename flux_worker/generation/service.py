@@ -17,6 +17,7 @@ No Flask here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from ..cost.admission import Admission, Ticket
@@ -122,7 +123,7 @@ class Generations:
         :raises StorageError: storage is down (nothing charged).
         :raises Overloaded, RateLimited, QuotaExceeded: admission refused (nothing read).
         """
-        model, requested = self.planner.choose_model(order)
+        model, requested = self.planner.choose_model(order, caller.key)
         estimate = self.planner.estimate(order, model)
         self.health.check()
         ticket = self.admission.admit(caller.identity, order.n, key=caller.key,
@@ -131,6 +132,8 @@ class Generations:
             images = tuple(self.intake.load(source) for source in order.images)
             mask = self.intake.load(order.mask) if order.mask is not None else None
             job = self.planner.plan(order, model, requested, images, mask)
+            job = replace(job, alternatives=self.planner.alternatives(
+                order, job, caller.key, images, mask))
             if ticket.hold is not None:
                 # An edit reserved for the dearest shape its input might have had.
                 neurons, usd = job.estimate, job.estimate_usd

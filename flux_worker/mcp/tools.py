@@ -117,6 +117,11 @@ class ImageTools:
                  f"{model.short_name} ({model.id}), size {size}."]
         if note:
             lines.append(note)
+        fell_back = next((r for r in results if r.fallback is not None), None)
+        if fell_back is not None and fell_back.model is not None:
+            lines.append(f"{fell_back.model.short_name} ({fell_back.model.id}) drew instead: "
+                         f"{model.short_name} could not draw it now ({fell_back.fallback}; "
+                         "MODEL_FALLBACKS).")
         lines.append(f"Prompt used: {used}")
         if used != asked:
             lines.append(f"Prompt given: {asked}")
@@ -155,12 +160,17 @@ class ImageTools:
         if caller.links_expire and lifetime:  # 0: images are kept for ever
             lines.append(f"Links expire after {duration(lifetime)}.")
         content.insert(0, types.TextContent(text="\n".join(lines)))
-        structured = {"model": model.id, "size": size, "prompt": used, "images": described,
-                      "ignored": ignored,
-                      "neurons": None if neurons is None else round(neurons, 3),
-                      "usd": None if usd is None else round(usd, 9)}
+        structured: dict[str, object] = {
+            "model": model.id, "size": size, "prompt": used, "images": described,
+            "ignored": ignored, "neurons": None if neurons is None else round(neurons, 3),
+            "usd": None if usd is None else round(usd, 9)}
         if job.requested is not None:
             structured["requested_model"] = job.requested.id
+        if fell_back is not None and fell_back.model is not None:
+            # The model that drew, and why not the one planned (README: Fallback).
+            structured["model"] = fell_back.model.id
+            structured["fallback"] = {"from": model.id, "reason": fell_back.fallback,
+                                      "tried": list(fell_back.tried)}
         return types.CallToolResult(content=content, structured_content=structured)
 
     def list_models(self) -> types.CallToolResult:

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, g, jsonify
 
 from ..chat.answer import LinkCollector, sse_events
 from ..chat.turn import ChatTurn
+from ..generation.fallback import AUTO, AUTO_DESCRIPTION, is_auto
 from ..generation.job import Caller, ImageOrder
 from ..openai_api import answers
 from ..openai_api.generation_requests import (
@@ -95,18 +96,31 @@ def list_models():
     """The image models offered, in OpenAI's list format."""
     svc = services()
     return jsonify(answers.model_list(
-        [_model_object(svc, spec) for spec in svc.models.models]))
+        [*(_model_object(svc, spec) for spec in svc.models.models), _auto_object(svc)]))
 
 
 @bp.get("/models/<path:model_id>")
 def get_model(model_id: str):
     """One model with its capabilities; 404 model_not_found for unknown ids."""
     svc = services()
+    if is_auto(model_id):
+        # Auto's first candidate is the default model: its capabilities and price stand for it.
+        first = svc.models.default
+        return jsonify(_auto_object(svc, aliases=[], capabilities=first.capabilities(),
+                                    default=False,
+                                    cost=first.cost_info(svc.config.flux_num_steps)))
     spec = svc.models.require(model_id)
     return jsonify(_model_object(svc, spec, aliases=list(spec.aliases),
                                  description=spec.description, capabilities=spec.capabilities(),
                                  default=spec is svc.models.default,
                                  cost=spec.cost_info(svc.config.flux_num_steps)))
+
+
+def _auto_object(svc, **extra) -> dict:
+    """`auto`: a name clients may pick, for which the service chooses (README: Fallback)."""
+    return answers.model_object(AUTO, "flux-worker", svc.models.default.created,
+                                backend=svc.backend.name, provider=AUTO,
+                                description=AUTO_DESCRIPTION, **extra)
 
 
 def _model_object(svc, spec, **extra) -> dict:

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 SIZE_HEADER = "X-Image-Size"
 # The stored images' links, space-separated, for answers that carry only `b64_json`.
 LINKS_HEADER = "X-Image-Links"
+# Which model drew, when another than the one planned did (MODEL_FALLBACKS, README: Fallback):
+# the first image's model and why the planned one did not draw it.
+MODEL_HEADER = "X-Image-Model"
+FALLBACK_HEADER = "X-Fallback-Reason"
 
 
 def images_answer(order: ImageOrder, response_format: str | None, *,
@@ -71,11 +75,20 @@ def images_answer(order: ImageOrder, response_format: str | None, *,
         quality=job.quality, background=job.background,
         usage=answers.image_usage(order.prompt, _input_tiles(job),
                                   sum(tiles(r.width, r.height) for r in batch.results)))
-    if name_models or job.requested is not None:
+    fell_back = next((r for r in batch.results if r.fallback is not None), None)
+    if name_models or job.requested is not None or fell_back is not None:
         body["model"] = job.model.id
         if job.requested is not None:
             body["requested_model"] = job.requested.id
+    if fell_back is not None and fell_back.model is not None:
+        # `model` names who drew; the planned model and the reason say why not it.
+        body["model"] = fell_back.model.id
+        body["fallback"] = {"from": job.model.id, "reason": fell_back.fallback,
+                            "tried": list(fell_back.tried)}
     response = jsonify(body)
+    if fell_back is not None and fell_back.model is not None:
+        response.headers[MODEL_HEADER] = fell_back.model.id
+        response.headers[FALLBACK_HEADER] = fell_back.fallback or ""
     response.headers[SIZE_HEADER] = job.size
     response.headers[LINKS_HEADER] = " ".join(link(r.key) for r in batch.results)
     tell_neurons(response, generation.neurons)

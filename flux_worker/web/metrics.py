@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from .. import metrics
+from .context import services
 
 bp = Blueprint("metrics", __name__)
 
@@ -19,6 +20,11 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def serve_metrics():
     """The metrics of every worker process, in Prometheus text format."""
+    svc = services()
+    if svc.pipeline.providers is not None:
+        # Read from the shared provider health now, so the gauge is current in every process.
+        for provider in svc.config.image_providers:
+            metrics.set_provider_up(provider, svc.pipeline.providers.usable(provider))
     body, content_type = metrics.render()
     response = Response(body, content_type=content_type)
     # A scrape must always see fresh numbers, never a cached copy.

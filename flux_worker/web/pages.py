@@ -113,6 +113,10 @@ def readyz():
     svc = services()
     prove_presented_key()
     checks: dict = {"config": "ok", "backend": svc.backend.name}
+    if svc.pipeline.providers is not None:
+        # Each provider's state: "ok" or "skipped for N s after K failures" (README: Fallback).
+        checks["providers"] = {provider: svc.pipeline.providers.state(provider)
+                               for provider in svc.config.image_providers}
     if svc.accounts is not None:
         # Detail only: a rejected token is logged loudly, and a restart would not fix it.
         checks["accounts"] = accounts_in_general(svc.accounts.status())

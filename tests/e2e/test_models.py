@@ -105,7 +105,7 @@ def test_inline_options_reach_the_model(cf_service, cf):
 def test_models_endpoint_tells_the_truth(cf_service):
     client = sdk(cf_service)
     ids = {m.id for m in client.models.list()}
-    assert ids == {m.id for m in CATALOG}
+    assert ids == {m.id for m in CATALOG} | {"auto"}     # auto: the service chooses
     described = client.models.retrieve("@cf/black-forest-labs/flux-1-schnell").model_dump()
     assert described["capabilities"]["size_control"] is False
     assert described["capabilities"]["steps"] == {"field": "steps", "min": 1, "max": 8}
@@ -119,7 +119,8 @@ def test_image_models_setting_limits_the_offer(fake_cf, tmp_path):
     try:
         client = sdk(svc)
         assert {m.id for m in client.models.list()} == {
-            "@cf/black-forest-labs/flux-1-schnell", "@cf/bytedance/stable-diffusion-xl-lightning"}
+            "@cf/black-forest-labs/flux-1-schnell", "@cf/bytedance/stable-diffusion-xl-lightning",
+            "auto"}
         reply = client.chat.completions.create(model="gpt-4o", messages=[
             {"role": "user", "content": "a cat"}])
         assert reply.model == "@cf/bytedance/stable-diffusion-xl-lightning"
@@ -168,7 +169,7 @@ def test_openai_compatible_image_backend(fake_cf, cf, tmp_path):
         "IMAGE_API_KEY": LLM_KEY, "IMAGE_MODELS": "sd-turbo,dall-e-3"}, workers=1)
     try:
         client = sdk(svc)
-        assert {m.id for m in client.models.list()} == {"sd-turbo", "dall-e-3"}
+        assert {m.id for m in client.models.list()} == {"sd-turbo", "dall-e-3", "auto"}
         content = client.chat.completions.create(model="sd-turbo", messages=[
             {"role": "user", "content": "a cat 16:9"}]).choices[0].message.content
         img = open_image(requests.get(image_url(content), timeout=10).content)

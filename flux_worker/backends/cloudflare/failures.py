@@ -8,8 +8,10 @@ Failures are mapped by Cloudflare's error code *and* text, with the HTTP status 
     3040 capacity                        -> retried, then Overloaded (503)
     other 429 (per-minute limit)         -> retried, then RateLimited (429)
     10000, 401/403, 7003, gateway 2009    -> UpstreamAuthFailed (502), never retried
-    5006 prompt length                   -> PromptTooLong (400); other 5006 -> UpstreamError (502)
-    5007 / 3042 unknown model, other 4xx -> UpstreamError (502)
+    5006 prompt length                   -> PromptTooLong (400)
+    other 5006                           -> UpstreamRejected (502)
+    5007 / 3042 unknown model            -> UpstreamError (502)
+    other 4xx                            -> UpstreamRejected (502): no fallback
     5xx, 8008                            -> retried, then UpstreamError (502)
     read timeout                         -> UpstreamTimeout (504), never retried
     connection failure                   -> retried, then UpstreamError (502)
@@ -36,6 +38,7 @@ from ...errors import (
     RateLimited,
     UpstreamAuthFailed,
     UpstreamError,
+    UpstreamRejected,
     UpstreamTimeout,
 )
 from ...generation import fitting
@@ -159,7 +162,7 @@ def classify(model: ModelSpec, cf: CloudflareError, resp: Answer, attempts: int,
             "prompt and try again.", param="prompt"))
     if code == 5006:
         # A schema mismatch means this server built a body the model no longer takes.
-        return Failure(UpstreamError(
+        return Failure(UpstreamRejected(
             f"Cloudflare rejected the request this server built for {model.id} ({quoted}). "
             "This is a bug in the server, not in your request."))
     if code in (5007, 3042):
@@ -175,7 +178,8 @@ def classify(model: ModelSpec, cf: CloudflareError, resp: Answer, attempts: int,
             f"Cloudflare Workers AI failed for {model.id} ({quoted}) after {attempts} "
             f"attempt{'s' if attempts != 1 else ''}. Try again later."),
             retryable=True, retry_after=retry_after)
-    return Failure(UpstreamError(
+    # Any other 4xx: the request itself was refused, so another model would be refused too.
+    return Failure(UpstreamRejected(
         f"Cloudflare refused the request for {model.id} ({quoted})."))
 
 
