@@ -548,3 +548,16 @@ def test_parse_key_budgets_reads_dollar_entries_and_never_echoes_a_key():
             parse_key_budgets(bad)
         assert "sk-secret" not in str(info.value) and "entry 1" in str(info.value)
         assert "dollars" in str(info.value)
+
+
+def test_fits_reads_both_units_and_reserves_nothing(ledger, clock):
+    # `model: auto` asks whether one image fits before choosing: a read, in every unit billed.
+    b = books(ledger, clock, service=100, key_default_usd=0.05)
+    b.reserve(ALICE, 60.0, 0.03).settle(60.0, estimate=60.0, model="m", usd=0.03,
+                                        estimate_usd=0.03)
+    assert b.fits(ALICE, 40.0, 0.02)
+    assert not b.fits(ALICE, 41.0, None)          # neurons: 101 > 100
+    assert not b.fits(ALICE, None, 0.021)         # dollars: past the key's $0.05
+    assert b.fits(BOB, None, 0.05)                # Bob has spent nothing
+    assert b.fits(None, None, None)               # unpriced: nothing to refuse
+    assert b.spent()["service"] == 60.0           # asking reserved nothing

@@ -194,7 +194,7 @@ def test_auto_passes_over_a_skipped_provider_an_unfit_request_and_the_budget():
     assert auto_planner().choose_model(with_image)[0] is KLEIN
     asked: list[str | None] = []
 
-    def fits(key, neurons):       # the budget takes every model but the first asked about
+    def fits(key, neurons, usd):  # the budget takes every model but the first asked about
         asked.append(key)
         return len(asked) > 1
 

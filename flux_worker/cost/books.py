@@ -268,20 +268,27 @@ class Books:
             raise self._over_budget(refused, day, neurons, usd)
         return Hold(self, day, counters, neurons, usd)
 
-    def fits(self, key: str | None, neurons: float) -> bool:
-        """Whether `neurons` more would stay within the service's and `key`'s budgets now.
+    def fits(self, key: str | None, neurons: float | None, usd: float | None = None) -> bool:
+        """Whether `neurons` and `usd` more (None: not billed in that unit) would stay within
+        the service's and `key`'s budgets now.
 
         A read that reserves nothing (`model: auto` asks it of each candidate); unreachable
         counters answer True, and admission then decides as it always does.
         """
-        limits = {SERVICE: self.rules.service}
-        if key is not None:
-            limits[key_counter(key)] = self.rules.for_key(key)
-        if all(limit is None for limit in limits.values()):
+        limits: dict[str, tuple[float, float]] = {}
+        for unit, amount in ((NEURONS, neurons), (USD, usd)):
+            if amount is None:
+                continue
+            budgets = [(SERVICE, self.rules.for_service(unit))]
+            if key is not None:
+                budgets.append((key_counter(key), self.rules.for_key(key, unit)))
+            limits.update({unit.counter(name): (amount, budget) for name, budget in budgets
+                           if budget is not None})
+        if not limits:
             return True
         spent = self.spent()
-        return all(limit is None or spent.get(name, 0.0) + neurons <= limit
-                   for name, limit in limits.items())
+        return all(spent.get(name, 0.0) + amount <= budget
+                   for name, (amount, budget) in limits.items())
 
     def charge(self, day: str, counters: Mapping[str, int],
                limits: Mapping[str, int]) -> str | None:

@@ -78,8 +78,8 @@ class Pipeline:
         When the job's provider fails in a way another model may cure (fallback.py's rule),
         its alternatives draw in order, skipped providers last; the error of the last one
         tried is raised, naming every model tried. The image's neurons and dollars (the
-        upstream's figures, else the estimates of the model that drew) are settled on `hold` as soon as a backend
-        has answered: billed is billed, whatever happens next.
+        upstream's figures, else the estimates of the model that drew) are settled on `hold` as
+        soon as a backend has answered: billed is billed, whatever happens next.
 
         Storage was checked once, when the generation was admitted (`Generations.start`).
 
@@ -146,7 +146,8 @@ class Pipeline:
             prompt=prompt, model=model, width=job.width, height=job.height,
             steps=attempt.steps, seed=seed, negative_prompt=attempt.negative,
             guidance=attempt.guidance, images=attempt.images, mask=attempt.mask,
-            strength=attempt.strength, variation=attempt.variation, cancel=cancel, cost=cost)
+            strength=attempt.strength, variation=attempt.variation, background=attempt.background,
+            cancel=cancel, cost=cost)
         started = time.monotonic()
         # The fit is inside: bytes that are not an image are the model's failure, not a success.
         with metrics.track_generation(model.id) as generation:

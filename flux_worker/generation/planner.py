@@ -51,12 +51,12 @@ class Planner:
 
     def __init__(self, models: ModelRegistry, default_steps: int, *, chains: Chains | None = None,
                  providers: ProviderHealth | None = None,
-                 fits: Callable[[str | None, float], bool] | None = None):
+                 fits: Callable[[str | None, float | None, float | None], bool] | None = None):
         self.models = models
         self.default_steps = default_steps
         self.chains = chains or {}        # MODEL_FALLBACKS, resolved: {model id: alternatives}
         self.providers = providers        # which providers are skipped now
-        self.fits = fits                  # (API key, neurons) -> whether the budgets take them
+        self.fits = fits      # (API key, neurons, dollars) -> whether the budgets take them
 
     def choose_model(self, order: ImageOrder, key: str | None = None
                      ) -> tuple[ModelSpec, ModelSpec]:
@@ -112,7 +112,7 @@ class Planner:
             if (resolved.width, resolved.height) != (size.width, size.height):
                 return False
         figure = self.estimate(order, model)
-        return self.fits is None or figure is None or self.fits(key, figure)
+        return self.fits is None or self.fits(key, figure.neurons, figure.usd)
 
     def alternatives(self, order: ImageOrder, job: ImageJob, key: str | None = None,
                      images: tuple[InputImage, ...] = (),
@@ -220,6 +220,8 @@ class Planner:
             quality=quality_tier(order.quality), ignored=tuple(ignored), clamped=clamped,
             images=images, mask=sd if model.mask else None,
             strength=order.strength if model.strength else None, variation=order.variation,
+            background=("transparent" if order.background == "transparent" and model.transparency
+                        else "opaque"),
             requested=requested if requested is not model else None)
 
     def _steps(self, model: ModelSpec, asked: int | None,

@@ -127,3 +127,16 @@ def test_without_cf_partner_models_partner_ids_are_not_found(cf_service):
     with pytest.raises(openai.NotFoundError) as info:
         sdk(cf_service).images.generate(model="openai/gpt-image-2", prompt="a boat")
     assert info.value.code == "model_not_found"
+
+
+def test_a_transparent_background_reaches_gpt_image_1_5_only(partner_service, cf):
+    client = sdk(partner_service)
+    client.images.generate(model="openai/gpt-image-1.5", prompt="a sticker of a fox",
+                           background="transparent", output_format="png",
+                           response_format="b64_json")
+    (call,) = partner_calls(cf)
+    assert call["json"]["input"]["background"] == "transparent"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(model="openai/gpt-image-2", prompt="a sticker of a fox",
+                               background="transparent")
+    assert info.value.code == "transparency_not_supported"
