@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Callable
 from urllib.parse import urlsplit
 
 from pydantic import PlainValidator, ValidationError
@@ -89,28 +89,24 @@ def seconds(minimum: float, maximum: float) -> PlainValidator:
     return PlainValidator(read)
 
 
-def _neurons(text: str) -> float | None:
-    if not text:
-        return None
-    from ..cost.budgets import parse_neurons
+def _budget(parse_name: str, wording: str) -> Callable[[str], float | None]:
+    """A daily budget's parser (cost/budgets.py's `parse_name`): blank is none."""
 
-    try:
-        return parse_neurons(text, "budget")
-    except ValueError:
-        raise ValueError(f"must be a daily budget in neurons, 0 or more, such as 10000; got "
-                         f"{text!r}") from None
+    def read(text: str) -> float | None:
+        if not text:
+            return None
+        from ..cost import budgets
+
+        try:
+            return float(getattr(budgets, parse_name)(text, "budget"))
+        except ValueError:
+            raise ValueError(f"must be a daily budget in {wording}; got {text!r}") from None
+
+    return read
 
 
-def _dollars(text: str) -> float | None:
-    if not text:
-        return None
-    from ..cost.budgets import parse_dollars
-
-    try:
-        return parse_dollars(text, "budget")
-    except ValueError:
-        raise ValueError(f"must be a daily budget in US dollars, 0 or more, such as 5 or $2.50; "
-                         f"got {text!r}") from None
+_neurons = _budget("parse_neurons", "neurons, 0 or more, such as 10000")
+_dollars = _budget("parse_dollars", "US dollars, 0 or more, such as 5 or $2.50")
 
 
 # ---- words -----------------------------------------------------------------------------------

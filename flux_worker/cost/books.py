@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 from functools import partial
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from .. import metrics
 from ..errors import QuotaExceeded, StorageError
@@ -249,16 +249,10 @@ class Books:
         day = self.today()
         counters: dict[str, int] = {}
         limits: dict[str, int] = {}
-        for unit, amount in ((NEURONS, neurons), (USD, usd)):
-            if amount is None:
-                continue
-            budgets = [(SERVICE, self.rules.for_service(unit))]
-            if key is not None:
-                budgets.append((key_counter(key), self.rules.for_key(key, unit)))
-            for counter, budget in budgets:
-                counters[unit.counter(counter)] = unit.whole(amount)
-                if budget is not None:
-                    limits[unit.counter(counter)] = unit.whole(budget)
+        for unit, counter, amount, budget in self._budgets(key, neurons, usd):
+            counters[counter] = unit.whole(amount)
+            if budget is not None:
+                limits[counter] = unit.whole(budget)
         if not limits:
             # Nothing to hold back: the settlement alone counts the spend, which saves one
             # ledger transaction per generation (docs/benchmarks.md).
@@ -275,20 +269,24 @@ class Books:
         A read that reserves nothing (`model: auto` asks it of each candidate); unreachable
         counters answer True, and admission then decides as it always does.
         """
-        limits: dict[str, tuple[float, float]] = {}
-        for unit, amount in ((NEURONS, neurons), (USD, usd)):
-            if amount is None:
-                continue
-            budgets = [(SERVICE, self.rules.for_service(unit))]
-            if key is not None:
-                budgets.append((key_counter(key), self.rules.for_key(key, unit)))
-            limits.update({unit.counter(name): (amount, budget) for name, budget in budgets
-                           if budget is not None})
+        limits = [(counter, amount, budget) for _, counter, amount, budget
+                  in self._budgets(key, neurons, usd) if budget is not None]
         if not limits:
             return True
         spent = self.spent()
-        return all(spent.get(name, 0.0) + amount <= budget
-                   for name, (amount, budget) in limits.items())
+        return all(spent.get(counter, 0.0) + amount <= budget
+                   for counter, amount, budget in limits)
+
+    def _budgets(self, key: str | None, neurons: float | None,
+                 usd: float | None) -> Iterator[tuple[Unit, str, float, float | None]]:
+        """(unit, ledger counter, amount, budget or None) of the service and `key`, for each
+        unit the amounts are billed in (None: not billed in that unit)."""
+        for unit, amount in ((NEURONS, neurons), (USD, usd)):
+            if amount is None:
+                continue
+            yield unit, unit.counter(SERVICE), amount, self.rules.for_service(unit)
+            if key is not None:
+                yield unit, unit.counter(key_counter(key)), amount, self.rules.for_key(key, unit)
 
     def charge(self, day: str, counters: Mapping[str, int],
                limits: Mapping[str, int]) -> str | None:

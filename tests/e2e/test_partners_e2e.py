@@ -140,3 +140,25 @@ def test_a_transparent_background_reaches_gpt_image_1_5_only(partner_service, cf
         client.images.generate(model="openai/gpt-image-2", prompt="a sticker of a fox",
                                background="transparent")
     assert info.value.code == "transparency_not_supported"
+
+
+def test_partner_dollars_are_counted_and_a_dollar_budget_refuses(fake_cf, cf, tmp_path):
+    # gpt-image-2 costs $0.053 an image (catalog/partners.py): a $0.10 day takes one, not two,
+    # while a neuron budget never stops a model billed in dollars only.
+    service = start_service(tmp_path, cloudflare_env(
+        fake_cf, CF_PARTNER_MODELS="openai/gpt-image-2", DAILY_USD="$0.10", DAILY_NEURONS="1",
+        PROVIDER_FILE_HOSTS=f"127.0.0.1:{fake_cf.port}", ADMIN_API_KEY="sk-admin-partner-9"))
+    try:
+        client = sdk(service)
+        client.images.generate(model="gpt-image-2", prompt="a red kite", response_format="url")
+        with pytest.raises(openai.RateLimitError) as info:
+            client.images.generate(model="gpt-image-2", prompt="a red kite")
+        assert info.value.code == "insufficient_quota"
+        assert "DAILY_USD" in info.value.message and "$0.053" in info.value.message
+        assert len(partner_calls(cf)) == 1               # the refused one was never sent
+        usage = requests.get(service.api + "/usage", timeout=10,
+                             headers={"Authorization": "Bearer sk-admin-partner-9"}).json()
+        assert usage["service"]["spent_usd"] == pytest.approx(0.053)
+        assert usage["service"]["spent_neurons"] == 0
+    finally:
+        service.stop()

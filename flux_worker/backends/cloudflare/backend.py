@@ -31,6 +31,7 @@ from .failures import (
     error_from,
     malformed,
     oversized,
+    retry_wait,
     transport_failure,
 )
 from .payloads import Malformed, billed_neurons, build_request, read_image
@@ -39,9 +40,6 @@ from .payloads import Malformed, billed_neurons, build_request, read_image
 log = logging.getLogger("flux_worker.backends.cloudflare")
 
 CONNECT_TIMEOUT = 10.0
-BACKOFF_BASE = 0.5          # seconds; doubled per attempt, full jitter
-BACKOFF_CAP = 8.0
-RETRY_AFTER_CAP = 30.0      # an upstream asking for a longer wait is not waited for
 
 
 class CloudflareBackend:
@@ -174,7 +172,7 @@ class CloudflareBackend:
             outcome = self._attempt(model, json_body, files, attempt, attempts, account, direct)
             if isinstance(outcome, GeneratedImage):
                 return outcome
-            wait = self._wait_before_retry(outcome, attempt)
+            wait = retry_wait(outcome, attempt, self._rng)
             if attempt == attempts or wait is None:
                 if outcome.billed and cost is not None:
                     cost.billed(None, account.id)
@@ -183,18 +181,6 @@ class CloudflareBackend:
             # A retry is a second bill: not for a client that has gone meanwhile.
             raise_if_cancelled(cancel)
         raise AssertionError("unreachable")  # the loop always returns or raises
-
-    def _wait_before_retry(self, failure: Failure, attempt: int) -> float | None:
-        """Return the seconds to wait before the next attempt, or None when not to retry."""
-        if not failure.retryable:
-            return None
-        if failure.retry_after is not None:
-            # Waiting longer than the cap would hold a worker thread for nothing; the client
-            # gets the upstream's Retry-After instead.
-            return failure.retry_after if failure.retry_after <= RETRY_AFTER_CAP else None
-        return self._rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-
-    # -- multipart calls past the gateway (reference §8) ------------------------------------
 
     def _goes_direct(self, model: ModelSpec, has_images: bool) -> bool:
         """Whether a multipart call skips the gateway (reference §8), saying so once in the log."""

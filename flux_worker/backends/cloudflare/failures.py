@@ -78,6 +78,22 @@ class Failure:
     billed: bool = False
 
 
+BACKOFF_BASE = 0.5          # seconds; doubled per attempt, full jitter
+BACKOFF_CAP = 8.0
+RETRY_AFTER_CAP = 30.0      # an upstream asking for a longer wait is not waited for
+
+
+def retry_wait(failure: Failure, attempt: int, rng: Callable[[], float]) -> float | None:
+    """The seconds to wait before attempt `attempt + 1`, or None when not to retry."""
+    if not failure.retryable:
+        return None
+    if failure.retry_after is not None:
+        # Waiting longer than the cap would hold a worker thread for nothing; the client
+        # gets the upstream's Retry-After instead.
+        return failure.retry_after if failure.retry_after <= RETRY_AFTER_CAP else None
+    return rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+
+
 @dataclass(frozen=True)
 class CloudflareError:
     """Cloudflare's error, read from the envelope `errors[0]` (code may be missing)."""

@@ -27,8 +27,8 @@ from ...generation.backend import GeneratedImage, GenerationRequest
 from ...net.provider_files import FileHosts, ProviderFiles
 from ...net.upstream import Answer, BodyTooLarge, UpstreamProblem, call
 from ...redaction import redact
-from ..cloudflare.backend import BACKOFF_BASE, BACKOFF_CAP, CONNECT_TIMEOUT, RETRY_AFTER_CAP
-from ..cloudflare.failures import Failure, malformed, oversized, transport_failure
+from ..cloudflare.backend import CONNECT_TIMEOUT
+from ..cloudflare.failures import Failure, malformed, oversized, retry_wait, transport_failure
 from .failures import classify, partner_error
 from .payloads import Malformed, build_body, read_result
 
@@ -101,7 +101,7 @@ class CloudflarePartnerBackend:
                 return self._download(account, request, outcome)
             if isinstance(outcome, GeneratedImage):
                 return replace(outcome, account=account.id)
-            wait = self._wait_before_retry(outcome, attempt)
+            wait = retry_wait(outcome, attempt, self._rng)
             if attempt == attempts or wait is None:
                 if outcome.billed and request.cost is not None:
                     request.cost.billed(None, account.id)
@@ -109,13 +109,6 @@ class CloudflarePartnerBackend:
             self._sleep(wait)
             raise_if_cancelled(request.cancel)       # a retry is a second bill
         raise AssertionError("unreachable")
-
-    def _wait_before_retry(self, failure: Failure, attempt: int) -> float | None:
-        if not failure.retryable:
-            return None
-        if failure.retry_after is not None:
-            return failure.retry_after if failure.retry_after <= RETRY_AFTER_CAP else None
-        return self._rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
 
     def _attempt(self, account: Account, model: ModelSpec, body: dict, attempt: int,
                  attempts: int) -> GeneratedImage | Failure | str:
