@@ -1,8 +1,8 @@
 """The package: pyproject.toml's [project], the `flux-worker` command and `python -m flux_worker`.
 
-`pip install .` into a fresh virtualenv (what `pipx install .` does) must give a command that
-serves; it downloads the dependencies through pip's index (its cache, after `make test` has
-installed them), so it is an end-to-end test.
+`pipx install .` (pipx from the dev requirements, its home in a temporary directory) must give
+a command that serves; it downloads the dependencies through pip's index (its cache, after
+`make test` has installed them), so it is an end-to-end test.
 """
 
 from __future__ import annotations
@@ -64,13 +64,16 @@ def test_pip_install_gives_a_flux_worker_command_that_serves(tmp_path):
         if (ROOT / name).is_file():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    installed = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "--quiet",
-                                str(source)], capture_output=True, text=True, timeout=600)
+    pipx_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin"),
+                "PIPX_MAN_DIR": str(tmp_path / "man")}
+    installed = subprocess.run([sys.executable, "-m", "pipx", "install", "--python",
+                                sys.executable, str(source)], capture_output=True, text=True,
+                               timeout=600, env=pipx_env)
     assert installed.returncode == 0, installed.stderr[-3000:]
+    venv = tmp_path / "pipx" / "venvs" / "flux-worker"
 
-    command = venv / "bin/flux-worker"
+    command = tmp_path / "bin" / "flux-worker"
     helped = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: flux-worker"), helped
     metadata = subprocess.run([str(venv / "bin/python"), "-c",
