@@ -316,6 +316,11 @@ def make_app(*, key: str = DEFAULT_FAL_KEY) -> Flask:
         resp.status_code = 202
         return resp
 
+    @app.route("/queue/<path:rest>", methods=["GET", "PUT"])
+    def not_a_job(rest: str):
+        # A job URL rebuilt with the endpoint's subpath, or any other path: fal knows none.
+        return authorized() or fal_error(404, "Request not found")
+
     @app.get("/files/<name>")
     def files(name: str):
         state.record(kind="file", name=name,
