@@ -83,10 +83,15 @@ class FalQueue:
         pause = POLL_FIRST
         while True:
             wait = min(pause, self._left(deadline, floor=0))
-            if cancel is not None and cancel.wait(wait):
-                raise Cancelled("The client closed the connection; the fal job was cancelled.")
             if cancel is None:
                 time.sleep(wait)
+            else:
+                # wait() wakes when the event is set; is_set() also notices a closed connection
+                # (chat/streaming.ClientWatch), which sets nothing by itself.
+                cancel.wait(wait)
+                if cancel.is_set():
+                    raise Cancelled("The client closed the connection; the fal job was "
+                                    "cancelled.")
             if self._left(deadline, floor=0) <= 0:
                 raise UpstreamTimeout(f"fal did not finish {model.id} within the deadline "
                                       "(UPSTREAM_TIMEOUT); the queued job was cancelled.")
@@ -123,9 +128,10 @@ class FalQueue:
             data = resp.json()
         except ValueError:
             data = None
-        urls = [data.get(name) if isinstance(data, dict) else None
-                for name in ("request_id", "status_url", "response_url", "cancel_url")]
-        if not all(isinstance(url, str) and url for url in urls):
+        fields = [data.get(name) if isinstance(data, dict) else None
+                  for name in ("request_id", "status_url", "response_url", "cancel_url")]
+        urls = [value for value in fields if isinstance(value, str) and value]
+        if len(urls) != len(fields):
             raise UpstreamError(f"fal's queue answered no job for {model.id} (request_id, "
                                 "status_url, response_url and cancel_url are needed).")
         job = Job(*urls)
