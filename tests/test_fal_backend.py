@@ -135,7 +135,7 @@ def test_the_flux_2_edit_gets_its_images_as_a_list():
     assert len(body["image_urls"]) == 2 and "image_url" not in body
 
 
-def test_every_body_passes_the_strict_fake_and_never_turns_the_checker_off(host):
+def test_every_body_passes_the_strict_fake_and_never_turns_the_checker_off():
     client = fal.make_app(key=KEY).test_client()
     for spec in FAL_CATALOG:
         images = (image(),) if spec.max_images else ()
