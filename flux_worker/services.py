@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import requests
 
 from .backends.providers import Providers
+from .catalog.fal import FAL_CATALOG
 from .catalog.partners import partner_models
-from .catalog.providers import CF_PARTNER, OPENAI, WORKERS_AI
+from .catalog.providers import CF_PARTNER, DEMO, FAL, OPENAI, WORKERS_AI
 from .catalog.registry import ModelRegistry
 from .catalog.spec import ModelSpec
 from .catalog.workers_ai import CATALOG
@@ -177,8 +178,12 @@ def provider_catalog(config: Config, provider: str) -> tuple[ModelSpec, ...]:
         alone = config.image_providers == (OPENAI,)
         names = config.image_api_models or (alone and config.image_models) or ("dall-e-3",)
         return tuple(generic_model(n, prefixed=not alone) for n in names)
-    from .backends.demo import demo_catalog
-    return demo_catalog()         # the Workers AI models, at no cost: the demo bills nothing
+    if provider == FAL:
+        return FAL_CATALOG
+    if provider == DEMO:
+        from .backends.demo import demo_catalog
+        return demo_catalog()     # the Workers AI models, at no cost: the demo bills nothing
+    raise ValueError(f"no catalog for the provider {provider!r}")
 
 
 def _offers(catalog: tuple[ModelSpec, ...], name: str) -> bool:
@@ -213,8 +218,15 @@ def provider_backend(config: Config, provider: str, session: requests.Session,
         from .backends.openai_images import OpenAIImagesBackend
         return OpenAIImagesBackend(api_base=config.image_api_base, api_key=config.image_api_key,
                                    session=session, timeout=config.upstream_timeout)
-    from .backends.demo import DemoBackend
-    return DemoBackend()
+    if provider == FAL:
+        from .backends.fal import FalBackend
+        return FalBackend(key=config.fal_key, session=session, api_base=config.fal_api_base,
+                          queue_base=config.fal_queue_base, timeout=config.upstream_timeout,
+                          file_hosts=config.provider_file_hosts)
+    if provider == DEMO:
+        from .backends.demo import DemoBackend
+        return DemoBackend()
+    raise ValueError(f"no backend for the provider {provider!r}")
 
 
 def build_translator(config: Config, session: requests.Session) -> Translator | None:

@@ -23,7 +23,16 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..catalog.providers import CF_PARTNER, LEGACY_BACKENDS, OPENAI, WORKERS_AI
+from ..catalog.providers import (
+    CF_PARTNER,
+    COMFYUI,
+    DEMO,
+    FAL,
+    LEGACY_BACKENDS,
+    OPENAI,
+    REPLICATE,
+    WORKERS_AI,
+)
 from ..catalog.spec import GPT_IMAGE_ALIASES, RESPONSE_FORMATS
 from ..storage.location import S3, CountersLocation, S3Options
 from .values import (
@@ -111,6 +120,16 @@ class Config(BaseSettings):
     cf_ai_gateway: BaseURL = variable("CF_AI_GATEWAY", "", "Cloudflare AI Gateway base URL (`https://gateway.ai.cloudflare.com/v1/{account}/{gateway}`); when set, Workers AI calls go through it.")
     cf_ai_gateway_token: str = variable("CF_AI_GATEWAY_TOKEN", "", "Gateway token, sent as `cf-aig-authorization: Bearer ...` (authenticated gateways).", secret=True)
 
+    # More image providers (backends/fal, backends/replicate, backends/comfyui): each is on when
+    # its key or address is set, beside the others.
+    fal_key: str = variable("FAL_KEY", "", "fal.ai API key (`key_id:key_secret`); set, fal's models (`fal:<model id>`) are offered.", secret=True)
+    fal_api_base: BaseURL = variable("FAL_API_BASE", "https://fal.run", "fal's synchronous endpoint base (`{FAL_API_BASE}/{model id}`).")
+    fal_queue_base: BaseURL = variable("FAL_QUEUE_BASE", "https://queue.fal.run", "fal's queue API base, used when a model takes longer than the synchronous call may wait.")
+    replicate_api_token: str = variable("REPLICATE_API_TOKEN", "", "Replicate API token; set, Replicate's models (`replicate:<owner>/<name>`) are offered.", secret=True)
+    replicate_api_base: BaseURL = variable("REPLICATE_API_BASE", "https://api.replicate.com/v1", "Replicate's API base.")
+    comfyui_url: BaseURL = variable("COMFYUI_URL", "", "Address of a ComfyUI server you run (`http://gpu-box:8188`); set, each workflow of `COMFYUI_WORKFLOWS` is a model (`comfyui:<workflow name>`). Trusted as given (usually a private address).")
+    comfyui_workflows: Names = variable("COMFYUI_WORKFLOWS", "", "ComfyUI workflows in API format, each with its node map: a folder, or a comma list of files; empty: the shipped examples (`deploy/comfyui/`).")
+
     # Prompt translation (generation/translate.py)
     translate: Flag = variable("CF_IS_TRANSLATE", "false", "`true`: translate and enrich the prompt with an LLM before generating.", alias="PROMPT_OPTIMIZATION")
     external_api_base: HttpURL = variable("EXTERNAL_API_BASE", "", "OpenAI-compatible LLM base URL for translation, with or without `/v1`. Unset: Cloudflare's own chat endpoint is used.")
@@ -192,7 +211,12 @@ class Config(BaseSettings):
                                                       "cf_accounts"))
         if has_cf:
             return "cloudflare"
-        return "openai" if info.data.get("image_api_base") else "demo"
+        if info.data.get("image_api_base"):
+            return "openai"
+        # Only newer providers set: none of the original three is chosen.
+        newer = any(info.data.get(name) for name in ("fal_key", "replicate_api_token",
+                                                     "comfyui_url"))
+        return "" if newer else "demo"
 
     @field_validator("counters", mode="plain")
     @classmethod
@@ -294,11 +318,17 @@ class Config(BaseSettings):
         as before; empty turns on each whose variables are set. Cloudflare's partner models join
         Workers AI when CF_PARTNER_MODELS asks for them. With nothing set: the demo.
         """
-        chosen = LEGACY_BACKENDS[self.image_backend]
-        if chosen != WORKERS_AI:
-            return (chosen,)
-        partner = (CF_PARTNER,) if self.cf_partner_models else ()
-        return (WORKERS_AI, *partner, *((OPENAI,) if self.image_api_base else ()))
+        chosen = LEGACY_BACKENDS.get(self.image_backend)
+        if chosen == DEMO:
+            return (DEMO,)
+        on: list[str] = [chosen] if chosen else []
+        if chosen == WORKERS_AI:
+            on += [CF_PARTNER] if self.cf_partner_models else []
+            on += [OPENAI] if self.image_api_base else []
+        on += [FAL] if self.fal_key else []
+        on += [REPLICATE] if self.replicate_api_token else []
+        on += [COMFYUI] if self.comfyui_url else []
+        return tuple(on)
 
     @property
     def auth_required(self) -> bool:
@@ -342,7 +372,7 @@ def check_consistency(cfg: Config) -> None:
                           "CF_API_TOKEN, or CF_ACCOUNTS) and IMAGE_BACKEND=cloudflare or unset")
     if cfg.image_backend == "openai" and not cfg.image_api_base:
         raise ConfigError("IMAGE_API_BASE is required when IMAGE_BACKEND=openai")
-    if cfg.image_backend != "demo" and not cfg.api_keys:
+    if cfg.image_providers != (DEMO,) and not cfg.api_keys:
         raise ConfigError(
             "API_KEY is required when a real image backend is configured: "
             "set API_KEY to one or more comma-separated client keys")
