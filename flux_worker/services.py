@@ -14,7 +14,7 @@ import requests
 
 from .backends.providers import Providers
 from .catalog.partners import partner_models
-from .catalog.providers import CF_PARTNER, DEMO, OPENAI, WORKERS_AI
+from .catalog.providers import CF_PARTNER, DEMO, OPENAI, REPLICATE, WORKERS_AI
 from .catalog.registry import ModelRegistry
 from .catalog.spec import ModelSpec
 from .catalog.workers_ai import CATALOG
@@ -177,6 +177,9 @@ def provider_catalog(config: Config, provider: str) -> tuple[ModelSpec, ...]:
         alone = config.image_providers == (OPENAI,)
         names = config.image_api_models or (alone and config.image_models) or ("dall-e-3",)
         return tuple(generic_model(n, prefixed=not alone) for n in names)
+    if provider == REPLICATE:
+        from .catalog.replicate import REPLICATE_CATALOG
+        return REPLICATE_CATALOG
     if provider == DEMO:
         from .backends.demo import demo_catalog
         return demo_catalog()     # the Workers AI models, at no cost: the demo bills nothing
@@ -215,6 +218,12 @@ def provider_backend(config: Config, provider: str, session: requests.Session,
         from .backends.openai_images import OpenAIImagesBackend
         return OpenAIImagesBackend(api_base=config.image_api_base, api_key=config.image_api_key,
                                    session=session, timeout=config.upstream_timeout)
+    if provider == REPLICATE:
+        from .backends.replicate import ReplicateBackend
+        return ReplicateBackend(token=config.replicate_api_token, session=session,
+                                api_base=config.replicate_api_base,
+                                timeout=config.upstream_timeout,
+                                file_hosts=config.provider_file_hosts)
     if provider == DEMO:
         from .backends.demo import DemoBackend
         return DemoBackend()
