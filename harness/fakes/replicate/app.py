@@ -13,7 +13,8 @@ Written from the reference, independently of flux_worker. Routes (under `/v1`):
   (`advance_clock`) they are 404 and the prediction says `data_removed: true`.
 
 `output` is a list for flux-schnell and flux-dev and one link for the others. Faults, queued
-FIFO and taken by the next create: "429" (Retry-After), "402", "500", "failed", "nsfw" (the
+FIFO and taken by the next create: "429" (Retry-After), "402", "422" (an input the model's
+current version refuses), "500", "failed", "nsfw" (the
 prediction fails with a safety-checker message), "slow" (`seconds` long), "foreign_host" (the
 output link is on a host the service must not fetch). Every request is logged (`requests()`).
 """
@@ -36,7 +37,7 @@ from harness.fakes.replicate.schemas import MODELS, Invalid, output_size, valida
 TOKEN = "r8_fake-replicate-token-0001"
 FILE_LIFETIME = 3600              # seconds (fake clock) before files and outputs are removed
 HOLD_MAX = 60                     # the longest `Prefer: wait=N`
-FAULTS = ("429", "402", "500", "failed", "nsfw", "slow", "foreign_host")
+FAULTS = ("429", "402", "422", "500", "failed", "nsfw", "slow", "foreign_host")
 NSFW_ERROR = ("NSFW content detected. Try running it again, or try a different prompt.")
 _PIL = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 
@@ -54,6 +55,7 @@ class Prediction:
     outcome: str = "succeeded"                  # or "failed", "nsfw" (fails when done)
     foreign: bool = False
     canceled: bool = False
+    polled: bool = False                        # a GET has seen it (it is `processing` then)
     finished_clock: float | None = None         # the fake clock when it ended
     files: list[str] = field(default_factory=list)
 
@@ -157,6 +159,10 @@ def make_app(state: ReplicateState) -> Flask:
         if kind == "402":
             return finish(entry, problem(402, "Insufficient credit",
                                          "You have insufficient credit to run this model."))
+        if kind == "422":
+            return finish(entry, problem(422, "Input validation failed",
+                                         "prompt: the prompt is longer than this version takes",
+                                         invalid_fields=[{"field": "prompt"}]))
         if kind == "500":
             return finish(entry, problem(500, "Internal server error", "Something went wrong."))
         fields = body["input"]
@@ -187,7 +193,9 @@ def make_app(state: ReplicateState) -> Flask:
         if prediction is None:
             return finish(entry, problem(404, "Not found",
                                          "The requested resource could not be found."))
-        return finish(entry, _answer(state, prediction, 200))
+        answer = _answer(state, prediction, 200)
+        prediction.polled = True
+        return finish(entry, answer)
 
     @app.post("/v1/predictions/<pid>/cancel")
     def cancel(pid: str):
@@ -241,10 +249,10 @@ def _status(state: ReplicateState, prediction: Prediction) -> str:
     if prediction.canceled:
         return "canceled"
     age = time.monotonic() - prediction.created
-    if age < prediction.duration / 2:
-        return "starting"
     if age < prediction.duration:
-        return "processing"
+        # Booting until first looked at, then running: each poll sees progress.
+        return "processing" if prediction.polled or age >= prediction.duration / 2 \
+            else "starting"
     with state.lock:
         if prediction.finished_clock is None:
             prediction.finished_clock = state.clock
