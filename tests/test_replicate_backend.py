@@ -272,3 +272,10 @@ def test_a_failed_prediction_is_a_refusal_or_an_upstream_error(error, expected):
 
 def test_the_repr_never_shows_the_token():
     assert TOKEN not in repr(backend())
+
+
+@responses.activate
+def test_a_prediction_ending_in_an_unknown_status_is_an_upstream_error():
+    responses.post(create_url(SCHNELL), json=prediction("aborted", None), status=201)
+    with pytest.raises(UpstreamError, match="aborted"):
+        backend().generate(req(SCHNELL))

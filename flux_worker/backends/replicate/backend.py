@@ -35,7 +35,15 @@ from ...net.upstream import Answer, UpstreamProblem, call, retry_after_seconds
 from ...redaction import redact
 from ..cloudflare.backend import CONNECT_TIMEOUT
 from .failures import canceled_error, failed_error, http_error, malformed
-from .payloads import CANCELED, FAILED, Malformed, Prediction, build_input, read_prediction
+from .payloads import (
+    CANCELED,
+    FAILED,
+    SUCCEEDED,
+    Malformed,
+    Prediction,
+    build_input,
+    read_prediction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +110,8 @@ class ReplicateBackend:
             raise failed_error(model, prediction.error_text(), self._redact)
         if prediction.status == CANCELED:
             raise canceled_error(model)
+        if prediction.status != SUCCEEDED:
+            raise malformed(model, f"its prediction ended with the status {prediction.status!r}")
         try:
             link = prediction.first_output()
         except Malformed as exc:
