@@ -15,8 +15,9 @@ import requests
 from .backends.providers import Providers
 from .catalog.fal import FAL_CATALOG
 from .catalog.partners import partner_models
-from .catalog.providers import CF_PARTNER, DEMO, FAL, OPENAI, WORKERS_AI
+from .catalog.providers import CF_PARTNER, DEMO, FAL, OPENAI, REPLICATE, WORKERS_AI
 from .catalog.registry import ModelRegistry
+from .catalog.replicate import REPLICATE_CATALOG
 from .catalog.spec import ModelSpec
 from .catalog.workers_ai import CATALOG
 from .chat.phrases import Phrasebook
@@ -180,6 +181,8 @@ def provider_catalog(config: Config, provider: str) -> tuple[ModelSpec, ...]:
         return tuple(generic_model(n, prefixed=not alone) for n in names)
     if provider == FAL:
         return FAL_CATALOG
+    if provider == REPLICATE:
+        return REPLICATE_CATALOG
     if provider == DEMO:
         from .backends.demo import demo_catalog
         return demo_catalog()     # the Workers AI models, at no cost: the demo bills nothing
@@ -223,6 +226,12 @@ def provider_backend(config: Config, provider: str, session: requests.Session,
         return FalBackend(key=config.fal_key, session=session, api_base=config.fal_api_base,
                           queue_base=config.fal_queue_base, timeout=config.upstream_timeout,
                           file_hosts=config.provider_file_hosts)
+    if provider == REPLICATE:
+        from .backends.replicate import ReplicateBackend
+        return ReplicateBackend(token=config.replicate_api_token, session=session,
+                                api_base=config.replicate_api_base,
+                                timeout=config.upstream_timeout,
+                                file_hosts=config.provider_file_hosts)
     if provider == DEMO:
         from .backends.demo import DemoBackend
         return DemoBackend()
