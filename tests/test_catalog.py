@@ -17,6 +17,7 @@ from flux_worker.catalog.spec import (
     USD_PER_NEURON,
     ModelSpec,
     Price,
+    UsdPrice,
     neurons_for_usd,
     round8,
 )
@@ -299,3 +300,13 @@ def test_sizes_sent_and_sizes_answered():
     assert KLEIN.upstream_size(1000, 500) == (1000, 504)
     assert SCHNELL.output_limits() == (64, 1024)
     assert PHOENIX.output_limits() == (256, 2048)
+
+
+def test_a_dollar_price_per_megapixel_counts_1024x1024_as_one():
+    # As Black Forest Labs and fal bill: a megapixel is 1024x1024, partial ones are whole.
+    dev = UsdPrice(per_megapixel=0.025)
+    assert dev.usd(1024, 1024) == pytest.approx(0.025)
+    assert dev.usd(1024, 1025) == pytest.approx(0.05)
+    assert dev.usd(512, 512) == pytest.approx(0.025)
+    both = UsdPrice(per_image=0.01, per_input_megapixel=0.05)
+    assert both.usd(2048, 2048, input_megapixels=1.5) == pytest.approx(0.11)

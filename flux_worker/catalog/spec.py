@@ -142,6 +142,11 @@ class Price:
                 "usd_per_neuron": USD_PER_NEURON, **({"note": self.note} if self.note else {})}
 
 
+# A billed megapixel is 1024x1024 pixels: the image providers that price per megapixel (Black
+# Forest Labs, fal) bill a 1024x1024 image as one, not as the two a decimal million would make.
+MEGAPIXEL = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class UsdPrice:
     """What one image costs in US dollars, as a provider prices it: per image, per megapixel
@@ -163,7 +168,7 @@ class UsdPrice:
 
         Megapixels are rounded up to whole ones, as the providers that bill per megapixel do.
         """
-        megapixels = math.ceil(width * height / 1_000_000 - 1e-9) if self.per_megapixel else 0
+        megapixels = math.ceil(width * height / MEGAPIXEL - 1e-9) if self.per_megapixel else 0
         inputs = math.ceil(input_megapixels - 1e-9) if self.per_input_megapixel else 0
         return (self.per_image + self.per_megapixel * megapixels
                 + self.per_input_megapixel * inputs)
@@ -327,7 +332,7 @@ class ModelSpec:
         paid rate (an upper bound while the free daily neurons last); None when unpriced."""
         if self.usd is not None:
             sent_w, sent_h = self.upstream_size(width, height)
-            return self.usd.usd(sent_w, sent_h, input_tiles * TILE * TILE / 1_000_000)
+            return self.usd.usd(sent_w, sent_h, input_tiles * TILE * TILE / MEGAPIXEL)
         neurons = self.estimate(width, height, steps, input_tiles)
         return None if neurons is None else neurons * USD_PER_NEURON
 
