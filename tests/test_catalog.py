@@ -179,6 +179,15 @@ def test_an_edit_model_that_takes_no_images_cannot_stand_in():
     assert info.value.param == "model"
 
 
+def test_without_an_edit_model_the_error_names_offered_models_that_take_images():
+    with pytest.raises(InvalidRequest) as info:
+        model_for_images(SCHNELL, 1, False, None, (SCHNELL, PHOENIX, KLEIN))
+    assert info.value.message.endswith("such as flux-2-klein-4b.")
+    with pytest.raises(InvalidRequest) as info:
+        model_for_images(SCHNELL, 1, False, None, (SCHNELL, PHOENIX))
+    assert info.value.message.endswith("none offered here does, so set EDIT_MODEL to one.")
+
+
 def test_the_stand_in_s_own_limits_apply():
     with pytest.raises(InvalidRequest) as info:
         model_for_images(SCHNELL, 5, False, KLEIN)

@@ -122,11 +122,13 @@ def model_for_images(requested: ModelSpec, count: int, has_mask: bool,
     model = requested
     if requested.max_images == 0:
         if edit_model is None or edit_model.max_images == 0:
+            takers = [m.short_name for m in offered if m.max_images][:2]
+            such = (f", such as {' or '.join(takers)}" if takers
+                    else "; none offered here does, so set EDIT_MODEL to one")
             raise InvalidRequest(
                 f"{requested.short_name} cannot take input images, and no EDIT_MODEL is set to "
                 "draw edits instead. Pick a model that takes images (GET /v1/models/<id> lists "
-                "`image_input`), such as flux-2-klein-4b.", param="model",
-                code="model_cannot_take_images")
+                f"`image_input`){such}.", param="model", code="model_cannot_take_images")
         model = edit_model
     if count > model.max_images:
         raise InvalidRequest(
