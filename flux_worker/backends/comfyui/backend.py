@@ -74,7 +74,9 @@ class ComfyUIBackend:
         try:
             raise_if_cancelled(request.cancel)
             prompt_id = self._submit(workflow, graph, client_id, deadline)
-            followed = socket.follow(prompt_id, deadline, request.cancel, request.progress)
+            followed = socket.follow(
+                prompt_id, deadline, request.cancel, request.progress,
+                finished=lambda: self._history(prompt_id, deadline) is not None)
         finally:
             socket.close()
         entry = self._finish(workflow, prompt_id, followed.outcome, followed.error, deadline,

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 # Seconds of one wait on the socket: how soon a cancel or the deadline is noticed.
 TICK = 0.25
-# The largest frame read: ComfyUI's event frames are small; a preview is a small JPEG.
-MAX_FRAME = 8 * 1024 * 1024
+# Seconds without a frame after which /history is asked whether the prompt is done anyway.
+SILENCE = 3.0
 
 
 class Outcome(enum.Enum):
@@ -62,10 +62,15 @@ class Socket:
             self._ws = websocket.create_connection(ws_address(base, client_id),
                                                    timeout=connect_timeout,
                                                    enable_multithread=False)
+            # ComfyUI files the socket under its client id only after the handshake, then
+            # greets it with a `status` frame: a prompt submitted before that greeting could
+            # run before its events have anywhere to go.
+            self._ws.recv()
             self._ws.settimeout(TICK)
         except (OSError, websocket.WebSocketException) as exc:
             log.info("comfyui: no websocket (%s); following the prompt through /history",
                      type(exc).__name__)
+            self.close()
 
     def close(self) -> None:
         if self._ws is not None:
@@ -76,10 +81,16 @@ class Socket:
             self._ws = None
 
     def follow(self, prompt_id: str, deadline: float, cancel: threading.Event | None,
-               progress: Callable[[int, int], None] | None) -> Followed:
-        """Read frames until the prompt ends, the socket breaks, the caller goes or time is up."""
+               progress: Callable[[int, int], None] | None,
+               finished: Callable[[], bool]) -> Followed:
+        """Read frames until the prompt ends, the socket breaks, the caller goes or time is up.
+
+        After SILENCE seconds without a frame, `finished()` (a look at /history) is asked:
+        a socket that lost the last frame must not hold the request until the deadline.
+        """
         if self._ws is None:
             return Followed(Outcome.LOST)
+        heard = time.monotonic()
         while True:
             if cancel is not None and cancel.is_set():
                 return Followed(Outcome.CANCELLED)
@@ -87,13 +98,18 @@ class Socket:
                 return Followed(Outcome.EXPIRED)
             try:
                 frame = self._ws.recv()
+                heard = time.monotonic()
             except websocket.WebSocketTimeoutException:
+                if time.monotonic() - heard >= SILENCE:
+                    heard = time.monotonic()
+                    if finished():
+                        return Followed(Outcome.DONE)
                 continue
             except (OSError, websocket.WebSocketException) as exc:
                 log.info("comfyui: the websocket broke (%s); polling /history", type(exc).__name__)
                 self.close()
                 return Followed(Outcome.LOST)
-            if not isinstance(frame, str) or len(frame) > MAX_FRAME:
+            if not isinstance(frame, str):
                 continue                  # a preview image
             ended = self._read(frame, prompt_id, progress)
             if ended is not None:

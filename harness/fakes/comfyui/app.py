@@ -49,8 +49,8 @@ def make_app(step_seconds: float = 0.0) -> Flask:
         graph = body.get("prompt") if isinstance(body, dict) else None
         try:
             with state.lock:
-                files = list(state.inputs)
-            outputs = validate(graph, object_info(files))
+                files, checkpoints = list(state.inputs), list(state.checkpoints)
+            outputs = validate(graph, object_info(files, checkpoints))
         except Refused as exc:
             return jsonify(exc.body), 400
         job = state.submit(graph, body.get("client_id"), outputs, body.get("prompt_id"))
@@ -122,8 +122,8 @@ def make_app(step_seconds: float = 0.0) -> Flask:
     @route("/object_info")
     def objects():
         with state.lock:
-            files = list(state.inputs)
-        return jsonify(object_info(files))
+            files, checkpoints = list(state.inputs), list(state.checkpoints)
+        return jsonify(object_info(files, checkpoints))
 
     @route("/system_stats")
     def system_stats():

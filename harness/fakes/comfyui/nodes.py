@@ -30,8 +30,10 @@ def _node(required: dict[str, list], output: list[str], *, output_node: bool = F
             "output_node": output_node}
 
 
-def object_info(input_files: list[str]) -> dict[str, Any]:
-    """/object_info: every class; LoadImage's list is the files uploaded so far."""
+def object_info(input_files: list[str],
+                checkpoints: list[str] | None = None) -> dict[str, Any]:
+    """/object_info: every class; LoadImage's list is the files uploaded so far, and
+    CheckpointLoaderSimple's the checkpoints the server has (CHECKPOINTS unless given)."""
     return {
         "KSampler": _node({"model": ["MODEL"], "seed": _int(0, 0, SEED_MAX),
                            "steps": _int(20, 1, 10000), "cfg": _float(8.0, 0.0, 100.0),
@@ -39,7 +41,7 @@ def object_info(input_files: list[str]) -> dict[str, Any]:
                            "positive": ["CONDITIONING"], "negative": ["CONDITIONING"],
                            "latent_image": ["LATENT"], "denoise": _float(1.0, 0.0, 1.0)},
                           ["LATENT"]),
-        "CheckpointLoaderSimple": _node({"ckpt_name": [list(CHECKPOINTS)]},
+        "CheckpointLoaderSimple": _node({"ckpt_name": [list(checkpoints or CHECKPOINTS)]},
                                         ["MODEL", "CLIP", "VAE"]),
         "EmptyLatentImage": _node({"width": _int(512, 16, 16384),
                                    "height": _int(512, 16, 16384),

@@ -14,6 +14,8 @@ from typing import Any
 
 from PIL import Image
 
+from harness.fakes.comfyui.nodes import CHECKPOINTS
+
 # Faults for the next prompts, in order (add_faults):
 #   "execution_error": the KSampler raises (WS execution_error, history status "error");
 #   "ws_drop": the client's socket is closed after execution_start (the backend must poll);
@@ -43,6 +45,7 @@ class FakeComfyState:
         self.step_seconds = step_seconds
         self.log: list[dict[str, Any]] = []
         self.inputs: dict[str, bytes] = {}
+        self.checkpoints: list[str] = list(CHECKPOINTS)    # what /object_info lists
         self.outputs: dict[str, bytes] = {}
         self.history: dict[str, dict[str, Any]] = {}
         self.pending: list[Job] = []
@@ -80,6 +83,7 @@ class FakeComfyState:
             self.pending.clear()
             self.history.clear()
             self.interrupted.clear()
+            self.checkpoints = list(CHECKPOINTS)
             self.step_seconds = 0.0
 
     def stop(self) -> None:
