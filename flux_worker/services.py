@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import requests
 
 from .backends.providers import Providers
+from .catalog.comfyui import Workflow, comfyui_models, load_workflows
 from .catalog.fal import FAL_CATALOG
 from .catalog.partners import partner_models
-from .catalog.providers import CF_PARTNER, DEMO, FAL, OPENAI, REPLICATE, WORKERS_AI
+from .catalog.providers import CF_PARTNER, COMFYUI, DEMO, FAL, OPENAI, REPLICATE, WORKERS_AI
 from .catalog.registry import ModelRegistry
 from .catalog.replicate import REPLICATE_CATALOG
 from .catalog.spec import ModelSpec
@@ -186,6 +187,8 @@ def provider_catalog(config: Config, provider: str) -> tuple[ModelSpec, ...]:
     if provider == DEMO:
         from .backends.demo import demo_catalog
         return demo_catalog()     # the Workers AI models, at no cost: the demo bills nothing
+    if provider == COMFYUI:
+        return comfyui_models(comfyui_workflows(config), config.comfyui_price_usd)
     raise ValueError(f"no catalog for the provider {provider!r}")
 
 
@@ -235,7 +238,19 @@ def provider_backend(config: Config, provider: str, session: requests.Session,
     if provider == DEMO:
         from .backends.demo import DemoBackend
         return DemoBackend()
+    if provider == COMFYUI:
+        from .backends.comfyui import ComfyUIBackend
+        return ComfyUIBackend(url=config.comfyui_url, workflows=comfyui_workflows(config),
+                              session=session, timeout=config.upstream_timeout)
     raise ValueError(f"no backend for the provider {provider!r}")
+
+
+def comfyui_workflows(config: Config) -> tuple[Workflow, ...]:
+    """COMFYUI_WORKFLOWS read and checked: a broken file stops the start, naming it."""
+    try:
+        return load_workflows(config.comfyui_workflows)
+    except ValueError as exc:
+        raise ConfigError(f"COMFYUI_WORKFLOWS: {exc}") from None
 
 
 def build_translator(config: Config, session: requests.Session) -> Translator | None:

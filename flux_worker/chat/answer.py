@@ -16,7 +16,7 @@ from ..generation.job import ImageJob, ImageResult
 from ..generation.service import Generation
 from ..openai_api import answers
 from .phrases import Phrasebook
-from .streaming import HEARTBEAT
+from .streaming import HEARTBEAT, Progress
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +128,25 @@ def sse_events(pieces: Iterable[object], writer: answers.ChunkWriter, prompt: st
     yield writer.role()
     sent: list[str] = []
     shown = 0
+    steps: Progress | None = None      # the last progress shown, on the line still open
     try:
         for piece in pieces:
             if piece is HEARTBEAT:
                 yield writer.content("")
                 continue
+            if isinstance(piece, Progress):
+                # One line of steps while the model draws ("⏳ Step 3 of 20 … Step 4 of 20"),
+                # ended before the next piece; a repeated step is not shown twice.
+                if piece != steps:
+                    text = (" … " if steps else "") + words("progress", step=piece.step,
+                                                            total=piece.total)
+                    steps = piece
+                    sent.append(text)
+                    yield writer.content(text)
+                continue
             assert isinstance(piece, str)
+            if steps is not None:
+                piece, steps = "\n" + piece, None
             sent.append(piece)
             new = images.urls[shown:] if images is not None else []
             shown += len(new)

@@ -33,6 +33,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "model": "🤖 Model: {}",
         "model_instead": "🤖 Model: {model} ({requested} takes no images; EDIT_MODEL drew this edit)",
         "model_fallback": "🤖 Model: {model} ({requested} could not draw it now: {reason}; MODEL_FALLBACKS)",
+        # progress of a backend that reports it (ComfyUI), in a stream: one line of steps
+        "progress": "⏳ Step {step} of {total}",
     },
     "de": {
         "original": "🎨 Ursprünglicher Prompt: {}",
@@ -59,6 +61,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "model": "🤖 Modell: {}",
         "model_instead": "🤖 Modell: {model} ({requested} nimmt keine Bilder; EDIT_MODEL hat diese Bearbeitung erstellt)",
         "model_fallback": "🤖 Modell: {model} ({requested} konnte es gerade nicht erstellen: {reason}; MODEL_FALLBACKS)",
+        # progress of a backend that reports it (ComfyUI), in a stream: one line of steps
+        "progress": "⏳ Schritt {step} von {total}",
     },
     "zh-cn": {
         "original": "🎨 原始提示词：{}",
@@ -85,6 +89,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "model": "🤖 模型：{}",
         "model_instead": "🤖 模型：{model}（{requested} 不接受图像；由 EDIT_MODEL 完成此编辑）",
         "model_fallback": "🤖 模型：{model}（{requested} 暂时无法生成：{reason}；MODEL_FALLBACKS）",
+        # progress of a backend that reports it (ComfyUI), in a stream: one line of steps
+        "progress": "⏳ 第 {step} 步，共 {total} 步",
     },
     "zh-hant": {
         "original": "🎨 原始提示詞：{}",
@@ -111,6 +117,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "model": "🤖 模型：{}",
         "model_instead": "🤖 模型：{model}（{requested} 不接受圖像；由 EDIT_MODEL 完成此編輯）",
         "model_fallback": "🤖 模型：{model}（{requested} 暫時無法生成：{reason}；MODEL_FALLBACKS）",
+        # progress of a backend that reports it (ComfyUI), in a stream: one line of steps
+        "progress": "⏳ 第 {step} 步，共 {total} 步",
     },
     "ja": {
         "original": "🎨 元のプロンプト：{}",
@@ -137,6 +145,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "model": "🤖 モデル：{}",
         "model_instead": "🤖 モデル：{model}（{requested} は画像を受け付けないため EDIT_MODEL が編集しました）",
         "model_fallback": "🤖 モデル：{model}（{requested} は現在生成できません：{reason}；MODEL_FALLBACKS）",
+        # progress of a backend that reports it (ComfyUI), in a stream: one line of steps
+        "progress": "⏳ ステップ {step} / {total}",
     },
     "es": {
         "original": "🎨 Prompt original: {}",
@@ -164,6 +174,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "model": "🤖 Modelo: {}",
         "model_instead": "🤖 Modelo: {model} ({requested} no acepta imágenes; EDIT_MODEL hizo esta edición)",
         "model_fallback": "🤖 Modelo: {model} ({requested} no pudo generarla ahora: {reason}; MODEL_FALLBACKS)",
+        # progress of a backend that reports it (ComfyUI), in a stream: one line of steps
+        "progress": "⏳ Paso {step} de {total}",
     },
     "fr": {
         "original": "🎨 Prompt original : {}",
@@ -190,6 +202,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "model": "🤖 Modèle : {}",
         "model_instead": "🤖 Modèle : {model} ({requested} ne prend pas d'images ; EDIT_MODEL a fait cette retouche)",
         "model_fallback": "🤖 Modèle : {model} ({requested} n'a pas pu la générer pour l'instant : {reason} ; MODEL_FALLBACKS)",
+        # progress of a backend that reports it (ComfyUI), in a stream: one line of steps
+        "progress": "⏳ Étape {step} sur {total}",
     },
     "ru": {
         "original": "🎨 Исходный запрос: {}",
@@ -216,6 +230,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "model": "🤖 Модель: {}",
         "model_instead": "🤖 Модель: {model} ({requested} не принимает изображения; правку выполнила EDIT_MODEL)",
         "model_fallback": "🤖 Модель: {model} ({requested} сейчас не смогла его создать: {reason}; MODEL_FALLBACKS)",
+        # progress of a backend that reports it (ComfyUI), in a stream: one line of steps
+        "progress": "⏳ Шаг {step} из {total}",
     },
 }
 

@@ -17,7 +17,7 @@ import select
 import socket
 import threading
 import time
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, NamedTuple, TypeVar
 
 T = TypeVar("T")
 HEARTBEAT = object()
@@ -29,18 +29,39 @@ _END = object()
 GONE_POLL = 0.5
 
 
+class Progress(NamedTuple):
+    """A step of the upstream's work (ComfyUI's sampler), slipped between a stream's pieces."""
+
+    step: int
+    total: int
+
+
 class Background(Generic[T]):
-    """Items of `source`, produced by a background thread, with HEARTBEAT after silences."""
+    """Items of `source`, produced by a background thread, with HEARTBEAT after silences.
+
+    `progress` (a GenerationRequest's callback) adds Progress items between them, from the
+    same thread, while the source waits on its upstream. `start=False` leaves the thread to
+    `start()`, so the callback can be handed out before anything runs.
+    """
 
     def __init__(self, source: Iterator[T], interval: float, cancel: threading.Event,
-                 gone: Callable[[], bool] | None = None):
+                 gone: Callable[[], bool] | None = None, *, start: bool = True):
         self.interval = interval
         self.cancel = cancel
         self.gone = gone
         self._items: queue.SimpleQueue[tuple[object, BaseException | None]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._pump, args=(source,), name="generation",
                                         daemon=True)
+        if start:
+            self._thread.start()
+
+    def start(self) -> None:
+        """Start the source's thread (for a Background made with `start=False`)."""
         self._thread.start()
+
+    def progress(self, step: int, total: int) -> None:
+        """Pass on the upstream's progress: step `step` of `total`."""
+        self._items.put((Progress(step, total), None))
 
     def _pump(self, source: Iterator[T]) -> None:
         try:

@@ -109,6 +109,16 @@ _neurons = _budget("parse_neurons", "neurons, 0 or more, such as 10000")
 _dollars = _budget("parse_dollars", "US dollars, 0 or more, such as 5 or $2.50")
 
 
+def _price(text: str) -> float:
+    from ..cost.budgets import parse_dollars
+
+    try:
+        return parse_dollars(text or "0", "price")
+    except ValueError:
+        raise ValueError(f"must be a price in US dollars, 0 or more, such as 0.002 or $0.01; "
+                         f"got {text!r}") from None
+
+
 # ---- words -----------------------------------------------------------------------------------
 
 def _flag(text: str) -> bool:
@@ -265,6 +275,8 @@ Fallbacks = Annotated[tuple[tuple[str, tuple[str, ...]], ...], PlainValidator(_f
 Hosts = Annotated[tuple[str, ...], PlainValidator(_hosts)]
 Neurons = Annotated[float | None, PlainValidator(_neurons)]
 Dollars = Annotated[float | None, PlainValidator(_dollars)]
+# A price in US dollars, 0 or more (empty: 0).
+UsdAmount = Annotated[float, PlainValidator(_price)]
 # An http(s) URL or nothing; a BaseURL loses its trailing slashes, as paths are appended to it.
 HttpURL = Annotated[str, PlainValidator(_http_url)]
 BaseURL = Annotated[str, PlainValidator(lambda text: _http_url(text).rstrip("/"))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..catalog.spec import ModelSpec
 from ..cost.books import ImageCost
@@ -36,6 +36,9 @@ class GenerationRequest:
     # budgets claims one here, and a call billed although it failed is booked here (the
     # pipeline books a success). None: nothing is counted.
     cost: ImageCost | None = None
+    # Told `(step, of_steps)` as the upstream reports them, by a backend that can (ComfyUI's
+    # websocket): a chat stream shows them. Called in the generating thread; None: nobody asks.
+    progress: Callable[[int, int], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Callable
 
 from .. import metrics
 from ..catalog.spec import SEED_MAX
@@ -72,7 +73,8 @@ class Pipeline:
         return PromptChoice(text, model=result.model)
 
     def render(self, job: ImageJob, prompt: str, *, seed: int | None = None,
-               cancel: threading.Event | None = None, hold: Hold | None = None) -> ImageResult:
+               cancel: threading.Event | None = None, hold: Hold | None = None,
+               progress: Callable[[int, int], None] | None = None) -> ImageResult:
         """Generate, fit to the job's exact size and store; return the stored image.
 
         When the job's provider fails in a way another model may cure (fallback.py's rule),
@@ -82,6 +84,7 @@ class Pipeline:
         soon as a backend has answered: billed is billed, whatever happens next.
 
         Storage was checked once, when the generation was admitted (`Generations.start`).
+        `progress` is handed to the backend (GenerationRequest.progress).
 
         :raises Cancelled: when `cancel` is set before the image is stored.
         """
@@ -96,7 +99,7 @@ class Pipeline:
             tried.append(job.model.short_name)
         for index, attempt in enumerate(attempts):
             try:
-                result = self._draw(attempt, job, prompt, seed, cancel, hold)
+                result = self._draw(attempt, job, prompt, seed, cancel, hold, progress)
             except APIError as exc:
                 why = fallback_reason(exc)
                 if why is not None and self.providers is not None:
@@ -134,7 +137,8 @@ class Pipeline:
         return healthy or attempts
 
     def _draw(self, attempt: ImageJob, job: ImageJob, prompt: str, seed: int | None,
-              cancel: threading.Event | None, hold: Hold | None) -> ImageResult:
+              cancel: threading.Event | None, hold: Hold | None,
+              progress: Callable[[int, int], None] | None = None) -> ImageResult:
         """Draw `attempt` (the job or an alternative) and fit and store it at the job's size."""
         model = attempt.model
         if attempt is not job:
@@ -147,7 +151,7 @@ class Pipeline:
             steps=attempt.steps, seed=seed, negative_prompt=attempt.negative,
             guidance=attempt.guidance, images=attempt.images, mask=attempt.mask,
             strength=attempt.strength, variation=attempt.variation, background=attempt.background,
-            cancel=cancel, cost=cost)
+            cancel=cancel, cost=cost, progress=progress)
         started = time.monotonic()
         # The fit is inside: bytes that are not an image are the model's failure, not a success.
         with metrics.track_generation(model.id) as generation:

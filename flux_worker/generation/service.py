@@ -46,6 +46,9 @@ class Generation:
         # Called in the rendering thread just before the upstream call: a background response
         # closes its cancel window there, so a cancel either stops it first or not at all.
         self.before_render: Callable[[], None] | None = None
+        # Told `(step, of_steps)` while a backend that reports progress draws (ComfyUI): set
+        # by a chat stream before its thread starts, to show "step N of M".
+        self.progress: Callable[[int, int], None] | None = None
 
     @property
     def hold(self) -> Hold | None:
@@ -77,7 +80,7 @@ class Generation:
         if self.before_render is not None:
             self.before_render()
         self.result = self._pipeline.render(self.job, prompt, cancel=self.caller.cancel,
-                                            hold=self.hold)
+                                            hold=self.hold, progress=self.progress)
         return self.result
 
     def render_all(self) -> Batch:

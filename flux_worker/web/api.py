@@ -72,7 +72,7 @@ def _event_stream(chat: ChatCompletionRequest, turn: ChatTurn, caller: Caller,
     pieces: Iterable[object] = turn.pieces
     if turn.generation is not None:
         # The generation runs in its own thread from now on and holds its slot until it ends.
-        pieces = in_background(turn.pieces, caller)
+        pieces = in_background(turn.pieces, caller, progress_of=turn.generation)
     writer = answers.ChunkWriter(answers.completion_id(), int(time.time()), turn.model,
                                  chat.include_usage)
     events = sse_events(pieces, writer, chat.prompt, services().chat.words, images)

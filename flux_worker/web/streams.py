@@ -13,14 +13,25 @@ from flask import Response, stream_with_context
 
 from ..chat.streaming import HEARTBEAT_SECONDS, Background, ClientWatch
 from ..generation.job import Caller
+from ..generation.service import Generation
 
 T = TypeVar("T")
 
 
-def in_background(pieces: Iterator[T], caller: Caller) -> Background[T]:
-    """Run `pieces` in their own thread from now on, with heartbeats; a hang-up cancels them."""
+def in_background(pieces: Iterator[T], caller: Caller,
+                  progress_of: Generation | None = None) -> Background[T]:
+    """Run `pieces` in their own thread from now on, with heartbeats; a hang-up cancels them.
+
+    With `progress_of`, the generation's progress (step N of M, from backends that tell it)
+    comes between the pieces as `Progress` items.
+    """
     assert isinstance(caller.cancel, ClientWatch)     # web/callers.py gives every caller one
-    return Background(pieces, HEARTBEAT_SECONDS, caller.cancel, gone=caller.cancel.gone)
+    background = Background(pieces, HEARTBEAT_SECONDS, caller.cancel, gone=caller.cancel.gone,
+                            start=False)
+    if progress_of is not None:
+        progress_of.progress = background.progress
+    background.start()
+    return background
 
 
 def sse_response(events: Iterator[str], *, caller: Caller | None = None,

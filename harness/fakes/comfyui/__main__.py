@@ -1,0 +1,3 @@
+from harness.fakes.comfyui.server import main
+
+main()
