@@ -24,13 +24,12 @@ from ...errors import APIError, QuotaExceeded, UpstreamAuthFailed, UpstreamError
 from ...generation.backend import GeneratedImage, GenerationRequest
 from ...net.upstream import Answer, BodyTooLarge, UpstreamProblem, call
 from ...redaction import redact
+from ..results import malformed, oversized
 from .failures import (
     CloudflareError,
     Failure,
     classify,
     error_from,
-    malformed,
-    oversized,
     retry_wait,
     transport_failure,
 )
@@ -38,6 +37,7 @@ from .payloads import Malformed, billed_neurons, build_request, read_image
 
 # The name these lines have always carried in the log, which operators may filter on.
 log = logging.getLogger("flux_worker.backends.cloudflare")
+PROVIDER = "Cloudflare"            # how errors name who answered
 
 CONNECT_TIMEOUT = 10.0
 
@@ -236,7 +236,7 @@ class CloudflareBackend:
         if resp.status_code < 400:
             try:
                 image = read_image(resp)
-                refused = oversized(model, image.data)
+                refused = oversized(PROVIDER, model, image.data)
                 if refused is not None:
                     return Failure(refused, billed=True)
                 return replace(image, neurons=billed_neurons(resp.headers))
@@ -245,7 +245,7 @@ class CloudflareBackend:
                 if cf.code is not None:
                     # A 2xx carrying an error envelope is still that error.
                     return classify(model, cf, resp, attempts, gateway=bool(self.gateway_url))
-                return Failure(malformed(model, str(exc)), cause=exc, billed=True)
+                return Failure(malformed(PROVIDER, model, str(exc)), cause=exc, billed=True)
         return classify(model, self._error_from(resp), resp, attempts,
                         gateway=bool(self.gateway_url))
 

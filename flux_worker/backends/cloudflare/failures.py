@@ -41,7 +41,6 @@ from ...errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from ...generation import fitting
 from ...net.upstream import Answer, retry_after_seconds
 
 OVERLOADED_RETRY_AFTER = 10
@@ -207,9 +206,6 @@ def _quote(cf: CloudflareError) -> str:
     return parts + (f": {cf.message}" if cf.message else "")
 
 
-def malformed(model: ModelSpec, detail: str) -> UpstreamError:
-    """The error for a 2xx answer that carries no usable image."""
-    return UpstreamError(f"Cloudflare returned a malformed answer for {model.id}: {detail}.")
 
 
 def transport_failure(model: ModelSpec, exc: requests.RequestException, attempts: int, *,
@@ -239,11 +235,3 @@ def transport_failure(model: ModelSpec, exc: requests.RequestException, attempts
         billed=True)
 
 
-def oversized(model: ModelSpec, data: bytes) -> UpstreamError | None:
-    """The error for an image larger than any model makes (decoding it could take gigabytes)."""
-    size = fitting.oversized(data)
-    if size is None:
-        return None
-    return UpstreamError(
-        f"Cloudflare returned a {size[0]}x{size[1]} image for {model.id}; no image model makes "
-        f"more than {fitting.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")

@@ -21,13 +21,12 @@ from ...generation import fitting
 from ...generation.backend import GeneratedImage, GenerationRequest
 from ...inputs import intake
 from ...net.upstream import Answer
+from ..results import Malformed
 
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?;base64,", re.I)
 _WHITESPACE = b" \t\r\n\f\v"
 
 
-class Malformed(Exception):
-    """A 2xx answer that carries no usable image."""
 
 
 def build_request(model: ModelSpec, request: GenerationRequest

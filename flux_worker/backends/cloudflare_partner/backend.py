@@ -27,8 +27,9 @@ from ...generation.backend import GeneratedImage, GenerationRequest
 from ...net.provider_files import FileHosts, ProviderFiles
 from ...net.upstream import Answer, BodyTooLarge, UpstreamProblem, call
 from ...redaction import redact
-from ..cloudflare.backend import CONNECT_TIMEOUT
-from ..cloudflare.failures import Failure, malformed, oversized, retry_wait, transport_failure
+from ..cloudflare.backend import CONNECT_TIMEOUT, PROVIDER
+from ..cloudflare.failures import Failure, retry_wait, transport_failure
+from ..results import malformed, oversized
 from .failures import classify, partner_error
 from .payloads import Malformed, build_body, read_result
 
@@ -141,13 +142,13 @@ class CloudflarePartnerBackend:
         try:
             data = resp.json()
         except ValueError:
-            return Failure(malformed(model, "the body is not JSON"), billed=True)
+            return Failure(malformed(PROVIDER, model, "the body is not JSON"), billed=True)
         if isinstance(data, dict) and data.get("state") == "Failed":
             return classify(model, partner_error(resp, self._redact), None, attempts)
         try:
             result = read_result(data)
         except Malformed as exc:
-            return Failure(malformed(model, str(exc)), cause=exc, billed=True)
+            return Failure(malformed(PROVIDER, model, str(exc)), cause=exc, billed=True)
         if result.link is not None:
             return result.link
         assert result.data is not None
@@ -173,7 +174,7 @@ class CloudflarePartnerBackend:
 
     @staticmethod
     def _checked(model: ModelSpec, data: bytes) -> GeneratedImage | Failure:
-        refused = oversized(model, data)
+        refused = oversized(PROVIDER, model, data)
         if refused is not None:
             return Failure(refused, billed=True)
         return GeneratedImage(data, content_type=fitting.sniff(data))

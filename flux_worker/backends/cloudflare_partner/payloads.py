@@ -9,7 +9,6 @@ is taken too, as a provider may inline a small file.
 
 from __future__ import annotations
 
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import pybase64
 
 from ...catalog.spec import ModelSpec
 from ...generation.backend import GenerationRequest
+from ..results import Malformed, link_or_bytes
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,6 @@ def build_body(model: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
     return {"model": model.id, "input": fields}
 
 
-class Malformed(Exception):
-    """A 2xx answer that carries no usable image or link."""
 
 
 @dataclass(frozen=True)
@@ -91,17 +89,6 @@ def read_result(data: Any) -> Result:
     image = result.get("image") if isinstance(result, dict) else None
     if not isinstance(image, str) or not image.strip():
         raise Malformed("no result.image in the answer")
-    image = image.strip()
-    if image.lower().startswith(("https://", "http://")):
-        return Result(link=image)
-    if image.lower().startswith("data:"):
-        header, sep, image = image.partition(",")
-        if not sep or ";base64" not in header.lower():
-            raise Malformed("result.image is a data: URL without base64")
-    try:
-        raw = pybase64.b64decode(image.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
-        raise Malformed("result.image is neither a link nor base64") from exc
-    if not raw:
-        raise Malformed("result.image is empty")
-    return Result(data=raw)
+    # A link, as documented; a data: URL or bare base64 is taken too (tolerated, undocumented).
+    link, raw = link_or_bytes(image, "result.image", bare_base64=True)
+    return Result(link=link) if link else Result(data=raw)

@@ -33,11 +33,13 @@ from ...generation.backend import GeneratedImage, GenerationRequest
 from ...net.provider_files import PROVIDER_FILE_TIMEOUT, FileHosts, ProviderFiles
 from ...net.upstream import UpstreamProblem, call
 from ...redaction import redact
-from .failures import CONTENT_POLICY_MESSAGE, answer_error, classify, malformed, oversized
+from ..results import malformed, oversized
+from .failures import CONTENT_POLICY_MESSAGE, answer_error, classify
 from .payloads import Malformed, build_body, endpoint_of, read_result
 from .queue import CONNECT_TIMEOUT, FalQueue
 
 log = logging.getLogger(__name__)
+PROVIDER = "fal"                   # how errors name who answered
 
 # fal's result files (`https://v3.fal.media/files/...`): its media domain and every host under
 # it, https only, public addresses only. PROVIDER_FILE_HOSTS adds others (a local fake, a mirror).
@@ -137,7 +139,7 @@ class FalBackend:
             return resp.json()
         except ValueError:
             self._book(request)
-            raise malformed(model, "the body is not JSON") from None
+            raise malformed(PROVIDER, model, "the body is not JSON") from None
 
     def _image(self, request: GenerationRequest, output: Any) -> GeneratedImage:
         """The picture fal's output names: refused when flagged, downloaded when a link."""
@@ -146,7 +148,7 @@ class FalBackend:
             result = read_result(output)
         except Malformed as exc:
             self._book(request)
-            raise malformed(model, str(exc)) from exc
+            raise malformed(PROVIDER, model, str(exc)) from exc
         if result.flagged:
             # fal made (and bills) the picture; its checker flagged it: never delivered.
             self._book(request)
@@ -162,7 +164,7 @@ class FalBackend:
                 self._book(request)       # drawn and billed, but not had
                 raise
         assert data is not None
-        refused = oversized(model, data)
+        refused = oversized(PROVIDER, model, data)
         if refused is not None:
             self._book(request)
             raise refused

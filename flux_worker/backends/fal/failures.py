@@ -33,7 +33,6 @@ from ...errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from ...generation import fitting
 from ...net.upstream import Answer, retry_after_seconds
 
 MAX_FAL_MESSAGE = 300             # characters of fal's message quoted in our errors
@@ -148,16 +147,5 @@ def classify(model: ModelSpec, err: FalError) -> APIError:
                          "pick another model.")
 
 
-def malformed(model: ModelSpec, detail: str) -> UpstreamError:
-    """The error for a 2xx answer that carries no usable image."""
-    return UpstreamError(f"fal returned a malformed answer for {model.id}: {detail}.")
 
 
-def oversized(model: ModelSpec, data: bytes) -> UpstreamError | None:
-    """The error for an image larger than any model makes (decoding it could take gigabytes)."""
-    size = fitting.oversized(data)
-    if size is None:
-        return None
-    return UpstreamError(
-        f"fal returned a {size[0]}x{size[1]} image for {model.id}; no image model makes more "
-        f"than {fitting.MAX_GENERATED_SIDE} pixels a side, so it was refused undecoded.")

@@ -6,7 +6,6 @@ built from its ModelSpec (catalog/fal.py): fal validates strictly and answers 42
 
 from __future__ import annotations
 
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ import pybase64
 from ...catalog.fal import PREFIX
 from ...catalog.spec import ModelSpec
 from ...generation.backend import GenerationRequest
+from ..results import Malformed, link_or_bytes
 
 
 def endpoint_of(model: ModelSpec) -> str:
@@ -74,8 +74,6 @@ def build_body(model: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
     return body
 
 
-class Malformed(Exception):
-    """A 2xx answer that carries no usable image."""
 
 
 @dataclass(frozen=True)
@@ -100,16 +98,5 @@ def read_result(data: Any) -> Result:
         return Result(flagged=True)
     if not isinstance(url, str) or not url.strip():
         raise Malformed("no images[0].url in the answer")
-    url = url.strip()
-    if url.lower().startswith(("https://", "http://")):
-        return Result(link=url)
-    header, sep, payload = url.partition(",")
-    if not header.lower().startswith("data:") or not sep or ";base64" not in header.lower():
-        raise Malformed("images[0].url is neither a link nor a base64 data URI")
-    try:
-        raw = pybase64.b64decode(payload.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
-        raise Malformed("images[0].url is a data URI that is not base64") from exc
-    if not raw:
-        raise Malformed("images[0].url is an empty data URI")
-    return Result(data=raw)
+    link, raw = link_or_bytes(url, "images[0].url")     # a data URI with sync_mode
+    return Result(link=link) if link else Result(data=raw)

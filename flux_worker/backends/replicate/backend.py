@@ -34,7 +34,8 @@ from ...net.provider_files import FileHosts, ProviderFiles
 from ...net.upstream import Answer, UpstreamProblem, call, retry_after_seconds
 from ...redaction import redact
 from ..cloudflare.backend import CONNECT_TIMEOUT
-from .failures import canceled_error, failed_error, http_error, malformed
+from ..results import malformed, oversized
+from .failures import canceled_error, failed_error, http_error
 from .payloads import (
     CANCELED,
     FAILED,
@@ -46,6 +47,7 @@ from .payloads import (
 )
 
 log = logging.getLogger(__name__)
+PROVIDER = "Replicate"             # how errors name who answered
 
 # Replicate's documented file host (reference §3, Files): https, public addresses only.
 REPLICATE_FILE_DOMAINS = ("replicate.delivery",)
@@ -111,12 +113,13 @@ class ReplicateBackend:
         if prediction.status == CANCELED:
             raise canceled_error(model)
         if prediction.status != SUCCEEDED:
-            raise malformed(model, f"its prediction ended with the status {prediction.status!r}")
+            raise malformed(PROVIDER, model,
+                            f"its prediction ended with the status {prediction.status!r}")
         try:
             link = prediction.first_output()
         except Malformed as exc:
             self._book(request)
-            raise malformed(model, str(exc)) from exc
+            raise malformed(PROVIDER, model, str(exc)) from exc
         if request.cancel is not None and request.cancel.is_set():
             self._book(request)               # drawn and billed, though nobody waits for it
             raise_if_cancelled(request.cancel)
@@ -153,7 +156,7 @@ class ReplicateBackend:
         try:
             prediction = read_prediction(resp.json())
         except ValueError as exc:          # Malformed, or a body that is not JSON
-            raise malformed(model, str(exc) if isinstance(exc, Malformed)
+            raise malformed(PROVIDER, model, str(exc) if isinstance(exc, Malformed)
                             else "the body is not JSON") from exc
         log.debug("replicate %s: prediction %s %s", model.id, prediction.id, prediction.status)
         return prediction
@@ -233,13 +236,10 @@ class ReplicateBackend:
         except UpstreamError:
             self._book(request)               # drawn and billed, but not had
             raise
-        size = fitting.oversized(data)
-        if size is not None:
+        refused = oversized(PROVIDER, model, data)
+        if refused is not None:
             self._book(request)
-            raise UpstreamError(
-                f"Replicate returned a {size[0]}x{size[1]} image for {model.id}; no image model "
-                f"makes more than {fitting.MAX_GENERATED_SIDE} pixels a side, so it was refused "
-                "undecoded.")
+            raise refused
         return GeneratedImage(data, content_type=kind)
 
     @staticmethod

@@ -98,6 +98,3 @@ def canceled_error(model: ModelSpec) -> UpstreamError:
                          "Try again.")
 
 
-def malformed(model: ModelSpec, detail: str) -> UpstreamError:
-    """A 2xx answer that is no usable prediction."""
-    return UpstreamError(f"Replicate returned a malformed answer for {model.id}: {detail}.")

@@ -21,6 +21,7 @@ from ...errors import ImageRefused
 from ...generation.backend import GenerationRequest
 from ...inputs import pixel_work
 from ...inputs.image import InputImage
+from ..results import Malformed
 
 # Replicate takes a file inline as a data: URL only when it is small (reference §3: < 256 KB);
 # kept under it with room to spare.
@@ -156,8 +157,6 @@ RUNNING = ("starting", "processing")
 SUCCEEDED, FAILED, CANCELED = "succeeded", "failed", "canceled"
 
 
-class Malformed(Exception):
-    """A 2xx answer that is no prediction, or a finished one without a usable output."""
 
 
 class PredictionLinks(BaseModel):
