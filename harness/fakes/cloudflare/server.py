@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from harness.fakes.cloudflare.app import make_app
 from harness.fakes.cloudflare.state import (
@@ -16,31 +14,21 @@ from harness.fakes.cloudflare.state import (
     DEFAULT_LLM_KEY,
     FakeState,
 )
+from harness.fakes.serving import ThreadedFake, serve
 
 # ============================================================================================
 # Running it.
 # ============================================================================================
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log: hundreds of requests per second would drown the test output."""
 
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class FakeServer:
+class FakeServer(ThreadedFake):
     """The fake running on 127.0.0.1 in a daemon thread, with helpers for tests."""
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0):
         self.app = app
         self.state: FakeState = app.extensions["fake_cloudflare"]
-        self._server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
         self.host = host
-        self.port = self._server.server_port
-        self.url = f"http://{host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-cloudflare",
-                                        daemon=True)
-        self._thread.start()
+        super().__init__(app, "fake-cloudflare", host, port)
 
     def add_faults(self, *kinds: str | dict) -> None:
         """Queue image faults (FIFO): "3030", "timeout", {"kind": "timeout", "seconds": 3}, ..."""
@@ -72,16 +60,8 @@ class FakeServer:
     def set_llm_reply(self, text: str) -> None:
         self.state.llm_reply = text
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeServer":
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def start(*, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> FakeServer:
@@ -106,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     app = make_app(account_id=args.account_id, api_token=args.api_token, llm_key=args.llm_key,
                    latency=args.latency, llm_latency=args.llm_latency, image_kb=args.image_kb,
                    gateway_token=args.gateway_token, fail_rate=args.fail_rate)
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=_QuietHandler)
+    server = serve(app, args.host, args.port)
     print(f"fake cloudflare on http://{args.host}:{server.server_port} "
           f"(account {args.account_id}, latency {args.latency}s)", flush=True)
     try:

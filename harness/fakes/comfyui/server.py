@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import threading
-from typing import Any
-
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from harness.fakes.comfyui.app import make_app
 from harness.fakes.comfyui.state import FakeComfyState
+from harness.fakes.serving import ThreadedFake
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class FakeComfyUI:
+class FakeComfyUI(ThreadedFake):
     """The fake on a free port in a daemon thread; `state` is what tests read and steer."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, step_seconds: float = 0.0):
         self.app = make_app(step_seconds)
         self.state: FakeComfyState = self.app.extensions["fake_comfyui"]
-        self._server = make_server(host, port, self.app, threaded=True,
-                                   request_handler=_QuietHandler)
-        self.port = self._server.server_port
-        self.url = f"http://{host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-comfyui",
-                                        daemon=True)
-        self._thread.start()
+        super().__init__(self.app, "fake-comfyui", host, port)
 
     def requests(self, path: str | None = None) -> list[dict]:
         """The recorded requests (all, or those of one path such as `/prompt`)."""
@@ -45,17 +31,8 @@ class FakeComfyUI:
     def reset(self) -> None:
         self.state.reset()
 
-    def stop(self) -> None:
-        self.state.stop()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeComfyUI":
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
-from werkzeug.serving import WSGIRequestHandler, make_server
-
 from harness.fakes.replicate.app import TOKEN, ReplicateState, make_app
+from harness.fakes.serving import ThreadedFake
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log: the tests read the fake's own request log."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class FakeReplicate:
+class FakeReplicate(ThreadedFake):
     """The fake on a free port in a daemon thread."""
 
     def __init__(self, state: ReplicateState, host: str = "127.0.0.1", port: int = 0):
         self.state = state
         self.app = make_app(state)
-        self._server = make_server(host, port, self.app, threaded=True,
-                                   request_handler=_QuietHandler)
-        self.port = self._server.server_port
+        super().__init__(self.app, "fake-replicate", host, port)
         self.host_port = f"{host}:{self.port}"
-        self.url = f"http://{self.host_port}"
         self.api = self.url + "/v1"              # what REPLICATE_API_BASE points at
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="fake-replicate", daemon=True)
-        self._thread.start()
 
     def add_faults(self, *faults: str | dict) -> None:
         """Queue faults for the next creates: "402", {"kind": "slow", "seconds": 5}, ..."""
@@ -54,10 +37,6 @@ class FakeReplicate:
     def reset(self) -> None:
         self.state.reset()
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 def start(*, token: str = TOKEN, duration: float = 0.2, port: int = 0) -> FakeReplicate:
