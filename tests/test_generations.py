@@ -319,6 +319,21 @@ def test_a_chat_names_its_model_freely(services):
     assert getattr(info.value, "code", None) == "model_not_found"
 
 
+def test_flux_num_steps_is_workers_ai_s_and_other_providers_run_their_own_default():
+    from flux_worker.catalog.fal import FAL_CATALOG
+    from flux_worker.catalog.registry import ModelRegistry
+    from flux_worker.catalog.workers_ai import CATALOG
+
+    models = ModelRegistry((*CATALOG, *FAL_CATALOG), CATALOG[0])
+    planner = Planner(models, 4)
+    dev = planner.plan(ImageOrder(prompt="a fox", model="fal:fal-ai/flux/dev"),
+                       models.require("fal:fal-ai/flux/dev"), None, (), None)
+    assert dev.steps == 28                     # fal's own default for FLUX dev
+    lucid = planner.plan(ImageOrder(prompt="a fox", model="lucid-origin", quality="high"),
+                         models.require("lucid-origin"), None, (), None)
+    assert lucid.steps == 8                    # FLUX_NUM_STEPS, doubled for `high`
+
+
 def test_a_hang_up_after_the_upstream_call_counts_on_the_keys_budget(services):
     from flux_worker.cost.ledgers import key_counter
     from flux_worker.errors import Cancelled

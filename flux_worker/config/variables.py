@@ -143,7 +143,7 @@ class Config(BaseSettings):
 
     # Models and image backends (catalog/, backends/)
     flux_model: str = variable("FLUX_MODEL", DEFAULT_FLUX_MODEL, "Default image model (id or alias).")
-    flux_num_steps: Annotated[int, whole(1, 100)] = variable("FLUX_NUM_STEPS", "4", "Diffusion steps sent to the model, clamped to the model's range.")
+    flux_num_steps: Annotated[int, whole(1, 100)] = variable("FLUX_NUM_STEPS", "4", "Diffusion steps sent to Workers AI's models when a request names none, clamped to the model's range; other providers' models run their own default (fal's FLUX dev 28, a ComfyUI workflow's own).")
     gpt_image_aliases: Annotated[ModelNames, BLANK_MEANS_NONE] = variable("GPT_IMAGE_ALIASES", ",".join(GPT_IMAGE_ALIASES), "Comma-separated model names that mean `FLUX_MODEL` and, like OpenAI's GPT image models, answer the Images API with `b64_json` unless `response_format: \"url\"` is asked; empty for none. (`dall-e-2` and `dall-e-3` are always aliases and answer links.)")
     image_response_format: Annotated[str, one_of(*RESPONSE_FORMATS)] = variable("IMAGE_RESPONSE_FORMAT", "both", "How the Images API answers a request that names one of this service's own models (or none) and sends no `response_format`: `both` (each item has `url` and `b64_json`), `url` or `b64_json`. GPT image names always answer `b64_json` and DALL·E names `url`, as OpenAI's do.")
     image_models: Names = variable("IMAGE_MODELS", "", "Comma-separated model ids or aliases offered; empty offers the whole catalog.")

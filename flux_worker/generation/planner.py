@@ -24,6 +24,7 @@ from dataclasses import replace
 from fractions import Fraction
 from typing import Callable
 
+from ..catalog.providers import DEMO, WORKERS_AI
 from ..catalog.registry import ModelRegistry, model_for_images
 from ..catalog.spec import SEED_MAX, ModelSpec
 from ..errors import InvalidRequest
@@ -226,11 +227,18 @@ class Planner:
 
     def _steps(self, model: ModelSpec, asked: int | None,
                quality: str | None = None) -> int | None:
-        """The steps sent: those asked, else FLUX_NUM_STEPS scaled by the quality tier."""
+        """The steps sent: those asked, else the usual count scaled by the quality tier.
+
+        The usual count is FLUX_NUM_STEPS for Workers AI's models (and the demo's, which are
+        theirs), as the original Worker sent; other providers' models run their own default
+        (fal's FLUX dev 28, a ComfyUI workflow's own), which their makers tuned them for.
+        """
         if not model.steps_field:
             return None
         if not asked:
-            asked = max(1, round(self.default_steps * _TIER_STEPS[quality_tier(quality)]))
+            usual = (self.default_steps if model.provider in (WORKERS_AI, DEMO)
+                     else model.default_steps)
+            asked = max(1, round(usual * _TIER_STEPS[quality_tier(quality)]))
         return model.clamp_steps(asked)
 
 
