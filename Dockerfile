@@ -25,8 +25,6 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY app.py gunicorn.conf.py ./
 COPY flux_worker ./flux_worker
-# The example ComfyUI workflows (COMFYUI_WORKFLOWS empty: catalog/comfyui.py reads these).
-COPY deploy/comfyui ./deploy/comfyui
 # Compiled now: the app's folder belongs to root, so the service could not write __pycache__.
 # ./data is the volume, so every relative default (./data/counters beside S3 storage) lands there.
 RUN /opt/venv/bin/python -m compileall -q /app && ln -s /data /app/data

@@ -13,10 +13,11 @@ import requests
 import websocket
 from PIL import Image
 
+from flux_worker.catalog.comfyui import SHIPPED
 from harness.fakes.comfyui import FakeComfyUI
 from tests.support import wait_until
 
-GRAPH = json.loads(open("deploy/comfyui/txt2img.json").read())
+GRAPH = json.loads((SHIPPED / "txt2img.json").read_text())
 
 
 def graph(**changes: dict) -> dict:

@@ -74,6 +74,10 @@ def test_pip_install_gives_a_flux_worker_command_that_serves(tmp_path):
     venv = tmp_path / "pipx" / "venvs" / "flux-worker"
 
     command = tmp_path / "bin" / "flux-worker"
+    # The package data came along: the playground and the example ComfyUI workflows.
+    packaged = next(venv.glob("lib/python*/site-packages/flux_worker"))
+    assert (packaged / "templates" / "index.html").is_file()
+    assert (packaged / "catalog" / "comfyui_workflows" / "txt2img.map.json").is_file()
     helped = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: flux-worker"), helped
     metadata = subprocess.run([str(venv / "bin/python"), "-c",

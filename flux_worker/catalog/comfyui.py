@@ -9,8 +9,9 @@ not a key inside the workflow: the exported file stays exactly as ComfyUI wrote 
 re-exported and dropped in again. Both are parsed and checked once, at start: a map naming a
 node or an input that the workflow lacks stops the service with a message naming the file.
 
-COMFYUI_WORKFLOWS lists the files (or a folder of them); empty: the examples shipped in
-`deploy/comfyui/`. Nothing here calls ComfyUI: backends/comfyui/ fills and sends the graphs.
+COMFYUI_WORKFLOWS lists the files (or a folder of them); empty: the examples shipped beside
+this module, in comfyui_workflows/ (packaged, so a pip-installed service has them too). Nothing
+here calls ComfyUI: backends/comfyui/ fills and sends the graphs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .spec import MIN_STEPS, ModelSpec, SizeRange, UsdPrice
 PREFIX = "comfyui:"
 MAP_SUFFIX = ".map.json"
 # The examples shipped with the service (a checkout or the container image keep them here).
-SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "comfyui"
+SHIPPED = Path(__file__).resolve().parent / "comfyui_workflows"   # packaged with the code
 # The nodes whose results ComfyUI keeps in /history (and serves through /view).
 OUTPUT_CLASSES = ("SaveImage", "PreviewImage")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

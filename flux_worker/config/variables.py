@@ -129,7 +129,7 @@ class Config(BaseSettings):
     replicate_api_token: str = variable("REPLICATE_API_TOKEN", "", "Replicate API token; set, Replicate's models (`replicate:<owner>/<name>`) are offered.", secret=True)
     replicate_api_base: BaseURL = variable("REPLICATE_API_BASE", "https://api.replicate.com/v1", "Replicate's API base.")
     comfyui_url: BaseURL = variable("COMFYUI_URL", "", "Address of a ComfyUI server you run (`http://gpu-box:8188`); set, each workflow of `COMFYUI_WORKFLOWS` is a model (`comfyui:<workflow name>`). Trusted as given (usually a private address).")
-    comfyui_workflows: Names = variable("COMFYUI_WORKFLOWS", "", "ComfyUI workflows in API format, each with its node map: a folder, or a comma list of files; empty: the shipped examples (`deploy/comfyui/`).")
+    comfyui_workflows: Names = variable("COMFYUI_WORKFLOWS", "", "ComfyUI workflows in API format, each with its node map: a folder, or a comma list of files; empty: the shipped examples (`flux_worker/catalog/comfyui_workflows/`).")
     comfyui_price_usd: UsdAmount = variable("COMFYUI_PRICE_USD", "0", "What one ComfyUI image costs in US dollars, counted against the dollar budgets (`DAILY_USD`, ...); `0`: free (your own GPU).")
 
     # Prompt translation (generation/translate.py)
