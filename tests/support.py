@@ -28,17 +28,21 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
 import re
 import time
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import urlsplit
 
+import openai
 import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from flux_worker import create_app
@@ -67,6 +71,31 @@ def bearer(key: str) -> dict[str, str]:
 AUTH = bearer(TEST_KEY)
 
 # --- configuration and apps ------------------------------------------------------------------
+
+
+def sdk(service: Any, key: str = SERVICE_KEY, timeout: float = 60) -> openai.OpenAI:
+    """The official client pointed at a running service (`harness.service`), no retries."""
+    return openai.OpenAI(base_url=service.api, api_key=key, max_retries=0, timeout=timeout)
+
+
+def address(service: Any) -> tuple[str, int]:
+    """The host and port a running service listens on, for raw-socket clients."""
+    parts = urlsplit(service.url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def png(width: int = 256, height: int = 256) -> bytes:
+    """A plain PNG picture, as a client would upload for an edit."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (20, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    """The pixel size of encoded image bytes (decoded, so broken bytes fail here)."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return img.size
 
 
 def make_config(**overrides: object) -> Config:

@@ -7,36 +7,22 @@ cannot be reached."""
 from __future__ import annotations
 
 import base64
-import io
 
 import openai
 import pytest
 import requests
-from PIL import Image
 
 from harness.fakes.comfyui import FakeComfyUI
 from harness.ports import free_port
 from harness.service import API_KEY, cloudflare_env, start_service
-from tests.support import bearer, wait_until
+from tests.support import bearer, png, sdk, size_of, wait_until
 
 pytestmark = pytest.mark.e2e
 
 PRICE = 0.004
 
 
-def sdk(service) -> openai.OpenAI:
-    return openai.OpenAI(base_url=service.api, api_key=API_KEY, max_retries=0, timeout=30)
 
-
-def size_of(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.size
-
-
-def png(width: int = 300, height: int = 200) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 120, 20)).save(out, "PNG")
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +72,8 @@ def test_txt2img_draws_n_images_at_the_size_seed_and_steps_asked(service, comfy)
 
 def test_an_edit_uploads_the_picture_and_img2img_loads_it(service, comfy):
     result = sdk(service).images.edit(
-        model="comfyui:img2img", image=("cat.png", png(), "image/png"), prompt="make it blue",
+        model="comfyui:img2img", image=("cat.png", png(300, 200), "image/png"),
+        prompt="make it blue",
         size="512x512", response_format="b64_json")
     assert size_of(base64.b64decode(result.data[0].b64_json)) == (512, 512)
     (upload,) = comfy.requests("/upload/image")

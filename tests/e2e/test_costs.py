@@ -17,7 +17,7 @@ import requests
 
 from harness.fakes import cloudflare
 from harness.service import API_KEY, start_service
-from tests.support import RedisServer, need_redis
+from tests.support import RedisServer, need_redis, sdk
 
 pytestmark = pytest.mark.e2e
 
@@ -52,9 +52,6 @@ def env_for(fake, **extra) -> dict[str, str]:
     return env
 
 
-def sdk(service, key=ALICE) -> openai.OpenAI:
-    return openai.OpenAI(base_url=service.api, api_key=key, max_retries=0, timeout=30)
-
 
 def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
@@ -79,14 +76,14 @@ def two_accounts(cf, tmp_path):
 
 def test_used_up_account_moves_to_the_next_within_one_request(two_accounts, cf):
     cf.exhaust(FREE_ID)
-    raw = sdk(two_accounts).chat.completions.with_raw_response.create(
+    raw = sdk(two_accounts, ALICE).chat.completions.with_raw_response.create(
         model="flux", messages=[{"role": "user", "content": "a cute cat"}])
     answer = raw.parse().choices[0].message.content
     assert "/image/" in answer and "57.6 neurons" in answer
     assert raw.headers["X-Neurons"] == "57.6"
     assert runs(cf) == [FREE_ID, PAID_ID]          # one request, two accounts
     # The used-up account is skipped from now on (until 00:00 UTC).
-    assert sdk(two_accounts).chat.completions.create(
+    assert sdk(two_accounts, ALICE).chat.completions.create(
         model="flux", messages=[{"role": "user", "content": "a dog"}]).choices
     assert runs(cf) == [FREE_ID, PAID_ID, PAID_ID]
     info = requests.get(two_accounts.api + "/usage", headers=bearer(ADMIN), timeout=10).json()
@@ -129,7 +126,7 @@ def test_stream_moves_to_the_next_account_without_an_error(two_accounts, cf):
     assert "/image/" in text and "❌" not in text
     assert runs(cf) == [FREE_ID, PAID_ID]
     # the openai SDK reads the same stream
-    chunks = list(sdk(two_accounts).chat.completions.create(
+    chunks = list(sdk(two_accounts, ALICE).chat.completions.create(
         model="flux", stream=True, messages=[{"role": "user", "content": "a fox"}]))
     assert "/image/" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert_no_secret_logged(two_accounts)
@@ -138,7 +135,7 @@ def test_stream_moves_to_the_next_account_without_an_error(two_accounts, cf):
 def test_all_accounts_used_up_is_429_naming_the_reset(two_accounts, cf):
     cf.exhaust(FREE_ID, PAID_ID)
     with pytest.raises(openai.RateLimitError) as info:
-        sdk(two_accounts).images.generate(model="flux", prompt="a cat")
+        sdk(two_accounts, ALICE).images.generate(model="flux", prompt="a cat")
     body = info.value.response.json()["error"]
     assert body["code"] == "insufficient_quota" and "00:00 UTC" in body["message"]
     assert runs(cf) == [FREE_ID, PAID_ID]
@@ -195,10 +192,10 @@ def test_key_budgets_hold_across_two_instances_sharing_redis(cf, tmp_path):
         first = start_service(tmp_path / "a", env, workers=2)
         second = start_service(tmp_path / "b", env, workers=2)
         try:
-            assert sdk(first).images.generate(model="flux", prompt="a cat").data
+            assert sdk(first, ALICE).images.generate(model="flux", prompt="a cat").data
             # 57.6 spent on the first instance; the second knows, and 57.6 more would pass 100
             with pytest.raises(openai.RateLimitError) as info:
-                sdk(second).images.generate(model="flux", prompt="a cat")
+                sdk(second, ALICE).images.generate(model="flux", prompt="a cat")
             message = info.value.response.json()["error"]["message"]
             assert "API key's daily budget of 100.0 neurons" in message
             assert "42.4 left" in message and "00:00 UTC" in message
@@ -224,7 +221,7 @@ def test_a_dollar_budget_counts_workers_ai_images_at_the_paid_rate(cf, tmp_path)
     try:
         cf.state.neurons_header = "100"
         try:
-            assert sdk(service).images.generate(model="flux", prompt="a cat").data
+            assert sdk(service, ALICE).images.generate(model="flux", prompt="a cat").data
         finally:
             cf.state.neurons_header = None
         answer = sdk(service, BOB).chat.completions.create(
@@ -232,7 +229,7 @@ def test_a_dollar_budget_counts_workers_ai_images_at_the_paid_rate(cf, tmp_path)
         assert "57.6 neurons ($0.000634 at the Workers AI paid rate)" in (
             answer.choices[0].message.content)
         with pytest.raises(openai.RateLimitError) as info:
-            sdk(service).images.generate(model="flux", prompt="a fox")
+            sdk(service, ALICE).images.generate(model="flux", prompt="a fox")
         error = info.value.response.json()["error"]
         assert error["code"] == "insufficient_quota"
         assert error["message"].startswith(
@@ -274,7 +271,7 @@ def test_open_routes_tell_anyone_nothing_of_accounts_spend_or_storage(cf, tmp_pa
         try:
             cf.state.neurons_header = "313.37"
             try:
-                assert sdk(service).images.generate(model="flux", prompt="a cat").data
+                assert sdk(service, ALICE).images.generate(model="flux", prompt="a cat").data
             finally:
                 cf.state.neurons_header = None
             redis.stop()

@@ -5,18 +5,16 @@ Workers AI, and the dollars counted."""
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 
 import openai
 import pytest
 import requests
-from PIL import Image
 
 from harness.fakes import fal
 from harness.service import API_KEY, cloudflare_env, start_service
-from tests.support import bearer, image_url, wait_until
+from tests.support import bearer, image_url, png, sdk, size_of, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,20 +25,7 @@ KONTEXT = "fal:fal-ai/flux-pro/kontext"
 CF_SCHNELL = "@cf/black-forest-labs/flux-1-schnell"
 
 
-def sdk(service) -> openai.OpenAI:
-    return openai.OpenAI(base_url=service.api, api_key=API_KEY, max_retries=0, timeout=60)
 
-
-def size_of(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return img.size
-
-
-def png(width: int = 256, height: int = 256) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (20, 120, 200)).save(out, "PNG")
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")

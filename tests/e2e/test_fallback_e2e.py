@@ -11,9 +11,9 @@ import openai
 import pytest
 import requests
 
-from harness.service import API_KEY, LLM_KEY, cloudflare_env, start_service
+from harness.service import LLM_KEY, cloudflare_env, start_service
 from tests import support
-from tests.support import metric_value, wait_until
+from tests.support import metric_value, sdk, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -21,9 +21,6 @@ SCHNELL = "@cf/black-forest-labs/flux-1-schnell"
 KLEIN = "@cf/black-forest-labs/flux-2-klein-4b"
 DEV = "@cf/black-forest-labs/flux-2-dev"
 
-
-def sdk(service) -> openai.OpenAI:
-    return openai.OpenAI(base_url=service.api, api_key=API_KEY, max_retries=0, timeout=30)
 
 
 def both_providers(fake, **extra) -> dict[str, str]:

@@ -4,33 +4,18 @@ official `openai` SDK (CF_PARTNER_MODELS=true, the fake's file host in PROVIDER_
 from __future__ import annotations
 
 import base64
-import io
 
 import openai
 import pytest
 import requests
-from PIL import Image
 
 from harness.service import API_KEY, cloudflare_env, start_service
-from tests.support import image_url
+from tests.support import image_url, png, sdk, size_of
 
 pytestmark = pytest.mark.e2e
 
 
-def sdk(service) -> openai.OpenAI:
-    return openai.OpenAI(base_url=service.api, api_key=API_KEY, max_retries=0, timeout=30)
 
-
-def size_of(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return img.size
-
-
-def png(width: int = 256, height: int = 256) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (20, 120, 200)).save(out, "PNG")
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")

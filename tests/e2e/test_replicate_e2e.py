@@ -4,17 +4,15 @@ fallback) on 127.0.0.1, through the official `openai` SDK and `requests`."""
 from __future__ import annotations
 
 import base64
-import io
 import socket
 
 import openai
 import pytest
 import requests
-from PIL import Image
 
 from harness.fakes import replicate
 from harness.service import API_KEY, cloudflare_env, start_service
-from tests.support import bearer, image_url, wait_until
+from tests.support import bearer, image_url, png, sdk, size_of, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -51,19 +49,7 @@ def service(fake_cf, fake_replicate, tmp_path_factory):
     svc.stop()
 
 
-def sdk(service) -> openai.OpenAI:
-    return openai.OpenAI(base_url=service.api, api_key=API_KEY, max_retries=0, timeout=30)
 
-
-def size_of(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.size
-
-
-def png(width=300, height=200) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (20, 120, 200)).save(out, "PNG")
-    return out.getvalue()
 
 
 def spent_usd(service) -> float:
@@ -95,7 +81,7 @@ def test_n_2_makes_two_predictions_and_counts_their_dollars(service, rep):
 
 
 def test_an_edit_with_kontext_sends_the_picture_inline(service, rep):
-    result = sdk(service).images.edit(model=KONTEXT, image=("cat.png", png(), "image/png"),
+    result = sdk(service).images.edit(model=KONTEXT, image=("cat.png", png(300, 200), "image/png"),
                                       prompt="make it night", size="768x512",
                                       response_format="b64_json")
     (create,) = rep.requests("create")

@@ -14,12 +14,12 @@ import socket
 import threading
 import time
 from contextlib import ExitStack
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from harness.service import API_KEY, cloudflare_env, start_service
+from tests.support import address
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -40,11 +40,6 @@ def service(fake_cf, tmp_path_factory):
                         cloudflare_env(fake_cf, REQUEST_READ_TIMEOUT=str(DEADLINE)))
     yield svc
     svc.stop()
-
-
-def address(service) -> tuple[str, int]:
-    parts = urlsplit(service.url)
-    return parts.hostname or "127.0.0.1", parts.port or 80
 
 
 def connect(service, source: str = "127.0.0.1", timeout: float = 5) -> socket.socket:

@@ -13,14 +13,13 @@ import socket
 import threading
 import time
 from contextlib import ExitStack
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from harness.service import API_KEY, cloudflare_env, start_service
 from tests import support
-from tests.support import wait_until
+from tests.support import address, wait_until
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -46,11 +45,6 @@ def service(fake_cf, tmp_path_factory):
                         cloudflare_env(fake_cf, REQUEST_READ_TIMEOUT=str(DEADLINE)))
     yield svc
     svc.stop()
-
-
-def address(service) -> tuple[str, int]:
-    parts = urlsplit(service.url)
-    return parts.hostname or "127.0.0.1", parts.port or 80
 
 
 generate = functools.partial(support.chat, model="flux-1-schnell", timeout=5)

@@ -178,12 +178,16 @@ def make_app(*, key: str = DEFAULT_FAL_KEY) -> Flask:
         entry["status"] = answer.status_code
         return answer
 
-    def _sync(endpoint: str) -> Response:
+    def admitted(endpoint: str) -> tuple[dict | None, dict | None, Response | None]:
+        """The body and the fault of a sync call or a submit, or the answer refusing it."""
         body, problem = checked(endpoint)
         if problem is not None:
-            return problem
+            return None, None, problem
         fault = state.pop_fault()
-        refused = refusal(fault)
+        return body, fault, refusal(fault)
+
+    def _sync(endpoint: str) -> Response:
+        body, fault, refused = admitted(endpoint)
         if refused is not None:
             return refused
         kind = fault["kind"] if fault else None
@@ -207,11 +211,7 @@ def make_app(*, key: str = DEFAULT_FAL_KEY) -> Flask:
         return answer
 
     def _submit(endpoint: str) -> Response:
-        body, problem = checked(endpoint)
-        if problem is not None:
-            return problem
-        fault = state.pop_fault()
-        refused = refusal(fault)
+        body, fault, refused = admitted(endpoint)
         if refused is not None:
             return refused
         assert body is not None

@@ -183,30 +183,32 @@ def make_app(state: ReplicateState) -> Flask:
                 time.sleep(0.02)
         return finish(entry, _answer(state, prediction, 201))
 
-    @app.get("/v1/predictions/<pid>")
-    def get(pid: str):
-        entry = state.record({"kind": "get", "prediction": pid,
+    def known(kind: str, pid: str) -> tuple[dict, Any, Response | None]:
+        """Record a call on prediction `pid`; the prediction, or the answer refusing the call."""
+        entry = state.record({"kind": kind, "prediction": pid,
                               "authorization": request.headers.get("Authorization")})
         if not authorized():
-            return finish(entry, unauthenticated())
+            return entry, None, finish(entry, unauthenticated())
         prediction = state.predictions.get(pid)
         if prediction is None:
-            return finish(entry, problem(404, "Not found",
-                                         "The requested resource could not be found."))
+            return entry, None, finish(entry, problem(
+                404, "Not found", "The requested resource could not be found."))
+        return entry, prediction, None
+
+    @app.get("/v1/predictions/<pid>")
+    def get(pid: str):
+        entry, prediction, refused = known("get", pid)
+        if refused is not None:
+            return refused
         answer = _answer(state, prediction, 200)
         prediction.polled = True
         return finish(entry, answer)
 
     @app.post("/v1/predictions/<pid>/cancel")
     def cancel(pid: str):
-        entry = state.record({"kind": "cancel", "prediction": pid,
-                              "authorization": request.headers.get("Authorization")})
-        if not authorized():
-            return finish(entry, unauthenticated())
-        prediction = state.predictions.get(pid)
-        if prediction is None:
-            return finish(entry, problem(404, "Not found",
-                                         "The requested resource could not be found."))
+        entry, prediction, refused = known("cancel", pid)
+        if refused is not None:
+            return refused
         if _status(state, prediction) in RUNNING:
             with state.lock:
                 prediction.canceled = True
