@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
-from ..auth import key_matches
-from .auth import presented_key, prove_key, require_api_key
+from .admin_auth import bearer_is_admin
+from .auth import prove_key, require_api_key
 from .context import services
 
 bp = Blueprint("usage", __name__)
@@ -22,7 +22,7 @@ bp = Blueprint("usage", __name__)
 def usage() -> Response:
     """Today's spend in neurons and dollars: the caller's key's; everything for the admin."""
     svc = services()
-    admin = _is_admin(svc.config.admin_api_key)
+    admin = bearer_is_admin()
     if admin:
         prove_key()
     else:
@@ -40,8 +40,3 @@ def usage() -> Response:
         body["accounts"] = svc.accounts.status() if svc.accounts else []
     return jsonify(body)
 
-
-def _is_admin(admin_key: str) -> bool:
-    """Whether the request carries ADMIN_API_KEY (anything else is checked as a client key)."""
-    token = presented_key()  # the same parse that require_api_key reads, not a second one
-    return bool(admin_key and token) and key_matches((admin_key,), token)
