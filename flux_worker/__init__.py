@@ -38,6 +38,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
         services = build_services(config)
 
     from .web import (
+        admin_keys,
         api,
         context,
         edits,
@@ -65,6 +66,8 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
         app.register_blueprint(blueprint)
     for blueprint in (api.bp, edits.bp, responses.bp, usage.bp):
         routes.register_api(app, blueprint)
+    # The admin API only under /v1: /admin at the root is the admin page's.
+    app.register_blueprint(admin_keys.bp, url_prefix=routes.API_PREFIX)
     # Wrapping wsgi_app is Flask's documented way to add WSGI middleware; mypy sees a method.
     app.wsgi_app = image_files.ImageFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
     # /mcp: MCP over streamable HTTP
