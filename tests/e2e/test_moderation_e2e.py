@@ -1,16 +1,24 @@
 """Moderation end to end: the real service checks prompts with the fake Cloudflare's Llama Guard
 (MODERATION=cloudflare) or its OpenAI-compatible /v1/moderations (MODERATION=openai) before any
-image call, through the official `openai` SDK; `moderation="low"`, a translated prompt, and a
-moderation service that fails (refuse and allow)."""
+image call, through the official `openai` SDK; `moderation="low"` (Images API and the Responses
+image tool), a translated prompt, a moderation service that fails (refuse and allow), and every
+interface (streamed images, edits, Responses, a chat stream, MCP) refused with nothing drawn,
+stored or spent."""
 
 from __future__ import annotations
 
+import asyncio
+
+import diskcache
 import openai
 import pytest
 import requests
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
-from harness.service import LLM_KEY, cloudflare_env, start_service
-from tests.support import metric_value, sdk
+from harness.service import API_KEY, LLM_KEY, cloudflare_env, start_service
+from tests.support import bearer, metric_value, png, sdk
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +121,65 @@ def test_the_translated_prompt_is_checked_too(fake_cf, cf, tmp_path):
         assert image_calls(cf) == []
     finally:
         service.stop()
+
+
+def test_the_responses_image_tool_carries_moderation_low(guard_service, cf):
+    client = sdk(guard_service)
+    relaxed = client.responses.create(model="gpt-5.4", input=FLAGGED, tools=[
+        {"type": "image_generation", "moderation": "low"}])
+    calls = [item for item in relaxed.output if item.type == "image_generation_call"]
+    assert calls and calls[0].status == "completed" and len(image_calls(cf)) == 1
+    with pytest.raises(openai.BadRequestError, match="sexual content"):
+        client.responses.create(model="gpt-5.4", input=FLAGGED,
+                                tools=[{"type": "image_generation"}])
+    assert len(image_calls(cf)) == 1
+
+
+@pytest.fixture
+def budgeted(fake_cf, tmp_path):
+    """Llama Guard, and a daily budget of 150 neurons: an edit reserves about 110 and an image
+    57.6, so a refusal that kept its reservation would make the next request impossible."""
+    service = start_service(tmp_path, cloudflare_env(
+        fake_cf, MODERATION="cloudflare", KEY_BUDGETS=f"{API_KEY}=150"), workers=1)
+    yield service, tmp_path / "images"
+    service.stop()
+
+
+def test_every_interface_is_refused_and_nothing_is_drawn_stored_or_spent(budgeted, cf):
+    service, images = budgeted
+    client = sdk(service)
+    with pytest.raises(openai.APIError, match="violence"):       # an error event
+        list(client.images.generate(prompt=VIOLENT, stream=True))
+    with pytest.raises(openai.BadRequestError, match="violence"):
+        client.images.edit(image=("cat.png", png(), "image/png"), prompt=VIOLENT)
+    with pytest.raises(openai.APIError, match="violence"):
+        for _ in client.responses.create(model="gpt-5.4", input=VIOLENT, stream=True):
+            pass
+    chat = client.chat.completions.create(model="flux", stream=True,
+                                          messages=[{"role": "user", "content": VIOLENT}])
+    # A chat stream tells a failure in the chat's own text, as every chat failure.
+    assert "violence" in "".join(c.choices[0].delta.content or "" for c in chat if c.choices)
+    tool = asyncio.run(_mcp_generate(service, VIOLENT))
+    assert tool.is_error is True
+    assert tool.content[0].text.startswith("content_policy_violation: ")
+    assert "violence" in tool.content[0].text
+    assert len(cf.judged()) == 5 and image_calls(cf) == [] and stored_images(images) == 0
+
+    # Every refusal gave its reservation back: the one image the budget holds is drawn.
+    assert client.images.generate(prompt="a calm lake", size="1024x1024").data
+    usage = requests.get(service.api + "/usage", headers=bearer(API_KEY), timeout=10).json()
+    assert usage["key"]["spent_neurons"] == pytest.approx(57.6, rel=0.05)
+    assert stored_images(images) == 1
+
+
+async def _mcp_generate(service, prompt: str):
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
+    async with Client(streamable_http_client(service.url + "/mcp", http_client=http)) as client:
+        return await client.call_tool("generate_image", {"prompt": prompt})
+
+
+def stored_images(path) -> int:
+    """Images on the disk store; the Responses API keeps its failed Response objects there too
+    (`store` defaults to true, as OpenAI's), which hold no image."""
+    with diskcache.Cache(str(path)) as cache:
+        return sum(1 for key in cache.iterkeys() if not str(key).startswith("response."))
