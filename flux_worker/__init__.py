@@ -42,6 +42,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
         context,
         edits,
         errors,
+        history,
         hooks,
         image_files,
         mcp,
@@ -63,7 +64,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     hooks.install(app)
     for blueprint in (pages.bp, image_files.bp, openapi.bp, metrics.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (api.bp, edits.bp, responses.bp, usage.bp):
+    for blueprint in (api.bp, edits.bp, responses.bp, usage.bp, history.bp):
         routes.register_api(app, blueprint)
     # Wrapping wsgi_app is Flask's documented way to add WSGI middleware; mypy sees a method.
     app.wsgi_app = image_files.ImageFastPath(app.wsgi_app, app)  # type: ignore[method-assign]

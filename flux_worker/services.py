@@ -39,6 +39,9 @@ from .generation.planner import Planner
 from .generation.provider_health import ProviderHealth
 from .generation.service import Generations
 from .generation.translate import ChatTranslator, Translator
+from .history.activity import ActivityLog, activity_from_location
+from .history.recorder import History
+from .history.stores import history_from_location
 from .inputs.intake import ImageIntake
 from .net.upstream import make_session
 from .responses.answer import Responses
@@ -71,11 +74,16 @@ class Services:
     links: ImageLinks = field(default_factory=ImageLinks)  # IMAGE_LINKS: how answers link images
     books: Books = field(default_factory=lambda: Books(MemoryLedger(), BudgetRules()))
     accounts: AccountPool | None = None       # the Cloudflare backend's accounts
+    history: History | None = None           # each key's kept images; None: IMAGE_HISTORY=off
+    activity: ActivityLog | None = None      # the newest answered errors, for the admin
 
     def close(self) -> None:
         """Release connections and files."""
         self.store.close()
         self.books.ledger.close()
+        for part in (self.history, self.activity):
+            if part is not None:
+                part.close()
         if self.pipeline.providers is not None:
             self.pipeline.providers.marks.close()
         if self.session is not None:
@@ -122,8 +130,11 @@ def build_services(config: Config) -> Services:
         raise ConfigError(f"MODEL_FALLBACKS: {exc}") from None
     planner = Planner(models, config.flux_num_steps, chains=chains, providers=providers,
                       fits=books.fits)
-    generations = Generations(planner=planner, pipeline=pipeline,
-                              admission=admission, intake=intake, health=health)
+    # In the counter store, so instances that share counts share the history too.
+    history = (History(history_from_location(config.counters), store, config.image_expiration)
+               if config.image_history == "on" else None)
+    generations = Generations(planner=planner, pipeline=pipeline, admission=admission,
+                              intake=intake, health=health, recorder=history)
     chat = ChatTurns(generations, models, Phrasebook(config.language), translator=translator,
                      auto_edits=config.chat_edits == "auto",
                      foreign_origin=links.foreign_origin(), show_cost=config.show_cost)
@@ -131,7 +142,8 @@ def build_services(config: Config) -> Services:
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, generations=generations, chat=chat,
                     session=session, admission=admission, books=books, accounts=accounts,
-                    links=links, responses=responses, jobs=jobs)
+                    links=links, responses=responses, jobs=jobs, history=history,
+                    activity=activity_from_location(config.counters))
 
 
 def build_responses(config: Config, chat: ChatTurns, store: ImageStore) -> tuple[Responses, Jobs]:

@@ -91,6 +91,10 @@ class McpMount:
             with_length(environ, self.max_body_bytes, self.too_large)
         except APIError as exc:
             edge.log_error(method, environ.get("PATH_INFO", ""), exc)
+            if self.services.activity is not None:
+                self.services.activity.answered(
+                    budget_key(config.api_keys, token) if proved else None, method,
+                    environ.get("PATH_INFO", ""), exc, behind_key=proved)
             answer = edge.error_answer(exc, behind_key=proved)
             respond(answer.status_line, answer.headers)
             return ClosingIterator([] if method == "HEAD" else [answer.body], [finish])
