@@ -109,12 +109,13 @@ class ActivityLog:
         except Exception as exc:  # any store's failure: the error answer must still go out
             log.warning("could not add to the activity log: %s", type(exc).__name__)
 
-    def answered(self, key: str | None, method: str, path: str, exc: APIError, *,
-                 behind_key: bool) -> None:
-        """Add the error `exc` as the caller of `key` (None: anonymous) was answered it."""
+    def answered(self, key: str | None, method: str, path: str, exc: APIError) -> None:
+        """Add the error `exc` answered to the caller of `key` (None: anonymous)."""
         if isinstance(exc, Cancelled):
             return    # nobody was answered: the client had gone
-        shown = public_error(exc, behind_key=behind_key)
+        # As an open caller reads it, whoever asked: the log is read elsewhere, by the admin,
+        # and a storage error's host (or a URL's credentials) has no business there.
+        shown = public_error(exc, behind_key=False)
         self.append(owner_of(key), method, path, shown.status, shown.code, shown.message)
 
     def newest(self, n: int = CAP) -> list[Activity]:

@@ -37,12 +37,14 @@ class History:
         """Add one entry per stored image; a failure is logged and counted, never raised."""
         now = self._clock()
         revised = prompt if prompt != job.prompt else None
-        for result in results:
+        # The batch's first image listed first (newest): added last, a microsecond later.
+        for i, result in reversed(list(enumerate(results))):
             model = result.model or job.model
             entry = HistoryEntry(
                 id=new_entry_id(), owner=owner_of(caller.key), image_keys=(result.key,),
                 prompt=job.original, revised_prompt=revised, model=model.id,
-                provider=model.provider, size=f"{result.width}x{result.height}", created=now,
+                provider=model.provider, size=f"{result.width}x{result.height}",
+                created=now - i / 1e6,
                 expires_at=int(now + self._expiration) if self._expiration else None,
                 neurons=result.neurons, usd=result.usd)
             try:

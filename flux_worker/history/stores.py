@@ -3,7 +3,7 @@
 Kept where COUNTERS_URL keeps counters, so every instance that shares them shares the history:
 Redis (one sorted set per owner and one of everyone's, by time; each entry a JSON string that
 expires with its image), a diskcache directory of its own (one host) or memory (one process).
-An entry expires with its image; an index is kept as long as its newest entry and loses its
+An entry expires with its image; an index is kept as long as its last entry and loses its
 expired ids when it is listed. An owner keeps at most `cap` entries (the oldest go, with their
 index rows), and everyone's index the newest ALL_CAP. Errors propagate: History decides.
 """
@@ -70,13 +70,16 @@ class IndexedHistory:
     def add(self, entry: HistoryEntry) -> None:
         def add(c: Cells) -> None:
             c.set(entry_key(entry.id), entry.to_json(), entry.ttl(self._clock()))
-            ids = (c.get(owner_index(entry.owner)) or []) + [entry.id]
+            ids, until = c.get(owner_index(entry.owner)) or ([], 0)
+            ids = ids + [entry.id]
             dropped = set(ids[:-self.cap])
             for old in dropped:
                 c.delete(entry_key(old))
-            self._keep(c, owner_index(entry.owner), ids[-self.cap:])
-            everyone = [i for i in (c.get(ALL) or []) if i not in dropped] + [entry.id]
-            self._keep(c, ALL, everyone[-ALL_CAP:])
+            self._keep(c, owner_index(entry.owner), ids[-self.cap:],
+                       _later(until, entry.expires_at))
+            everyone, until = c.get(ALL) or ([], 0)
+            everyone = [i for i in everyone if i not in dropped] + [entry.id]
+            self._keep(c, ALL, everyone[-ALL_CAP:], _later(until, entry.expires_at))
 
         self.cells.run(add)
 
@@ -86,8 +89,8 @@ class IndexedHistory:
 
     def page(self, owner: str | None, limit: int, after: str | None) -> Page:
         def page(c: Cells) -> Page:
-            ids = c.get(owner_index(owner)) or []
-            newest_first = ids[::-1]
+            ids, until = c.get(owner_index(owner)) or ([], 0)
+            newest_first: list[str] = ids[::-1]
             start = 0
             if after is not None:
                 if after not in ids:
@@ -104,7 +107,7 @@ class IndexedHistory:
                 if len(live) > limit:
                     break
             if gone:
-                self._keep(c, owner_index(owner), [i for i in ids if i not in gone])
+                self._keep(c, owner_index(owner), [i for i in ids if i not in gone], until)
             return Page(live[:limit], len(live) > limit)
 
         return self.cells.run(page)
@@ -113,20 +116,35 @@ class IndexedHistory:
         def remove(c: Cells) -> None:
             c.delete(entry_key(entry.id))
             for index in (owner_index(entry.owner), ALL):
-                self._keep(c, index, [i for i in (c.get(index) or []) if i != entry.id])
+                ids, until = c.get(index) or ([], 0)
+                self._keep(c, index, [i for i in ids if i != entry.id], until)
 
         self.cells.run(remove)
 
-    def _keep(self, c: Cells, index: str, ids: list[str]) -> None:
-        """Write an index that lives as long as its newest entry (gone when empty)."""
-        newest = c.get(entry_key(ids[-1])) if ids else None
-        if newest is None:
+    def _keep(self, c: Cells, index: str, ids: list[str], until: float | None) -> None:
+        """Write an index that lives `until` (its last entry's expiry; gone when empty)."""
+        if not ids:
             c.delete(index)
             return
-        c.set(index, ids, HistoryEntry.from_json(newest).ttl(self._clock()))
+        c.set(index, (ids, until), None if until is None else max(0.001, until - self._clock()))
 
     def close(self) -> None:
         self.cells.close()
+
+
+# Add an id to an index that lives as long as its last entry: its expiry only ever moves later
+# (PEXPIRE's GT option would say so, but needs Redis 7).
+_INDEX_SCRIPT = """
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local before = redis.call('PTTL', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local ttl = tonumber(ARGV[3])
+if ttl < 0 then
+  redis.call('PERSIST', KEYS[1])
+elseif fresh or (before >= 0 and before < ttl) then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+"""
 
 
 class RedisHistory:
@@ -138,6 +156,7 @@ class RedisHistory:
         self.client = redis_client(location)
         self.cap = cap
         self._clock = clock
+        self._index = self.client.register_script(_INDEX_SCRIPT)
 
     def add(self, entry: HistoryEntry) -> None:
         ttl = entry.ttl(self._clock())
@@ -145,12 +164,9 @@ class RedisHistory:
         pipe.set(entry_key(entry.id), entry.to_json(),
                  px=None if ttl is None else max(1, int(ttl * 1000)))
         for index in (owner_index(entry.owner), ALL):
-            pipe.zadd(index, {entry.id: entry.created})
-            # An index lives as long as its newest entry.
-            if ttl is None:
-                pipe.persist(index)
-            else:
-                pipe.pexpire(index, max(1, int(ttl * 1000)))
+            self._index(keys=[index], args=[entry.id, entry.created,
+                                            -1 if ttl is None else max(1, int(ttl * 1000))],
+                        client=pipe)
         pipe.zremrangebyrank(ALL, 0, -(ALL_CAP + 1))
         pipe.zrange(owner_index(entry.owner), 0, -(self.cap + 1))
         dropped = [i.decode() for i in pipe.execute()[-1]]
@@ -196,6 +212,11 @@ class RedisHistory:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _later(until: float | None, expires_at: int | None) -> float | None:
+    """The later of two expiries (None: never)."""
+    return None if until is None or expires_at is None else max(until, expires_at)
 
 
 def history_from_location(location: CountersLocation, cap: int = OWNER_CAP) -> HistoryStore:

@@ -70,8 +70,7 @@ def register(app: Flask) -> None:
         edge.log_error(request.method, request.path, exc)
         activity = services().activity
         if activity is not None:
-            activity.answered(caller_key(), request.method, request.path, exc,
-                              behind_key=key_proved())
+            activity.answered(caller_key(), request.method, request.path, exc)
         return error_response(exc)
 
     @app.errorhandler(HTTPException)

@@ -94,7 +94,7 @@ class McpMount:
             if self.services.activity is not None:
                 self.services.activity.answered(
                     budget_key(config.api_keys, token) if proved else None, method,
-                    environ.get("PATH_INFO", ""), exc, behind_key=proved)
+                    environ.get("PATH_INFO", ""), exc)
             answer = edge.error_answer(exc, behind_key=proved)
             respond(answer.status_line, answer.headers)
             return ClosingIterator([] if method == "HEAD" else [answer.body], [finish])
