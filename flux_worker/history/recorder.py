@@ -15,7 +15,7 @@ from .. import metrics
 from ..errors import NotFound, StorageError
 from ..generation.job import Caller, ImageJob, ImageResult
 from ..storage.base import ImageStore
-from .entries import HistoryEntry, Page, new_entry_id, owner_of
+from .entries import HistoryEntry, Page, UnknownAfter, new_entry_id, owner_of
 from .stores import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class History:
     def _guarded(call: Callable):
         try:
             return call()
-        except StorageError:
+        except (StorageError, UnknownAfter):
             raise
         except Exception as exc:  # Redis, SQLite and OS errors alike: the history is down
             log.warning("history unavailable: %s: %s", type(exc).__name__, exc)
