@@ -8,22 +8,14 @@ import pytest
 import requests
 
 from harness.service import start_service
+from tests.support import BROWSER_KEY as KEY
+from tests.support import BROWSER_TIMEOUT_MS as TIMEOUT_MS
 
 pytestmark = pytest.mark.e2e
 
-KEY = "sk-browser-history-key-7"
-TIMEOUT_MS = 10_000
-
-
-@pytest.fixture
-def demo_with_key(tmp_path):
-    """The demo backend with an API key: the page shows the key field, history is on."""
-    service = start_service(tmp_path, {"API_KEY": KEY, "IMAGE_EXPIRATION": "1800"}, workers=1)
-    yield service
-    service.stop()
-
 
 def open_playground(browser, service):
+    """A new browser context (its own localStorage) on the playground, the key entered."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -35,13 +27,18 @@ def open_playground(browser, service):
     return context, page, console
 
 
+def make(page, prompt: str) -> None:
+    """Generate `prompt` in the playground and wait for its gallery card."""
+    page.fill("#prompt", prompt)
+    page.click("#generate")
+    page.wait_for_selector(f"#gallery .shot:has-text('{prompt}')")
+
+
 def test_the_gallery_shows_the_keys_history_in_another_browser(browser, demo_with_key):
     first, page, console = open_playground(browser, demo_with_key)
     second, other, other_console = open_playground(browser, demo_with_key)
     try:
-        page.fill("#prompt", "a red kite over the dunes")
-        page.click("#generate")
-        page.wait_for_selector("#gallery .shot:has-text('a red kite over the dunes')")
+        make(page, "a red kite over the dunes")
         assert page.text_content("#gallery-title") == "Your recent images"
 
         # The other browser never made it, and its localStorage is empty: the server's list.
@@ -76,9 +73,7 @@ def test_without_a_server_history_the_gallery_stays_in_the_browser(browser, tmp_
     service = start_service(tmp_path, {"API_KEY": KEY, "IMAGE_HISTORY": "off"}, workers=1)
     context, page, _ = open_playground(browser, service)
     try:
-        page.fill("#prompt", "a quiet pond")
-        page.click("#generate")
-        page.wait_for_selector("#gallery .shot:has-text('a quiet pond')")
+        make(page, "a quiet pond")
         assert page.text_content("#gallery-title") == "Recent in this browser"
         assert page.locator("button.shot-delete").count() == 0
         page.reload()
