@@ -3,6 +3,8 @@ activity log."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from flux_worker import metrics
@@ -10,7 +12,7 @@ from flux_worker.catalog.workers_ai import CATALOG
 from flux_worker.cost.ledgers import short_hash
 from flux_worker.errors import NotFound, StorageError
 from flux_worker.generation.job import Caller, ImageJob, ImageResult
-from flux_worker.history.activity import CAP, activity_from_location
+from flux_worker.history.activity import CAP, ActivityLog, activity_from_location
 from flux_worker.history.cells import MemoryCells
 from flux_worker.history.entries import ANONYMOUS, HistoryEntry, UnknownAfter, owner_of
 from flux_worker.history.recorder import History
@@ -228,26 +230,41 @@ def test_activity_keeps_the_newest_public_messages(location):
     try:
         for n in range(CAP + 5):
             log.append("anonymous", "POST", f"/v1/x/{n}", 400, "invalid_request_error", "bad")
-        newest = log.newest(3)
-        assert [a.path for a in newest] == [f"/v1/x/{n}" for n in (CAP + 4, CAP + 3, CAP + 2)]
-        assert len(log.newest()) == CAP
         log.answered("sk-secret", "POST", "/v1/images/generations",
                      StorageError("down at redis://:pw@10.0.0.1:6379"))
-        [last] = log.newest(1)
-        assert (last.owner, last.status, last.code) == (short_hash("sk-secret"), 503,
-                                                        "storage_error")
+        # Written by the log's own thread: wait for the last line.
+        wait_until(lambda: log.newest(1) and log.newest(1)[0].status == 503)
+        last, *newest = log.newest(4)
+        assert [a.path for a in newest] == [f"/v1/x/{n}" for n in (CAP + 4, CAP + 3, CAP + 2)]
+        assert len(log.newest()) == CAP
+        assert (last.owner, last.code) == (short_hash("sk-secret"), "storage_error")
         assert "pw" not in last.message and "10.0.0.1" not in last.message
     finally:
         log.close()
 
 
-def test_a_failing_activity_write_is_logged_not_raised(caplog):
-    log = activity_from_location(CountersLocation.parse("memory://"))
-    log.store = _BrokenActivity()  # type: ignore[assignment]
-    log.append("anonymous", "GET", "/v1/models", 401, "invalid_api_key", "no key")
-    assert "activity log" in caplog.text
+class _SlowActivity:
+    def __init__(self):
+        self.release = threading.Event()
+        self.lines: list[bytes] = []
 
-
-class _BrokenActivity:
     def push(self, line):
-        raise ConnectionError("down")
+        self.release.wait(10)       # a hung store
+        if b"fail" in line:
+            raise ConnectionError("down")
+        self.lines.append(line)
+
+    def close(self):
+        return None
+
+
+def test_activity_writes_neither_wait_nor_raise(caplog):
+    store = _SlowActivity()
+    log = ActivityLog(store)  # type: ignore[arg-type]
+    log.append("anonymous", "GET", "/v1/models", 401, "invalid_api_key", "fail")
+    log.append("anonymous", "GET", "/v1/models", 401, "invalid_api_key", "no key")
+    assert store.lines == []           # both answered while the store still hangs
+    store.release.set()
+    wait_until(lambda: store.lines)
+    log.close()
+    assert "could not add to the activity log" in caplog.text

@@ -7,7 +7,7 @@ from werkzeug.test import Client
 
 from flux_worker import metrics
 from flux_worker.cost.ledgers import short_hash
-from tests.support import AUTH, TEST_KEY, app_with, bearer
+from tests.support import AUTH, TEST_KEY, app_with, bearer, wait_until
 
 ADMIN = "sk-admin-web-test"
 
@@ -46,7 +46,9 @@ def test_answered_errors_go_to_the_activity_log_with_their_owner():
         client.post("/v1/images/generations", headers=AUTH, json={"prompt": ""})
         client.get("/v1/models", headers=bearer("sk-wrong"))
         Client(app).post("/mcp", json={}, headers=bearer("sk-wrong"))
-        mcp, wrong, empty = services.activity.newest(3)
+        # Written by the log's own thread: wait for the third line.
+        mcp, wrong, empty = wait_until(lambda: (lines := services.activity.newest(3))
+                                       and len(lines) == 3 and lines)
         assert (empty.owner, empty.status, empty.path) == (short_hash(TEST_KEY), 400,
                                                            "/v1/images/generations")
         assert (wrong.owner, wrong.status, wrong.code) == ("anonymous", 401, "invalid_api_key")

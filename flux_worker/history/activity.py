@@ -3,13 +3,17 @@
 Each answered API error is one line: when, whose (short hash of the key, or "anonymous"),
 method, path, status, code and the message the caller was shown (the public one: never a
 secret, never a storage address). Only the newest CAP are kept, in the counter store, so every
-instance appends to the same log. Appending never breaks an answer: a failure is logged.
+instance appends to the same log. Appending never breaks or slows an answer: lines are written
+by a thread of their own, so a hung Redis (half a second per command) or a busy SQLite delays
+only the log; a failure is logged, and lines beyond BACKLOG waiting are dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Protocol
@@ -25,6 +29,7 @@ from .entries import owner_of
 log = logging.getLogger(__name__)
 
 CAP = 200
+BACKLOG = 1000     # lines waiting for the writer; more are dropped (the store is down)
 _KEY = "flux-worker:activity"
 
 
@@ -93,21 +98,44 @@ class RedisActivity:
 
 
 class ActivityLog:
-    """Appends answered errors; reads the newest."""
+    """Appends answered errors (on a writer thread of its own); reads the newest."""
 
     def __init__(self, store: ActivityStore, clock: Callable[[], float] = time.time):
         self.store = store
         self._clock = clock
+        self._lock = threading.Lock()
+        # Made per process on first use: a queue or thread from before a fork is no use after.
+        self._pid = -1
+        self._queue: queue.Queue[bytes | None] = queue.Queue(BACKLOG)
+        self._writer: threading.Thread | None = None
 
     def append(self, owner: str, method: str, path: str, status: int, code: str | None,
                message: str) -> None:
-        """Add one line; a failure is logged, never raised (the answer goes out regardless)."""
+        """Queue one line for the writer; never raises, never waits."""
         line = Activity(self._clock(), owner, method[:16], path[:300], status, code,
                         message[:500])
         try:
-            self.store.push(orjson.dumps(asdict(line)))
-        except Exception as exc:  # any store's failure: the error answer must still go out
-            log.warning("could not add to the activity log: %s", type(exc).__name__)
+            self._started().put_nowait(orjson.dumps(asdict(line)))
+        except queue.Full:
+            log.warning("activity log: %d lines wait for its store; a line was dropped", BACKLOG)
+
+    def _started(self) -> "queue.Queue[bytes | None]":
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._queue = queue.Queue(BACKLOG)
+                    self._writer = threading.Thread(target=self._write, args=(self._queue,),
+                                                    name="activity-log", daemon=True)
+                    self._writer.start()
+                    self._pid = os.getpid()
+        return self._queue
+
+    def _write(self, lines: "queue.Queue[bytes | None]") -> None:
+        while (line := lines.get()) is not None:
+            try:
+                self.store.push(line)
+            except Exception as exc:  # any store's failure: the answers went out regardless
+                log.warning("could not add to the activity log: %s", type(exc).__name__)
 
     def answered(self, key: str | None, method: str, path: str, exc: APIError) -> None:
         """Add the error `exc` answered to the caller of `key` (None: anonymous)."""
@@ -123,7 +151,13 @@ class ActivityLog:
         return [Activity(**orjson.loads(raw)) for raw in self.store.newest(min(n, CAP))]
 
     def close(self) -> None:
-        """Release connections and files."""
+        """Write what is queued (a few seconds at most), then release connections and files."""
+        if self._writer is not None and self._pid == os.getpid():
+            try:
+                self._queue.put(None, timeout=2)
+            except queue.Full:
+                pass
+            self._writer.join(timeout=5)
         self.store.close()
 
 
