@@ -243,6 +243,17 @@ def test_activity_keeps_the_newest_public_messages(location):
         log.close()
 
 
+def test_an_undecodable_path_is_kept_as_its_escape():
+    log = activity_from_location(CountersLocation.parse("memory://"))
+    try:
+        log.append("anonymous", "GET", "/v1/caf\udce9", 404, "not_found", "No route \udce9")
+        wait_until(lambda: log.newest(1))
+        [line] = log.newest(1)
+        assert (line.path, line.message) == ("/v1/caf\\udce9", "No route \\udce9")
+    finally:
+        log.close()
+
+
 class _SlowActivity:
     def __init__(self):
         self.release = threading.Event()

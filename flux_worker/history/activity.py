@@ -112,12 +112,14 @@ class ActivityLog:
     def append(self, owner: str, method: str, path: str, status: int, code: str | None,
                message: str) -> None:
         """Queue one line for the writer; never raises, never waits."""
-        line = Activity(self._clock(), owner, method[:16], path[:300], status, code,
-                        message[:500])
+        line = Activity(self._clock(), owner, _text(method, 16), _text(path, 300), status, code,
+                        _text(message, 500))
         try:
             self._started().put_nowait(orjson.dumps(asdict(line)))
         except queue.Full:
             log.warning("activity log: %d lines wait for its store; a line was dropped", BACKLOG)
+        except Exception as exc:  # a bug here must not turn an error answer into a 500
+            log.warning("could not add to the activity log: %s", type(exc).__name__)
 
     def _started(self) -> "queue.Queue[bytes | None]":
         if self._pid != os.getpid():
@@ -159,6 +161,12 @@ class ActivityLog:
                 pass
             self._writer.join(timeout=5)
         self.store.close()
+
+
+def _text(value: str, limit: int) -> str:
+    """At most `limit` characters that JSON can carry: a lone surrogate (a path's undecodable
+    byte) is kept as its escape, as the log writes it."""
+    return value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def activity_from_location(location: CountersLocation) -> ActivityLog:
