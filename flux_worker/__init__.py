@@ -43,6 +43,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
         context,
         edits,
         errors,
+        history,
         hooks,
         image_files,
         mcp,
@@ -64,7 +65,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     hooks.install(app)
     for blueprint in (pages.bp, image_files.bp, openapi.bp, metrics.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (api.bp, edits.bp, responses.bp, usage.bp):
+    for blueprint in (api.bp, edits.bp, responses.bp, usage.bp, history.bp):
         routes.register_api(app, blueprint)
     # The admin API only under /v1: /admin at the root is the admin page's.
     app.register_blueprint(admin_keys.bp, url_prefix=routes.API_PREFIX)
