@@ -64,6 +64,9 @@ def test_llama_guard_refuses_before_any_image_call_and_names_the_category(guard_
     assert image_calls(cf) == []
     assert client.images.generate(prompt="a calm lake", size="1024x1024").data
     assert len(image_calls(cf)) == 1
+    # A variation has no prompt: nothing is judged, the picture is drawn.
+    assert client.images.create_variation(image=("cat.png", png(), "image/png")).data
+    assert len(image_calls(cf)) == 2 and cf.judged() == [VIOLENT, VIOLENT, "a calm lake"]
     metrics = requests.get(guard_service.url + "/metrics", timeout=10).text
     assert metric_value(metrics, "flux_worker_moderation_total", outcome="refused",
                         category="violence") >= 2
@@ -164,12 +167,20 @@ def test_every_interface_is_refused_and_nothing_is_drawn_stored_or_spent(budgete
     assert tool.content[0].text.startswith("content_policy_violation: ")
     assert "violence" in tool.content[0].text
     assert len(cf.judged()) == 5 and image_calls(cf) == [] and stored_images(images) == 0
+    assert history(service) == []               # IMAGE_HISTORY (on) keeps no refused prompt
 
     # Every refusal gave its reservation back: the one image the budget holds is drawn.
     assert client.images.generate(prompt="a calm lake", size="1024x1024").data
     usage = requests.get(service.api + "/usage", headers=bearer(API_KEY), timeout=10).json()
     assert usage["key"]["spent_neurons"] == pytest.approx(57.6, rel=0.05)
     assert stored_images(images) == 1
+    assert [entry["prompt"] for entry in history(service)] == ["a calm lake"]
+
+
+def history(service) -> list[dict]:
+    answer = requests.get(service.api + "/images/history", headers=bearer(API_KEY), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
 
 
 async def _mcp_generate(service, prompt: str):
