@@ -122,6 +122,12 @@ def test_the_translated_prompt_is_checked_too(fake_cf, cf, tmp_path):
             sdk(service).images.generate(prompt="ein ruhiger See", size="1024x1024")
         assert cf.judged() == ["ein ruhiger See", VIOLENT]
         assert image_calls(cf) == []
+        # A refused prompt of the user's never reaches the translator (an LLM call that costs).
+        translations = len([r for r in cf.requests() if r["kind"] == "llm"])
+        assert translations >= 1
+        with pytest.raises(openai.BadRequestError, match="sexual content"):
+            sdk(service).images.generate(prompt=FLAGGED, size="1024x1024")
+        assert len([r for r in cf.requests() if r["kind"] == "llm"]) == translations
     finally:
         service.stop()
 
