@@ -38,6 +38,8 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
         services = build_services(config)
 
     from .web import (
+        admin,
+        admin_api,
         api,
         context,
         edits,
@@ -61,8 +63,10 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
 
     errors.register(app)
     hooks.install(app)
-    for blueprint in (pages.bp, image_files.bp, openapi.bp, metrics.bp):
+    for blueprint in (pages.bp, image_files.bp, openapi.bp, metrics.bp, admin.bp):
         app.register_blueprint(blueprint)
+    # Only under /v1: at the root, /admin/... is the admin page's own.
+    app.register_blueprint(admin_api.bp, url_prefix=routes.API_PREFIX)
     for blueprint in (api.bp, edits.bp, responses.bp, usage.bp):
         routes.register_api(app, blueprint)
     # Wrapping wsgi_app is Flask's documented way to add WSGI middleware; mypy sees a method.

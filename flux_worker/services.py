@@ -47,7 +47,7 @@ from .responses.store import ResponseStore
 from .storage import ImageStore, open_store
 from .storage.health import StoreHealth
 from .storage.links import ImageLinks
-from .storage.marks import marks_from_location
+from .storage.marks import Marks, MemoryMarks, marks_from_location
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class Services:
     links: ImageLinks = field(default_factory=ImageLinks)  # IMAGE_LINKS: how answers link images
     books: Books = field(default_factory=lambda: Books(MemoryLedger(), BudgetRules()))
     accounts: AccountPool | None = None       # the Cloudflare backend's accounts
+    # Small shared integers that expire (COUNTERS_URL): provider health, admin sign-ins.
+    marks: Marks = field(default_factory=MemoryMarks)
 
     def close(self) -> None:
         """Release connections and files."""
@@ -102,7 +104,8 @@ def build_services(config: Config) -> Services:
     except ValueError as exc:
         raise ConfigError(f"STORAGE_URL: {exc}") from None
     health = StoreHealth(store)
-    providers = ProviderHealth(marks_from_location(config.counters),
+    marks = marks_from_location(config.counters)
+    providers = ProviderHealth(marks,
                                limit=config.provider_failure_limit,
                                retry_seconds=config.provider_retry_seconds)
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
@@ -131,7 +134,7 @@ def build_services(config: Config) -> Services:
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, generations=generations, chat=chat,
                     session=session, admission=admission, books=books, accounts=accounts,
-                    links=links, responses=responses, jobs=jobs)
+                    links=links, responses=responses, jobs=jobs, marks=marks)
 
 
 def build_responses(config: Config, chat: ChatTurns, store: ImageStore) -> tuple[Responses, Jobs]:

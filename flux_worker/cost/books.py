@@ -356,7 +356,7 @@ class Books:
         """Every configured key's line (by short hash), plus keys seen today but not configured."""
         spent = self.spent() if spent is None else spent
         lines = {short_hash(k): self.usage_of_key(k, spent) for k in keys}
-        for hashed in sorted(_named(spent, "key:")):
+        for hashed in sorted(names_of_kind(spent, "key:")):
             if hashed not in lines:
                 lines[hashed] = _line(spent, "key:" + hashed,
                                       partial(self.rules.for_hash, hashed), key=hashed)
@@ -368,7 +368,7 @@ class Books:
         return [{"model": model,
                  "spent_neurons": round(spent.get(model_counter(model), 0.0), 3),
                  "spent_usd": round(spent.get(USD.counter(model_counter(model)), 0.0), 9)}
-                for model in sorted(_named(spent, "model:"))]
+                for model in sorted(names_of_kind(spent, "model:"))]
 
     def _over_budget(self, refused: str, day: str, neurons: float | None,
                      usd: float | None) -> QuotaExceeded:
@@ -396,7 +396,7 @@ class Books:
             retry_after=reset["resets_in_seconds"])
 
 
-def _named(spent: Mapping[str, float], kind: str) -> set[str]:
+def names_of_kind(spent: Mapping[str, float], kind: str) -> set[str]:
     """The names after `kind` (`key:`, `model:`) of the counters of that kind, in either unit."""
     found = set()
     for name in spent:

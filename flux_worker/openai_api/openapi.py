@@ -21,7 +21,7 @@ import copy
 from typing import Any, Mapping
 
 from ..version import __version__
-from . import openapi_responses
+from . import openapi_admin, openapi_responses
 from .fields import MAX_EDIT_IMAGES
 from .openapi_components import (
     ERROR_RESPONSES,
@@ -64,6 +64,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/readyz": {"get": _readyz()},
         "/openapi.json": {"get": _openapi_json()},
         "/metrics": {"get": _metrics()},
+        **openapi_admin.paths(_operation, _ok, _errors),
     }
     for path, alias in (aliases or {}).items():
         paths[alias] = _alias_of(path, paths[path])
@@ -87,6 +88,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
             {"name": "files", "description": "Stored images; the key is the capability."},
             {"name": "service", "description": "Welcome page, probes, metrics and this "
                                                "document."},
+            {"name": "admin", "description": "The admin page and its data (ADMIN_API_KEY)."},
             {"name": "alias", "description": "The API routes without the `/v1` prefix."},
         ],
         "paths": paths,
@@ -96,6 +98,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
 
 def _with_responses(parts: dict) -> dict:
     parts["schemas"].update(openapi_responses.schemas())
+    parts["schemas"].update(openapi_admin.schemas())
     return parts
 
 
