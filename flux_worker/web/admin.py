@@ -56,7 +56,7 @@ def login() -> Response:
         return _refused("sign-in", exc)
     if not key_matches((admin_key,), request.form.get("key", "").strip()):
         admin_session.login_failed()
-        return _refused("sign-in", PermissionDenied("That is not this server's ADMIN_API_KEY.",
+        return _refused("sign-in", PermissionDenied("That is not the admin key (ADMIN_API_KEY).",
                                                     param="key"))
     admin_session.login_succeeded()
     answer = redirect(request.script_root + "/admin", 303)
