@@ -45,6 +45,11 @@ def signed_in(app):
     return client, token
 
 
+def altered(token: str) -> str:
+    """`token` with its last character changed."""
+    return token[:-1] + ("B" if token.endswith("A") else "A")
+
+
 def set_cookie_of(response) -> str:
     cookies = [c for c in response.headers.getlist("Set-Cookie")
                if c.startswith(admin_session.COOKIE + "=")]
@@ -154,7 +159,7 @@ def test_sign_out_needs_the_csrf_token_and_ends_the_session_for_a_copied_cookie(
     client, token = signed_in(admin_app)
     cookie = client.get_cookie(admin_session.COOKIE).value
     assert client.post("/admin/logout").status_code == 403
-    assert client.post("/admin/logout", data={"csrf_token": "x" + token}).status_code == 403
+    assert client.post("/admin/logout", data={"csrf_token": altered(token)}).status_code == 403
     assert client.get(OVERVIEW).status_code == 200            # refused sign-outs changed nothing
     answer = client.post("/admin/logout", data={"csrf_token": token})
     assert answer.status_code == 303
@@ -173,7 +178,7 @@ def test_a_session_changes_nothing_without_its_csrf_token(admin_app):
     assert missing.status_code == 403
     assert missing.get_json()["error"]["code"] == "permission_denied"
     assert client.post("/v1/admin/test-change",
-                       headers={"X-CSRF-Token": token[:-1] + "A"}).status_code == 403
+                       headers={"X-CSRF-Token": altered(token)}).status_code == 403
     other, other_token = signed_in(admin_app)                 # another session's token
     assert other_token != token
     assert client.post("/v1/admin/test-change",
