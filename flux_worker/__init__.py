@@ -40,6 +40,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     from .web import (
         admin,
         admin_api,
+        admin_keys,
         api,
         context,
         edits,
@@ -65,10 +66,11 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     hooks.install(app)
     for blueprint in (pages.bp, image_files.bp, openapi.bp, metrics.bp, admin.bp):
         app.register_blueprint(blueprint)
-    # Only under /v1: at the root, /admin/... is the admin page's own.
-    app.register_blueprint(admin_api.bp, url_prefix=routes.API_PREFIX)
     for blueprint in (api.bp, edits.bp, responses.bp, usage.bp):
         routes.register_api(app, blueprint)
+    # The admin API only under /v1: /admin at the root is the admin page's.
+    for blueprint in (admin_keys.bp, admin_api.bp):
+        app.register_blueprint(blueprint, url_prefix=routes.API_PREFIX)
     # Wrapping wsgi_app is Flask's documented way to add WSGI middleware; mypy sees a method.
     app.wsgi_app = image_files.ImageFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
     # /mcp: MCP over streamable HTTP

@@ -10,6 +10,7 @@
     ├── PermissionDenied          403 (the admin page's request without its CSRF token)
     ├── NotFound                  404 (routes, image keys)
     │   └── ModelNotFound         404 model_not_found
+    ├── ModelNotAllowed           403 model_not_allowed (a run-time key limited to some models)
     ├── MethodNotAllowed          405
     ├── PayloadTooLarge           413
     ├── RateLimited               429 rate_limit_exceeded (+ Retry-After)
@@ -160,6 +161,14 @@ class ModelNotFound(NotFound):
     """No such model (404)."""
 
     code = "model_not_found"
+
+
+class ModelNotAllowed(APIError):
+    """The model exists, but the caller's run-time key may not use it (403)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
 
 
 class MethodNotAllowed(APIError):

@@ -40,6 +40,9 @@ from .generation.provider_health import ProviderHealth
 from .generation.service import Generations
 from .generation.translate import ChatTranslator, Translator
 from .inputs.intake import ImageIntake
+from .keys.admin import KeyAdmin
+from .keys.ring import KeyRing
+from .keys.store import keys_from_location
 from .net.upstream import make_session
 from .responses.answer import Responses
 from .responses.background import Jobs
@@ -73,11 +76,15 @@ class Services:
     accounts: AccountPool | None = None       # the Cloudflare backend's accounts
     # Small shared integers that expire (COUNTERS_URL): provider health, admin sign-ins.
     marks: Marks = field(default_factory=MemoryMarks)
+    keyring: KeyRing = field(default_factory=lambda: KeyRing(()))  # who may call
+    key_admin: KeyAdmin | None = None         # run-time keys: on with ADMIN_API_KEY
 
     def close(self) -> None:
         """Release connections and files."""
         self.store.close()
         self.books.ledger.close()
+        if self.keyring.store is not None:
+            self.keyring.store.close()
         if self.pipeline.providers is not None:
             self.pipeline.providers.marks.close()
         if self.session is not None:
@@ -110,8 +117,9 @@ def build_services(config: Config) -> Services:
                                retry_seconds=config.provider_retry_seconds)
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
                         expiration=config.image_expiration, health=health, providers=providers)
+    # Run-time keys (ADMIN_API_KEY) may carry their own rate limit, so they need the limiter.
     limiter = (RateLimiter(config.rate_limit, config.counters, health=counters)
-               if config.rate_limit else None)
+               if config.rate_limit or config.admin_api_key else None)
     admission = Admission(limiter, InflightGate(config.max_inflight), books)
     links = ImageLinks(config.image_links, store, public_base=config.s3_public_base_url,
                        lifetime=config.image_expiration)
@@ -124,17 +132,29 @@ def build_services(config: Config) -> Services:
     except ValueError as exc:
         raise ConfigError(f"MODEL_FALLBACKS: {exc}") from None
     planner = Planner(models, config.flux_num_steps, chains=chains, providers=providers,
-                      fits=books.fits)
+                      fits=lambda caller, cost: books.fits(caller.key, cost.neurons, cost.usd,
+                                                           caller.terms))
     generations = Generations(planner=planner, pipeline=pipeline,
                               admission=admission, intake=intake, health=health)
     chat = ChatTurns(generations, models, Phrasebook(config.language), translator=translator,
                      auto_edits=config.chat_edits == "auto",
                      foreign_origin=links.foreign_origin(), show_cost=config.show_cost)
     responses, jobs = build_responses(config, chat, store)
+    keyring, key_admin = build_keys(config, models)
     return Services(config=config, models=models, backend=backend, store=store,
                     translator=translator, pipeline=pipeline, generations=generations, chat=chat,
                     session=session, admission=admission, books=books, accounts=accounts,
-                    links=links, responses=responses, jobs=jobs, marks=marks)
+                    links=links, responses=responses, jobs=jobs, keyring=keyring,
+                    key_admin=key_admin, marks=marks)
+
+
+def build_keys(config: Config, models: ModelRegistry) -> tuple[KeyRing, KeyAdmin | None]:
+    """API_KEY's keys, and with ADMIN_API_KEY the run-time keys kept beside the counters."""
+    if not config.admin_api_key:
+        return KeyRing(config.api_keys, closed=config.auth_required), None
+    store = keys_from_location(config.counters)
+    ring = KeyRing(config.api_keys, store, closed=config.auth_required)
+    return ring, KeyAdmin(store, lambda name: models.require(name, param="models").id)
 
 
 def build_responses(config: Config, chat: ChatTurns, store: ImageStore) -> tuple[Responses, Jobs]:

@@ -26,9 +26,8 @@ from flux_worker.errors import (
     public_error,
     without_addresses,
 )
-from flux_worker.web import auth as web_auth
+from flux_worker.keys.ring import KeyRing
 from flux_worker.web import edge
-from flux_worker.web import mcp as web_mcp
 from tests.support import TEST_KEY, make_config
 
 ALLOWED = "https://a.example"
@@ -76,10 +75,8 @@ def raising(exc: APIError) -> Callable:
 
 def inject(monkeypatch, app: Flask, exc: APIError, edges=tuple(EDGES)) -> None:
     """Make `edges` meet `exc` first: the key check of Flask and /mcp, the fast path's open."""
-    if "flask" in edges:
-        monkeypatch.setattr(web_auth, "check_api_key", raising(exc))
-    if "mcp" in edges:
-        monkeypatch.setattr(web_mcp, "check_api_key", raising(exc))
+    if "flask" in edges or "mcp" in edges:      # both ask the one key check
+        monkeypatch.setattr(app.extensions["flux_worker"].keyring, "check", raising(exc))
     if "fast path" in edges:
         monkeypatch.setattr(app.extensions["flux_worker"].store, "open", raising(exc))
 
@@ -108,7 +105,7 @@ def assert_alike(responses: dict) -> None:
 def key_error(token: str | None) -> AuthenticationError:
     """The 401 the key check raises for `token` (what an image request would have met)."""
     with pytest.raises(AuthenticationError) as info:
-        web_auth.check_api_key((TEST_KEY,), token)
+        KeyRing((TEST_KEY,)).check(token)
     return info.value
 
 

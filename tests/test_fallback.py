@@ -40,7 +40,7 @@ from flux_worker.generation.fallback import (
     fallback_reason,
     resolve_chains,
 )
-from flux_worker.generation.job import ImageOrder
+from flux_worker.generation.job import Caller, ImageOrder
 from flux_worker.generation.pipeline import Pipeline
 from flux_worker.generation.planner import Planner
 from flux_worker.generation.provider_health import OK, ProviderHealth
@@ -194,11 +194,12 @@ def test_auto_passes_over_a_skipped_provider_an_unfit_request_and_the_budget():
     assert auto_planner().choose_model(with_image)[0] is KLEIN
     asked: list[str | None] = []
 
-    def fits(key, neurons, usd):  # the budget takes every model but the first asked about
-        asked.append(key)
+    def fits(caller, cost):  # the budget takes every model but the first asked about
+        asked.append(caller.key)
         return len(asked) > 1
 
-    chosen = auto_planner(fits=fits).choose_model(ImageOrder("a cat", model="auto"), key="sk-a")
+    chosen = auto_planner(fits=fits).choose_model(ImageOrder("a cat", model="auto"),
+                                                  Caller(identity="sk-a", key="sk-a"))
     assert chosen[0] is KLEIN and asked[0] == "sk-a"
 
 

@@ -77,9 +77,17 @@ def test_a_refused_key_is_no_identity(app):
 
 
 def test_identity_and_budget_without_keys_are_the_address():
-    assert web_auth.identity_of((), "sk-any", "10.0.0.9") == "10.0.0.9"
-    assert web_auth.identity_of((), None, None) == "anonymous"
-    assert web_auth.budget_key((), "sk-any") is None
+    open_app = create_app(make_config(API_KEY=""))
+    try:
+        with open_app.test_request_context(headers={"Authorization": "Bearer sk-any"},
+                                           environ_base={"REMOTE_ADDR": "10.0.0.9"}):
+            web_auth.require_api_key()
+            assert web_auth.caller_identity() == "10.0.0.9"
+            assert web_auth.caller_key() is None and web_auth.caller_terms() is None
+            assert not web_auth.key_proved()
+    finally:
+        open_app.wsgi_app.app.close()
+        open_app.extensions["flux_worker"].close()
     assert web_auth.bearer_of_header("Bearer  sk-x ") == "sk-x"
     assert web_auth.bearer_of_header("Basic dXNlcjpwYXNz") is None
     assert web_auth.bearer_of_header(None) is None

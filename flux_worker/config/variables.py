@@ -111,7 +111,7 @@ class Config(BaseSettings):
     model_config = SettingsConfigDict(frozen=True)
 
     api_keys: Names = variable("API_KEY", "", "Client key(s) for `Authorization: Bearer`; comma-separated for several. Required with a real backend; without it the demo backend needs no key.", secret=True)
-    admin_api_key: str = variable("ADMIN_API_KEY", "", "Key for `GET /v1/usage` with every key's (by short hash) and every account's spend; not a client key.", secret=True)
+    admin_api_key: str = variable("ADMIN_API_KEY", "", "Key for the admin API, the `/admin` page and everyone's spend on `GET /v1/usage`; with it set, run-time keys can be handed out (docs/admin.md). Not a client key.", secret=True)
 
     # Cloudflare Workers AI (backends/cloudflare.py, cost/accounts.py)
     cf_account_id: str = variable("CF_ACCOUNT_ID", "", "Cloudflare account id for Workers AI. Without it (and the token) the offline demo backend runs.")
@@ -334,8 +334,9 @@ class Config(BaseSettings):
 
     @property
     def auth_required(self) -> bool:
-        """Whether requests must carry one of the API keys."""
-        return bool(self.api_keys)
+        """Whether every request must carry a key, whatever run-time keys exist: API_KEY is
+        set, or a real provider is on (then only ADMIN_API_KEY's run-time keys may call)."""
+        return bool(self.api_keys) or self.image_providers != (DEMO,)
 
     @property
     def s3(self) -> S3Options:
@@ -374,10 +375,11 @@ def check_consistency(cfg: Config) -> None:
                           "CF_API_TOKEN, or CF_ACCOUNTS) and IMAGE_BACKEND=cloudflare or unset")
     if cfg.image_backend == "openai" and not cfg.image_api_base:
         raise ConfigError("IMAGE_API_BASE is required when IMAGE_BACKEND=openai")
-    if cfg.image_providers != (DEMO,) and not cfg.api_keys:
+    if cfg.image_providers != (DEMO,) and not (cfg.api_keys or cfg.admin_api_key):
         raise ConfigError(
             "API_KEY is required when a real image backend is configured: "
-            "set API_KEY to one or more comma-separated client keys")
+            "set API_KEY to one or more comma-separated client keys (or ADMIN_API_KEY, and "
+            "create keys with the admin API)")
     if cfg.image_links != "service" and cfg.storage.scheme != S3:
         raise ConfigError(
             f"IMAGE_LINKS={cfg.image_links} needs object storage (STORAGE_URL=s3://bucket/...); "

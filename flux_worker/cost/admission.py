@@ -13,6 +13,7 @@ import threading
 from typing import Callable
 
 from .books import Books, Hold
+from .terms import KeyTerms
 from .throttle import InflightGate, RateLimiter
 
 
@@ -62,22 +63,24 @@ class Admission:
         self.gate = gate
         self.books = books
 
-    def check(self, identity: str) -> None:
+    def check(self, identity: str, terms: KeyTerms | None = None) -> None:
         """Raise RateLimited when `identity` is already over its limit; charge nothing.
 
         Cheap requests (a client's title request) are checked but not counted, so a caller
         over its limit is refused before any work is done on its text.
         """
         if self.limiter is not None:
-            self.limiter.test(identity)
+            self.limiter.test(identity, terms.rate_limit if terms is not None else None)
 
     def admit(self, identity: str, images: int = 1, *, key: str | None = None,
-              estimate: float | None = None, estimate_usd: float | None = None) -> Ticket:
+              estimate: float | None = None, estimate_usd: float | None = None,
+              terms: KeyTerms | None = None) -> Ticket:
         """Take `images` slots, charge the caller's limit and reserve `images` x the estimates.
 
         `key` is the caller's API key (budgets per key), `estimate` one image's neurons and
         `estimate_usd` its US dollars (None: not priced in that unit, none of its budgets
-        applies; neither priced: nothing is reserved).
+        applies; neither priced: nothing is reserved); `terms`: a run-time key's own rate
+        limit and budgets, which replace the configured ones for it.
 
         :raises Overloaded: no free slots (503): nothing is charged.
         :raises RateLimited: over the limit (429): the slots are given back.
@@ -88,11 +91,12 @@ class Admission:
         ticket = Ticket(lambda: self.gate.release(images))
         try:
             if self.limiter is not None:
-                self.limiter.hit(identity, images)
+                self.limiter.hit(identity, images,
+                                 terms.rate_limit if terms is not None else None)
             if self.books is not None and (estimate is not None or estimate_usd is not None):
                 ticket.hold = self.books.reserve(
                     key, None if estimate is None else estimate * images,
-                    None if estimate_usd is None else estimate_usd * images)
+                    None if estimate_usd is None else estimate_usd * images, terms)
         except BaseException:
             ticket.release()
             raise

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from functools import partial
 from typing import Callable, Iterable, Iterator, Mapping
 
 from .. import metrics
@@ -45,6 +44,7 @@ from .ledgers import (
     unit_of,
 )
 from .money import dollars, dollars_text, neurons_text
+from .terms import KeyTerms
 
 # The name these lines have always carried in the log, which operators may filter on.
 log = logging.getLogger("flux_worker.cost.budget")
@@ -240,8 +240,10 @@ class Books:
         """The UTC day the books count in now."""
         return utc_day(self.clock())
 
-    def reserve(self, key: str | None, neurons: float | None, usd: float | None = None) -> Hold:
-        """Reserve `neurons` and `usd` (None: not billed in that unit) for the service and `key`.
+    def reserve(self, key: str | None, neurons: float | None, usd: float | None = None,
+                terms: KeyTerms | None = None) -> Hold:
+        """Reserve `neurons` and `usd` (None: not billed in that unit) for the service and `key`
+        (`terms`: a run-time key's own budgets).
 
         :raises QuotaExceeded: a budget would be passed (the message names it).
         :raises StorageError: a budget applies and its counters are unreachable (fail closed).
@@ -249,7 +251,7 @@ class Books:
         day = self.today()
         counters: dict[str, int] = {}
         limits: dict[str, int] = {}
-        for unit, counter, amount, budget in self._budgets(key, neurons, usd):
+        for unit, counter, amount, budget in self._budgets(key, neurons, usd, terms):
             counters[counter] = unit.whole(amount)
             if budget is not None:
                 limits[counter] = unit.whole(budget)
@@ -259,10 +261,11 @@ class Books:
             return Hold(self, day, dict.fromkeys(counters, 0), neurons, usd)
         refused = self.charge(day, counters, limits)
         if refused is not None:
-            raise self._over_budget(refused, day, neurons, usd)
+            raise self._over_budget(refused, day, neurons, usd, terms)
         return Hold(self, day, counters, neurons, usd)
 
-    def fits(self, key: str | None, neurons: float | None, usd: float | None = None) -> bool:
+    def fits(self, key: str | None, neurons: float | None, usd: float | None = None,
+             terms: KeyTerms | None = None) -> bool:
         """Whether `neurons` and `usd` more (None: not billed in that unit) would stay within
         the service's and `key`'s budgets now.
 
@@ -270,23 +273,31 @@ class Books:
         counters answer True, and admission then decides as it always does.
         """
         limits = [(counter, amount, budget) for _, counter, amount, budget
-                  in self._budgets(key, neurons, usd) if budget is not None]
+                  in self._budgets(key, neurons, usd, terms) if budget is not None]
         if not limits:
             return True
         spent = self.spent()
         return all(spent.get(counter, 0.0) + amount <= budget
                    for counter, amount, budget in limits)
 
-    def _budgets(self, key: str | None, neurons: float | None,
-                 usd: float | None) -> Iterator[tuple[Unit, str, float, float | None]]:
+    def _budgets(self, key: str | None, neurons: float | None, usd: float | None,
+                 terms: KeyTerms | None) -> Iterator[tuple[Unit, str, float, float | None]]:
         """(unit, ledger counter, amount, budget or None) of the service and `key`, for each
-        unit the amounts are billed in (None: not billed in that unit)."""
+        unit the amounts are billed in (None: not billed in that unit). A run-time key's own
+        budget (`terms`) replaces the configured per-key one."""
         for unit, amount in ((NEURONS, neurons), (USD, usd)):
             if amount is None:
                 continue
             yield unit, unit.counter(SERVICE), amount, self.rules.for_service(unit)
             if key is not None:
-                yield unit, unit.counter(key_counter(key)), amount, self.rules.for_key(key, unit)
+                yield (unit, unit.counter(key_counter(key)), amount,
+                       self._key_budget(short_hash(key), unit, terms))
+
+    def _key_budget(self, hashed: str, unit: Unit, terms: KeyTerms | None) -> float | None:
+        """The daily budget in `unit` of the key whose short hash is `hashed`: a run-time
+        key's own (`terms`), else KEY_BUDGETS' entry, else the default per key."""
+        own = terms.budget(unit) if terms is not None else None
+        return own if own is not None else self.rules.for_hash(hashed, unit)
 
     def charge(self, day: str, counters: Mapping[str, int],
                limits: Mapping[str, int]) -> str | None:
@@ -340,26 +351,33 @@ class Books:
         return {"resets_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "resets_in_seconds": max(1, math.ceil((at - now).total_seconds()))}
 
-    def usage_of_key(self, key: str, spent: Mapping[str, float] | None = None) -> dict:
+    def usage_of_key(self, key: str, spent: Mapping[str, float] | None = None,
+                     terms: KeyTerms | None = None) -> dict:
         """A key's spend today in both units, its budgets and what is left."""
+        return self.usage_of_hash(short_hash(key), spent, terms)
+
+    def usage_of_hash(self, hashed: str, spent: Mapping[str, float] | None = None,
+                      terms: KeyTerms | None = None) -> dict:
+        """The line of the key whose short hash is `hashed` (`terms`: a run-time key's)."""
         spent = self.spent() if spent is None else spent
-        hashed = short_hash(key)
-        return _line(spent, key_counter(key), partial(self.rules.for_hash, hashed), key=hashed)
+        return _line(spent, "key:" + hashed,
+                     lambda unit: self._key_budget(hashed, unit, terms), key=hashed)
 
     def usage_of_service(self, spent: Mapping[str, float] | None = None) -> dict:
         """The whole service's spend today against DAILY_NEURONS and DAILY_USD."""
         spent = self.spent() if spent is None else spent
         return _line(spent, SERVICE, self.rules.for_service)
 
-    def all_keys(self, keys: Iterable[str],
-                 spent: Mapping[str, float] | None = None) -> list[dict]:
-        """Every configured key's line (by short hash), plus keys seen today but not configured."""
+    def all_keys(self, keys: Iterable[str], spent: Mapping[str, float] | None = None,
+                 issued: Mapping[str, KeyTerms] | None = None) -> list[dict]:
+        """Every configured key's line (by short hash), every run-time key's (`issued`: terms
+        by short hash), plus keys seen today but neither configured nor issued."""
         spent = self.spent() if spent is None else spent
+        issued = issued or {}
         lines = {short_hash(k): self.usage_of_key(k, spent) for k in keys}
-        for hashed in sorted(names_of_kind(spent, "key:")):
+        for hashed in (*issued, *sorted(names_of_kind(spent, "key:"))):
             if hashed not in lines:
-                lines[hashed] = _line(spent, "key:" + hashed,
-                                      partial(self.rules.for_hash, hashed), key=hashed)
+                lines[hashed] = self.usage_of_hash(hashed, spent, issued.get(hashed))
         return list(lines.values())
 
     def usage_of_models(self, spent: Mapping[str, float] | None = None) -> list[dict]:
@@ -371,7 +389,7 @@ class Books:
                 for model in sorted(names_of_kind(spent, "model:"))]
 
     def _over_budget(self, refused: str, day: str, neurons: float | None,
-                     usd: float | None) -> QuotaExceeded:
+                     usd: float | None, terms: KeyTerms | None) -> QuotaExceeded:
         unit = unit_of(refused)
         counter = refused.removeprefix(unit.prefix)
         spent = self.spent(day)
@@ -383,7 +401,7 @@ class Books:
             budget = self.rules.for_service(unit)
         else:
             which = f"This API key's daily {'dollar ' if unit is USD else ''}budget"
-            budget = self.rules.for_hash(counter.removeprefix("key:"), unit)
+            budget = self._key_budget(counter.removeprefix("key:"), unit, terms)
         left = max(0.0, (budget or 0.0) - spent.get(refused, 0.0))
         need = (usd if unit is USD else neurons) or 0.0
         text = dollars_text if unit is USD else neurons_text

@@ -9,6 +9,7 @@ across processes).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
@@ -98,28 +99,34 @@ class RateLimiter:
 
     def __init__(self, spec: str, counters: CountersLocation,
                  health: CountersHealth | None = None):
-        self.items = parse_many(spec.replace(";", ","))
+        self.items = _items(spec)            # RATE_LIMIT's; empty: only run-time keys' own
         self.storage = limits_storage(counters)
         self.strategy = FixedWindowRateLimiter(self.storage)
         self.health = health or CountersHealth()
 
-    def test(self, identity: str) -> None:
-        """Raise RateLimited when `identity` could not take one more image now; count nothing."""
+    def test(self, identity: str, own: str | None = None) -> None:
+        """Raise RateLimited when `identity` could not take one more image now; count nothing.
+
+        `own`: a run-time key's own limit, which replaces RATE_LIMIT for it.
+        """
         ident = _digest(identity)
-        for item in self.items:
+        for item in self._for(own):
             with self.health.guard("rate limit"):
                 allowed = self.strategy.test(item, "flux-worker", ident)
             if not allowed:
                 raise self._refusal(item, ident)
 
-    def hit(self, identity: str, cost: int = 1) -> None:
+    def hit(self, identity: str, cost: int = 1, own: str | None = None) -> None:
         """Count `cost` images for `identity`; raise RateLimited when a limit would be exceeded."""
         ident = _digest(identity)
-        for item in self.items:
+        for item in self._for(own):
             with self.health.guard("rate limit"):
                 allowed = self.strategy.hit(item, "flux-worker", ident, cost=cost)
             if not allowed:
                 raise self._refusal(item, ident)
+
+    def _for(self, own: str | None) -> tuple:
+        return _items(own) if own else self.items
 
     def _refusal(self, item, ident: str) -> RateLimited:
         with self.health.guard("rate limit"):
@@ -128,6 +135,12 @@ class RateLimiter:
         return RateLimited(
             f"Rate limit reached for this API key: {item}. Try again in {retry} seconds.",
             retry_after=retry)
+
+
+@functools.lru_cache(maxsize=256)
+def _items(spec: str) -> tuple:
+    """The limits of a spec such as `30/minute;500/day` (checked where it was read)."""
+    return tuple(parse_many(spec.replace(";", ","))) if spec else ()
 
 
 def _digest(identity: str) -> str:

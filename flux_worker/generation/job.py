@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..catalog.spec import ModelSpec
+from ..cost.terms import KeyTerms
 from ..inputs.image import ImageSource, InputImage
 from .sizes import SizeSpec
 
@@ -51,6 +52,7 @@ class Caller:
     identity: str = field(repr=False)       # whom rate limits count: the key, else an address
     key: str | None = field(default=None, repr=False)   # whose budget: the API key, if any
     cancel: threading.Event = field(default_factory=threading.Event)  # set: the caller left
+    terms: KeyTerms | None = None           # a run-time key's own limits and models
 
 
 class Estimate(NamedTuple):

@@ -27,11 +27,11 @@ from typing import Callable
 from ..catalog.providers import DEMO, WORKERS_AI
 from ..catalog.registry import ModelRegistry, model_for_images
 from ..catalog.spec import SEED_MAX, ModelSpec
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ModelNotAllowed
 from ..inputs.image import InputImage
 from ..inputs.intake import mask_from_alpha, sd_mask
 from .fallback import Chains, auto_order, can_honour, is_auto
-from .job import Estimate, ImageJob, ImageOrder
+from .job import Caller, Estimate, ImageJob, ImageOrder
 from .prompt import ParsedPrompt, parse_prompt
 from .provider_health import ProviderHealth
 from .sizes import RATIO_MAX, SizeSpec, resolve_size
@@ -47,30 +47,40 @@ _EDIT_SHAPES = tuple(SizeSpec(ratio=r, width=None, height=None, source="%d:%d" %
     (RATIO_MAX, 1), (1, RATIO_MAX)))
 
 
+# Whether the caller's budgets (its key's own terms included) take one image's cost now.
+Fits = Callable[[Caller, Estimate], bool]
+
+
 class Planner:
     """Plans orders against the offered models."""
 
     def __init__(self, models: ModelRegistry, default_steps: int, *, chains: Chains | None = None,
                  providers: ProviderHealth | None = None,
-                 fits: Callable[[str | None, float | None, float | None], bool] | None = None):
+                 fits: Fits | None = None):
         self.models = models
         self.default_steps = default_steps
         self.chains = chains or {}        # MODEL_FALLBACKS, resolved: {model id: alternatives}
         self.providers = providers        # which providers are skipped now
-        self.fits = fits      # (API key, neurons, dollars) -> whether the budgets take them
+        self.fits = fits      # whether the caller's budgets take one image's cost now
 
-    def choose_model(self, order: ImageOrder, key: str | None = None
+    def choose_model(self, order: ImageOrder, caller: Caller | None = None
                      ) -> tuple[ModelSpec, ModelSpec]:
-        """The model that draws the order and the one it named; raise InvalidRequest if none can.
+        """The model that draws the order and the one it named; raise InvalidRequest if none
+        can, ModelNotAllowed when the caller's key may not use it.
 
-        A chat client names its "model" freely, so there an unknown name means the default.
-        `key`: whose budget `auto` asks.
+        A chat client names its "model" freely, so there an unknown name means the default
+        (or, for a key limited to some models, the first of those). `caller`: whose budget
+        `auto` asks and whose key's models it may choose from.
         """
+        terms = caller.terms if caller is not None else None
         if is_auto(order.model):
-            chosen = self._auto(order, key)[0]
+            chosen = self._auto(order, caller)[0]
             return chosen, chosen
         requested = (self.models.for_chat(order.model) if order.chat
                      else self.models.require(order.model))
+        if (order.chat and terms is not None and not terms.allows(requested.id)
+                and self.models.get(order.model or "") is None):
+            requested = next((m for m in self.models.models if terms.allows(m.id)), requested)
         model = requested
         if order.images:
             model = model_for_images(requested, len(order.images), order.mask is not None,
@@ -78,23 +88,30 @@ class Planner:
         if not order.chat and self.models.is_openai_name(order.model):
             model = self._exact_size(order, model)
         model.check_background(order.background)
+        if terms is not None and not terms.allows(model.id):
+            raise ModelNotAllowed(
+                f"This API key may not use the model `{model.id}`; it may use: "
+                f"{', '.join(terms.models or ())}. Ask the server's admin for more.",
+                param="model")
         return model, requested
 
-    def _auto(self, order: ImageOrder, key: str | None) -> tuple[ModelSpec, ...]:
+    def _auto(self, order: ImageOrder, caller: Caller | None) -> tuple[ModelSpec, ...]:
         """`auto`'s candidates in order: those that can honour the order, the preferred first.
 
         Preferred: a healthy provider, the asked WxH made exactly, one image within budget.
         When none is preferred the first that can honour it still draws: a skipped provider
         may have recovered, and admission names the budget that refuses.
         """
+        terms = caller.terms if caller is not None else None
         honour = [m for m in auto_order(self.models, self.chains)
                   if can_honour(m, images=len(order.images), mask=order.mask is not None,
-                                background=order.background) and self._valid(order, m)]
+                                background=order.background) and self._valid(order, m)
+                  and (terms is None or terms.allows(m.id))]
         if not honour:
             raise InvalidRequest(
                 "No offered model can draw this request (`model: auto`): check its input images, "
                 "mask and background against GET /v1/models.", param="model")
-        preferred = [m for m in honour if self._preferred(order, m, key)]
+        preferred = [m for m in honour if self._preferred(order, m, caller)]
         return tuple(dict.fromkeys((*preferred, *honour)))
 
     def _valid(self, order: ImageOrder, model: ModelSpec) -> bool:
@@ -104,7 +121,7 @@ class Planner:
             return False
         return True
 
-    def _preferred(self, order: ImageOrder, model: ModelSpec, key: str | None) -> bool:
+    def _preferred(self, order: ImageOrder, model: ModelSpec, caller: Caller | None) -> bool:
         if self.providers is not None and not self.providers.usable(model.provider):
             return False
         size = order.size
@@ -113,9 +130,9 @@ class Planner:
             if (resolved.width, resolved.height) != (size.width, size.height):
                 return False
         figure = self.estimate(order, model)
-        return self.fits is None or self.fits(key, figure.neurons, figure.usd)
+        return self.fits is None or self.fits(caller or Caller(identity=""), figure)
 
-    def alternatives(self, order: ImageOrder, job: ImageJob, key: str | None = None,
+    def alternatives(self, order: ImageOrder, job: ImageJob, caller: Caller | None = None,
                      images: tuple[InputImage, ...] = (),
                      mask: InputImage | None = None) -> tuple[ImageJob, ...]:
         """The jobs that may draw `job` instead when its provider fails, in order.
@@ -124,9 +141,11 @@ class Planner:
         where taken, its own upstream size) at the job's exact size, which the pipeline fits.
         """
         if is_auto(order.model):
-            others: tuple[ModelSpec, ...] = self._auto(order, key)
+            others: tuple[ModelSpec, ...] = self._auto(order, caller)
         else:
-            others = self.chains.get(job.model.id, ())
+            terms = caller.terms if caller is not None else None
+            others = tuple(m for m in self.chains.get(job.model.id, ())
+                           if terms is None or terms.allows(m.id))
         jobs = []
         for model in others:
             if model is job.model or not can_honour(

@@ -116,7 +116,7 @@ class Generations:
         For work an interface does before it knows whether an image is wanted (a chat
         client's background requests), so a caller over its limit gets no work done at all.
         """
-        self.admission.check(caller.identity)
+        self.admission.check(caller.identity, caller.terms)
 
     def start(self, order: ImageOrder, caller: Caller) -> Generation:
         """Admit and plan `order` for `caller`; the caller must close the Generation.
@@ -126,17 +126,18 @@ class Generations:
         :raises StorageError: storage is down (nothing charged).
         :raises Overloaded, RateLimited, QuotaExceeded: admission refused (nothing read).
         """
-        model, requested = self.planner.choose_model(order, caller.key)
+        model, requested = self.planner.choose_model(order, caller)
         estimate = self.planner.estimate(order, model)
         self.health.check()
         ticket = self.admission.admit(caller.identity, order.n, key=caller.key,
-                                      estimate=estimate.neurons, estimate_usd=estimate.usd)
+                                      estimate=estimate.neurons, estimate_usd=estimate.usd,
+                                      terms=caller.terms)
         try:
             images = tuple(self.intake.load(source) for source in order.images)
             mask = self.intake.load(order.mask) if order.mask is not None else None
             job = self.planner.plan(order, model, requested, images, mask)
             job = replace(job, alternatives=self.planner.alternatives(
-                order, job, caller.key, images, mask))
+                order, job, caller, images, mask))
             if ticket.hold is not None:
                 # An edit reserved for the dearest shape its input might have had.
                 neurons, usd = job.estimate, job.estimate_usd

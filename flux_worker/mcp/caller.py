@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..cost.terms import KeyTerms
 from ..generation.job import ImageResult
 
 # The WSGI layer in front of the bridge puts the request's ToolCaller here; a2wsgi hands the WSGI
@@ -30,4 +31,5 @@ class ToolCaller:
     key: str | None = field(default=None, repr=False)  # whose budget: the API key, if any
     links_expire: bool = True     # False: links to files of the local user, kept until removed
     key_proved: bool = False      # a configured key passed: errors may name where storage is
+    terms: KeyTerms | None = None  # a run-time key's own limits and models
     model: str = field(default="-")

@@ -101,7 +101,7 @@ class ImageTools:
                 ) -> tuple[ImageJob, Batch, float | None]:
         """Start the order through the one entry point and render all its images."""
         asking = Caller(identity=caller.identity, key=caller.key,
-                        cancel=cancel or threading.Event())
+                        cancel=cancel or threading.Event(), terms=caller.terms)
         with self.services.generations.start(order, asking) as generation:
             caller.model = generation.job.model.id
             batch = generation.render_all()

@@ -36,7 +36,7 @@ from .openapi_components import (
 OPENAPI_VERSION = "3.1.0"
 
 # What a generation can fail with, on top of its own validation errors.
-GENERATION_ERRORS = (400, 401, 413, 429, 500, 502, 503, 504, 507)
+GENERATION_ERRORS = (400, 401, 403, 413, 429, 500, 502, 503, 504, 507)
 
 
 def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
@@ -59,6 +59,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/v1/models/{model_id}": {"get": _get_model()},
         "/v1/usage": {"get": _usage()},
         **openapi_responses.paths(_operation, _ok, _errors, GENERATION_ERRORS),
+        **openapi_admin.paths(_operation, _ok, _errors),
         "/image/{key}": _image_path(),
         "/healthz": {"get": _healthz()},
         "/readyz": {"get": _readyz()},
@@ -88,7 +89,8 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
             {"name": "files", "description": "Stored images; the key is the capability."},
             {"name": "service", "description": "Welcome page, probes, metrics and this "
                                                "document."},
-            {"name": "admin", "description": "The admin page and its data (ADMIN_API_KEY)."},
+            {"name": "admin", "description": "For the holder of ADMIN_API_KEY: run-time keys, the "
+                                             "admin page and its data."},
             {"name": "alias", "description": "The API routes without the `/v1` prefix."},
         ],
         "paths": paths,

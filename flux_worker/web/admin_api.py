@@ -25,10 +25,11 @@ def overview() -> Response:
     require_admin()
     svc = services()
     books = svc.books
-    names = key_names(svc)
+    issued = svc.key_admin.all() if svc.key_admin is not None else []
+    names = {key.owner: key.name for key in issued}
     spent = books.spent()
-    keys = [{**line, "name": names.get(line["key"])}
-            for line in books.all_keys(svc.config.api_keys, spent)]
+    lines = books.all_keys(svc.config.api_keys, spent, {key.owner: key.terms for key in issued})
+    keys = [{**line, "name": names.get(line["key"])} for line in lines]
     return jsonify({
         "object": "admin.overview", "day": books.today(), **books.resets(),
         "spend": spend_report(books, lambda model: provider_of(svc, model), names),
@@ -37,11 +38,6 @@ def overview() -> Response:
         "providers": [{"provider": provider, "state": provider_state(svc, provider)}
                       for provider in svc.config.image_providers],
     })
-
-
-def key_names(svc: Services) -> dict[str, str]:
-    """Each key's short hash -> the name an admin gave it (API_KEY's keys have none)."""
-    return {}
 
 
 def provider_of(svc: Services, model: str) -> str | None:

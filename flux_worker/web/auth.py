@@ -1,9 +1,9 @@
 """Who is calling: the Bearer key, read once per request, and whom the rate limits count.
 
 The Authorization header is parsed once per request (`presented_key`, kept in `g`); the key
-check, the usage page's admin check, the rate-limit identity and the budget key all read that
-one value. The /mcp mount, which runs without Flask, parses its request's header once with
-`bearer_of_header` and calls the same Flask-free `check_api_key`, `identity_of` and `budget_key`.
+check (`KeyRing.check`: API_KEY's keys and the run-time ones), the admin check, the rate-limit
+identity and the budget key all read that one value. The /mcp mount, which runs without Flask,
+parses its request's header once with `bearer_of_header` and calls the same `KeyRing.check`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from flask import g, request
 from werkzeug.datastructures import Authorization
 
 from ..auth import key_matches
-from ..errors import AuthenticationError
+from ..cost.terms import KeyTerms
 from .context import services
 
 
@@ -24,13 +24,13 @@ def presented_key() -> str | None:
 
 
 def require_api_key() -> None:
-    """Raise AuthenticationError unless the request presents one of the configured keys."""
-    keys = services().config.api_keys
-    token = presented_key()
-    check_api_key(keys, token)
+    """Raise AuthenticationError unless the request presents a key this service takes
+    (API_KEY's or a run-time key; none on an open service): the one check, `KeyRing.check`."""
+    access = services().keyring.check(presented_key())
     # Set only once the key passed: a refused key never becomes an identity or a budget.
-    g.api_key = token
-    if keys:
+    g.api_key = access.key
+    g.key_terms = access.terms
+    if access.key:
         prove_key()
 
 
@@ -71,40 +71,16 @@ def bearer_of_header(header: str | None) -> str | None:
     return bearer_token(Authorization.from_header(header))
 
 
-def check_api_key(keys: tuple[str, ...], token: str | None) -> None:
-    """Raise AuthenticationError unless `token` is one of `keys` (no keys: anyone may call).
-
-    No Flask: the /mcp mount checks its requests with it too.
-    """
-    if not keys:
-        return
-    if not token:
-        raise AuthenticationError(
-            "You didn't provide an API key. Send it in the header `Authorization: Bearer <key>` "
-            "(the key is the API_KEY configured on this server).")
-    if not key_matches(keys, token):
-        raise AuthenticationError(
-            "Incorrect API key provided. Use one of the keys in this server's API_KEY, sent as "
-            "`Authorization: Bearer <key>`.")
-
-
-def identity_of(keys: tuple[str, ...], token: str | None, address: str | None) -> str:
-    """Whom rate limits count: the checked key when keys are configured, else the address."""
-    if keys and token:
-        return token
-    return address or "anonymous"
-
-
-def budget_key(keys: tuple[str, ...], token: str | None) -> str | None:
-    """Whose budget a generation counts against: the checked key when keys are configured."""
-    return token if keys else None
-
-
 def caller_identity() -> str:
-    """Whom rate limits count: the API key when keys are configured, else the client address."""
-    return identity_of(services().config.api_keys, g.get("api_key"), request.remote_addr)
+    """Whom rate limits count: the checked key, else (an open service) the client address."""
+    return g.get("api_key") or request.remote_addr or "anonymous"
 
 
 def caller_key() -> str | None:
-    """Whose budget a generation counts against: the API key when keys are configured."""
-    return budget_key(services().config.api_keys, g.get("api_key"))
+    """Whose budget a generation counts against: the checked key, if any."""
+    return g.get("api_key")
+
+
+def caller_terms() -> KeyTerms | None:
+    """A run-time key's own limits and models (None: the configured settings apply)."""
+    return g.get("key_terms")

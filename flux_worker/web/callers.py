@@ -6,7 +6,7 @@ from flask import request
 
 from ..chat.streaming import ClientWatch, peer_closed
 from ..generation.job import Caller
-from .auth import caller_identity, caller_key
+from .auth import caller_identity, caller_key, caller_terms
 
 
 def request_caller() -> Caller:
@@ -16,4 +16,5 @@ def request_caller() -> Caller:
     closed its stream) stops its generation without any write.
     """
     gone = peer_closed(request.environ.get("gunicorn.socket"))
-    return Caller(identity=caller_identity(), key=caller_key(), cancel=ClientWatch(gone))
+    return Caller(identity=caller_identity(), key=caller_key(), cancel=ClientWatch(gone),
+                  terms=caller_terms())

@@ -21,7 +21,7 @@ from ..inputs.image import ImageSource
 from ..inputs.intake import upload_too_large
 from ..openai_api import edit_requests
 from ..openai_api.edit_requests import MAX_EDIT_IMAGES, EditRequest, VariationRequest
-from .auth import caller_identity, require_api_key
+from .auth import caller_identity, caller_terms, require_api_key
 from .body import incomplete, json_body, with_length
 from .context import services
 from .image_answers import images_answer
@@ -35,7 +35,7 @@ _IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")
 def authenticate() -> None:
     require_api_key()
     # A caller over its rate limit is refused before any image is read or decoded.
-    services().admission.check(caller_identity())
+    services().admission.check(caller_identity(), caller_terms())
 
 
 @bp.post("/images/edits")

@@ -23,7 +23,7 @@ from ..errors import APIError, MethodNotAllowed, PayloadTooLarge
 from ..mcp.caller import CALLER_KEY, ToolCaller
 from ..services import Services
 from . import edge
-from .auth import bearer_of_header, budget_key, check_api_key, identity_of
+from .auth import bearer_of_header
 from .body import with_length
 from .hooks import request_done, request_id
 
@@ -75,8 +75,8 @@ class McpMount:
         token = bearer_of_header(environ.get("HTTP_AUTHORIZATION"))
         proved = False  # whether a configured key passed: errors may then name addresses
         try:
-            check_api_key(config.api_keys, token)
-            proved = bool(config.api_keys)
+            access = self.services.keyring.check(token)
+            proved = access.key is not None
             if method != "POST":
                 # Stateless: no stream for server messages (GET) and no session to end (DELETE).
                 # The spec's answer is 405; an open GET would also hold a worker thread forever.
@@ -94,9 +94,10 @@ class McpMount:
             answer = edge.error_answer(exc, behind_key=proved)
             respond(answer.status_line, answer.headers)
             return ClosingIterator([] if method == "HEAD" else [answer.body], [finish])
-        # Per API key when keys are configured, else per client address, as for the API.
-        caller.identity = identity_of(config.api_keys, token, environ.get("REMOTE_ADDR"))
-        caller.key = budget_key(config.api_keys, token)  # budgets count per key, as for the API
+        # Per key when one was checked, else per client address, as for the API.
+        caller.identity = access.key or environ.get("REMOTE_ADDR") or "anonymous"
+        caller.key = access.key         # budgets count per key, as for the API
+        caller.terms = access.terms
         caller.key_proved = proved
         base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
         links = self.services.links

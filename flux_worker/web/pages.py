@@ -35,7 +35,7 @@ def status() -> dict:
         "demo": svc.backend.name == "demo",
         "storage": svc.store.kind,
         "image_expiration": cfg.image_expiration,
-        "auth_required": cfg.auth_required,
+        "auth_required": svc.keyring.closed(),
         "translation": svc.translator.model if svc.translator else None,
         "default_model": svc.models.default.id,
         "models": [m.id for m in svc.models.models],

@@ -8,12 +8,12 @@ the caller, and send what comes back, as JSON or as server-sent events.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Iterable
 
 from flask import Blueprint, Response, g, jsonify, request
 
 from ..errors import InvalidRequest, NotFound
-from ..generation.job import Caller
 from ..responses import events
 from ..responses.background import Cutoff
 from ..responses.output import FINAL
@@ -49,7 +49,7 @@ def create_response() -> Response:
     if req.background:
         # The job outlives this request: its cancel is the cancel endpoint's, not the socket's.
         cutoff = Cutoff()
-        caller = Caller(identity=caller.identity, key=caller.key, cancel=cutoff)
+        caller = replace(caller, cancel=cutoff)
     answer = svc.responses.start(req, caller, image_linker(public_base_url()))
     g.model = answer.turn.model
     if cutoff is not None:
