@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, jsonify
 
 from .admin_auth import bearer_is_admin
-from .auth import prove_key, require_api_key
+from .auth import caller_terms, prove_key, require_api_key
 from .context import services
 
 bp = Blueprint("usage", __name__)
@@ -31,11 +31,13 @@ def usage() -> Response:
     spent = books.spent()
     body: dict = {"object": "usage", "day": books.today(), **books.resets()}
     key = g.get("api_key")
-    if not admin and svc.config.api_keys and key:
-        body["key"] = books.usage_of_key(key, spent)
+    if not admin and key:
+        body["key"] = books.usage_of_key(key, spent, caller_terms())
     if admin:
         body["service"] = books.usage_of_service(spent)
-        body["keys"] = books.all_keys(svc.config.api_keys, spent)
+        issued = svc.key_admin.all() if svc.key_admin is not None else []
+        body["keys"] = books.all_keys(svc.config.api_keys, spent,
+                                      {k.owner: k.terms for k in issued})
         body["models"] = books.usage_of_models(spent)
         body["accounts"] = svc.accounts.status() if svc.accounts else []
     return jsonify(body)
