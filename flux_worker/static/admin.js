@@ -27,7 +27,11 @@
       throw new Error("signed out");
     }
     const body = response.status === 204 ? {} : await response.json();
-    if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
+    if (!response.ok) {
+      const error = new Error((body.error && body.error.message) || response.statusText);
+      error.code = body.error && body.error.code;
+      throw error;
+    }
     return body;
   }
 
@@ -238,12 +242,23 @@
 
   // --- recent generations and refusals ---------------------------------------------------------
 
+  // Without a history (IMAGE_HISTORY=off) the list is empty and says why.
+  async function listOrWhy(path, emptyId) {
+    try {
+      return (await api(path)).data;
+    } catch (error) {
+      if (error.code !== "history_unavailable") throw error;
+      $(emptyId).textContent = error.message;
+      return [];
+    }
+  }
+
   async function loadGenerations() {
-    const list = await api("/generations");
+    const data = await listOrWhy("/generations", "generations-empty");
     const shots = $("generation-list");
     shots.replaceChildren();
-    $("generations-empty").hidden = list.data.length > 0;
-    for (const item of list.data) {
+    $("generations-empty").hidden = data.length > 0;
+    for (const item of data) {
       const li = document.createElement("li");
       li.className = "shot";
       const link = document.createElement("a");
@@ -268,9 +283,10 @@
   }
 
   async function loadActivity() {
-    const list = await api("/activity");
-    $("activity-empty").hidden = list.data.length > 0;
-    fill("activity-list", list.data, [(a) => when(a.created), keyLabel, (a) => a.kind,
+    const data = await listOrWhy("/activity", "activity-empty");
+    $("activity-empty").hidden = data.length > 0;
+    fill("activity-list", data, [(a) => when(a.created), keyLabel,
+      (a) => a.status + " " + (a.code || "") + " · " + a.method + " " + a.path,
       (a) => a.message], "");
   }
 
