@@ -71,6 +71,10 @@ def test_a_revoked_key_is_refused_on_its_next_request(admin_client):
     response = generate(admin_client, made["secret"])
     assert response.status_code == 401
     assert "was revoked" in response.get_json()["error"]["message"]
+    mcp = admin_client.post("/mcp", headers={
+        **bearer(made["secret"]), "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert mcp.status_code == 401 and "was revoked" in mcp.get_json()["error"]["message"]
     assert admin_client.post("/v1/chat/completions", headers=bearer(made["secret"]), json={
         "model": "flux", "messages": [{"role": "user", "content": "a cat"}]}).status_code == 401
 
@@ -94,6 +98,16 @@ def test_a_key_limited_to_some_models_gets_a_403_for_others(admin_client):
     chat = admin_client.post("/v1/chat/completions", headers=bearer(made["secret"]), json={
         "model": "gpt-4o", "messages": [{"role": "user", "content": "a cat"}]})
     assert chat.status_code == 200              # a chat client's free name: an allowed model
+    listed = admin_client.get("/v1/models", headers=bearer(made["secret"])).get_json()["data"]
+    assert [m["id"] for m in listed] == ["@cf/black-forest-labs/flux-1-schnell", "auto"]
+    assert len(admin_client.get("/v1/models", headers=AUTH).get_json()["data"]) > 2
+    mcp = admin_client.post("/mcp", headers={
+        **bearer(made["secret"]), "Accept": "application/json, text/event-stream"}, json={
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "generate_image", "arguments": {
+                "prompt": "a cat", "model": "@cf/black-forest-labs/flux-2-klein-4b"}}})
+    assert '"isError":true' in mcp.get_data(as_text=True)
+    assert "model_not_allowed: This API key may not use" in mcp.get_data(as_text=True)
 
 
 def test_a_key_rate_limit_and_budget_hold(apps):

@@ -22,7 +22,7 @@ from ..openai_api.generation_requests import (
     parse_chat_completion,
     parse_image_generation,
 )
-from .auth import require_api_key
+from .auth import caller_terms, require_api_key
 from .base_url import image_linker, public_base_url
 from .body import json_body
 from .callers import request_caller
@@ -95,8 +95,11 @@ def images_generations():
 def list_models():
     """The image models offered, in OpenAI's list format."""
     svc = services()
+    # A run-time key limited to some models sees those: what it may use is what it is offered.
+    terms = caller_terms()
+    offered = [s for s in svc.models.models if terms is None or terms.allows(s.id)]
     return jsonify(answers.model_list(
-        [*(_model_object(svc, spec) for spec in svc.models.models), _auto_object(svc)]))
+        [*(_model_object(svc, spec) for spec in offered), _auto_object(svc)]))
 
 
 @bp.get("/models/<path:model_id>")
