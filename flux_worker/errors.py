@@ -4,6 +4,7 @@
     ├── InvalidRequest            400 invalid_request_error (bad JSON, fields, empty prompt)
     │   ├── PromptTooLong         400 prompt_too_long
     │   ├── ContentPolicy         400 content_policy_violation (Cloudflare 3030)
+    │   │   └── ModerationRefused     this server's MODERATION refused the prompt
     │   └── ImageRefused          400 invalid_image (an input image cannot be used)
     │       └── ImageExpired      400 image_expired (an own link whose image is gone)
     ├── AuthenticationError       401 invalid_api_key
@@ -16,6 +17,7 @@
     ├── RateLimited               429 rate_limit_exceeded (+ Retry-After)
     ├── QuotaExceeded             429 insufficient_quota (Cloudflare 4006 / 3036)
     ├── Overloaded                503 rate_limit_exceeded (capacity, + Retry-After)
+    ├── ModerationUnavailable     503 moderation_unavailable (MODERATION_ON_ERROR=refuse)
     ├── UpstreamError             502 upstream_error (5xx, malformed answer, not an image)
     │   ├── UpstreamAuthFailed    502 upstream_auth_failed (the server's token was refused)
     │   ├── UpstreamRejected      502 upstream_error (the provider refused the request: a 4xx)
@@ -104,6 +106,15 @@ class ContentPolicy(InvalidRequest):
     """The upstream safety filter refused the prompt or its output (400)."""
 
     code = "content_policy_violation"
+
+
+class ModerationRefused(ContentPolicy):
+    """This server's moderation (MODERATION) refused the prompt (400); `categories` say why."""
+
+    def __init__(self, message: str, *, categories: tuple[str, ...] = (), **kwargs: Any):
+        kwargs.setdefault("param", "prompt")
+        super().__init__(message, **kwargs)
+        self.categories = categories
 
 
 class ImageRefused(InvalidRequest):
@@ -222,6 +233,14 @@ class Overloaded(APIError):
     type = "rate_limit_exceeded"
     code = "rate_limit_exceeded"
     fallback = "capacity"
+
+
+class ModerationUnavailable(APIError):
+    """The moderation service could not judge and MODERATION_ON_ERROR=refuse (503)."""
+
+    status = 503
+    type = "server_error"
+    code = "moderation_unavailable"
 
 
 class UpstreamError(APIError):

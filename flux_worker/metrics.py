@@ -88,6 +88,11 @@ FALLBACKS = Counter(
     "Images another model drew because the first failed, by from-model, to-model and reason "
     '("capacity", "quota", "rate_limit", "upstream_error", "timeout", "provider_skipped").',
     ["from_model", "to_model", "reason"])
+MODERATION = Counter(
+    "flux_worker_moderation_total",
+    'Prompts judged by MODERATION, by outcome ("passed", "refused", "relaxed": let through by '
+    '`moderation: low`, "error_refused", "error_allowed") and category ("-" when none).',
+    ["outcome", "category"])
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

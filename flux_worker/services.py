@@ -43,6 +43,14 @@ from .inputs.intake import ImageIntake
 from .keys.admin import KeyAdmin
 from .keys.ring import KeyRing
 from .keys.store import keys_from_location
+from .moderation.checkers import (
+    LLAMA_GUARD_MODEL,
+    OPENAI_MODERATION_MODEL,
+    Checker,
+    LlamaGuard,
+    OpenAIModeration,
+)
+from .moderation.policy import Moderation
 from .net.upstream import make_session
 from .responses.answer import Responses
 from .responses.background import Jobs
@@ -116,7 +124,8 @@ def build_services(config: Config) -> Services:
                                limit=config.provider_failure_limit,
                                retry_seconds=config.provider_retry_seconds)
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
-                        expiration=config.image_expiration, health=health, providers=providers)
+                        expiration=config.image_expiration, health=health, providers=providers,
+                        moderation=build_moderation(config, session))
     # Run-time keys (ADMIN_API_KEY) may carry their own rate limit, so they need the limiter.
     limiter = (RateLimiter(config.rate_limit, config.counters, health=counters)
                if config.rate_limit or config.admin_api_key else None)
@@ -274,6 +283,25 @@ def comfyui_workflows(config: Config) -> tuple[Workflow, ...]:
         return load_workflows(config.comfyui_workflows)
     except ValueError as exc:
         raise ConfigError(f"COMFYUI_WORKFLOWS: {exc}") from None
+
+
+def build_moderation(config: Config, session: requests.Session) -> Moderation | None:
+    """MODERATION's service and rule, or None when prompts are not checked."""
+    checker: Checker
+    if config.moderation == "openai":
+        checker = OpenAIModeration(api_base=config.moderation_url,
+                                   api_key=config.moderation_api_key,
+                                   model=config.moderation_model or OPENAI_MODERATION_MODEL,
+                                   session=session, timeout=config.moderation_timeout)
+    elif config.moderation == "cloudflare":
+        first = config.cloudflare_accounts[0]      # the account that draws judges too
+        checker = LlamaGuard(api_base=config.cf_api_base, account_id=first.id, token=first.token,
+                             model=config.moderation_model or LLAMA_GUARD_MODEL,
+                             session=session, timeout=config.moderation_timeout)
+    else:
+        return None
+    return Moderation(checker, low_allows=config.moderation_low,
+                      on_error=config.moderation_on_error)
 
 
 def build_translator(config: Config, session: requests.Session) -> Translator | None:

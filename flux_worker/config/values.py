@@ -256,6 +256,12 @@ def _rate_limit(text: str) -> str:
     return text
 
 
+def _categories(text: str) -> frozenset[str]:
+    from ..moderation.categories import parse_categories
+
+    return parse_categories(text)
+
+
 def _accounts(text: str) -> tuple[Account, ...]:
     if not text:
         return ()
@@ -282,6 +288,8 @@ HttpURL = Annotated[str, PlainValidator(_http_url)]
 BaseURL = Annotated[str, PlainValidator(lambda text: _http_url(text).rstrip("/"))]
 Storage = Annotated[StorageLocation, PlainValidator(_storage)]
 RateLimit = Annotated[str, PlainValidator(_rate_limit)]
+# Moderation categories (MODERATION_LOW), by id, Llama Guard code or OpenAI name.
+Categories = Annotated[frozenset[str], PlainValidator(_categories)]
 # `Account` is named as a string: variables.py resolves it when the configuration is first read.
 Accounts = Annotated["tuple[Account, ...]", PlainValidator(_accounts)]
 

@@ -39,6 +39,7 @@ from .values import (
     BLANK_MEANS_NONE,
     Accounts,
     BaseURL,
+    Categories,
     ConfigError,
     Dollars,
     Fallbacks,
@@ -202,6 +203,15 @@ class Config(BaseSettings):
     max_input_image_bytes: Annotated[int, whole(1024, 1 << 30)] = variable("MAX_INPUT_IMAGE_BYTES", "10485760", "Largest single input image (upload, `data:` URL or download), in bytes.")
     max_upload_bytes: Annotated[int, whole(1024, 1 << 31)] = variable("MAX_UPLOAD_BYTES", "20971520", "Largest multipart body of `/v1/images/edits` and `/v1/images/variations` (413 above it); JSON bodies keep `MAX_BODY_BYTES`.")
 
+    # Moderation of prompts before any paid call (moderation/)
+    moderation: Annotated[str, one_of("off", "cloudflare", "openai")] = variable("MODERATION", "off", "Check every prompt (and its translation) before drawing: `cloudflare` (Llama Guard on the Workers AI account), `openai` (an OpenAI-compatible `/v1/moderations` at `MODERATION_URL`) or `off`.")
+    moderation_model: str = variable("MODERATION_MODEL", "", "The moderation model; empty: `@cf/meta/llama-guard-3-8b` for `cloudflare`, `omni-moderation-latest` for `openai`.")
+    moderation_url: BaseURL = variable("MODERATION_URL", "", "Base URL of the OpenAI-compatible moderations API (`MODERATION=openai`), with or without `/v1`.")
+    moderation_api_key: str = variable("MODERATION_API_KEY", "", "Bearer key for `MODERATION_URL`.", secret=True)
+    moderation_low: Categories = variable("MODERATION_LOW", "", "Categories a request's `moderation: \"low\"` lets through, comma-separated (`sexual,violence`; Llama Guard codes such as `S12` and OpenAI names work too); empty: `low` relaxes nothing.")
+    moderation_on_error: Annotated[str, one_of("refuse", "allow")] = variable("MODERATION_ON_ERROR", "refuse", "When the moderation service cannot answer: `refuse` (503, nothing drawn) or `allow` (draw, with a WARNING in the log and a count in /metrics).")
+    moderation_timeout: Annotated[float, seconds(0.1, 120)] = variable("MODERATION_TIMEOUT", "10", "Seconds to wait for the moderation service.")
+
     # ---- values that follow from other variables -----------------------------------------------
 
     @field_validator("image_backend", mode="plain")
@@ -349,6 +359,7 @@ class Config(BaseSettings):
         """Every secret value, so the log filter can redact them."""
         values = (*self.api_keys, self.cf_api_token, self.external_api_key,
                   self.image_api_key, self.cf_ai_gateway_token, self.admin_api_key,
+                  self.moderation_api_key,
                   *(a.token for a in self.cf_accounts), self.aws_secret_access_key,
                   _password(self.storage.url), _password(self.counters.url))
         return tuple(v for v in values if v and len(v) >= 4)
@@ -388,6 +399,12 @@ def check_consistency(cfg: Config) -> None:
         raise ConfigError(
             "S3_PUBLIC_BASE_URL is required when IMAGE_LINKS=direct: set it to the bucket's "
             "public URL (an R2 public bucket, a custom domain or a CDN)")
+    if cfg.moderation == "openai" and not cfg.moderation_url:
+        raise ConfigError("MODERATION_URL is required when MODERATION=openai: the base URL of an "
+                          "OpenAI-compatible moderations API")
+    if cfg.moderation == "cloudflare" and not cfg.cloudflare_accounts:
+        raise ConfigError("MODERATION=cloudflare needs the Cloudflare account (CF_ACCOUNT_ID and "
+                          "CF_API_TOKEN, or CF_ACCOUNTS) that Llama Guard runs on")
     if cfg.translate and cfg.external_api_base and not cfg.external_model:
         raise ConfigError("EXTERNAL_MODEL is required when EXTERNAL_API_BASE is set")
     if cfg.translate and not cfg.external_api_base and not cfg.cloudflare_accounts:

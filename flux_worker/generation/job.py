@@ -39,6 +39,7 @@ class ImageOrder:
     output_compression: int | None = None   # JPEG/WebP quality 0-100; None: the encoder's own
     quality: str | None = None              # OpenAI's tiers (fields.QUALITIES); None: auto
     background: str | None = None           # "transparent" only where a model can draw it
+    moderation: str | None = None           # OpenAI's `moderation`: "low" relaxes MODERATION
     images: tuple[ImageSource, ...] = ()    # an edit's inputs, read only once admitted
     mask: ImageSource | None = None
     variation: bool = False                 # images/variations: no user prompt
@@ -80,6 +81,7 @@ class ImageJob:
     output_compression: int | None = None
     quality: str = "medium"       # the tier drawn: "low", "medium" or "high"
     background: str = "opaque"    # what the image has: "opaque" or "transparent"
+    moderation_low: bool = False  # the request asked `moderation: "low"`
     ignored: tuple[str, ...] = ()  # options given that this model cannot take
     clamped: tuple[str, ...] = ()  # options brought into the model's range: "--steps 50 → 8"
     images: tuple[InputImage, ...] = ()  # references / source image, checked by the intake

@@ -27,6 +27,7 @@ from .. import metrics
 from ..catalog.spec import SEED_MAX
 from ..cost.books import Hold, ImageCost
 from ..errors import APIError, Cancelled, StorageError, UpstreamError, raise_if_cancelled
+from ..moderation.policy import Moderation
 from ..storage import ImageStore, new_key
 from ..storage.health import StoreHealth
 from . import fitting
@@ -44,8 +45,9 @@ class Pipeline:
 
     def __init__(self, *, backend: ImageBackend, store: ImageStore, translator: Translator | None,
                  expiration: int, health: StoreHealth | None = None,
-                 providers: ProviderHealth | None = None):
+                 providers: ProviderHealth | None = None, moderation: Moderation | None = None):
         self.backend = backend
+        self.moderation = moderation  # MODERATION: judges prompts before any paid call
         self.providers = providers    # which providers fail in a row (None: not counted)
         self.store = store
         self.translator = translator
@@ -53,8 +55,15 @@ class Pipeline:
         self.health = health or StoreHealth(store)
 
     def choose_prompt(self, job: ImageJob, cancel: threading.Event | None = None) -> PromptChoice:
-        """Translate the prompt when a translator is set; fall back to the original on failure."""
-        if self.translator is None or job.variation:
+        """Translate the prompt when a translator is set; fall back to the original on failure.
+
+        With MODERATION on, the user's prompt is judged before the translation (an LLM call
+        that may cost) and the translation before the image call: ModerationRefused.
+        """
+        if job.variation:
+            return PromptChoice(job.prompt)
+        self._moderate(job.prompt, job, cancel)
+        if self.translator is None:
             return PromptChoice(job.prompt)
         raise_if_cancelled(cancel)
         try:
@@ -70,7 +79,14 @@ class Pipeline:
         if job.model.max_prompt and len(text) > job.model.max_prompt:
             # The user's own prompt fitted; an over-long LLM answer is not their fault.
             text = text[: job.model.max_prompt].rsplit(" ", 1)[0]
+        if text != job.prompt:
+            self._moderate(text, job, cancel)
         return PromptChoice(text, model=result.model)
+
+    def _moderate(self, text: str, job: ImageJob, cancel: threading.Event | None) -> None:
+        if self.moderation is not None:
+            raise_if_cancelled(cancel)
+            self.moderation.check(text, low=job.moderation_low)
 
     def render(self, job: ImageJob, prompt: str, *, seed: int | None = None,
                cancel: threading.Event | None = None, hold: Hold | None = None,

@@ -240,6 +240,7 @@ class Planner:
             quality=quality_tier(order.quality), ignored=tuple(ignored), clamped=clamped,
             images=images, mask=sd if model.mask else None,
             strength=order.strength if model.strength else None, variation=order.variation,
+            moderation_low=order.moderation == "low",
             background=("transparent" if order.background == "transparent" and model.transparency
                         else "opaque"),
             requested=requested if requested is not model else None)

@@ -23,7 +23,8 @@ from .generation_requests import ChatCompletionRequest, ImageGenerationRequest
 ERROR_RESPONSES = {
     400: ("BadRequest", "Malformed JSON, a missing or invalid field, no user message or an empty "
                         "prompt (`invalid_request_error`); `prompt_too_long`; "
-                        "`content_policy_violation` (the upstream safety filter refused)."),
+                        "`content_policy_violation` (the upstream safety filter or this "
+                        "server's MODERATION refused)."),
     401: ("Unauthorized", "Missing or wrong API key (`invalid_api_key`)."),
     403: ("Forbidden", "This run-time key may not use the model asked for "
                        "(`model_not_allowed`); the message names the ones it may use. Or the "
@@ -44,7 +45,8 @@ ERROR_RESPONSES = {
     502: ("BadGateway", "The image provider failed or answered nonsense (`upstream_error`), or "
                         "refused the server's own credentials (`upstream_auth_failed`)."),
     503: ("ServiceUnavailable", "No capacity upstream or here (`rate_limit_exceeded`, with "
-                                "`Retry-After`), or storage unreachable (`storage_error`)."),
+                                "`Retry-After`), storage unreachable (`storage_error`), or the "
+                                "moderation service (`moderation_unavailable`)."),
     504: ("GatewayTimeout", "The image provider did not answer within UPSTREAM_TIMEOUT "
                            "(`upstream_error`)."),
     507: ("InsufficientStorage", "Image storage is full (`storage_error`)."),

@@ -53,7 +53,7 @@ def order_options(tool: ImageGenerationTool | None) -> dict[str, Any]:
         options["size"] = tool.size
     if tool.output_format:
         options["output_format"] = tool.output_format
-    for name in ("quality", "background", "output_compression"):
+    for name in ("quality", "background", "output_compression", "moderation"):
         if getattr(tool, name) is not None:
             options[name] = getattr(tool, name)
     if tool.input_image_mask is not None and tool.input_image_mask.image_url:

@@ -87,7 +87,7 @@ def images_generations():
                        seed=req.seed, steps=req.steps, negative=req.negative_prompt,
                        guidance=req.guidance, output_format=req.output_format,
                        output_compression=req.output_compression, quality=req.quality,
-                       background=req.background)
+                       background=req.background, moderation=req.moderation)
     return images_answer(order, req.response_format, stream=req.stream)
 
 

@@ -65,7 +65,8 @@ def images_edits() -> Response:
                        guidance=req.guidance, strength=req.strength,
                        output_format=req.output_format,
                        output_compression=req.output_compression, quality=req.quality,
-                       background=req.background, images=tuple(images), mask=mask)
+                       background=req.background, moderation=req.moderation,
+                       images=tuple(images), mask=mask)
     return images_answer(order, req.response_format, name_models=True, stream=req.stream,
                          event="image_edit")
 

@@ -23,7 +23,9 @@ Routes
 * ``POST /v1/images/generations`` and ``GET /_fake/files/<id>.png``: an OpenAI Images API.
 * ``POST /client/v4/accounts/<account>/ai/run`` (``{model, input}``): the partner models, with
   ``GET .../ai/models/search`` and ``.../ai/models/schema`` (``partners``; image-providers.md §1).
-* ``/_fake/...``: control (faults, recorded requests, LLM reply, reset, health).
+* ``POST .../ai/run/@cf/meta/llama-guard-3-8b`` and ``POST /v1/moderations``: moderation, with
+  trigger words (``guard``).
+* ``/_fake/...``: control (faults, recorded requests, LLM reply, moderation, reset, health).
 
 Use
 ---

@@ -12,6 +12,8 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from PIL import Image
 
+from harness.fakes.cloudflare.guard import GUARD_MODEL, guard_answer, reset_guard
+from harness.fakes.cloudflare.guard import register as register_guard
 from harness.fakes.cloudflare.partners import DEFAULT_NO_RUN_TOKEN, partners, register
 from harness.fakes.cloudflare.pictures import ImageMaker
 from harness.fakes.cloudflare.schemas import (
@@ -140,6 +142,7 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
                       more_accounts=dict(more_accounts or {}), neurons_header=neurons_header)
     app.extensions["fake_cloudflare"] = state
     register(app, state, no_run_token)          # partner models, model search and schemas
+    register_guard(app)                         # Llama Guard's controls, /v1/moderations
 
     # -- Workers AI text-to-image ---------------------------------------------------------------
 
@@ -239,6 +242,7 @@ def make_app(*, account_id: str = DEFAULT_ACCOUNT_ID, api_token: str = DEFAULT_A
     @app.post("/_fake/reset")
     def reset():
         _state().reset()
+        reset_guard()
         return _json({"reset": True})
 
     @app.post("/_fake/llm")
@@ -293,6 +297,9 @@ def _run(account: str, model: str, *, route: str, gateway: str | None = None) ->
             and (request.content_type or "").startswith("multipart/")):
         return _finish(entry, cf_error(500, 7000, "AiError: AI Gateway does not support "
                                                   "ReadableStreams yet"))
+    if model == GUARD_MODEL:                  # a text model: moderation (guard.py)
+        entry["json"] = body = request.get_json(silent=True)
+        return _finish(entry, guard_answer(body))
     schema = MODELS.get(model)
     if schema is None:
         return _finish(entry, cf_error(400, 5007, f"No such model {model} or task"))

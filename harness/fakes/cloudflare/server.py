@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from harness.fakes.cloudflare.app import make_app
+from harness.fakes.cloudflare.guard import GUARD, reset_guard
 from harness.fakes.cloudflare.state import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_API_TOKEN,
@@ -51,6 +52,20 @@ class FakeServer(ThreadedFake):
 
     def reset(self) -> None:
         self.state.reset()
+        reset_guard()
+
+    def moderation_faults(self, *kinds: str) -> None:
+        """Queue faults of the next moderation judgements (guard.FAULTS), either route."""
+        with GUARD.lock:
+            GUARD.faults.extend(kinds)
+
+    def guard_answers_text(self, on: bool = True) -> None:
+        """Make Llama Guard answer with its own text ("unsafe\nS12") instead of an object."""
+        GUARD.text = on
+
+    def judged(self) -> list[str]:
+        """The texts the fake's moderation judged so far."""
+        return list(GUARD.judged)
 
     def exhaust(self, *account_ids: str) -> None:
         """Answer 4006 (daily allocation used up) for these accounts; none to clear."""
