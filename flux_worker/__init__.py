@@ -45,6 +45,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
         context,
         edits,
         errors,
+        history,
         hooks,
         image_files,
         mcp,
@@ -66,7 +67,7 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
     hooks.install(app)
     for blueprint in (pages.bp, image_files.bp, openapi.bp, metrics.bp, admin.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (api.bp, edits.bp, responses.bp, usage.bp):
+    for blueprint in (api.bp, edits.bp, responses.bp, usage.bp, history.bp):
         routes.register_api(app, blueprint)
     # The admin API only under /v1: /admin at the root is the admin page's.
     for blueprint in (admin_keys.bp, admin_api.bp):

@@ -94,6 +94,10 @@ MODERATION = Counter(
     '`moderation: low`, "error_refused", "error_allowed") and category ("-" when none).',
     ["outcome", "category"])
 
+HISTORY_FAILURES = Counter(
+    "flux_worker_history_write_failures_total",
+    "Images kept but not recorded in the image history (its store failed; the answer went out).")
+
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request and its duration under its route template."""
@@ -164,6 +168,11 @@ def observe_cancelled_neurons(model_id: str, neurons: float) -> None:
 def observe_fallback(from_model: str, to_model: str, reason: str) -> None:
     """Count one move from a failed (or skipped) model to its next alternative."""
     FALLBACKS.labels(from_model, to_model, reason).inc()
+
+
+def observe_history_failure() -> None:
+    """Count an image the history could not record."""
+    HISTORY_FAILURES.inc()
 
 
 def set_provider_up(provider: str, up: bool) -> None:

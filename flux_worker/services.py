@@ -39,6 +39,9 @@ from .generation.planner import Planner
 from .generation.provider_health import ProviderHealth
 from .generation.service import Generations
 from .generation.translate import ChatTranslator, Translator
+from .history.activity import ActivityLog, activity_from_location
+from .history.recorder import History
+from .history.stores import history_from_location
 from .inputs.intake import ImageIntake
 from .keys.admin import KeyAdmin
 from .keys.ring import KeyRing
@@ -86,13 +89,16 @@ class Services:
     marks: Marks = field(default_factory=MemoryMarks)
     keyring: KeyRing = field(default_factory=lambda: KeyRing(()))  # who may call
     key_admin: KeyAdmin | None = None         # run-time keys: on with ADMIN_API_KEY
+    history: History | None = None           # each key's kept images; None: IMAGE_HISTORY=off
+    activity: ActivityLog | None = None      # the newest answered errors, for the admin
 
     def close(self) -> None:
         """Release connections and files."""
         self.store.close()
         self.books.ledger.close()
-        if self.keyring.store is not None:
-            self.keyring.store.close()
+        for part in (self.keyring.store, self.history, self.activity):
+            if part is not None:
+                part.close()
         if self.pipeline.providers is not None:
             self.pipeline.providers.marks.close()
         if self.session is not None:
@@ -143,8 +149,11 @@ def build_services(config: Config) -> Services:
     planner = Planner(models, config.flux_num_steps, chains=chains, providers=providers,
                       fits=lambda caller, cost: books.fits(caller.key, cost.neurons, cost.usd,
                                                            caller.terms))
-    generations = Generations(planner=planner, pipeline=pipeline,
-                              admission=admission, intake=intake, health=health)
+    # In the counter store, so instances that share counts share the history too.
+    history = (History(history_from_location(config.counters), store, config.image_expiration)
+               if config.image_history == "on" else None)
+    generations = Generations(planner=planner, pipeline=pipeline, admission=admission,
+                              intake=intake, health=health, recorder=history)
     chat = ChatTurns(generations, models, Phrasebook(config.language), translator=translator,
                      auto_edits=config.chat_edits == "auto",
                      foreign_origin=links.foreign_origin(), show_cost=config.show_cost)
@@ -154,7 +163,8 @@ def build_services(config: Config) -> Services:
                     translator=translator, pipeline=pipeline, generations=generations, chat=chat,
                     session=session, admission=admission, books=books, accounts=accounts,
                     links=links, responses=responses, jobs=jobs, keyring=keyring,
-                    key_admin=key_admin, marks=marks)
+                    key_admin=key_admin, history=history,
+                    activity=activity_from_location(config.counters), marks=marks)
 
 
 def build_keys(config: Config, models: ModelRegistry) -> tuple[KeyRing, KeyAdmin | None]:

@@ -69,6 +69,9 @@ def bearer(key: str) -> dict[str, str]:
 
 
 AUTH = bearer(TEST_KEY)
+# The browser tests' key (the playground's key field) and how long a page step may take.
+BROWSER_KEY = "sk-browser-test-key-42"
+BROWSER_TIMEOUT_MS = 10_000
 
 # --- configuration and apps ------------------------------------------------------------------
 

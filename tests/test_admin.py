@@ -11,7 +11,7 @@ from flux_worker.cost.days import utc_day
 from flux_worker.cost.ledgers import NEURONS, USD, key_counter, model_counter, short_hash
 from flux_worker.web import admin_session
 from flux_worker.web.admin_auth import require_admin
-from tests.support import TEST_KEY, bearer
+from tests.support import TEST_KEY, bearer, wait_until
 
 ADMIN = "sk-admin-page-key-0001"
 OTHER_ADMIN = "sk-admin-page-key-0002"
@@ -258,3 +258,33 @@ def test_open_routes_still_show_nothing_about_spend(admin_app):
     for path in ("/", "/healthz", "/readyz"):
         text = client.get(path, headers={"Accept": "application/json"}).get_data(as_text=True)
         assert "spent" not in text and "budget" not in text, path
+
+
+# --- recent generations and the activity log -------------------------------------------------
+
+def test_recent_generations_of_every_key_with_cost_and_the_activity_log(admin_app):
+    client = admin_app.test_client()
+    made = client.post("/v1/images/generations", headers=bearer(TEST_KEY),
+                       json={"prompt": "a cat 16:9", "response_format": "url"})
+    assert made.status_code == 200
+    assert client.post("/v1/images/generations", headers=bearer(TEST_KEY),
+                       json={"prompt": ""}).status_code == 400
+    [item] = client.get("/v1/admin/generations", headers=bearer(ADMIN)).get_json()["data"]
+    assert item["url"] == made.get_json()["data"][0]["url"]
+    assert (item["prompt"], item["size"], item["owner"], item["provider"]) == (
+        "a cat 16:9", "1024x576", short_hash(TEST_KEY), "demo")
+    assert set(item["cost"]) == {"neurons", "usd"}
+    activity = admin_app.extensions["flux_worker"].activity
+    wait_until(lambda: activity.newest(1), message="the refusal is logged")
+    lines = client.get("/v1/admin/activity?limit=5", headers=bearer(ADMIN)).get_json()["data"]
+    assert (lines[0]["owner"], lines[0]["status"], lines[0]["path"]) == (
+        short_hash(TEST_KEY), 400, "/v1/images/generations")
+    for path in ("/v1/admin/generations", "/v1/admin/activity"):
+        assert client.get(path, headers=bearer(TEST_KEY)).status_code == 401
+        assert TEST_KEY not in client.get(path, headers=bearer(ADMIN)).get_data(as_text=True)
+
+
+def test_without_a_history_the_generations_say_why(apps):
+    client = apps.client(ADMIN_API_KEY=ADMIN, IMAGE_HISTORY="off")
+    answer = client.get("/v1/admin/generations", headers=bearer(ADMIN))
+    assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "history_unavailable"

@@ -154,3 +154,14 @@ def test_unknown_ids_are_404s(admin_client):
     for method in ("get", "patch", "delete"):
         response = getattr(admin_client, method)(f"{KEYS}/key_nope", headers=ADMIN, json={})
         assert response.status_code == 404
+
+
+def test_a_run_time_key_has_a_history_of_its_own(admin_client):
+    alice, bob = create(admin_client), create(admin_client, name="bob")
+    assert generate(admin_client, alice["secret"]).status_code == 200
+    mine = admin_client.get("/v1/images/history", headers=bearer(alice["secret"])).get_json()
+    assert [e["prompt"] for e in mine["data"]] == ["a cat"]
+    theirs = admin_client.get("/v1/images/history", headers=bearer(bob["secret"])).get_json()
+    assert theirs["data"] == []
+    everyone = admin_client.get("/v1/images/history", headers=ADMIN).get_json()["data"]
+    assert [e["owner"] for e in everyone] == [alice["owner"]]

@@ -95,6 +95,8 @@ def test_open_routes_show_no_account_spend_budget_or_storage_detail(spent_and_br
     seen = text_of(resp)
     assert resp.status_code in (200, 503), seen
     for detail in STORAGE_DETAILS + ACCOUNT_DETAILS:
+        if path == "/metrics" and detail.isdigit():
+            continue  # a port: a histogram's sum may hold its digits by chance, as below
         assert detail not in seen, f"{name} shows {detail!r}"
     if path != "/metrics":
         # /metrics stays open with the neurons spent per model (the service's total, no

@@ -345,6 +345,8 @@ def test_every_api_route_is_registered_once_and_served_with_and_without_v1():
         "/v1/models": "/models",
         "/v1/models/{model_id}": "/models/{model_id}",
         "/v1/usage": "/usage",
+        "/v1/images/history": "/images/history",
+        "/v1/images/history/{entry_id}": "/images/history/{entry_id}",
         "/v1/responses": "/responses",
         "/v1/responses/{response_id}": "/responses/{response_id}",
         "/v1/responses/{response_id}/cancel": "/responses/{response_id}/cancel",

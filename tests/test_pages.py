@@ -56,7 +56,8 @@ def test_page_config_block_feeds_the_playground(client):
     steps = config.pop("steps")
     assert config == {"auth_required": True, "image_expiration": 600,
                       "default_model": "@cf/black-forest-labs/flux-1-schnell",
-                      "chat_url": "/v1/chat/completions"}
+                      "chat_url": "/v1/chat/completions",
+                      "history_url": "/v1/images/history"}
     # The steps input's range per model, as /v1/models/<id> states it.
     assert steps["@cf/black-forest-labs/flux-1-schnell"] == {"field": "steps", "min": 1, "max": 8}
     assert steps["@cf/leonardo/phoenix-1.0"] == {"field": "num_steps", "min": 1, "max": 50}

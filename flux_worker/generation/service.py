@@ -18,7 +18,7 @@ No Flask here.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
 from ..cost.admission import Admission, Ticket
 from ..cost.books import Hold
@@ -29,16 +29,25 @@ from .pipeline import Pipeline
 from .planner import Planner
 
 
+class Recorder(Protocol):
+    """Told what each generation stored, for whom (history/recorder.py's History)."""
+
+    def record(self, caller: Caller, job: ImageJob, prompt: str,
+               results: Sequence[ImageResult]) -> None:
+        """Note the stored `results` drawn from `prompt`; must never raise."""
+
+
 class Generation:
     """An admitted, planned generation of `n` images; `close()` gives its claim back once."""
 
     def __init__(self, job: ImageJob, n: int, ticket: Ticket, pipeline: Pipeline,
-                 caller: Caller):
+                 caller: Caller, recorder: Recorder | None = None):
         self.job = job
         self.n = n
         self.caller = caller
         self._ticket = ticket
         self._pipeline = pipeline
+        self._recorder = recorder
         # What a chat-shaped answer reports beside its text (the Responses API's image call):
         # the prompt the image model got and the image it drew, set by `render`.
         self.prompt: str | None = None
@@ -81,12 +90,17 @@ class Generation:
             self.before_render()
         self.result = self._pipeline.render(self.job, prompt, cancel=self.caller.cancel,
                                             hold=self.hold, progress=self.progress)
+        if self._recorder is not None:
+            self._recorder.record(self.caller, self.job, prompt, [self.result])
         return self.result
 
     def render_all(self) -> Batch:
         """Translate once, then render all `n` images; keep all of them or none."""
-        return self._pipeline.render_batch(self.job, self.n, cancel=self.caller.cancel,
-                                           hold=self.hold)
+        batch = self._pipeline.render_batch(self.job, self.n, cancel=self.caller.cancel,
+                                            hold=self.hold)
+        if self._recorder is not None:
+            self._recorder.record(self.caller, self.job, batch.choice.prompt, batch.results)
+        return batch
 
     def close(self) -> None:
         """Give back the slots and the neurons not settled; later calls do nothing."""
@@ -103,12 +117,13 @@ class Generations:
     """Starts generations: the sequence every interface shares."""
 
     def __init__(self, *, planner: Planner, pipeline: Pipeline, admission: Admission,
-                 intake: ImageIntake, health: StoreHealth):
+                 intake: ImageIntake, health: StoreHealth, recorder: Recorder | None = None):
         self.planner = planner
         self.pipeline = pipeline
         self.admission = admission
         self.intake = intake
         self.health = health
+        self.recorder = recorder    # the image history; None: IMAGE_HISTORY=off
 
     def check(self, caller: Caller) -> None:
         """Raise RateLimited when the caller is already over its limit; charge nothing.
@@ -146,4 +161,4 @@ class Generations:
         except BaseException:
             ticket.release()
             raise
-        return Generation(job, order.n, ticket, self.pipeline, caller)
+        return Generation(job, order.n, ticket, self.pipeline, caller, self.recorder)

@@ -21,7 +21,7 @@ import copy
 from typing import Any, Mapping
 
 from ..version import __version__
-from . import openapi_admin, openapi_responses
+from . import openapi_admin, openapi_history, openapi_responses
 from .fields import MAX_EDIT_IMAGES
 from .openapi_components import (
     ERROR_RESPONSES,
@@ -58,6 +58,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/v1/models": {"get": _list_models()},
         "/v1/models/{model_id}": {"get": _get_model()},
         "/v1/usage": {"get": _usage()},
+        **openapi_history.paths(_operation, _ok, _errors),
         **openapi_responses.paths(_operation, _ok, _errors, GENERATION_ERRORS),
         **openapi_admin.paths(_operation, _ok, _errors),
         "/image/{key}": _image_path(),

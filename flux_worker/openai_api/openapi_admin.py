@@ -112,6 +112,14 @@ def schemas() -> dict[str, Any]:
 _HTML = {"text/html": {"schema": {"type": "string"}}}
 _AMOUNT = obj({"neurons": {"type": "number"}, "usd": {"type": "number"}}, ["neurons", "usd"])
 _TALLY = {"today": _AMOUNT, "last_30_days": _AMOUNT}
+_LIMIT = {"name": "limit", "in": "query", "required": False,
+          "description": "How many, newest first (default 20, at most 100).",
+          "schema": {"type": "integer", "minimum": 1, "maximum": 100}}
+
+
+def _list(item: dict) -> dict:
+    return obj({"object": {"const": "list"}, "data": {"type": "array", "items": item}},
+               ["object", "data"])
 
 
 def _page_paths(operation: Callable[..., dict], ok: Callable[..., dict],
@@ -122,6 +130,7 @@ def _page_paths(operation: Callable[..., dict], ok: Callable[..., dict],
         return ok(status_text, {**_HTML, **json_content(ref("Error"))} if error else _HTML)
 
     back = ok("Back to the page (`Location: /admin`).")
+    named = {"type": ["string", "null"], "description": "The run-time key's name."}
     return {
         "/admin": {"get": operation(
             "adminPage", "admin", "The admin page",
@@ -148,6 +157,30 @@ def _page_paths(operation: Callable[..., dict], ok: Callable[..., dict],
             "Ends the session on every instance and drops its cookie. Needs the session's "
             "CSRF token (form field `csrf_token`, or the `X-CSRF-Token` header).",
             {"303": back, **errors(403, 500)}, secured=False)},
+        "/v1/admin/generations": {"get": operation(
+            "adminGenerations", "admin", "Recent generations of every key",
+            "The newest kept images (`limit`, default 20, at most 100), newest first: the "
+            "history's item with its owner (short hash), the key's name, the provider and the "
+            "cost. 404 `history_unavailable` with IMAGE_HISTORY=off.",
+            {"200": ok("The generations.", json_content(_list(obj(
+                {"url": string(), "prompt": string(), "owner": string(), "name": named,
+                 "model": string(), "provider": string(), "size": string(),
+                 "created": {"type": "integer"}, "cost": obj(
+                     {"neurons": {"type": ["number", "null"]},
+                      "usd": {"type": ["number", "null"]}})},
+                ["url", "prompt", "owner", "model", "size", "created", "cost"])))),
+             **errors(400, 401, 404, 500, 503)}, secured=True, parameters=[_LIMIT])},
+        "/v1/admin/activity": {"get": operation(
+            "adminActivity", "admin", "Recent refusals and errors",
+            "The newest errors the service answered (`limit`, default 20, at most 100), "
+            "whoever asked: when, whose (short hash, or `anonymous`), method, path, status, "
+            "code and the message the caller saw.",
+            {"200": ok("The lines.", json_content(_list(obj(
+                {"created": {"type": "integer"}, "owner": string(), "name": named,
+                 "method": string(), "path": string(), "status": {"type": "integer"},
+                 "code": {"type": ["string", "null"]}, "message": string()},
+                ["created", "owner", "method", "path", "status", "message"])))),
+             **errors(400, 401, 404, 500, 503)}, secured=True, parameters=[_LIMIT])},
         "/v1/admin/overview": {"get": operation(
             "adminOverview", "admin", "Spend, budgets, accounts and providers",
             "The last 30 UTC days' spend in neurons and US dollars (per day, and per key, "

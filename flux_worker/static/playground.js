@@ -261,26 +261,74 @@
     }
   }
 
-  // ---- gallery: this browser's recent results, newest first ----
+  // ---- gallery: the key's images kept by the server, else this browser's; newest first ----
+
+  // The server's history for the key in the key field (GET /v1/images/history), or null while
+  // the server keeps none for it (no key, IMAGE_HISTORY=off, an open server: 404
+  // history_unavailable) or cannot be asked: then the gallery is this browser's own.
+  let serverEntries = null;
+
+  function currentKey() {
+    return keyInput ? keyInput.value.trim() : "";
+  }
+
+  async function loadHistory() {
+    const key = currentKey();
+    let found = null;
+    if (key) {
+      try {
+        const response = await fetch(`${config.history_url}?limit=${GALLERY_MAX}`,
+          { headers: { Authorization: `Bearer ${key}` } });
+        if (response.ok) found = ((await response.json()).data || []).map(fromServer);
+      } catch (_) { /* unreachable: this browser's gallery */ }
+    }
+    if (key === currentKey()) {  // the field may have changed while the answer came
+      serverEntries = found;
+      renderGallery();
+    }
+  }
+
+  function fromServer(item) {
+    return {
+      id: item.id, prompt: item.prompt, model: item.model, url: item.url,
+      size: String(item.size).replace("x", "×"),
+      expires: item.expires_at ? item.expires_at * 1000 : NEVER,
+    };
+  }
+
+  async function forget(entry) {
+    const response = await fetch(`${config.history_url}/${encodeURIComponent(entry.id)}`,
+      { method: "DELETE", headers: { Authorization: `Bearer ${currentKey()}` } });
+    if (!response.ok && response.status !== 404) {
+      showError(await httpError(response));
+      return;
+    }
+    await loadHistory();
+  }
 
   function entries() {
     const now = Date.now();
-    const list = load(GALLERY_STORE, []);
+    const list = serverEntries ?? load(GALLERY_STORE, []);
     return (Array.isArray(list) ? list : [])
       .filter((e) => e && safeUrl(e.url) && e.expires > now - EXPIRED_KEEP_MS);
   }
 
   function remember(entry) {
-    save(GALLERY_STORE, [entry, ...entries()].slice(0, GALLERY_MAX));
-    renderGallery();
+    const local = load(GALLERY_STORE, []);
+    save(GALLERY_STORE, [entry, ...(Array.isArray(local) ? local : [])].slice(0, GALLERY_MAX));
+    if (serverEntries === null) renderGallery();
+    else loadHistory();
   }
 
   function renderGallery() {
     const list = entries();
     const gallery = $("gallery");
     gallery.replaceChildren(...list.map(card));
+    const kept = serverEntries !== null;
+    $("gallery-title").textContent = kept ? "Your recent images" : "Recent in this browser";
     $("gallery-empty").hidden = list.length > 0;
-    $("gallery-clear").hidden = list.length === 0;
+    // Clearing empties this browser's list; the server's entries are deleted one by one.
+    $("gallery-clear").hidden = kept || list.length === 0;
     tick();
   }
 
@@ -327,6 +375,14 @@
     meta.append(expiry);
     item.append(link, text, meta);
     if (edit) item.append(edit);
+    if (entry.id) {
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "ghost small shot-delete";
+      remove.textContent = "Delete";
+      remove.addEventListener("click", () => forget(entry));
+      item.append(remove);
+    }
     return item;
   }
 
@@ -454,7 +510,9 @@
       setTimeout(() => { copy.textContent = "Copy"; }, 2000);
     });
   }
+  if (keyInput) keyInput.addEventListener("change", loadHistory);
   fitSteps();
   renderGallery();
+  loadHistory();
   setInterval(tick, 1000);
 })();

@@ -23,8 +23,9 @@ from ..errors import (
 )
 from ..logs import printable
 from . import edge
-from .auth import key_proved
+from .auth import caller_key, key_proved
 from .body import too_large
+from .context import services
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(APIError)
     def on_api_error(exc: APIError):
         edge.log_error(request.method, request.path, exc)
+        activity = services().activity
+        if activity is not None:
+            activity.answered(caller_key(), request.method, request.path, exc)
         return error_response(exc)
 
     @app.errorhandler(HTTPException)

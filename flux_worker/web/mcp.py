@@ -73,10 +73,10 @@ class McpMount:
             return ClosingIterator([], [finish])
         # Parsed once; the key check, the rate-limit identity and the budget all read it.
         token = bearer_of_header(environ.get("HTTP_AUTHORIZATION"))
-        proved = False  # whether a configured key passed: errors may then name addresses
+        key: str | None = None  # the checked key: errors may then name addresses
         try:
             access = self.services.keyring.check(token)
-            proved = access.key is not None
+            key = access.key
             if method != "POST":
                 # Stateless: no stream for server messages (GET) and no session to end (DELETE).
                 # The spec's answer is 405; an open GET would also hold a worker thread forever.
@@ -91,14 +91,16 @@ class McpMount:
             with_length(environ, self.max_body_bytes, self.too_large)
         except APIError as exc:
             edge.log_error(method, environ.get("PATH_INFO", ""), exc)
-            answer = edge.error_answer(exc, behind_key=proved)
+            if self.services.activity is not None:
+                self.services.activity.answered(key, method, environ.get("PATH_INFO", ""), exc)
+            answer = edge.error_answer(exc, behind_key=key is not None)
             respond(answer.status_line, answer.headers)
             return ClosingIterator([] if method == "HEAD" else [answer.body], [finish])
         # Per key when one was checked, else per client address, as for the API.
         caller.identity = access.key or environ.get("REMOTE_ADDR") or "anonymous"
         caller.key = access.key         # budgets count per key, as for the API
         caller.terms = access.terms
-        caller.key_proved = proved
+        caller.key_proved = key is not None
         base = config.public_base_url or get_current_url(environ, root_only=True).rstrip("/")
         links = self.services.links
         caller.link = lambda result: links(base, result.key)

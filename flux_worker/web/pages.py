@@ -58,6 +58,8 @@ def index():
     page = {"auth_required": info["auth_required"], "image_expiration": info["image_expiration"],
             "default_model": info["default_model"],
             "chat_url": request.script_root + "/v1/chat/completions",
+            # The key's images kept by the server: the gallery follows the key across browsers.
+            "history_url": request.script_root + "/v1/images/history",
             # Each model's steps range ({field, min, max}, or null for fixed steps), so the
             # steps input follows the chosen model.
             "steps": {m.id: m.capabilities()["steps"] for m in svc.models.models}}

@@ -9,6 +9,7 @@ import pytest
 from harness.browser import CHROMIUM, launch
 from harness.fakes import cloudflare
 from harness.service import CF_ACCOUNT, CF_TOKEN, LLM_KEY, cloudflare_env, start_service
+from tests.support import BROWSER_KEY
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +47,15 @@ def demo_service(tmp_path_factory):
 
 
 # --- a real browser: Debian's Chromium driven by Playwright (no browser download) ---------
+
+
+@pytest.fixture
+def demo_with_key(tmp_path):
+    """The demo backend with an API key (BROWSER_KEY), so the page shows the key field."""
+    service = start_service(tmp_path, {"API_KEY": BROWSER_KEY, "IMAGE_EXPIRATION": "1800"},
+                            workers=1)
+    yield service
+    service.stop()
 
 
 

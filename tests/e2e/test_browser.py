@@ -10,20 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.service import start_service
+from tests.support import BROWSER_KEY, BROWSER_TIMEOUT_MS
 
 pytestmark = pytest.mark.e2e
 
-KEY = "sk-browser-test-key-42"
-TIMEOUT_MS = 10_000
-
-
-@pytest.fixture
-def demo_with_key(tmp_path):
-    """The demo backend with an API key, so the page shows the key field."""
-    service = start_service(tmp_path, {"API_KEY": KEY, "IMAGE_EXPIRATION": "1800"}, workers=1)
-    yield service
-    service.stop()
+KEY = BROWSER_KEY
+TIMEOUT_MS = BROWSER_TIMEOUT_MS
 
 
 def test_playground_generates_streams_and_keeps_a_gallery(browser, demo_with_key, tmp_path):
