@@ -38,6 +38,8 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
         services = build_services(config)
 
     from .web import (
+        admin,
+        admin_api,
         admin_keys,
         api,
         context,
@@ -63,12 +65,13 @@ def create_app(config: Config | None = None, *, services: "Services | None" = No
 
     errors.register(app)
     hooks.install(app)
-    for blueprint in (pages.bp, image_files.bp, openapi.bp, metrics.bp):
+    for blueprint in (pages.bp, image_files.bp, openapi.bp, metrics.bp, admin.bp):
         app.register_blueprint(blueprint)
     for blueprint in (api.bp, edits.bp, responses.bp, usage.bp, history.bp):
         routes.register_api(app, blueprint)
     # The admin API only under /v1: /admin at the root is the admin page's.
-    app.register_blueprint(admin_keys.bp, url_prefix=routes.API_PREFIX)
+    for blueprint in (admin_keys.bp, admin_api.bp):
+        app.register_blueprint(blueprint, url_prefix=routes.API_PREFIX)
     # Wrapping wsgi_app is Flask's documented way to add WSGI middleware; mypy sees a method.
     app.wsgi_app = image_files.ImageFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
     # /mcp: MCP over streamable HTTP

@@ -8,6 +8,7 @@
     │   └── ImageRefused          400 invalid_image (an input image cannot be used)
     │       └── ImageExpired      400 image_expired (an own link whose image is gone)
     ├── AuthenticationError       401 invalid_api_key
+    ├── PermissionDenied          403 (the admin page's request without its CSRF token)
     ├── NotFound                  404 (routes, image keys)
     │   └── ModelNotFound         404 model_not_found
     ├── ModelNotAllowed           403 model_not_allowed (a run-time key limited to some models)
@@ -148,6 +149,15 @@ class AuthenticationError(APIError):
         # flow; this server has no OAuth to offer, so it names only what works: a Bearer key.
         # A realm would tell no client anything (there is one protection space).
         return {**super().headers(), "WWW-Authenticate": "Bearer"}
+
+
+class PermissionDenied(APIError):
+    """The caller is known but this request is refused: an admin page request whose CSRF
+    token is missing or wrong (403)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
 
 
 class NotFound(APIError):

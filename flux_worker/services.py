@@ -61,7 +61,7 @@ from .responses.store import ResponseStore
 from .storage import ImageStore, open_store
 from .storage.health import StoreHealth
 from .storage.links import ImageLinks
-from .storage.marks import marks_from_location
+from .storage.marks import Marks, MemoryMarks, marks_from_location
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ class Services:
     links: ImageLinks = field(default_factory=ImageLinks)  # IMAGE_LINKS: how answers link images
     books: Books = field(default_factory=lambda: Books(MemoryLedger(), BudgetRules()))
     accounts: AccountPool | None = None       # the Cloudflare backend's accounts
+    # Small shared integers that expire (COUNTERS_URL): provider health, admin sign-ins.
+    marks: Marks = field(default_factory=MemoryMarks)
     keyring: KeyRing = field(default_factory=lambda: KeyRing(()))  # who may call
     key_admin: KeyAdmin | None = None         # run-time keys: on with ADMIN_API_KEY
     history: History | None = None           # each key's kept images; None: IMAGE_HISTORY=off
@@ -123,7 +125,8 @@ def build_services(config: Config) -> Services:
     except ValueError as exc:
         raise ConfigError(f"STORAGE_URL: {exc}") from None
     health = StoreHealth(store)
-    providers = ProviderHealth(marks_from_location(config.counters),
+    marks = marks_from_location(config.counters)
+    providers = ProviderHealth(marks,
                                limit=config.provider_failure_limit,
                                retry_seconds=config.provider_retry_seconds)
     pipeline = Pipeline(backend=backend, store=store, translator=translator,
@@ -161,7 +164,7 @@ def build_services(config: Config) -> Services:
                     session=session, admission=admission, books=books, accounts=accounts,
                     links=links, responses=responses, jobs=jobs, keyring=keyring,
                     key_admin=key_admin, history=history,
-                    activity=activity_from_location(config.counters))
+                    activity=activity_from_location(config.counters), marks=marks)
 
 
 def build_keys(config: Config, models: ModelRegistry) -> tuple[KeyRing, KeyAdmin | None]:

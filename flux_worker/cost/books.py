@@ -375,7 +375,7 @@ class Books:
         spent = self.spent() if spent is None else spent
         issued = issued or {}
         lines = {short_hash(k): self.usage_of_key(k, spent) for k in keys}
-        for hashed in (*issued, *sorted(_named(spent, "key:"))):
+        for hashed in (*issued, *sorted(names_of_kind(spent, "key:"))):
             if hashed not in lines:
                 lines[hashed] = self.usage_of_hash(hashed, spent, issued.get(hashed))
         return list(lines.values())
@@ -386,7 +386,7 @@ class Books:
         return [{"model": model,
                  "spent_neurons": round(spent.get(model_counter(model), 0.0), 3),
                  "spent_usd": round(spent.get(USD.counter(model_counter(model)), 0.0), 9)}
-                for model in sorted(_named(spent, "model:"))]
+                for model in sorted(names_of_kind(spent, "model:"))]
 
     def _over_budget(self, refused: str, day: str, neurons: float | None,
                      usd: float | None, terms: KeyTerms | None) -> QuotaExceeded:
@@ -414,7 +414,7 @@ class Books:
             retry_after=reset["resets_in_seconds"])
 
 
-def _named(spent: Mapping[str, float], kind: str) -> set[str]:
+def names_of_kind(spent: Mapping[str, float], kind: str) -> set[str]:
     """The names after `kind` (`key:`, `model:`) of the counters of that kind, in either unit."""
     found = set()
     for name in spent:

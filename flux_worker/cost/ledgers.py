@@ -24,7 +24,10 @@ MILLI = 1000                      # neuron counters hold milli-neurons
 # day's spend stays a whole number that Redis's Lua (doubles, exact to 2^53) adds exactly up to
 # $9 million. Micro-dollars would round every schnell image ($0.0006336) by up to 0.1 %.
 NANO = 1_000_000_000
-DAY_TTL = 3 * 86400               # a day's counters outlive it briefly, for late settlements
+# A day's counters outlive it: for late settlements, and for the admin page's last 30 days
+# (cost/spend.py HISTORY_DAYS), with a day to spare so the oldest day shown is whole.
+DAY_TTL = 32 * 86400
+KEPT_DAYS = DAY_TTL // 86400
 SERVICE = "service"
 # The Redis key keeps its old name: the dollar counters are fields of the same daily hash, so
 # an upgraded instance shares one transaction, and one day's counts, with the others.
@@ -132,8 +135,8 @@ class MemoryLedger:
 
     def _day(self, day: str) -> dict[str, int]:
         if day not in self._days:
-            # Only today and yesterday (late settlements) matter; older days go.
-            for old in sorted(self._days)[:-1]:
+            # Days go as they would expire elsewhere (DAY_TTL): the admin page shows 30.
+            for old in sorted(self._days)[:-(KEPT_DAYS - 1)]:
                 del self._days[old]
             self._days[day] = {}
         return self._days[day]

@@ -66,6 +66,7 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
         "/readyz": {"get": _readyz()},
         "/openapi.json": {"get": _openapi_json()},
         "/metrics": {"get": _metrics()},
+        **openapi_admin.paths(_operation, _ok, _errors),
     }
     for path, alias in (aliases or {}).items():
         paths[alias] = _alias_of(path, paths[path])
@@ -89,7 +90,8 @@ def openapi_spec(server_url: str | None = None, *, max_images: int = 4,
             {"name": "files", "description": "Stored images; the key is the capability."},
             {"name": "service", "description": "Welcome page, probes, metrics and this "
                                                "document."},
-            {"name": "admin", "description": "For the holder of ADMIN_API_KEY: run-time keys."},
+            {"name": "admin", "description": "For the holder of ADMIN_API_KEY: run-time keys, the "
+                                             "admin page and its data."},
             {"name": "alias", "description": "The API routes without the `/v1` prefix."},
         ],
         "paths": paths,

@@ -27,7 +27,9 @@ ERROR_RESPONSES = {
                         "server's MODERATION refused)."),
     401: ("Unauthorized", "Missing or wrong API key (`invalid_api_key`)."),
     403: ("Forbidden", "This run-time key may not use the model asked for "
-                       "(`model_not_allowed`); the message names the ones it may use."),
+                       "(`model_not_allowed`); the message names the ones it may use. Or the "
+                       "admin page's session sent no CSRF token, or a wrong one "
+                       "(`permission_denied`)."),
     404: ("NotFound", "Unknown route (`not_found`), image key (`image_not_found`, also once "
                       "expired) or model id (`model_not_found`)."),
     405: ("MethodNotAllowed", "The path exists, the method does not (`method_not_allowed`); "

@@ -16,11 +16,13 @@ from ..keys.admin import KeyAdmin
 from ..keys.records import IssuedKey
 from ..keys.wire import KeyChange, KeyCreate, key_object
 from ..openai_api.wording import validate
+from .admin import private
 from .admin_auth import require_admin
 from .body import json_body
 from .context import services
 
 bp = Blueprint("admin_keys", __name__)
+bp.after_request(private)  # no-store, no frames, no Referer: as every admin answer
 log = logging.getLogger(__name__)
 
 

@@ -70,7 +70,8 @@ def index():
     return response
 
 
-def page_csp(public_base: str, image_origin: str | None = None) -> str:
+def page_csp(public_base: str, image_origin: str | None = None, *,
+             form_action: str = "'none'") -> str:
     """The welcome page's Content-Security-Policy: only this service's own files and API.
 
     Images may also come from PUBLIC_BASE_URL's origin when links point elsewhere. When
@@ -79,7 +80,8 @@ def page_csp(public_base: str, image_origin: str | None = None) -> str:
     a bucket's host is the store's address (an R2 endpoint's carries the account id). Naming it
     only to an authenticated caller cannot work, since a browser opens the page without a key.
     Only images widen: scripts, styles, connections, forms, frames and the base stay this
-    service's own or none, so an image from elsewhere can neither run nor read anything.
+    service's own or none, so an image from elsewhere can neither run nor read anything. The
+    admin page's forms (sign-in, sign-out) post to the service itself (`form_action`).
     """
     images = ["'self'", "data:", "blob:"]
     if public_base:
@@ -94,7 +96,7 @@ def page_csp(public_base: str, image_origin: str | None = None) -> str:
         images.append(scheme + ":")
     return "; ".join([
         "default-src 'none'", "script-src 'self'", "style-src 'self'",
-        "img-src " + " ".join(images), "connect-src 'self'", "form-action 'none'",
+        "img-src " + " ".join(images), "connect-src 'self'", "form-action " + form_action,
         "frame-ancestors 'none'", "base-uri 'none'"])
 
 
