@@ -18,10 +18,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from harness.service import API_KEY, LLM_KEY, cloudflare_env, start_service
-from tests.support import bearer, metric_value, png, sdk
+from tests.support import bearer, metric_value, png, sdk, wait_until
 
 pytestmark = pytest.mark.e2e
 
+ADMIN = "sk-e2e-moderation-admin-01"
 FLAGGED = "a forbiddenfruit picnic"        # the fake flags it: S12 / sexual
 VIOLENT = "a bloodbath at dawn"             # the fake flags it: S1 / violence
 
@@ -30,7 +31,8 @@ VIOLENT = "a bloodbath at dawn"             # the fake flags it: S1 / violence
 def guard_service(fake_cf, tmp_path_factory):
     """Llama Guard on the drawing account; `low` lets sexual content through; failures refuse."""
     service = start_service(tmp_path_factory.mktemp("guard"), cloudflare_env(
-        fake_cf, MODERATION="cloudflare", MODERATION_LOW="sexual", MODERATION_TIMEOUT="2"))
+        fake_cf, MODERATION="cloudflare", MODERATION_LOW="sexual", MODERATION_TIMEOUT="2",
+        ADMIN_API_KEY=ADMIN))
     yield service
     service.stop()
 
@@ -70,6 +72,11 @@ def test_llama_guard_refuses_before_any_image_call_and_names_the_category(guard_
     metrics = requests.get(guard_service.url + "/metrics", timeout=10).text
     assert metric_value(metrics, "flux_worker_moderation_total", outcome="refused",
                         category="violence") >= 2
+    # The admin page's activity lists the refusal as the caller saw it.
+    wait_until(lambda: any(
+        line["code"] == "content_policy_violation" and "violent crimes" in line["message"]
+        for line in requests.get(guard_service.api + "/admin/activity", headers=bearer(ADMIN),
+                                 timeout=10).json()["data"]), message="the refusal in activity")
 
 
 def test_low_relaxes_only_what_the_operator_allows(guard_service, cf):
