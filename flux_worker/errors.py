@@ -9,9 +9,9 @@
     │       └── ImageExpired      400 image_expired (an own link whose image is gone)
     ├── AuthenticationError       401 invalid_api_key
     ├── PermissionDenied          403 (the admin page's request without its CSRF token)
+    │   └── ModelNotAllowed       403 model_not_allowed (a run-time key limited to some models)
     ├── NotFound                  404 (routes, image keys)
     │   └── ModelNotFound         404 model_not_found
-    ├── ModelNotAllowed           403 model_not_allowed (a run-time key limited to some models)
     ├── MethodNotAllowed          405
     ├── PayloadTooLarge           413
     ├── RateLimited               429 rate_limit_exceeded (+ Retry-After)
@@ -174,11 +174,9 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
-class ModelNotAllowed(APIError):
+class ModelNotAllowed(PermissionDenied):
     """The model exists, but the caller's run-time key may not use it (403)."""
 
-    status = 403
-    type = "invalid_request_error"
     code = "model_not_allowed"
 
 

@@ -3,6 +3,7 @@ refusal, relaxation and failure settings, and the configuration that turns it on
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -46,7 +47,7 @@ def test_llama_guard_reads_both_answer_forms(session, answer, flagged):
     assert guard(session).flagged("a prompt") == flagged
     sent = responses.calls[0].request
     assert sent.headers["Authorization"] == "Bearer cf-token"
-    body = __import__("json").loads(sent.body)
+    body = json.loads(sent.body)
     assert body["messages"] == [{"role": "user", "content": "a prompt"}]
     assert set(body) <= {"messages", "max_tokens", "temperature", "response_format"}
 
@@ -76,7 +77,7 @@ def test_openai_moderation_maps_categories(session, base):
     assert checker.flagged("text") == ("violence", "hate")
     sent = responses.calls[0].request
     assert sent.headers["Authorization"] == "Bearer mod-key"
-    assert __import__("json").loads(sent.body) == {"input": "text",
+    assert json.loads(sent.body) == {"input": "text",
                                                    "model": "omni-moderation-latest"}
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from typing import Callable
 
+from ..cost.terms import KeyTerms
 from ..errors import InvalidRequest, NotFound
 from .records import REVOKED, IssuedKey, new_secret
 from .store import KeyStore
@@ -64,7 +65,7 @@ class KeyAdmin:
         """Every key, revoked ones too, oldest first."""
         return self.store.all()
 
-    def _checked(self, terms):
+    def _checked(self, terms: KeyTerms) -> KeyTerms:
         """The terms with each allowed model named by its id (an unknown one is refused)."""
         if terms.models is None:
             return terms

@@ -8,7 +8,7 @@ Calls go through the pooled session with a total deadline, like every upstream c
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 import requests
 
@@ -113,5 +113,5 @@ def _post(session: requests.Session, url: str, body: dict, token: str,
         raise CheckFailed("the moderation service answered no JSON") from exc
 
 
-def _unique(ids) -> tuple[str, ...]:
+def _unique(ids: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
