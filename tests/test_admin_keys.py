@@ -165,3 +165,13 @@ def test_a_run_time_key_has_a_history_of_its_own(admin_client):
     assert theirs["data"] == []
     everyone = admin_client.get("/v1/images/history", headers=ADMIN).get_json()["data"]
     assert [e["owner"] for e in everyone] == [alice["owner"]]
+
+
+def test_a_background_response_keeps_the_key_terms(admin_client):
+    made = create(admin_client, models=["@cf/black-forest-labs/flux-1-schnell"])
+    response = admin_client.post("/v1/responses", headers=bearer(made["secret"]), json={
+        "model": "gpt-5.4", "input": "a cat", "background": True,
+        "tools": [{"type": "image_generation",
+                   "model": "@cf/black-forest-labs/flux-2-klein-4b"}]})
+    assert response.status_code == 403
+    assert response.get_json()["error"]["code"] == "model_not_allowed"
